@@ -1,0 +1,73 @@
+"""Argument checks for the public API: clear TypeError/ValueError naming the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Largest image side any function accepts (matches the C++ limit).
+MAX_SIDE = 1 << 15
+
+
+def as_image(image: object, name: str = "image", *, channels: int | None = 3) -> np.ndarray:
+    """Return ``image`` as a C-contiguous uint8 array of shape HxW (channels=0) or HxWxC.
+
+    Non-contiguous or read-only views are copied; anything else that is not exactly a
+    uint8 image raises, so a float image in [0, 1] is never silently misread.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise TypeError(f"{name}: expected dtype uint8, got {image.dtype}")
+    if channels == 0:
+        if image.ndim != 2:
+            raise ValueError(f"{name}: expected a 2-D (H, W) image, got shape {image.shape}")
+    elif image.ndim != 3 or (channels is not None and image.shape[2] != channels):
+        want = "(H, W, 3)" if channels == 3 else f"(H, W, {channels})"
+        raise ValueError(f"{name}: expected shape {want}, got {image.shape}")
+    check_size(image.shape[:2], name)
+    return np.ascontiguousarray(image)
+
+
+def check_size(shape: tuple[int, ...], name: str) -> None:
+    h, w = int(shape[0]), int(shape[1])
+    if h == 0 or w == 0:
+        raise ValueError(f"{name}: image is empty (shape {h}x{w})")
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise ValueError(f"{name}: image side exceeds {MAX_SIDE} pixels (shape {h}x{w})")
+
+
+def as_mask(mask: object, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """Return ``mask`` as a C-contiguous bool HxW array matching ``shape``."""
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(mask).__name__}")
+    if mask.dtype != np.bool_:
+        if mask.dtype.kind not in "iu":
+            raise TypeError(f"{name}: expected a bool (or integer 0/1) mask, got {mask.dtype}")
+        mask = mask != 0
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {mask.shape}")
+    return np.ascontiguousarray(mask)
+
+
+def as_float_map(values: object, name: str, *, ndim: int = 2) -> np.ndarray:
+    """Return ``values`` as a finite, C-contiguous float32 array of the given rank."""
+    if not isinstance(values, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(values).__name__}")
+    if values.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected a numeric array, got {values.dtype}")
+    if values.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {values.shape}")
+    if values.size == 0:
+        raise ValueError(f"{name}: array is empty")
+    if ndim >= 2:
+        check_size(values.shape[:2], name)
+    out = np.ascontiguousarray(values, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name}: contains NaN or infinity")
+    return out
+
+
+def check_order(order: str) -> str:
+    if order not in ("bgr", "rgb"):
+        raise ValueError(f"order: expected 'bgr' or 'rgb', got {order!r}")
+    return order
