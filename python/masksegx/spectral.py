@@ -1,0 +1,300 @@
+"""The paper's spectral face-mask extraction (section 3), as six explicit steps.
+
+``segment_spectral(image)`` treats the image (or the ``region`` box inside it) as a face crop:
+face roughly centred, eyes in the upper half, the worn mask over the lower half. Every step
+works on that crop and its intermediate maps are returned, so a user can see why a pixel was
+chosen:
+
+1. **Pre-processing** - edge-preserving denoising (bilateral filter) and unsharp-mask edge
+   enhancement.
+2. **Candidate features** - NBRI = (B-R)/(B+R) and NMRI = (S-I)/(S+I) (HSI) per pixel
+   (:mod:`masksegx.color`), weighted into a 2-D feature vector.
+3. **Fuzzy clustering** - fuzzy c-means over the pixels below ``params.top`` of the crop,
+   started from a *skin probe* (a window over the eyes/cheeks, above any mask) and a *mask
+   probe* (a window over mouth and chin). Clusters that are more present in the mask probe than
+   in the skin probe are the mask clusters; their summed membership is the candidate map.
+4. **Region compensation** - the paper's combined algorithm on the candidate region: blue
+   suppression ``B' = mu * B`` (eq. 18), then the Minkowski-norm grey world (eq. 19-21) that
+   multiplies the region by ``(l(background) / l(region)) ** compensation_strength``.
+   ``compensation_strength = 1`` is eq. 21 as written; see :class:`SpectralParams`.
+5. **Candidates from the compensated image** - features are recomputed on the compensated
+   crop and the fuzzy clustering is refined from the step-3 centres; pixels whose mask
+   membership exceeds ``membership_threshold`` are candidates.
+6. **Geometric-weighted connectivity analysis** - connected components of the candidates with
+   Mi = K^2/area and Po = (X_max/area) * eps (eps = mean local variance of NBRI), filtered by
+   :func:`masksegx.regions.geometric_filter` with ``p1``, ``p2``; optionally only components
+   touching the mask probe survive; enclosed holes (mask prints, valves) are filled.
+
+The method only sees colour: masks with skin-like colours (beige, pink, some white masks
+under warm light) and strongly patterned masks are its known failure cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple, Union
+
+import cv2
+import numpy as np
+
+from . import color, compensate, fcm, filters, regions
+from ._validation import as_image, as_mask
+
+Box = Tuple[int, int, int, int]
+CompensationFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SpectralParams:
+    """All settings of :func:`segment_spectral`.
+
+    Window fields are ``(top, bottom, left, right)`` fractions of the face crop. The defaults
+    were chosen by ``tools/tune_spectral.py`` on ``seg/ffhq_synthmask/train`` and the
+    training part of ``seg/real_dev``; rerun it to reproduce them.
+    """
+
+    # 1. pre-processing
+    bilateral_sigma: float = 0.0
+    """Colour sigma of the 5x5 bilateral filter (0 disables denoising)."""
+    sharpen: float = 0.0
+    """Unsharp-mask amount (0 disables edge enhancement)."""
+    # 2. candidate features
+    nbri_weight: float = 1.0
+    nmri_weight: float = 0.25
+    skin_probe: Tuple[float, float, float, float] = (0.25, 0.45, 0.30, 0.70)
+    mask_probe: Tuple[float, float, float, float] = (0.60, 0.85, 0.35, 0.65)
+    top: float = 0.40
+    """No mask is searched above this fraction of the crop height (forehead, eyes)."""
+    # 3. fuzzy clustering
+    clusters: int = 2
+    fuzzifier: float = 2.0
+    max_iter: int = 20
+    # 4. compensation
+    compensation: Union[str, CompensationFn] = "combined"
+    """``"combined"`` (the paper's), ``"none"``, or a callable ``f(image, region) -> image``."""
+    blue_mu: float = 0.8
+    minkowski_t: float = 6.0
+    compensation_strength: float = 1.0
+    """Exponent on the eq. 21 gain; 1 is the paper, 0 leaves colours, < 0 pushes apart."""
+    # 5. candidates
+    membership_threshold: float = 0.5
+    # 6. connectivity analysis
+    variance_window: int = 5
+    p1: float = 12.0
+    """Largest Mi = K^2/area of a kept component (a filled square has Mi = 2)."""
+    p2: float = 0.5
+    """Largest Po = (X_max/area) * eps of a kept component (eps: mean NBRI local variance)."""
+    require_mask_probe: bool = True
+    fill_holes: bool = True
+    connectivity: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("skin_probe", "mask_probe"):
+            t, b, l, r = getattr(self, name)
+            if not (0 <= t < b <= 1 and 0 <= l < r <= 1):
+                raise ValueError(f"{name}: expected 0 <= top < bottom <= 1 and 0 <= left < right <= 1")
+        if not 0 <= self.top < 1:
+            raise ValueError("top: expected a fraction in [0, 1)")
+        if self.clusters < 2:
+            raise ValueError("clusters: expected at least 2 (skin and mask)")
+        if not self.fuzzifier > 1:
+            raise ValueError("fuzzifier: expected a value > 1")
+        if self.variance_window < 1 or self.variance_window % 2 == 0:
+            raise ValueError("variance_window: expected an odd size >= 1")
+        if self.connectivity not in (4, 8):
+            raise ValueError("connectivity: expected 4 or 8")
+        if not (isinstance(self.compensation, str) and self.compensation in ("combined", "none")
+                or callable(self.compensation)):
+            raise ValueError("compensation: expected 'combined', 'none' or a callable")
+
+
+@dataclass(frozen=True)
+class SpectralResult:
+    """Output of :func:`segment_spectral`; maps other than ``mask`` cover ``box`` only."""
+
+    mask: np.ndarray
+    """bool HxW, image size: the worn face mask."""
+    box: Box
+    """(x0, y0, x1, y1) of the face crop the steps worked on (x1, y1 exclusive)."""
+    preprocessed: np.ndarray
+    nbri: np.ndarray
+    nmri: np.ndarray
+    cluster_centers: np.ndarray
+    """Step-5 centres, [k, 2] in weighted (NBRI, NMRI) feature units."""
+    mask_clusters: np.ndarray
+    """bool [k]: which clusters count as mask."""
+    initial_candidates: np.ndarray
+    """bool, step 3: mask membership above the threshold before compensation."""
+    compensated: np.ndarray
+    """uint8 crop after step 4."""
+    membership: np.ndarray
+    """float32, step 5: summed membership of the mask clusters (0 above ``top``)."""
+    candidates: np.ndarray
+    """bool, step 5 candidates fed to the connectivity analysis."""
+    components: regions.Components
+    kept: np.ndarray
+    """bool [n]: components kept by step 6."""
+
+
+def segment_spectral(
+    image: np.ndarray,
+    *,
+    region: Union[None, Box, np.ndarray] = None,
+    params: Optional[SpectralParams] = None,
+) -> SpectralResult:
+    """Segment the worn face mask in a BGR uint8 face image with the spectral method.
+
+    Parameters
+    ----------
+    image : uint8 HxWx3, BGR (as ``cv2.imread`` returns).
+    region : None, a box ``(x0, y0, x1, y1)`` (pixels, exclusive end) or a bool HxW mask.
+        The face crop to work in; ``None`` means the whole image is a face crop. With a bool
+        mask its bounding box is the crop and the result is limited to the mask.
+    params : :class:`SpectralParams`, defaults if None.
+    """
+    image = as_image(image)
+    params = params or SpectralParams()
+    box, limit = _resolve_region(region, image.shape[:2])
+    x0, y0, x1, y1 = box
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    h, w = crop.shape[:2]
+
+    pre = _preprocess(crop, params)
+    maps = color.spectral_maps(pre, with_hsi=False)
+    features = _features(maps.nbri, maps.nmri, params)
+
+    skin_win = _window(params.skin_probe, h, w)
+    mask_win = _window(params.mask_probe, h, w)
+    top = min(int(round(params.top * h)), h - 1)
+    work = features[top:].reshape(-1, 2)
+
+    # Step 3: fuzzy clustering seeded from the two probes.
+    seeds = _seed_centers(features, skin_win, mask_win, params.clusters)
+    first = fcm.fuzzy_cmeans(work, params.clusters, m=params.fuzzifier, max_iter=params.max_iter,
+                             init_centers=seeds)
+    membership_1 = _full_membership(first.memberships, top, h, w)
+    mask_clusters = _mask_clusters(membership_1, skin_win, mask_win)
+    initial = membership_1[..., mask_clusters].sum(-1) > params.membership_threshold
+
+    # Step 4: compensation of the candidate region.
+    compensated = _compensate(pre, initial, params)
+
+    # Step 5: features of the compensated crop, clustering refined from the step-3 centres.
+    if compensated is pre:
+        final, comp_maps = first, maps
+    else:
+        comp_maps = color.spectral_maps(compensated, with_hsi=False)
+        comp_features = _features(comp_maps.nbri, comp_maps.nmri, params)[top:].reshape(-1, 2)
+        final = fcm.fuzzy_cmeans(comp_features, params.clusters, m=params.fuzzifier,
+                                 max_iter=params.max_iter, init_centers=first.centers)
+    membership = _full_membership(final.memberships, top, h, w)[..., mask_clusters].sum(-1)
+    candidates = membership > params.membership_threshold
+
+    # Step 6: geometric-weighted connectivity analysis.
+    variance = filters.local_variance(comp_maps.nbri, params.variance_window)
+    comps = regions.analyze(candidates, variance, connectivity=params.connectivity)
+    kept = regions.geometric_filter(comps, params.p1, params.p2)
+    if params.require_mask_probe and comps.count:
+        t, b, l, r = mask_win
+        touching = np.zeros(comps.count + 1, bool)
+        touching[np.unique(comps.labels[t:b, l:r])] = True
+        kept &= touching[1:]
+    crop_mask = comps.select(kept)
+    if params.fill_holes:
+        crop_mask = regions.fill_holes(crop_mask)
+
+    mask = np.zeros(image.shape[:2], bool)
+    mask[y0:y1, x0:x1] = crop_mask
+    if limit is not None:
+        mask &= limit
+    return SpectralResult(
+        mask=mask, box=box, preprocessed=pre, nbri=comp_maps.nbri, nmri=comp_maps.nmri,
+        cluster_centers=final.centers, mask_clusters=mask_clusters, initial_candidates=initial,
+        compensated=compensated, membership=membership.astype(np.float32), candidates=candidates,
+        components=comps, kept=kept,
+    )
+
+
+def _resolve_region(region, shape) -> Tuple[Box, Optional[np.ndarray]]:
+    h, w = shape
+    if region is None:
+        return (0, 0, w, h), None
+    if isinstance(region, np.ndarray) and region.ndim == 2:
+        limit = as_mask(region, "region", (h, w))
+        ys, xs = np.nonzero(limit)
+        if ys.size == 0:
+            raise ValueError("region: mask selects no pixels")
+        return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), limit
+    try:
+        x0, y0, x1, y1 = (int(round(float(v))) for v in region)
+    except (TypeError, ValueError):
+        raise TypeError("region: expected None, a box (x0, y0, x1, y1) or a bool HxW mask") from None
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        raise ValueError(f"region: box {tuple(region)} leaves less than 4x4 pixels inside the image")
+    return (x0, y0, x1, y1), None
+
+
+def _preprocess(crop: np.ndarray, params: SpectralParams) -> np.ndarray:
+    out = crop
+    if params.bilateral_sigma > 0:
+        out = cv2.bilateralFilter(out, 5, params.bilateral_sigma, 5)
+    if params.sharpen > 0:
+        blurred = cv2.GaussianBlur(out, (0, 0), 1.0)
+        out = cv2.addWeighted(out, 1 + params.sharpen, blurred, -params.sharpen, 0)
+    return out
+
+
+def _features(nbri: np.ndarray, nmri: np.ndarray, params: SpectralParams) -> np.ndarray:
+    return np.stack([nbri * params.nbri_weight, nmri * params.nmri_weight], -1).astype(np.float32)
+
+
+def _window(frac, h: int, w: int) -> Tuple[int, int, int, int]:
+    t, b, l, r = frac
+    top, left = min(int(t * h), h - 1), min(int(l * w), w - 1)
+    return top, max(int(round(b * h)), top + 1), left, max(int(round(r * w)), left + 1)
+
+
+def _seed_centers(features, skin_win, mask_win, k: int) -> np.ndarray:
+    """Medians of the skin and mask probes, then quantiles of the whole crop for k > 2."""
+    def median(win):
+        t, b, l, r = win
+        return np.median(features[t:b, l:r].reshape(-1, 2), axis=0)
+
+    seeds = [median(skin_win), median(mask_win)]
+    flat = features.reshape(-1, 2)
+    for q in np.linspace(0, 100, k)[1:-1] if k > 2 else []:
+        seeds.append(np.percentile(flat, q, axis=0))
+    return np.asarray(seeds, np.float32)
+
+
+def _full_membership(memberships: np.ndarray, top: int, h: int, w: int) -> np.ndarray:
+    """Memberships of the pixels below ``top``, zero-padded to the whole crop."""
+    full = np.zeros((h, w, memberships.shape[1]), np.float32)
+    full[top:] = memberships.reshape(h - top, w, -1)
+    return full
+
+
+def _mask_clusters(membership: np.ndarray, skin_win, mask_win) -> np.ndarray:
+    """Clusters more present in the mask probe than in the skin probe."""
+    def mean(win):
+        t, b, l, r = win
+        return membership[t:b, l:r].reshape(-1, membership.shape[-1]).mean(0)
+
+    in_mask, in_skin = mean(mask_win), mean(skin_win)
+    chosen = in_mask > in_skin
+    if not chosen.any():
+        chosen[np.argmax(in_mask - in_skin)] = True
+    return chosen
+
+
+def _compensate(pre: np.ndarray, region: np.ndarray, params: SpectralParams) -> np.ndarray:
+    if params.compensation == "none" or not region.any() or region.all():
+        return pre
+    if callable(params.compensation):
+        out = params.compensation(pre, region)
+        return as_image(out, "compensation result")
+    result = compensate.compensate_region(pre, region, mu=params.blue_mu, t=params.minkowski_t,
+                                          strength=params.compensation_strength)
+    return result.image
+
