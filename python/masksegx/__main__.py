@@ -1,0 +1,7 @@
+"""``python -m masksegx``: the same command line as the ``masksegx`` script."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
