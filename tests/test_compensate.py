@@ -125,6 +125,14 @@ def test_one_sided_region_leaves_image_unchanged(rng, fill):
     assert np.isnan(empty_side).all()
 
 
+def test_full_region_is_only_suppressed(rng):
+    image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    region = np.ones((5, 7), bool)
+    result = compensate.compensate_region(image, region, mu=0.5, order="rgb")
+    np.testing.assert_array_equal(result.image, compensate.blue_suppression(image, region, 0.5, order="rgb"))
+    np.testing.assert_array_equal(result.gain, 1.0)
+
+
 def test_black_region_channel_keeps_gain_one():
     image = np.full((4, 4, 3), 90, np.uint8)
     image[2:, :, 1] = 0

@@ -8,15 +8,19 @@ from hypothesis.extra.numpy import arrays
 from masksegx import filters
 from reference import local_variance_ref
 
-windows = st.sampled_from([1, 3, 5, 7, 15, 17, 31])
+windows = st.sampled_from([1, 3, 5, 7, 13, 15, 17, 31])  # direct int32, direct double, running
 
 
 def assert_variance_close(got, values, window):
-    """float32 output rounding (rtol 2e-6) plus double-sum rounding scaled by max(values^2)."""
+    """The documented precision: uint8 sums are exact, so only float32 rounding remains;
+    float32 input adds float64 running-sum rounding, scaled by max(values^2)."""
     want = local_variance_ref(values, window)
     assert got.dtype == np.float32 and got.shape == values.shape
-    scale = float(np.max(np.abs(values.astype(np.float64)))) ** 2
-    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-12 * scale + 1e-30)
+    if values.dtype == np.uint8:
+        np.testing.assert_allclose(got, want, rtol=2e-7, atol=1e-12)
+    else:
+        scale = float(np.max(np.abs(values.astype(np.float64)))) ** 2
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-12 * scale + 1e-30)
 
 
 @settings(max_examples=60, deadline=None)

@@ -49,7 +49,7 @@ void slide_rows(const In* __restrict enter, const In* __restrict leave, std::int
 }
 
 // E[x^2] - E[x]^2 from a window's sums, as (n * sum_sq - sum^2) / n^2: exact for integer
-// sums and exactly 0 for flat windows. Rounding can leave tiny negatives: (v + |v|) / 2
+// sums below 2^53 and exactly 0 for flat windows. Rounding can leave tiny negatives: (v + |v|) / 2
 // clamps them to 0 without a comparison, which would keep the loops from vectorising
 // under the default -ftrapping-math.
 template <class Acc>
@@ -66,6 +66,9 @@ void direct_row(const Acc* __restrict sum, const Acc* __restrict sum_sq, std::in
                 float* __restrict out) {
     constexpr double n = double(kWindow) * kWindow;
     constexpr double inv_n2 = 1.0 / (n * n);
+    // uint8 sums: n * sum_sq - sum^2 <= 255^2 * n^2 is an exact int32 up to window 13, and
+    // never negative; one float rounding of it is far cheaper than the double arithmetic.
+    constexpr bool kInt32Numerator = std::is_integral_v<Acc> && kWindow <= 13;
     for (std::int64_t x = 0; x < width; ++x) {
         Acc s = sum[x];
         Acc s2 = sum_sq[x];
@@ -73,7 +76,11 @@ void direct_row(const Acc* __restrict sum, const Acc* __restrict sum_sq, std::in
             s += sum[x + k];
             s2 += sum_sq[x + k];
         }
-        out[x] = variance_of(s, s2, n, inv_n2);
+        if constexpr (kInt32Numerator) {
+            out[x] = static_cast<float>(kWindow * kWindow * s2 - s * s) * static_cast<float>(inv_n2);
+        } else {
+            out[x] = variance_of(s, s2, n, inv_n2);
+        }
     }
 }
 

@@ -91,6 +91,7 @@ def compensate_region(
     Both illuminants are measured after the suppression, and the image equals
     ``gray_world_minkowski(blue_suppression(image, region, mu), region, t)`` byte for byte,
     but the C++ kernel reads the image twice only (one counting pass, one writing pass).
+    When either side has no pixels every gain is 1: the region is only suppressed.
     """
     image, region = _image_and_region(image, region)
     return CompensationResult(*_core.compensate_region(image, region, float(mu), float(t), check_order(order)))
