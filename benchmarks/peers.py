@@ -36,3 +36,97 @@ def spectral_maps_opencv(image: np.ndarray):
     v = hsv[..., 2].astype(np.float32) * np.float32(1 / 255)
     nmri = cv2.divide(s - v, s + v + 1e-6)
     return hsv, nbri, nmri
+
+
+# --- compensate (region = bool HxW, BGR images) ------------------------------------------
+
+
+def _power_table(t: float) -> np.ndarray:
+    """v ** t for every uint8 value: turns per-pixel powers into one lookup."""
+    return np.arange(256, dtype=np.float64) ** t
+
+
+def blue_suppression_numpy(image: np.ndarray, region: np.ndarray, mu: float = 0.8):
+    out = image.copy()
+    blue = image[..., 0]
+    scaled = np.clip(np.rint(blue * mu), 0, 255).astype(np.uint8)
+    out[..., 0] = np.where(region, scaled, blue)
+    return out
+
+
+def blue_suppression_opencv(image: np.ndarray, region: np.ndarray, mu: float = 0.8):
+    channels = list(cv2.split(image))
+    # convertScaleAbs = saturate(round(|mu * B|)), exactly eq. 18 for mu >= 0.
+    scaled = cv2.convertScaleAbs(channels[0], alpha=mu)
+    channels[0] = cv2.copyTo(scaled, region.view(np.uint8), channels[0])
+    return cv2.merge(channels)
+
+
+def minkowski_illuminant_numpy(image: np.ndarray, region: np.ndarray, t: float = 6.0):
+    if t == 1.0:
+        return image[region].mean(axis=0)
+    return _power_table(t)[image[region]].mean(axis=0) ** (1.0 / t)
+
+
+def minkowski_illuminant_opencv(image: np.ndarray, region: np.ndarray, t: float = 6.0):
+    mask = region.view(np.uint8)
+    if t == 1.0:
+        return np.array(cv2.mean(image, mask)[:3])
+    powered = cv2.LUT(image, _power_table(t))
+    return np.array(cv2.mean(powered, mask)[:3]) ** (1.0 / t)
+
+
+def gray_world_minkowski_numpy(image: np.ndarray, region: np.ndarray, t: float = 6.0):
+    gain = minkowski_illuminant_numpy(image, ~region, t) / minkowski_illuminant_numpy(image, region, t)
+    out = image.copy()
+    out[region] = np.clip(np.rint(image[region] * gain), 0, 255)
+    return out
+
+
+def gray_world_minkowski_opencv(image: np.ndarray, region: np.ndarray, t: float = 6.0):
+    mask = region.view(np.uint8)
+    powered = cv2.LUT(image, _power_table(t))
+    inside = np.array(cv2.mean(powered, mask)[:3])
+    outside = np.array(cv2.mean(powered, 1 - mask)[:3])
+    gain = (outside / inside) ** (1.0 / t)
+    corrected = cv2.multiply(image, (*gain, 0.0))
+    return cv2.copyTo(corrected, mask, image.copy())
+
+
+def compensate_region_numpy(image: np.ndarray, region: np.ndarray, mu: float = 0.8, t: float = 6.0):
+    return gray_world_minkowski_numpy(blue_suppression_numpy(image, region, mu), region, t)
+
+
+def compensate_region_opencv(image: np.ndarray, region: np.ndarray, mu: float = 0.8, t: float = 6.0):
+    return gray_world_minkowski_opencv(blue_suppression_opencv(image, region, mu), region, t)
+
+
+# --- filters -----------------------------------------------------------------------------
+
+
+def local_variance_numpy(values: np.ndarray, window: int = 5):
+    """Summed-area tables of x and x^2 in float64 over the reflect-101 padded map."""
+    radius = window // 2
+    padded = np.pad(values.astype(np.float64), radius, mode="reflect")
+    h, w = values.shape
+
+    def box_sums(x):
+        table = np.zeros((x.shape[0] + 1, x.shape[1] + 1))
+        np.cumsum(np.cumsum(x, axis=0), axis=1, out=table[1:, 1:])
+        return (table[window:, window:] - table[:h, window:]
+                - table[window:, :w] + table[:h, :w])
+
+    n = window * window
+    mean = box_sums(padded) / n
+    variance = box_sums(padded * padded) / n - mean * mean
+    return np.maximum(variance, 0).astype(np.float32)
+
+
+def local_variance_opencv(values: np.ndarray, window: int = 5):
+    """cv2.boxFilter / cv2.sqrBoxFilter straight to float32, then in-place arithmetic."""
+    box = dict(ddepth=cv2.CV_32F, ksize=(window, window), borderType=cv2.BORDER_REFLECT_101)
+    mean = cv2.boxFilter(values, **box)
+    mean_sq = cv2.sqrBoxFilter(values, **box)
+    cv2.multiply(mean, mean, dst=mean)
+    cv2.subtract(mean_sq, mean, dst=mean_sq)
+    return np.maximum(mean_sq, 0, out=mean_sq)

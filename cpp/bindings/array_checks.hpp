@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "masksegx/color.hpp"
+
 namespace masksegx::bindings {
 
 namespace py = pybind11;
@@ -81,6 +83,13 @@ py::array_t<T, py::array::c_style> require_mask_like(const py::handle& obj, cons
                               ")");
     }
     return arr;
+}
+
+// The `order` argument of colour kernels: which end of the pixel holds blue.
+inline ChannelOrder parse_order(const std::string& order) {
+    if (order == "bgr") return ChannelOrder::BGR;
+    if (order == "rgb") return ChannelOrder::RGB;
+    throw py::value_error("order: expected 'bgr' or 'rgb', got '" + order + "'");
 }
 
 }  // namespace masksegx::bindings

@@ -4,15 +4,10 @@
 #include <string>
 
 namespace py = pybind11;
+using masksegx::bindings::parse_order;
 using masksegx::bindings::require_image;
 
 namespace {
-
-masksegx::ChannelOrder parse_order(const std::string& order) {
-    if (order == "bgr") return masksegx::ChannelOrder::BGR;
-    if (order == "rgb") return masksegx::ChannelOrder::RGB;
-    throw py::value_error("order: expected 'bgr' or 'rgb', got '" + order + "'");
-}
 
 py::tuple spectral_maps(const py::handle& image_obj, const std::string& order_name, bool with_hsi) {
     const auto order = parse_order(order_name);
