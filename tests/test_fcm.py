@@ -42,8 +42,8 @@ def test_matches_numpy_reference_on_blobs(rng, m):
 @settings(max_examples=80, deadline=None)
 @given(
     n=st.integers(1, 60),
-    dims=st.integers(1, 4),
-    k=st.integers(1, 5),
+    dims=st.integers(1, 6),  # the m = 2 fast path covers k <= 5 and dims <= 4
+    k=st.integers(1, 7),
     m=st.sampled_from([2.0, 1.7, 2.5]),
     max_iter=st.integers(0, 12),
     seed=st.integers(0, 2**32 - 1),
@@ -58,6 +58,19 @@ def test_matches_numpy_reference_on_random_inputs(n, dims, k, m, max_iter, seed,
     k = min(k, len(np.unique(features, axis=0)))
     init = fcm.seed_centers(features, k, seed=seed)
     assert_matches_reference(features, k, m, 0.0, max_iter, init)
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e12])
+@pytest.mark.parametrize("k, dims", [(3, 2), (5, 4), (7, 2)])
+def test_extreme_scales_give_the_same_memberships(rng, scale, k, dims):
+    # Products of squared distances leave float range here: the kernel must notice.
+    features = blobs(rng, centres=np.eye(k, dims) * 3)
+    init = fcm.seed_centers(features, k, seed=5)
+    base = fcm.fuzzy_cmeans(features, k, init_centers=init, tol=0, max_iter=10)
+    factor = np.float32(scale)
+    scaled = fcm.fuzzy_cmeans(features * factor, k, init_centers=init * factor, tol=0, max_iter=10)
+    np.testing.assert_allclose(scaled.centers / factor, base.centers, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scaled.memberships, base.memberships, atol=1e-5)
 
 
 def test_memberships_are_a_partition_and_centres_sorted(rng):
