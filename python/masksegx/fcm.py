@@ -107,8 +107,8 @@ def fuzzy_cmeans(
     m = _check_number(m, "m", 1.0, strict=True)
     tol = _check_number(tol, "tol", 0.0, strict=False)
     max_iter = _as_int(max_iter, "max_iter")
-    if max_iter < 0:
-        raise ValueError(f"max_iter: expected >= 0, got {max_iter}")
+    if not 0 <= max_iter < 1 << 31:
+        raise ValueError(f"max_iter: expected an integer in [0, 2**31), got {max_iter}")
     seed = _check_seed(seed)
     if init_centers is not None:
         init_centers = as_float_array(init_centers, "init_centers", ndim=2)

@@ -1,9 +1,10 @@
 """Connected components and the paper's geometric-weighted connectivity analysis (eq. 22-24).
 
 Components are numbered ``1..n`` in raster order of their first pixel (top row first, then
-left to right); 0 is background. This matches ``cv2.connectedComponents`` with
-``cv2.CCL_WU`` (and OpenCV's default for 4-connectivity), but not OpenCV's default 8-connected
-algorithm, which scans 2x2 blocks and can number a component starting on an odd row first.
+left to right); 0 is background. This matches ``scipy.ndimage.label`` and
+``cv2.connectedComponents`` with ``cv2.CCL_WU`` (and OpenCV's default for 4-connectivity),
+but not OpenCV's default 8-connected algorithms, which scan 2x2 blocks and can number a
+component starting on an odd row first.
 
 Scores of component ``i`` (paper eq. 23-24)
 -------------------------------------------
