@@ -130,3 +130,87 @@ def local_variance_opencv(values: np.ndarray, window: int = 5):
     cv2.multiply(mean, mean, dst=mean)
     cv2.subtract(mean_sq, mean, dst=mean_sq)
     return np.maximum(mean_sq, 0, out=mean_sq)
+
+
+def otsu_mask(image: np.ndarray) -> np.ndarray:
+    """Realistic binary mask for the region benchmarks: Otsu threshold of the grey image."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    _, mask = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return mask.astype(bool)
+
+
+def local_variance(image: np.ndarray, size: int = 5) -> np.ndarray:
+    """float32 local variance of grey levels in a size x size window (the texture map)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    mean = cv2.blur(grey, (size, size))
+    return np.maximum(cv2.blur(grey * grey, (size, size)) - mean * mean, 0)
+
+
+def analyze_opencv(mask: np.ndarray, variance: np.ndarray):
+    """Labels, stats and the eq. 23-24 scores with OpenCV's labeller plus numpy.
+
+    CCL_BBDT: OpenCV's fastest algorithm on our masks (about 25% ahead of its default)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
+        mask.view(np.uint8), 8, cv2.CV_32S, cv2.CCL_BBDT
+    )
+    area = stats[1:, cv2.CC_STAT_AREA]
+    width = stats[1:, cv2.CC_STAT_WIDTH].astype(np.float64)
+    height = stats[1:, cv2.CC_STAT_HEIGHT].astype(np.float64)
+    diagonal_sq = width * width + height * height
+    # Foreground pixels only: bincount with weights costs ~3x more over the whole image.
+    eps = np.bincount(labels[mask], weights=variance[mask], minlength=count)[1:] / area
+    mi = diagonal_sq / area
+    po = area.max(initial=0) / area * eps
+    return labels, area, stats[1:, :4], np.sqrt(diagonal_sq), mi, eps, po
+
+
+def label_opencv(mask: np.ndarray):
+    """cv2.connectedComponents with CCL_BBDT, OpenCV's fastest algorithm on our masks."""
+    count, labels = cv2.connectedComponentsWithAlgorithm(
+        mask.view(np.uint8), 8, cv2.CV_32S, cv2.CCL_BBDT
+    )
+    return labels, count - 1
+
+
+def fill_holes_opencv(mask: np.ndarray) -> np.ndarray:
+    """Flood the 4-connected background from outside a one-pixel frame; the rest is filled."""
+    framed = cv2.copyMakeBorder(mask.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    cv2.floodFill(framed, None, (0, 0), 2, flags=4)
+    return framed[1:-1, 1:-1] != 2
+
+
+def fuzzy_cmeans_numpy(features: np.ndarray, centers: np.ndarray, max_iter: int = 30):
+    """Vectorised float32 FCM, m = 2, fixed iteration count. Planar (k, N) buffers reused in
+    place and BLAS dot products: the fastest numpy layout we found (the (N, k, D) broadcast
+    and the |x|^2 - 2 x.c + |c|^2 expansion are 10-30x slower here, the latter also loses
+    digits). Distances are floored at a tiny value instead of the exact on-centre rule."""
+    columns = np.ascontiguousarray(features.T)  # (D, N)
+    dims, count = columns.shape
+    k = len(centers)
+    centers = centers.astype(np.float32)
+    u = np.empty((k, count), np.float32)
+    scratch = np.empty(count, np.float32)
+    tiny = np.float32(1e-30)
+
+    def memberships(c):
+        for j in range(k):
+            np.subtract(columns[0], c[j, 0], out=u[j])
+            np.square(u[j], out=u[j])
+            for f in range(1, dims):
+                np.subtract(columns[f], c[j, f], out=scratch)
+                np.square(scratch, out=scratch)
+                u[j] += scratch
+        np.maximum(u, tiny, out=u)
+        np.reciprocal(u, out=u)
+        np.divide(u, u.sum(0), out=u)
+        return u
+
+    for _ in range(max_iter):
+        weights = np.square(memberships(centers), out=u)
+        sums = weights.sum(1)
+        centers = np.array(
+            [[np.dot(weights[j], columns[f]) / sums[j] for f in range(dims)] for j in range(k)],
+            np.float32,
+        )
+    centers = centers[np.argsort(centers[:, 0], kind="stable")]
+    return centers, memberships(centers).T.copy()

@@ -85,3 +85,120 @@ def local_variance_ref(values, window=5):
     padded = np.pad(values.astype(np.float64), radius, mode="reflect")
     boxes = np.lib.stride_tricks.sliding_window_view(padded, (window, window))
     return boxes.var(axis=(-2, -1))
+
+
+def label_ref(mask: np.ndarray, connectivity: int = 8):
+    """BFS flood fill; components numbered 1..n in raster order of their first pixel."""
+    h, w = mask.shape
+    if connectivity == 4:
+        steps = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+    else:
+        steps = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    labels = np.zeros((h, w), np.int32)
+    count = 0
+    for y in range(h):
+        for x in range(w):
+            if not mask[y, x] or labels[y, x]:
+                continue
+            count += 1
+            labels[y, x] = count
+            queue = [(y, x)]
+            while queue:
+                cy, cx = queue.pop()
+                for dy, dx in steps:
+                    ny, nx = cy + dy, cx + dx
+                    if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not labels[ny, nx]:
+                        labels[ny, nx] = count
+                        queue.append((ny, nx))
+    return labels, count
+
+
+def component_stats_ref(labels: np.ndarray, count: int, variance=None):
+    """(area, bbox x/y/w/h, K, Mi, eps, Po) per component, straight from the definitions."""
+    area = np.zeros(count, np.int64)
+    bbox = np.zeros((count, 4), np.int64)
+    eps = np.zeros(count)
+    for i in range(count):
+        ys, xs = np.nonzero(labels == i + 1)
+        area[i] = ys.size
+        bbox[i] = xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+        if variance is not None:
+            eps[i] = variance[ys, xs].astype(np.float64).mean()
+    diagonal = np.hypot(bbox[:, 2], bbox[:, 3]).astype(np.float64)
+    mi = diagonal**2 / area
+    po = (area.max(initial=0) / area) * eps if count else eps
+    return area, bbox, diagonal, mi, eps, po
+
+
+def fill_holes_ref(mask: np.ndarray) -> np.ndarray:
+    """Background pixels not 4-connected to the border become foreground."""
+    padded = np.pad(~mask.astype(bool), 1, constant_values=True)
+    outside, _ = label_ref(padded, connectivity=4)
+    return ~(outside[1:-1, 1:-1] == outside[0, 0])
+
+
+def fcm_ref(features, init_centers, m=2.0, tol=1e-4, max_iter=100):
+    """Bezdek fuzzy c-means in float64 from given centres, in the kernel's documented order:
+    membership/centre updates until the largest centre move < tol, centres sorted by their
+    features lexicographically, final memberships from the sorted centres."""
+    x = np.asarray(features, np.float64)
+    centers = np.asarray(init_centers, np.float64).copy()
+
+    def memberships(c):
+        d2 = ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+        on_centre = d2 == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = 1.0 / ((d2[:, :, None] / d2[:, None, :]) ** (1.0 / (m - 1))).sum(-1)
+        touching = on_centre.any(1)
+        u[touching] = on_centre[touching] / on_centre[touching].sum(1, keepdims=True)
+        return u, d2
+
+    iterations = 0
+    while iterations < max_iter:
+        u, _ = memberships(centers)
+        weights = u**m
+        total = weights.sum(0)
+        moved = centers.copy()
+        has_weight = total > 0
+        moved[has_weight] = (weights.T @ x)[has_weight] / total[has_weight, None]
+        shift = np.sqrt(((moved - centers) ** 2).sum(1)).max()
+        centers = moved
+        iterations += 1
+        if shift < tol:
+            break
+    centers = centers[np.lexsort(centers.T[::-1])]
+    u, d2 = memberships(centers)
+    return centers, u, iterations, float((u**m * d2).sum())
+
+
+def splitmix64(seed: int):
+    """The splitmix64 stream (Steele, Lea, Flood 2014) as Python integers."""
+    mask = (1 << 64) - 1
+    state = seed & mask
+    while True:
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        yield z ^ (z >> 31)
+
+
+def seed_centers_ref(features, k: int, seed: int):
+    """k-means++ seeding driven by splitmix64, as documented for the FCM kernel."""
+    x = np.asarray(features, np.float64)
+    stream = splitmix64(seed)
+    picks = [next(stream) % len(x)]
+    nearest = ((x - x[picks[0]]) ** 2).sum(1)
+    for _ in range(1, k):
+        total = float(sum(nearest))  # index order, like the kernel
+        if total > 0:
+            target = (next(stream) >> 11) * 2.0**-53 * total
+            candidates = np.flatnonzero(nearest > 0)
+            cumulative = np.cumsum(nearest[candidates])
+            after = np.flatnonzero(cumulative > target)
+            pick = candidates[after[0]] if after.size else candidates[-1]
+        else:
+            pick = next(stream) % len(x)
+        picks.append(int(pick))
+        nearest = np.minimum(nearest, ((x - x[pick]) ** 2).sum(1))
+    return np.asarray(features, np.float32)[picks]

@@ -113,6 +113,24 @@ def test_compensate_region_matches_reference(data, mu, t, order):
     np.testing.assert_array_equal(got.image, two_steps)
 
 
+@pytest.mark.parametrize("strength", [0.0, -1.0, 0.5])
+def test_strength_is_an_exponent_on_the_eq21_gains(rng, strength):
+    image = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    region = rng.random((9, 11)) < 0.4
+    paper = compensate.compensate_region(image, region, mu=0.7)
+    got = compensate.compensate_region(image, region, mu=0.7, strength=strength)
+    np.testing.assert_allclose(got.gain, paper.gain**strength, rtol=1e-12)
+    suppressed = compensate.blue_suppression(image, region, 0.7).astype(np.float64)
+    want = suppressed.copy()
+    want[region] = np.clip(np.rint(suppressed[region] * got.gain), 0, 255)
+    assert_images_close(got.image, want.astype(np.uint8))
+
+
+def test_strength_must_be_finite():
+    with pytest.raises(ValueError, match="strength"):
+        compensate.compensate_region(GOOD_IMAGE, GOOD_REGION, strength=np.inf)
+
+
 @pytest.mark.parametrize("fill", [False, True])
 def test_one_sided_region_leaves_image_unchanged(rng, fill):
     image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)

@@ -72,7 +72,7 @@ py::array_t<std::uint8_t> gray_world_minkowski(const py::handle& image_obj,
 }
 
 py::tuple compensate_region(const py::handle& image_obj, const py::handle& region_obj, double mu,
-                            double t, const std::string& order_name) {
+                            double t, double strength, const std::string& order_name) {
     const auto order = parse_order(order_name);
     const ImageAndRegion in(image_obj, region_obj);
     auto out = in.new_image();
@@ -80,7 +80,8 @@ py::tuple compensate_region(const py::handle& image_obj, const py::handle& regio
     masksegx::CompensationStats stats;
     {
         py::gil_scoped_release release;
-        stats = masksegx::compensate_region(in.pixels(), in.mask(), in.n_pixels(), order, mu, t, dst);
+        stats = masksegx::compensate_region(in.pixels(), in.mask(), in.n_pixels(), order, mu, t,
+                                            strength, dst);
     }
     return py::make_tuple(out, vector3(stats.gain), vector3(stats.illuminant_region),
                           vector3(stats.illuminant_background));
@@ -101,7 +102,8 @@ void register_compensate(py::module_& m) {
           py::arg("t") = 6.0,
           "Eq. 21: region pixels times l(background) / l(region) per channel, uint8 HxWx3.");
     m.def("compensate_region", &compensate_region, py::arg("image"), py::arg("region"),
-          py::arg("mu") = 0.8, py::arg("t") = 6.0, py::arg("order") = "bgr",
-          "Blue suppression then Minkowski gray world of the region: (image, gain, "
+          py::arg("mu") = 0.8, py::arg("t") = 6.0, py::arg("strength") = 1.0,
+          py::arg("order") = "bgr",
+          "Blue suppression then Minkowski gray world of the region (gains raised to strength): (image, gain, "
           "illuminant_region, illuminant_background), the last three float64 (3,).");
 }

@@ -221,15 +221,16 @@ void fill_scaled(std::uint8_t* table, double factor) {
     for (int v = 0; v < kLevels; ++v) table[v] = round_saturate(v * factor);
 }
 
-// Illuminants of both sides and the eq. 21 gains from the counts.
-CompensationStats gray_world_stats(const ChannelCounts& counts, double t) {
+// Illuminants of both sides and the eq. 21 gains from the counts, raised to `strength`.
+CompensationStats gray_world_stats(const ChannelCounts& counts, double t, double strength) {
     CompensationStats stats{};
     const bool both_sides = counts.pixels(0) > 0 && counts.pixels(1) > 0;
     for (int c = 0; c < 3; ++c) {
         stats.illuminant_background[c] = minkowski_from_counts(counts.counts[0][c], t);
         stats.illuminant_region[c] = minkowski_from_counts(counts.counts[1][c], t);
         const bool usable = both_sides && stats.illuminant_region[c] > 0.0;
-        stats.gain[c] = usable ? stats.illuminant_background[c] / stats.illuminant_region[c] : 1.0;
+        stats.gain[c] =
+            usable ? std::pow(stats.illuminant_background[c] / stats.illuminant_region[c], strength) : 1.0;
     }
     return stats;
 }
@@ -264,7 +265,7 @@ CompensationStats gray_world_minkowski(const std::uint8_t* pixels, const std::ui
     check_exponent(t);
     ChannelCounts counts;
     count_channels(pixels, region, n_pixels, /*region_only=*/false, counts);
-    const CompensationStats stats = gray_world_stats(counts, t);
+    const CompensationStats stats = gray_world_stats(counts, t, 1.0);
     SideTables tables;
     for (int c = 0; c < 3; ++c) fill_scaled(tables.region_channel(c), stats.gain[c]);
     apply_tables(pixels, region, n_pixels, tables, /*only_channel=*/-1, out);
@@ -273,9 +274,12 @@ CompensationStats gray_world_minkowski(const std::uint8_t* pixels, const std::ui
 
 CompensationStats compensate_region(const std::uint8_t* pixels, const std::uint8_t* region,
                                     std::int64_t n_pixels, ChannelOrder order, double mu,
-                                    double t, std::uint8_t* out) {
+                                    double t, double strength, std::uint8_t* out) {
     check_mu(mu);
     check_exponent(t);
+    if (!std::isfinite(strength)) {
+        throw std::invalid_argument("strength: must be finite, got " + std::to_string(strength));
+    }
     ChannelCounts counts;
     count_channels(pixels, region, n_pixels, /*region_only=*/false, counts);
 
@@ -289,7 +293,7 @@ CompensationStats compensate_region(const std::uint8_t* pixels, const std::uint8
     for (int v = 0; v < kLevels; ++v) moved[suppressed[v]] += region_blue[v];
     std::copy(moved, moved + kLevels, region_blue);
 
-    const CompensationStats stats = gray_world_stats(counts, t);
+    const CompensationStats stats = gray_world_stats(counts, t, strength);
     SideTables tables;
     for (int c = 0; c < 3; ++c) fill_scaled(tables.region_channel(c), stats.gain[c]);
     // Compose: suppress (rounded to uint8, as the two-step algorithm stores it), then correct.

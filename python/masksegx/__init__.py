@@ -1,6 +1,22 @@
-"""masksegx: face detection, face attributes and face-mask segmentation with C++ kernels."""
+"""masksegx: face detection, face attributes and face-mask segmentation with C++ kernels.
 
-from . import color, compensate, filters
+Kernel modules (functions over numpy arrays): :mod:`masksegx.color`, :mod:`masksegx.compensate`,
+:mod:`masksegx.filters`, :mod:`masksegx.regions`, :mod:`masksegx.fcm`.
+The paper's spectral face-mask extraction: :func:`segment_spectral`.
+Evaluation and baselines: :mod:`masksegx.eval`.
+"""
 
-__all__ = ["color", "compensate", "filters"]
+from . import color, compensate, fcm, filters, regions
+from .spectral import SpectralParams, SpectralResult, segment_spectral
+
+__all__ = [
+    "color",
+    "compensate",
+    "fcm",
+    "filters",
+    "regions",
+    "segment_spectral",
+    "SpectralParams",
+    "SpectralResult",
+]
 __version__ = "0.1.0"

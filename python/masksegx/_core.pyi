@@ -22,12 +22,31 @@ def blue_suppression(image: U8, region: Mask, mu: float = 0.8, order: str = "bgr
 def minkowski_illuminant(image: U8, region: Mask, t: float = 6.0, scale: float = 1.0) -> F64: ...
 def gray_world_minkowski(image: U8, region: Mask, t: float = 6.0) -> U8: ...
 def compensate_region(
-    image: U8, region: Mask, mu: float = 0.8, t: float = 6.0, order: str = "bgr"
+    image: U8, region: Mask, mu: float = 0.8, t: float = 6.0, strength: float = 1.0, order: str = "bgr"
 ) -> Tuple[U8, F64, F64, F64]: ...
 
 # --- filters ---------------------------------------------------------------
 def local_variance(values: Union[U8, F32], window: int = 5) -> F32: ...
 
 # --- regions ---------------------------------------------------------------
+B = npt.NDArray[np.bool_]
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+def label_components(mask: B, connectivity: int = 8) -> Tuple[I32, int]: ...
+def analyze_components(
+    mask: B, variance: Optional[F32] = None, connectivity: int = 8
+) -> Tuple[I32, I64, I32, F64, F64, F64, F64]: ...
+def fill_holes(mask: B) -> B: ...
 
 # --- fcm -------------------------------------------------------------------
+def fuzzy_cmeans(
+    features: F32,
+    k: int,
+    m: float = 2.0,
+    tol: float = 1e-4,
+    max_iter: int = 100,
+    seed: int = 0,
+    init_centers: Optional[F32] = None,
+) -> Tuple[F32, F32, int, float]: ...
+def fcm_seed_centers(features: F32, k: int, seed: int = 0) -> F32: ...

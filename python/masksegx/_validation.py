@@ -50,7 +50,16 @@ def as_mask(mask: object, name: str, shape: tuple[int, int]) -> np.ndarray:
 
 
 def as_float_map(values: object, name: str, *, ndim: int = 2) -> np.ndarray:
-    """Return ``values`` as a finite, C-contiguous float32 array of the given rank."""
+    """Return ``values`` as a finite, C-contiguous float32 array of the given rank whose first
+    two axes are image sides."""
+    out = as_float_array(values, name, ndim=ndim)
+    if ndim >= 2:
+        check_size(out.shape[:2], name)
+    return out
+
+
+def as_float_array(values: object, name: str, *, ndim: int) -> np.ndarray:
+    """Return ``values`` as a finite, C-contiguous float32 array of the given rank (any size)."""
     if not isinstance(values, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(values).__name__}")
     if values.dtype.kind not in "fiub":
@@ -59,8 +68,6 @@ def as_float_map(values: object, name: str, *, ndim: int = 2) -> np.ndarray:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {values.shape}")
     if values.size == 0:
         raise ValueError(f"{name}: array is empty")
-    if ndim >= 2:
-        check_size(values.shape[:2], name)
     out = np.ascontiguousarray(values, dtype=np.float32)
     if not np.isfinite(out).all():
         raise ValueError(f"{name}: contains NaN or infinity")

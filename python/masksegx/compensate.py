@@ -84,14 +84,21 @@ def compensate_region(
     *,
     mu: float = 0.8,
     t: float = 6.0,
+    strength: float = 1.0,
     order: str = "bgr",
 ) -> CompensationResult:
     """The paper's region compensation: :func:`blue_suppression`, then :func:`gray_world_minkowski`.
 
-    Both illuminants are measured after the suppression, and the image equals
-    ``gray_world_minkowski(blue_suppression(image, region, mu), region, t)`` byte for byte,
-    but the C++ kernel reads the image twice only (one counting pass, one writing pass).
+    Both illuminants are measured after the suppression. ``strength`` is an exponent on the
+    eq. 21 gains ``l(background) / l(region)``: 1 (default) is the paper as written and the
+    image then equals ``gray_world_minkowski(blue_suppression(image, region, mu), region, t)``
+    byte for byte; 0 applies the suppression only; negative values push the region's colour
+    away from the background's, which is what the paper says compensation is for
+    ("increasing the difference between the facial mask area and other facial areas").
+    The C++ kernel reads the image twice (one counting pass, one writing pass).
     When either side has no pixels every gain is 1: the region is only suppressed.
     """
     image, region = _image_and_region(image, region)
-    return CompensationResult(*_core.compensate_region(image, region, float(mu), float(t), check_order(order)))
+    return CompensationResult(
+        *_core.compensate_region(image, region, float(mu), float(t), float(strength), check_order(order))
+    )

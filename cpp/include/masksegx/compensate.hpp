@@ -40,10 +40,12 @@ CompensationStats gray_world_minkowski(const std::uint8_t* pixels, const std::ui
                                        std::int64_t n_pixels, double t, std::uint8_t* out);
 
 // The paper's combined compensation: blue suppression of the region (eq. 18), then eq. 21
-// with both illuminants measured on the suppressed image. Equal, byte for byte, to
+// with both illuminants measured on the suppressed image, its gains raised to `strength`
+// (finite; 1 = eq. 21 as written, 0 = suppression only, < 0 moves the region's colour away
+// from the background's). With strength 1 it equals, byte for byte,
 // gray_world_minkowski(blue_suppression(pixels)), in two passes over the image.
 CompensationStats compensate_region(const std::uint8_t* pixels, const std::uint8_t* region,
                                     std::int64_t n_pixels, ChannelOrder order, double mu,
-                                    double t, std::uint8_t* out);
+                                    double t, double strength, std::uint8_t* out);
 
 }  // namespace masksegx
