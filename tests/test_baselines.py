@@ -5,11 +5,10 @@ import pytest
 from masksegx.eval import baselines
 from masksegx.eval.baselines import SEGMENTATION_METHODS
 from masksegx.eval.compensations import COMPENSATION_METHODS
-import stand_ins as fakes
+from masksegx.spectral import SpectralParams
+from spies import record_compensations
 from synthetic import iou, masked_face
 
-#: Methods that need a module written elsewhere (imported on use).
-NEEDS_MODULE = {"spectral": "masksegx.spectral", "fcm": "masksegx.fcm"}
 #: The easy blue case must be found by the colour- and prior-based baselines.
 MIN_IOU = {
     "threshold": 0.9,
@@ -22,13 +21,8 @@ MIN_IOU = {
 
 
 @pytest.fixture
-def stand_ins(monkeypatch):
-    return fakes.install(monkeypatch)
-
-
-def require_module(name):
-    if name in NEEDS_MODULE:
-        pytest.importorskip(NEEDS_MODULE[name])  # guard until the module is merged
+def compensations(monkeypatch):
+    return record_compensations(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +39,6 @@ def lower_region():
 
 @pytest.mark.parametrize("name", sorted(SEGMENTATION_METHODS))
 def test_method_finds_the_blue_mask(name, face):
-    require_module(name)
     image, truth = face
     mask = SEGMENTATION_METHODS[name](image, None)
     assert mask.shape == truth.shape and mask.dtype == bool
@@ -54,7 +47,6 @@ def test_method_finds_the_blue_mask(name, face):
 
 @pytest.mark.parametrize("name", sorted(SEGMENTATION_METHODS))
 def test_method_stays_inside_region(name, face, lower_region):
-    require_module(name)
     image, truth = face
     mask = SEGMENTATION_METHODS[name](image, lower_region)
     assert mask.shape == truth.shape and mask.dtype == bool
@@ -62,23 +54,14 @@ def test_method_stays_inside_region(name, face, lower_region):
     assert iou(mask, truth & lower_region) > MIN_IOU[name] - 0.15
 
 
-@pytest.mark.parametrize("name", ["fcm", "spectral"])
-def test_module_backed_methods_with_stand_ins(name, stand_ins, face, lower_region):
-    image, truth = face
-    assert iou(SEGMENTATION_METHODS[name](image, None), truth) > 0.9
-    mask = SEGMENTATION_METHODS[name](image, lower_region)
-    assert not (mask & ~lower_region).any()
-    assert iou(mask, truth) > 0.9
-
-
-def test_spectral_passes_the_compensation_through(stand_ins, face):
+def test_spectral_passes_the_compensation_through(compensations, face):
     image, _ = face
     baselines.spectral(image)
     baselines.spectral(image, compensation=COMPENSATION_METHODS["inhibition"])
-    assert stand_ins.compensations == ["combined", COMPENSATION_METHODS["inhibition"]]
+    assert compensations == [SpectralParams().compensation, COMPENSATION_METHODS["inhibition"]]
 
 
-@pytest.mark.parametrize("name", sorted(set(SEGMENTATION_METHODS) - set(NEEDS_MODULE)))
+@pytest.mark.parametrize("name", sorted(SEGMENTATION_METHODS))
 @pytest.mark.parametrize("shape", [(1, 1), (2, 3), (1, 40), (9, 9)])
 @pytest.mark.parametrize("value", [0, 128])
 def test_tiny_and_constant_images(name, shape, value):
@@ -90,7 +73,7 @@ def test_tiny_and_constant_images(name, shape, value):
     assert not method(image, np.zeros(shape, bool)).any()
 
 
-@pytest.mark.parametrize("name", sorted(set(SEGMENTATION_METHODS) - set(NEEDS_MODULE)))
+@pytest.mark.parametrize("name", sorted(SEGMENTATION_METHODS))
 def test_methods_are_deterministic(name, face):
     image, _ = face
     first = SEGMENTATION_METHODS[name](image, None)
@@ -99,7 +82,7 @@ def test_methods_are_deterministic(name, face):
 
 
 @pytest.mark.parametrize("name", sorted(SEGMENTATION_METHODS))
-def test_bad_arguments(name, stand_ins, face):
+def test_bad_arguments(name, face):
     image, _ = face
     method = SEGMENTATION_METHODS[name]
     with pytest.raises(TypeError, match="image"):
@@ -121,9 +104,9 @@ CALLABLE_COMPENSATIONS = sorted(name for name, f in COMPENSATION_METHODS.items()
 GLOBAL_COMPENSATIONS = {"gray_world"}
 
 
-def test_combined_selects_the_pipelines_own_compensation():
-    assert COMPENSATION_METHODS["combined"] == "combined"
-    assert len(CALLABLE_COMPENSATIONS) == len(COMPENSATION_METHODS) - 1
+def test_strings_select_the_pipelines_own_choices():
+    assert COMPENSATION_METHODS["combined"] == "combined" and COMPENSATION_METHODS["none"] == "none"
+    assert len(CALLABLE_COMPENSATIONS) == len(COMPENSATION_METHODS) - 2
 
 
 @pytest.mark.parametrize("name", CALLABLE_COMPENSATIONS)
@@ -207,7 +190,7 @@ def test_inverse_projection_pulls_skin_like_pixels_out_of_the_mask_colour(face):
 
 
 @pytest.mark.parametrize("name", CALLABLE_COMPENSATIONS)
-def test_compensation_plugs_into_spectral(name, stand_ins, face):
+def test_compensation_plugs_into_spectral(name, compensations, face):
     image, truth = face
     mask = baselines.spectral(image, compensation=COMPENSATION_METHODS[name])
-    assert mask.shape == truth.shape and stand_ins.compensations == [COMPENSATION_METHODS[name]]
+    assert mask.shape == truth.shape and compensations == [COMPENSATION_METHODS[name]]

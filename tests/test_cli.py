@@ -10,7 +10,6 @@ import pytest
 
 import masksegx
 from masksegx.cli import main
-import stand_ins as fakes
 from synthetic import masked_face
 
 JSON_KEYS = {
@@ -77,8 +76,7 @@ def test_eval_seg_limit(tmp_path):
     assert json.loads(out.read_text())["n_images"] == 2
 
 
-def test_eval_seg_with_compensation(tmp_path, monkeypatch):
-    fakes.install(monkeypatch)
+def test_eval_seg_with_compensation(tmp_path):
     images, masks = make_dataset(tmp_path / "data", 255)
     out = tmp_path / "scores.json"
     args = eval_args(

@@ -8,11 +8,14 @@ chosen:
 1. **Pre-processing** - edge-preserving denoising (bilateral filter) and unsharp-mask edge
    enhancement.
 2. **Candidate features** - NBRI = (B-R)/(B+R) and NMRI = (S-I)/(S+I) (HSI) per pixel
-   (:mod:`masksegx.color`), weighted into a 2-D feature vector.
+   (:mod:`masksegx.color`), with the HSI intensity, weighted into a 3-D feature vector
+   (intensity separates black and white masks from skin, which the two indices alone
+   confuse).
 3. **Fuzzy clustering** - fuzzy c-means over the pixels below ``params.top`` of the crop,
    started from a *skin probe* (a window over the eyes/cheeks, above any mask) and a *mask
-   probe* (a window over mouth and chin). Clusters that are more present in the mask probe than
-   in the skin probe are the mask clusters; their summed membership is the candidate map.
+   probe* (a window over mouth and chin). Memberships are then evaluated over the whole crop;
+   clusters that are more present in the mask probe than in the skin probe are the mask
+   clusters, and their summed membership is the candidate map.
 4. **Region compensation** - the paper's combined algorithm on the candidate region: blue
    suppression ``B' = mu * B`` (eq. 18), then the Minkowski-norm grey world (eq. 19-21) that
    multiplies the region by ``(l(background) / l(region)) ** compensation_strength``.
@@ -32,7 +35,7 @@ under warm light) and strongly patterned masks are its known failure cases.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -42,6 +45,11 @@ from ._validation import as_image, as_mask
 
 Box = Tuple[int, int, int, int]
 CompensationFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class _Clustering(NamedTuple):
+    centers: np.ndarray
+    memberships: np.ndarray  # HxWxk over the whole crop
 
 
 @dataclass(frozen=True)
@@ -60,24 +68,25 @@ class SpectralParams:
     """Unsharp-mask amount (0 disables edge enhancement)."""
     # 2. candidate features
     nbri_weight: float = 1.0
-    nmri_weight: float = 0.25
-    skin_probe: Tuple[float, float, float, float] = (0.25, 0.45, 0.30, 0.70)
+    nmri_weight: float = 0.1
+    intensity_weight: float = 0.5
+    skin_probe: Tuple[float, float, float, float] = (0.20, 0.40, 0.25, 0.75)
     mask_probe: Tuple[float, float, float, float] = (0.60, 0.85, 0.35, 0.65)
     top: float = 0.40
     """No mask is searched above this fraction of the crop height (forehead, eyes)."""
     # 3. fuzzy clustering
-    clusters: int = 2
+    clusters: int = 4
     fuzzifier: float = 2.0
     max_iter: int = 20
     # 4. compensation
-    compensation: Union[str, CompensationFn] = "combined"
+    compensation: Union[str, CompensationFn] = "none"
     """``"combined"`` (the paper's), ``"none"``, or a callable ``f(image, region) -> image``."""
     blue_mu: float = 0.8
     minkowski_t: float = 6.0
     compensation_strength: float = 1.0
     """Exponent on the eq. 21 gain; 1 is the paper, 0 leaves colours, < 0 pushes apart."""
     # 5. candidates
-    membership_threshold: float = 0.5
+    membership_threshold: float = 0.4
     # 6. connectivity analysis
     variance_window: int = 5
     p1: float = 12.0
@@ -120,7 +129,7 @@ class SpectralResult:
     nbri: np.ndarray
     nmri: np.ndarray
     cluster_centers: np.ndarray
-    """Step-5 centres, [k, 2] in weighted (NBRI, NMRI) feature units."""
+    """Step-5 centres, [k, 3] in weighted (NBRI, NMRI, intensity) feature units."""
     mask_clusters: np.ndarray
     """bool [k]: which clusters count as mask."""
     initial_candidates: np.ndarray
@@ -128,7 +137,7 @@ class SpectralResult:
     compensated: np.ndarray
     """uint8 crop after step 4."""
     membership: np.ndarray
-    """float32, step 5: summed membership of the mask clusters (0 above ``top``)."""
+    """float32, step 5: summed membership of the mask clusters."""
     candidates: np.ndarray
     """bool, step 5 candidates fed to the connectivity analysis."""
     components: regions.Components
@@ -160,21 +169,21 @@ def segment_spectral(
     h, w = crop.shape[:2]
 
     pre = _preprocess(crop, params)
-    maps = color.spectral_maps(pre, with_hsi=False)
-    features = _features(maps.nbri, maps.nmri, params)
+    maps = color.spectral_maps(pre)
+    features = _features(maps, params)
 
     skin_win = _window(params.skin_probe, h, w)
     mask_win = _window(params.mask_probe, h, w)
     top = min(int(round(params.top * h)), h - 1)
-    work = features[top:].reshape(-1, 2)
 
-    # Step 3: fuzzy clustering seeded from the two probes.
+    if (h - top) * w < 4 * params.clusters:
+        return _nothing_found(image, box, pre, maps, params)
+
+    # Step 3: fuzzy clustering of the pixels below `top`, seeded from the two probes.
     seeds = _seed_centers(features, skin_win, mask_win, params.clusters)
-    first = fcm.fuzzy_cmeans(work, params.clusters, m=params.fuzzifier, max_iter=params.max_iter,
-                             init_centers=seeds)
-    membership_1 = _full_membership(first.memberships, top, h, w)
-    mask_clusters = _mask_clusters(membership_1, skin_win, mask_win)
-    initial = membership_1[..., mask_clusters].sum(-1) > params.membership_threshold
+    first = _cluster(features, top, seeds, params)
+    mask_clusters = _mask_clusters(first, skin_win, mask_win)
+    initial = _candidates(first, mask_clusters, top, params)
 
     # Step 4: compensation of the candidate region.
     compensated = _compensate(pre, initial, params)
@@ -183,12 +192,10 @@ def segment_spectral(
     if compensated is pre:
         final, comp_maps = first, maps
     else:
-        comp_maps = color.spectral_maps(compensated, with_hsi=False)
-        comp_features = _features(comp_maps.nbri, comp_maps.nmri, params)[top:].reshape(-1, 2)
-        final = fcm.fuzzy_cmeans(comp_features, params.clusters, m=params.fuzzifier,
-                                 max_iter=params.max_iter, init_centers=first.centers)
-    membership = _full_membership(final.memberships, top, h, w)[..., mask_clusters].sum(-1)
-    candidates = membership > params.membership_threshold
+        comp_maps = color.spectral_maps(compensated)
+        final = _cluster(_features(comp_maps, params), top, first.centers, params)
+    membership = final.memberships[..., mask_clusters].sum(-1)
+    candidates = _candidates(final, mask_clusters, top, params)
 
     # Step 6: geometric-weighted connectivity analysis.
     variance = filters.local_variance(comp_maps.nbri, params.variance_window)
@@ -212,6 +219,20 @@ def segment_spectral(
         cluster_centers=final.centers, mask_clusters=mask_clusters, initial_candidates=initial,
         compensated=compensated, membership=membership.astype(np.float32), candidates=candidates,
         components=comps, kept=kept,
+    )
+
+
+def _nothing_found(image, box, pre, maps, params) -> SpectralResult:
+    """The result for crops too small to cluster: no mask, no components."""
+    h, w = pre.shape[:2]
+    empty = np.zeros((h, w), bool)
+    components = regions.analyze(empty)
+    return SpectralResult(
+        mask=np.zeros(image.shape[:2], bool), box=box, preprocessed=pre, nbri=maps.nbri,
+        nmri=maps.nmri, cluster_centers=np.zeros((params.clusters, 3), np.float32),
+        mask_clusters=np.zeros(params.clusters, bool), initial_candidates=empty, compensated=pre,
+        membership=np.zeros((h, w), np.float32), candidates=empty, components=components,
+        kept=np.zeros(0, bool),
     )
 
 
@@ -245,8 +266,28 @@ def _preprocess(crop: np.ndarray, params: SpectralParams) -> np.ndarray:
     return out
 
 
-def _features(nbri: np.ndarray, nmri: np.ndarray, params: SpectralParams) -> np.ndarray:
-    return np.stack([nbri * params.nbri_weight, nmri * params.nmri_weight], -1).astype(np.float32)
+def _features(maps: color.SpectralMaps, params: SpectralParams) -> np.ndarray:
+    return np.stack(
+        [maps.nbri * params.nbri_weight, maps.nmri * params.nmri_weight,
+         maps.intensity * params.intensity_weight], -1,
+    ).astype(np.float32)
+
+
+def _cluster(features: np.ndarray, top: int, seeds: np.ndarray, params: SpectralParams):
+    """FCM fitted below `top`; returns centres and HxWxk memberships of the whole crop."""
+    h, w, d = features.shape
+    fit = fcm.fuzzy_cmeans(features[top:].reshape(-1, d), params.clusters, m=params.fuzzifier,
+                           max_iter=params.max_iter, init_centers=seeds)
+    # max_iter=0 evaluates memberships for fixed centres (also above `top`, for the probes).
+    whole = fcm.fuzzy_cmeans(features.reshape(-1, d), params.clusters, m=params.fuzzifier,
+                             max_iter=0, init_centers=fit.centers)
+    return _Clustering(whole.centers, whole.memberships.reshape(h, w, -1))
+
+
+def _candidates(clustering, mask_clusters: np.ndarray, top: int, params: SpectralParams) -> np.ndarray:
+    candidates = clustering.memberships[..., mask_clusters].sum(-1) > params.membership_threshold
+    candidates[:top] = False
+    return candidates
 
 
 def _window(frac, h: int, w: int) -> Tuple[int, int, int, int]:
@@ -259,24 +300,19 @@ def _seed_centers(features, skin_win, mask_win, k: int) -> np.ndarray:
     """Medians of the skin and mask probes, then quantiles of the whole crop for k > 2."""
     def median(win):
         t, b, l, r = win
-        return np.median(features[t:b, l:r].reshape(-1, 2), axis=0)
+        return np.median(features[t:b, l:r].reshape(-1, features.shape[-1]), axis=0)
 
     seeds = [median(skin_win), median(mask_win)]
-    flat = features.reshape(-1, 2)
+    flat = features.reshape(-1, features.shape[-1])
     for q in np.linspace(0, 100, k)[1:-1] if k > 2 else []:
         seeds.append(np.percentile(flat, q, axis=0))
     return np.asarray(seeds, np.float32)
 
 
-def _full_membership(memberships: np.ndarray, top: int, h: int, w: int) -> np.ndarray:
-    """Memberships of the pixels below ``top``, zero-padded to the whole crop."""
-    full = np.zeros((h, w, memberships.shape[1]), np.float32)
-    full[top:] = memberships.reshape(h - top, w, -1)
-    return full
-
-
-def _mask_clusters(membership: np.ndarray, skin_win, mask_win) -> np.ndarray:
+def _mask_clusters(clustering, skin_win, mask_win) -> np.ndarray:
     """Clusters more present in the mask probe than in the skin probe."""
+    membership = clustering.memberships
+
     def mean(win):
         t, b, l, r = win
         return membership[t:b, l:r].reshape(-1, membership.shape[-1]).mean(0)

@@ -45,18 +45,23 @@ def spectral(
     image: np.ndarray,
     region: Optional[np.ndarray] = None,
     *,
-    compensation: Union[str, Compensation] = "combined",
+    compensation: Union[None, str, Compensation] = None,
 ) -> np.ndarray:
     """The paper's spectral pipeline (:func:`masksegx.spectral.segment_spectral`).
 
-    ``compensation`` replaces the pipeline's region compensation (Table 3): ``"combined"``
-    (the paper's) or a callable from :data:`masksegx.eval.compensations.COMPENSATION_METHODS`.
+    ``compensation`` replaces the pipeline's default region compensation (Table 3):
+    ``"combined"`` (the paper's), ``"none"`` or a callable from
+    :data:`masksegx.eval.compensations.COMPENSATION_METHODS`.
     """
-    from ..spectral import SpectralParams, segment_spectral  # the pipeline is optional here
+    from .. import spectral as pipeline  # looked up per call so tests can watch it
 
     image, region = image_and_region(image, region)
-    params = dataclasses.replace(SpectralParams(), compensation=compensation)
-    return _restrict(segment_spectral(image, region=region, params=params).mask, region)
+    if region is not None and not region.any():
+        return np.zeros(image.shape[:2], bool)  # as every baseline: empty region, empty mask
+    params = pipeline.SpectralParams()
+    if compensation is not None:
+        params = dataclasses.replace(params, compensation=compensation)
+    return _restrict(pipeline.segment_spectral(image, region=region, params=params).mask, region)
 
 
 def threshold(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:

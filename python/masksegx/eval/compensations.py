@@ -232,6 +232,7 @@ def inverse_projection(image: np.ndarray, region: Optional[np.ndarray] = None) -
 
 COMPENSATION_METHODS: dict[str, Union[str, Compensation]] = {
     "combined": "combined",
+    "none": "none",
     "inhibition": inhibition,
     "gray_world": gray_world,
     "histogram_equalization": histogram_equalization,

@@ -1,0 +1,16 @@
+"""Test helper: watch what the real spectral pipeline is called with."""
+
+import masksegx.spectral
+
+
+def record_compensations(monkeypatch):
+    """Wrap ``segment_spectral``; returns the list of ``params.compensation`` per call."""
+    calls = []
+    real = masksegx.spectral.segment_spectral
+
+    def recording(image, *, region=None, params=None):
+        calls.append(params.compensation if params is not None else None)
+        return real(image, region=region, params=params)
+
+    monkeypatch.setattr(masksegx.spectral, "segment_spectral", recording)
+    return calls
