@@ -64,18 +64,18 @@ class SpectralParams:
     # 1. pre-processing
     bilateral_sigma: float = 0.0
     """Colour sigma of the 5x5 bilateral filter (0 disables denoising)."""
-    sharpen: float = 0.0
+    sharpen: float = 0.5
     """Unsharp-mask amount (0 disables edge enhancement)."""
     # 2. candidate features
     nbri_weight: float = 1.0
     nmri_weight: float = 0.1
     intensity_weight: float = 0.5
-    skin_probe: Tuple[float, float, float, float] = (0.20, 0.40, 0.25, 0.75)
+    skin_probe: Tuple[float, float, float, float] = (0.15, 0.40, 0.20, 0.80)
     mask_probe: Tuple[float, float, float, float] = (0.60, 0.85, 0.35, 0.65)
-    top: float = 0.40
+    top: float = 0.45
     """No mask is searched above this fraction of the crop height (forehead, eyes)."""
     # 3. fuzzy clustering
-    clusters: int = 4
+    clusters: int = 3
     fuzzifier: float = 2.0
     max_iter: int = 20
     # 4. compensation
@@ -89,7 +89,7 @@ class SpectralParams:
     membership_threshold: float = 0.4
     # 6. connectivity analysis
     variance_window: int = 5
-    p1: float = 12.0
+    p1: float = 8.0
     """Largest Mi = K^2/area of a kept component (a filled square has Mi = 2)."""
     p2: float = 0.5
     """Largest Po = (X_max/area) * eps of a kept component (eps: mean NBRI local variance)."""
