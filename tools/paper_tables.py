@@ -19,10 +19,13 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from masksegx.eval.baselines import SEGMENTATION_METHODS, spectral
 from masksegx.eval.compensations import COMPENSATION_METHODS
-from masksegx.eval.datasets import evaluate_segmentation, pair_files
+from masksegx.color import spectral_maps
+from masksegx.eval.datasets import evaluate_segmentation, pair_files, read_image, read_mask
+from masksegx.eval.metrics import SegmentationScores
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,6 +84,42 @@ def _table(title, first_column, rows, paper, datasets, limit):
     return "\n".join(lines)
 
 
+#: Methods compared by mask appearance, and the order the appearance rules are tried in.
+APPEARANCE_METHODS = ("spectral", "threshold", "level_set", "graph_cut")
+APPEARANCES = ("patterned", "blue", "white / light", "black / dark", "other")
+
+
+def mask_appearance(image: np.ndarray, truth: np.ndarray) -> str:
+    """Coarse class of the worn mask from its ground-truth pixels (first rule that holds):
+    patterned: grey-level std > 45; blue: mean NBRI > 0.15; white / light: mean HSI
+    intensity >= 0.6; black / dark: mean intensity < 0.3; other: the rest."""
+    maps = spectral_maps(image)
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if grey[truth].std() > 45:
+        return "patterned"
+    if maps.nbri[truth].mean() > 0.15:
+        return "blue"
+    intensity = maps.intensity[truth].mean()
+    if intensity >= 0.6:
+        return "white / light"
+    return "black / dark" if intensity < 0.3 else "other"
+
+
+def _appearance_table(pairs, mask_value) -> str:
+    """Mean per-image mask IoU by mask appearance on one set."""
+    data = [(read_image(i), read_mask(m, mask_value)) for i, m in pairs]
+    groups = [mask_appearance(image, truth) for image, truth in data]
+    header = ["method"] + [f"{a} ({groups.count(a)})" for a in APPEARANCES]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name in APPEARANCE_METHODS:
+        scores = {a: SegmentationScores() for a in APPEARANCES}
+        for (image, truth), group in zip(data, groups):
+            scores[group].add(SEGMENTATION_METHODS[name](image, None), truth)
+        cells = [f"{np.mean(scores[a].image_ious):.3f}" if scores[a].image_ious else "-" for a in APPEARANCES]
+        lines.append("| " + " | ".join([name] + cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -115,6 +154,17 @@ def main() -> int:
             _table(
                 "Table 4: segmentation methods", "method", rows, PAPER_TABLE_4, datasets, args.limit
             ),
+        ]
+    if "4" in args.tables:
+        label, pairs, mask_value = datasets[0]
+        sections += [
+            "",
+            f"### Where the colour-based methods fail: mean per-image mask IoU on {label} by mask "
+            "appearance (image count in brackets)",
+            "",
+            mask_appearance.__doc__.replace("\n    ", " "),
+            "",
+            _appearance_table(pairs[: args.limit], mask_value),
         ]
     if "3" in args.tables:
         rows = [
