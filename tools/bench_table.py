@@ -29,7 +29,7 @@ def run_benchmarks(path: str) -> None:
     subprocess.run(
         [sys.executable, "-m", "pytest", os.path.join(HERE, "..", "benchmarks"), "-q",
          "--benchmark-only", f"--benchmark-json={path}", "-k", "not pipeline"],
-        check=True, env=env,
+        check=True, env=env, stdout=sys.stderr,  # stdout carries only the table
     )
 
 
