@@ -65,7 +65,8 @@ def test_align_face_puts_landmarks_on_canonical_points(rng):
     for size in (16, 112, 224):
         crop, matrix = align_face(image, landmarks, size=size)
         assert crop.shape == (size, size, 3) and crop.dtype == np.uint8
-        np.testing.assert_allclose(transform_points(landmarks, matrix), canonical_points(size), atol=1e-9)
+        mapped = transform_points(landmarks, matrix)
+        np.testing.assert_allclose(mapped, canonical_points(size), atol=1e-9)
         back = transform_points(canonical_points(size), invert_affine(matrix))
         np.testing.assert_allclose(back, landmarks, atol=1e-9)
 
@@ -117,7 +118,9 @@ def test_align_face_rejects_bad_landmarks(landmarks, error):
         align_face(np.zeros((50, 50, 3), np.uint8), landmarks)
 
 
-@pytest.mark.parametrize("size, error", [(15, ValueError), (0, ValueError), (112.0, TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "size, error", [(15, ValueError), (0, ValueError), (112.0, TypeError), (True, TypeError)]
+)
 def test_align_face_rejects_bad_size(size, error):
     with pytest.raises(error, match="size"):
         align_face(np.zeros((50, 50, 3), np.uint8), CANONICAL_5PTS, size=size)

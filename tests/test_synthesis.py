@@ -123,7 +123,8 @@ def test_face_anchors_rotate_with_the_face():
     angle = np.deg2rad(30)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     rotated = (LANDMARKS - 100) @ rotation.T + 100
-    np.testing.assert_allclose(face_anchors(rotated), (face_anchors(LANDMARKS) - 100) @ rotation.T + 100)
+    expected = (face_anchors(LANDMARKS) - 100) @ rotation.T + 100
+    np.testing.assert_allclose(face_anchors(rotated), expected)
 
 
 def test_apply_mask_covers_the_lower_face(face, template):
@@ -250,6 +251,8 @@ def test_coverage_level_rejects_bad_inputs():
         coverage_level(mask, LANDMARKS, np.array([10, 0, 5, 10]))
     with pytest.raises(ValueError, match="box"):
         coverage_level(mask, LANDMARKS, np.array([300, 300, 400, 400]))
+    with pytest.raises(TypeError, match="box"):
+        coverage_level(mask, LANDMARKS, "0 0 10 10")
     with pytest.raises(ValueError, match="eye line"):
         coverage_level(mask, LANDMARKS, np.array([0, 0, 200, 50]))
     with pytest.raises(TypeError, match="mask"):

@@ -297,8 +297,9 @@ def coverage_level(mask: np.ndarray, landmarks: np.ndarray, box: np.ndarray) -> 
     rows = np.arange(max(0, int(np.ceil(y1))), min(height, int(np.ceil(y2))))
     if cols.size == 0 or rows.size == 0:
         raise ValueError("box: does not overlap the image")
-    eye_mid = frame.origin
-    depth = (cols[None, :] - eye_mid[0]) * frame.down[0] + (rows[:, None] - eye_mid[1]) * frame.down[1]
+    # Signed distance of each pixel centre below the eye line.
+    depth = (cols[None, :] - frame.origin[0]) * frame.down[0]
+    depth = depth + (rows[:, None] - frame.origin[1]) * frame.down[1]
     lower_face = depth > 0
     total = int(lower_face.sum())
     if total == 0:
@@ -337,7 +338,9 @@ def _parse_anchor(section: configparser.SectionProxy, name: str, key: str) -> tu
     try:
         x, y = (float(v) for v in section[key].split(","))
     except ValueError as err:
-        raise DatasetError(f"template {name!r}: {key} must be 'x, y', got {section[key]!r}") from err
+        raise DatasetError(
+            f"template {name!r}: {key} must be 'x, y', got {section[key]!r}"
+        ) from err
     return x, y
 
 
@@ -413,14 +416,17 @@ def _tile(texture: np.ndarray, shape: tuple[int, int], generator) -> np.ndarray:
 
 
 def _as_box(box: object) -> np.ndarray:
-    values = np.asarray(box, dtype=np.float64) if isinstance(box, (np.ndarray, list, tuple)) else None
-    if values is None or values.shape != (4,) or not np.isfinite(values).all():
+    if not isinstance(box, (np.ndarray, list, tuple)):
+        raise TypeError(f"box: expected [x1, y1, x2, y2], got {type(box).__name__}")
+    values = np.asarray(box, dtype=np.float64)
+    if values.shape != (4,) or not np.isfinite(values).all():
         raise ValueError(f"box: expected 4 finite numbers [x1, y1, x2, y2], got {box!r}")
     return values
 
 
 def _check_color(color: object) -> np.ndarray:
     values = np.asarray(color, dtype=np.float64)
-    if values.shape != (3,) or not np.isfinite(values).all() or (values < 0).any() or (values > 255).any():
+    in_range = np.isfinite(values).all() and (values >= 0).all() and (values <= 255).all()
+    if values.shape != (3,) or not in_range:
         raise ValueError(f"color: expected (b, g, r) with values in [0, 255], got {color!r}")
     return values
