@@ -2,19 +2,23 @@
 
 Kernel modules (functions over numpy arrays): :mod:`masksegx.color`, :mod:`masksegx.compensate`,
 :mod:`masksegx.filters`, :mod:`masksegx.regions`, :mod:`masksegx.fcm`.
+Face alignment from 5 landmarks: :mod:`masksegx.align`; synthetic masked faces:
+:mod:`masksegx.synthesis`.
 The paper's spectral face-mask extraction: :func:`segment_spectral`.
 Evaluation and baselines: :mod:`masksegx.eval`.
 """
 
-from . import color, compensate, fcm, filters, regions
+from . import align, color, compensate, fcm, filters, regions, synthesis
 from .spectral import SpectralParams, SpectralResult, segment_spectral
 
 __all__ = [
+    "align",
     "color",
     "compensate",
     "fcm",
     "filters",
     "regions",
+    "synthesis",
     "segment_spectral",
     "SpectralParams",
     "SpectralResult",
