@@ -129,3 +129,41 @@ def test_python_dash_m_runs_the_cli(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "level_set" in done.stdout
+
+
+def test_demo_writes_masks_and_overlays(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path)]) == 0
+    names = sorted(os.listdir(tmp_path))
+    assert names == [
+        "example_blue_mask_mask.png",
+        "example_blue_mask_overlay.jpg",
+        "example_navy_mask_mask.png",
+        "example_navy_mask_overlay.jpg",
+    ]
+    mask = cv2.imread(str(tmp_path / "example_blue_mask_mask.png"), cv2.IMREAD_GRAYSCALE)
+    assert set(np.unique(mask)) <= {0, 255} and (mask == 255).any()
+    assert "mask covers" in capsys.readouterr().out
+
+
+def test_spectral_goes_on_after_an_unreadable_file(tmp_path, capsys):
+    image, truth = masked_face(160, 128, seed=2)
+    good = tmp_path / "face.png"
+    cv2.imwrite(str(good), image)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    assert main(["spectral", str(broken), str(good), "-o", str(out)]) == 1
+    assert "broken.jpg" in capsys.readouterr().err
+    mask = cv2.imread(str(out / "face_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
+    assert (mask & truth).sum() / (mask | truth).sum() > 0.8
+
+
+def test_spectral_box_limits_the_mask(tmp_path):
+    image, _ = masked_face(160, 128, seed=2)
+    canvas = np.zeros((240, 200, 3), np.uint8)
+    canvas[40:200, 30:158] = image
+    path = tmp_path / "canvas.png"
+    cv2.imwrite(str(path), canvas)
+    assert main(["spectral", str(path), "--box", "30,40,158,200", "-o", str(tmp_path)]) == 0
+    mask = cv2.imread(str(tmp_path / "canvas_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
+    assert mask.any() and not mask[:40].any() and not mask[:, :30].any()
