@@ -1,12 +1,13 @@
 """masksegx: face detection, face attributes and face-mask segmentation with C++ kernels.
 
 Kernel modules (functions over numpy arrays): :mod:`masksegx.color`, :mod:`masksegx.compensate`,
-:mod:`masksegx.filters`, :mod:`masksegx.regions`, :mod:`masksegx.fcm`.
+:mod:`masksegx.filters`, :mod:`masksegx.regions`, :mod:`masksegx.fcm`,
+:mod:`masksegx.nn` (CNN layers), :mod:`masksegx.nms`.
 The paper's spectral face-mask extraction: :func:`segment_spectral`.
 Evaluation and baselines: :mod:`masksegx.eval`.
 """
 
-from . import color, compensate, fcm, filters, regions
+from . import color, compensate, fcm, filters, nms, nn, regions
 from .spectral import SpectralParams, SpectralResult, segment_spectral
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "compensate",
     "fcm",
     "filters",
+    "nms",
+    "nn",
     "regions",
     "segment_spectral",
     "SpectralParams",
