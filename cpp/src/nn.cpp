@@ -79,7 +79,7 @@ void gemm_scalar(const GemmArgs& g) {
 }
 
 #if defined(MASKSEGX_AVX2_PATH)
-// A Rows x 16 tile of the output held in 2 * Rows registers over the whole depth; Tail
+// A Rows x 16 tile (Rows <= 6) of the output held in 2 * Rows of the 16 registers over the whole depth; Tail
 // tiles (fewer than 16 columns left) use masked loads and stores.
 template <int Rows, bool Tail>
 MASKSEGX_TARGET_AVX2 inline void gemm_tile_avx2(const GemmArgs& g, i64 m0, i64 p0,
@@ -115,8 +115,10 @@ template <bool Tail>
 MASKSEGX_TARGET_AVX2 void gemm_column_strip_avx2(const GemmArgs& g, i64 p0, __m256i mask0,
                                                  __m256i mask1) {
     i64 m = 0;
-    for (; m + 4 <= g.rows; m += 4) gemm_tile_avx2<4, Tail>(g, m, p0, mask0, mask1);
+    for (; m + 6 <= g.rows; m += 6) gemm_tile_avx2<6, Tail>(g, m, p0, mask0, mask1);
     switch (g.rows - m) {
+        case 5: gemm_tile_avx2<5, Tail>(g, m, p0, mask0, mask1); break;
+        case 4: gemm_tile_avx2<4, Tail>(g, m, p0, mask0, mask1); break;
         case 3: gemm_tile_avx2<3, Tail>(g, m, p0, mask0, mask1); break;
         case 2: gemm_tile_avx2<2, Tail>(g, m, p0, mask0, mask1); break;
         case 1: gemm_tile_avx2<1, Tail>(g, m, p0, mask0, mask1); break;
@@ -279,37 +281,40 @@ void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weigh
     const i64 phase_size = padded_h * phase_w;
     std::vector<float> phases(in_place ? 0 : sw * phase_size, 0.0f);
     const DepthwiseRow row_kernel = depthwise_row_for(level);
+    // Padded column X = x + pad_w lives in phase X % sw at X / sw: the first input column of
+    // each phase, and each tap's offset within a phase-split plane, computed once.
+    std::vector<i64> phase_first_x(sw);
+    for (i64 q = 0; q < sw; ++q) phase_first_x[q] = ((q - spec.pad_w) % sw + sw) % sw;
+    const i64 row_stride = in_place ? in.w : phase_w, phase_stride = in_place ? 0 : phase_size;
+    i64 tap_offset[9];
+    for (i64 i = 0; i < 3; ++i) {
+        for (i64 j = 0; j < 3; ++j) {
+            tap_offset[i * 3 + j] = (j % sw) * phase_stride + i * row_stride + j / sw;
+        }
+    }
 
     for (i64 n = 0; n < in.n; ++n) {
         for (i64 c = 0; c < in.c; ++c) {
             const float* plane = input + (n * in.c + c) * in.plane();
-            const float* base = plane;
-            i64 row_stride = in.w, phase_stride = 0;
+            const float* base = in_place ? plane : phases.data();
             if (!in_place) {
                 for (i64 y = 0; y < in.h; ++y) {
                     const float* src = plane + y * in.w;
                     for (i64 q = 0; q < sw; ++q) {
-                        float* dst = phases.data() + q * phase_size + (y + spec.pad_h) * phase_w;
-                        // padded column X = x + pad_w belongs to phase X % sw at X / sw
-                        i64 x = ((q - spec.pad_w) % sw + sw) % sw;
-                        for (; x < in.w; x += sw) dst[(x + spec.pad_w) / sw] = src[x];
+                        const i64 first = phase_first_x[q];
+                        float* dst = phases.data() + q * phase_size + (y + spec.pad_h) * phase_w +
+                                     (first + spec.pad_w) / sw;
+                        for (i64 x = first; x < in.w; x += sw) *dst++ = src[x];
                     }
                 }
-                base = phases.data();
-                row_stride = phase_w;
-                phase_stride = phase_size;
             }
             const float* w9 = weight + c * 9;
             const float b = bias ? bias[c] : 0.0f;
             float* out_plane = output + (n * out_shape.c + c) * out_shape.plane();
             for (i64 oy = 0; oy < out_shape.h; ++oy) {
+                const float* row = base + oy * sh * row_stride;
                 const float* taps[9];
-                for (i64 i = 0; i < 3; ++i) {
-                    for (i64 j = 0; j < 3; ++j) {
-                        taps[i * 3 + j] =
-                            base + (j % sw) * phase_stride + (oy * sh + i) * row_stride + j / sw;
-                    }
-                }
+                for (int t = 0; t < 9; ++t) taps[t] = row + tap_offset[t];
                 row_kernel(taps, w9, b, out_plane + oy * out_shape.w, out_shape.w);
             }
         }
@@ -359,8 +364,13 @@ void convolution_im2col(const float* input, const Tensor4Shape& in, const float*
                                 const float* src = group_input + ci * in.plane() + iy * in.w;
                                 const i64 shift = j - spec.pad_w;
                                 std::fill(dst, dst + first_x[j], 0.0f);
-                                for (i64 ox = first_x[j]; ox < end_x[j]; ++ox) {
-                                    dst[ox] = src[ox * sw + shift];
+                                if (sw == 1) {
+                                    std::copy(src + first_x[j] + shift, src + end_x[j] + shift,
+                                              dst + first_x[j]);
+                                } else {
+                                    for (i64 ox = first_x[j]; ox < end_x[j]; ++ox) {
+                                        dst[ox] = src[ox * sw + shift];
+                                    }
                                 }
                                 std::fill(dst + end_x[j], dst + out.w, 0.0f);
                             }
@@ -400,74 +410,6 @@ void pointwise(const float* input, const Tensor4Shape& in, const float* weight,
             gemm(args, level);
         }
     }
-}
-
-// ---- dot products for fully connected layers ----------------------------------------------
-
-float dot_scalar(const float* a, const float* b, i64 n) {
-    // Eight independent partial sums: lets the compiler vectorise without reassociating.
-    float partial[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    i64 k = 0;
-    for (; k + 8 <= n; k += 8) {
-        for (int l = 0; l < 8; ++l) partial[l] += a[k + l] * b[k + l];
-    }
-    for (; k < n; ++k) partial[0] += a[k] * b[k];
-    return ((partial[0] + partial[1]) + (partial[2] + partial[3])) +
-           ((partial[4] + partial[5]) + (partial[6] + partial[7]));
-}
-
-#if defined(MASKSEGX_AVX2_PATH)
-MASKSEGX_TARGET_AVX2 float dot_avx2(const float* a, const float* b, i64 n) {
-    // Four accumulators hide the FMA latency.
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-    i64 k = 0;
-    for (; k + 32 <= n; k += 32) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), acc1);
-        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 16), _mm256_loadu_ps(b + k + 16), acc2);
-        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), acc3);
-    }
-    for (; k + 8 <= n; k += 8) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
-    }
-    const __m256 sum8 = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
-    __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(sum8), _mm256_extractf128_ps(sum8, 1));
-    sum4 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
-    sum4 = _mm_add_ss(sum4, _mm_shuffle_ps(sum4, sum4, 1));
-    float sum = _mm_cvtss_f32(sum4);
-    for (; k < n; ++k) sum += a[k] * b[k];
-    return sum;
-}
-#endif
-
-#if defined(__aarch64__)
-float dot_neon(const float* a, const float* b, i64 n) {
-    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-    i64 k = 0;
-    for (; k + 16 <= n; k += 16) {
-        acc0 = vfmaq_f32(acc0, vld1q_f32(a + k), vld1q_f32(b + k));
-        acc1 = vfmaq_f32(acc1, vld1q_f32(a + k + 4), vld1q_f32(b + k + 4));
-        acc2 = vfmaq_f32(acc2, vld1q_f32(a + k + 8), vld1q_f32(b + k + 8));
-        acc3 = vfmaq_f32(acc3, vld1q_f32(a + k + 12), vld1q_f32(b + k + 12));
-    }
-    for (; k + 4 <= n; k += 4) acc0 = vfmaq_f32(acc0, vld1q_f32(a + k), vld1q_f32(b + k));
-    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc0, acc1), vaddq_f32(acc2, acc3)));
-    for (; k < n; ++k) sum += a[k] * b[k];
-    return sum;
-}
-#endif
-
-using Dot = float (*)(const float*, const float*, i64);
-
-Dot dot_for(SimdLevel level) {
-#if defined(MASKSEGX_AVX2_PATH)
-    if (level == SimdLevel::Avx2) return dot_avx2;
-#endif
-#if defined(__aarch64__)
-    if (level == SimdLevel::Neon) return dot_neon;
-#endif
-    (void)level;
-    return dot_scalar;
 }
 
 void require(bool condition, const std::string& message) {
@@ -598,11 +540,15 @@ void relu(float* data, std::int64_t count) {
 void fully_connected(const float* input, std::int64_t n, std::int64_t k, const float* weight,
                      std::int64_t m, const float* bias, float* output) {
     require(n >= 1 && k >= 1 && m >= 1, "fully_connected: every dimension must be at least 1");
-    const Dot dot = dot_for(simd_level());
+    // As output^T = weight . input^T the GEMM streams the (large) weight matrix once for the
+    // whole batch instead of once per sample.
+    std::vector<float> input_t(k * n), output_t(m * n);
     for (std::int64_t i = 0; i < n; ++i) {
-        for (std::int64_t j = 0; j < m; ++j) {
-            output[i * m + j] = (bias ? bias[j] : 0.0f) + dot(input + i * k, weight + j * k, k);
-        }
+        for (std::int64_t j = 0; j < k; ++j) input_t[j * n + i] = input[i * k + j];
+    }
+    gemm(GemmArgs{weight, input_t.data(), bias, output_t.data(), m, k, n, n, n}, simd_level());
+    for (std::int64_t i = 0; i < n; ++i) {
+        for (std::int64_t j = 0; j < m; ++j) output[i * m + j] = output_t[j * n + i];
     }
 }
 
