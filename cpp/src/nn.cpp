@@ -79,7 +79,8 @@ void gemm_scalar(const GemmArgs& g) {
 }
 
 #if defined(MASKSEGX_AVX2_PATH)
-// A Rows x 16 tile (Rows <= 6) of the output held in 2 * Rows of the 16 registers over the whole depth; Tail
+// A Rows x 16 tile (Rows <= 4) of the output held in 2 * Rows registers (6 rows measured
+// slower: GCC spills) over the whole depth; Tail
 // tiles (fewer than 16 columns left) use masked loads and stores.
 template <int Rows, bool Tail>
 MASKSEGX_TARGET_AVX2 inline void gemm_tile_avx2(const GemmArgs& g, i64 m0, i64 p0,
@@ -115,10 +116,8 @@ template <bool Tail>
 MASKSEGX_TARGET_AVX2 void gemm_column_strip_avx2(const GemmArgs& g, i64 p0, __m256i mask0,
                                                  __m256i mask1) {
     i64 m = 0;
-    for (; m + 6 <= g.rows; m += 6) gemm_tile_avx2<6, Tail>(g, m, p0, mask0, mask1);
+    for (; m + 4 <= g.rows; m += 4) gemm_tile_avx2<4, Tail>(g, m, p0, mask0, mask1);
     switch (g.rows - m) {
-        case 5: gemm_tile_avx2<5, Tail>(g, m, p0, mask0, mask1); break;
-        case 4: gemm_tile_avx2<4, Tail>(g, m, p0, mask0, mask1); break;
         case 3: gemm_tile_avx2<3, Tail>(g, m, p0, mask0, mask1); break;
         case 2: gemm_tile_avx2<2, Tail>(g, m, p0, mask0, mask1); break;
         case 1: gemm_tile_avx2<1, Tail>(g, m, p0, mask0, mask1); break;
