@@ -214,3 +214,112 @@ def fuzzy_cmeans_numpy(features: np.ndarray, centers: np.ndarray, max_iter: int 
         )
     centers = centers[np.argsort(centers[:, 0], kind="stable")]
     return centers, memberships(centers).T.copy()
+
+
+# --- nn (float32 NCHW) and nms -------------------------------------------------------------
+
+
+def conv2d_numpy(x, weight, bias, stride=(1, 1), padding=(0, 0), groups=1):
+    """Convolution as numpy does it fastest: the cheapest formulation per layer kind."""
+    m, cg, kh, kw = weight.shape
+    if padding != (0, 0):
+        x = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    if kh == kw == 1 and stride == (1, 1) and groups == 1:
+        n, c, h, w = x.shape  # pointwise: one matmul per image
+        out = np.matmul(weight.reshape(m, c), x.reshape(n, c, h * w)).reshape(n, m, h, w)
+    elif groups == x.shape[1] == m:  # depthwise: one multiply-add per tap over all channels
+        ho = (x.shape[2] - kh) // stride[0] + 1
+        wo = (x.shape[3] - kw) // stride[1] + 1
+        out = np.zeros((x.shape[0], m, ho, wo), np.float32)
+        for i in range(kh):
+            for j in range(kw):
+                tap = x[:, :, i : i + stride[0] * (ho - 1) + 1 : stride[0],
+                        j : j + stride[1] * (wo - 1) + 1 : stride[1]]
+                out += tap * weight[None, :, 0, i, j, None, None]
+    else:  # dense (groups == 1): sliding windows contracted with tensordot
+        windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+        windows = windows[:, :, :: stride[0], :: stride[1]]
+        out = np.tensordot(windows, weight, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+    return out + bias[None, :, None, None]
+
+
+def max_pool2d_numpy(x, kernel, stride):
+    """Ceil-mode max pooling: pad the far edges with -inf, then strided window maxima."""
+    n, c, h, w = x.shape
+    ho = -(-(h - kernel[0]) // stride[0]) + 1
+    wo = -(-(w - kernel[1]) // stride[1]) + 1
+    ho -= (ho - 1) * stride[0] >= h
+    wo -= (wo - 1) * stride[1] >= w
+    pad_h = max(0, (ho - 1) * stride[0] + kernel[0] - h)
+    pad_w = max(0, (wo - 1) * stride[1] + kernel[1] - w)
+    x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), constant_values=-np.inf)
+    out = None
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            tap = x[:, :, i : i + stride[0] * (ho - 1) + 1 : stride[0],
+                    j : j + stride[1] * (wo - 1) + 1 : stride[1]]
+            out = tap.copy() if out is None else np.maximum(out, tap, out=out)
+    return out
+
+
+def prelu_numpy(x, slope):
+    return np.where(x > 0, x, x * slope.reshape(1, -1, *([1] * (x.ndim - 2))))
+
+
+def fully_connected_numpy(x, weight, bias):
+    return x @ weight.T + bias
+
+
+def softmax_numpy(x, axis=1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def nms_numpy(boxes, scores, threshold, mode="union"):
+    """facenet-pytorch's vectorised greedy NMS (+1 pixel areas), ties by lower index."""
+    x1, y1, x2, y2 = boxes.T
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
+        order = rest[inter / denom <= threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+def onnxruntime_node(op_type, inputs, initializers, output_rank, **attributes):
+    """A single-threaded onnxruntime session running one ONNX node, as a callable taking the
+    non-initializer inputs; None when the `onnx` package (not a dependency) is missing."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    import onnxruntime as ort
+
+    graph_inputs = [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, list(value.shape))
+        for name, value in inputs.items()
+    ]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * output_rank)
+    node = helper.make_node(op_type, list(inputs) + list(initializers), ["y"], **attributes)
+    graph = helper.make_graph(
+        [node], op_type, graph_inputs, [output],
+        [numpy_helper.from_array(value, name) for name, value in initializers.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    feeds = list(inputs)
+    return lambda *arrays: session.run(None, dict(zip(feeds, arrays)))[0]

@@ -202,3 +202,80 @@ def seed_centers_ref(features, k: int, seed: int):
         picks.append(int(pick))
         nearest = np.minimum(nearest, ((x - x[pick]) ** 2).sum(1))
     return np.asarray(features, np.float32)[picks]
+
+
+# --- nn (float32 NCHW kernels; references in float64) ----------------------------------------
+
+
+def conv2d_ref(x, weight, bias=None, stride=(1, 1), padding=(0, 0), groups=1):
+    """Direct cross-correlation, one kernel tap at a time (ONNX Conv semantics)."""
+    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    n, c, h, w = x.shape
+    m, cg, kh, kw = weight.shape
+    sh, sw = stride
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    mg = m // groups
+    out = np.zeros((n, m, ho, wo))
+    for g in range(groups):
+        xg = x[:, g * cg : (g + 1) * cg]
+        wg = weight[g * mg : (g + 1) * mg].astype(np.float64)
+        for i in range(kh):
+            for j in range(kw):
+                patch = xg[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+                out[:, g * mg : (g + 1) * mg] += np.einsum("nchw,mc->nmhw", patch, wg[:, :, i, j])
+    if bias is not None:
+        out += bias.astype(np.float64)[None, :, None, None]
+    return out
+
+
+def pool_output_side(size: int, kernel: int, stride: int) -> int:
+    """Caffe ceil mode: ceil((size - kernel) / stride) + 1 windows, all starting inside."""
+    out = -(-(size - kernel) // stride) + 1
+    return out - 1 if (out - 1) * stride >= size else out
+
+
+def max_pool2d_ref(x, kernel, stride):
+    n, c, h, w = x.shape
+    ho, wo = pool_output_side(h, kernel[0], stride[0]), pool_output_side(w, kernel[1], stride[1])
+    out = np.empty((n, c, ho, wo))
+    for oy in range(ho):
+        for ox in range(wo):
+            y0, x0 = oy * stride[0], ox * stride[1]
+            out[:, :, oy, ox] = x[:, :, y0 : y0 + kernel[0], x0 : x0 + kernel[1]].max(axis=(2, 3))
+    return out
+
+
+def prelu_ref(x, slope):
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    x = x.astype(np.float64)
+    return np.where(x > 0, x, x * slope.astype(np.float64).reshape(shape))
+
+
+def fully_connected_ref(x, weight, bias=None):
+    out = x.astype(np.float64) @ weight.astype(np.float64).T
+    return out if bias is None else out + bias
+
+
+def softmax_ref(x, axis=1):
+    x = x.astype(np.float64)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def nms_ref(boxes, scores, threshold, mode="union"):
+    """Greedy NMS with MTCNN's +1 pixel areas; stable descending-score order."""
+    b = boxes.astype(np.float64)
+    area = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+    order = list(np.argsort(-scores.astype(np.float64), kind="stable"))
+    keep = []
+    while order:
+        i, rest = order[0], np.array(order[1:], dtype=np.int64)
+        keep.append(i)
+        w = np.maximum(0.0, np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]) + 1)
+        h = np.maximum(0.0, np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]) + 1)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            overlap = inter / denom
+        order = [int(j) for j, o in zip(rest, overlap) if not o > threshold]
+    return np.array(keep, dtype=np.int64)

@@ -8,6 +8,8 @@ void register_compensate(py::module_& m);
 void register_filters(py::module_& m);
 void register_regions(py::module_& m);
 void register_fcm(py::module_& m);
+void register_nn(py::module_& m);
+void register_nms(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "masksegx compiled kernels (private; use the masksegx.* wrappers).";
@@ -16,4 +18,6 @@ PYBIND11_MODULE(_core, m) {
     register_filters(m);
     register_regions(m);
     register_fcm(m);
+    register_nn(m);
+    register_nms(m);
 }

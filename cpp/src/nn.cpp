@@ -1,0 +1,583 @@
+#include "masksegx/nn.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+// The AVX2 paths are compiled per function (target attribute) so the library itself needs no
+// -m flags and still runs on any x86-64; the CPU is asked once at run time.
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define MASKSEGX_AVX2_PATH 1
+#include <immintrin.h>
+#define MASKSEGX_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+namespace masksegx {
+namespace {
+
+using i64 = std::int64_t;
+
+// ---- instruction-set selection -------------------------------------------------------------
+
+SimdLevel detect_simd() {
+#if defined(__aarch64__)
+    return SimdLevel::Neon;  // NEON is part of the aarch64 baseline
+#elif defined(MASKSEGX_AVX2_PATH)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? SimdLevel::Avx2
+                                                                          : SimdLevel::Scalar;
+#else
+    return SimdLevel::Scalar;
+#endif
+}
+
+std::atomic<bool>& simd_enabled_flag() {
+    static std::atomic<bool> enabled{[] {
+        const char* force = std::getenv("MASKSEGX_FORCE_SCALAR");
+        return !(force && std::strcmp(force, "1") == 0);
+    }()};
+    return enabled;
+}
+
+// ---- GEMM: the core of pointwise and im2col convolution --------------------------------------
+
+// out[m * ldc + p] = bias[m] + sum_k w[m * depth + k] * b[k * ldb + p], m < rows, p < cols.
+// Every path sums k in the same order, so SIMD and scalar differ only by FMA rounding.
+struct GemmArgs {
+    const float* w;
+    const float* b;
+    const float* bias;  // null: zeros
+    float* out;
+    i64 rows, depth, cols, ldb, ldc;
+};
+
+void gemm_scalar(const GemmArgs& g) {
+    // Column blocks keep the output rows and the B panel in L1 across all rows.
+    constexpr i64 kBlock = 256;
+    for (i64 p0 = 0; p0 < g.cols; p0 += kBlock) {
+        const i64 width = std::min(kBlock, g.cols - p0);
+        for (i64 m = 0; m < g.rows; ++m) {
+            float* __restrict out = g.out + m * g.ldc + p0;
+            const float init = g.bias ? g.bias[m] : 0.0f;
+            for (i64 p = 0; p < width; ++p) out[p] = init;
+            const float* w_row = g.w + m * g.depth;
+            for (i64 k = 0; k < g.depth; ++k) {
+                const float wk = w_row[k];
+                const float* __restrict b = g.b + k * g.ldb + p0;
+                for (i64 p = 0; p < width; ++p) out[p] += wk * b[p];
+            }
+        }
+    }
+}
+
+#if defined(MASKSEGX_AVX2_PATH)
+// A Rows x 16 tile (Rows <= 4) of the output held in 2 * Rows registers over the whole depth
+// (6-row tiles measured 1.5x slower: GCC spills them). Tail tiles (fewer than 16 columns
+// left) use masked loads and stores.
+template <int Rows, bool Tail>
+MASKSEGX_TARGET_AVX2 inline void gemm_tile_avx2(const GemmArgs& g, i64 m0, i64 p0,
+                                                __m256i mask0, __m256i mask1) {
+    __m256 acc0[Rows], acc1[Rows];
+    for (int r = 0; r < Rows; ++r) {
+        acc0[r] = acc1[r] = _mm256_set1_ps(g.bias ? g.bias[m0 + r] : 0.0f);
+    }
+    const float* b = g.b + p0;
+    const float* w = g.w + m0 * g.depth;
+    for (i64 k = 0; k < g.depth; ++k, b += g.ldb) {
+        const __m256 b0 = Tail ? _mm256_maskload_ps(b, mask0) : _mm256_loadu_ps(b);
+        const __m256 b1 = Tail ? _mm256_maskload_ps(b + 8, mask1) : _mm256_loadu_ps(b + 8);
+        for (int r = 0; r < Rows; ++r) {
+            const __m256 wk = _mm256_broadcast_ss(w + r * g.depth + k);
+            acc0[r] = _mm256_fmadd_ps(wk, b0, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(wk, b1, acc1[r]);
+        }
+    }
+    float* out = g.out + m0 * g.ldc + p0;
+    for (int r = 0; r < Rows; ++r, out += g.ldc) {
+        if (Tail) {
+            _mm256_maskstore_ps(out, mask0, acc0[r]);
+            _mm256_maskstore_ps(out + 8, mask1, acc1[r]);
+        } else {
+            _mm256_storeu_ps(out, acc0[r]);
+            _mm256_storeu_ps(out + 8, acc1[r]);
+        }
+    }
+}
+
+template <bool Tail>
+MASKSEGX_TARGET_AVX2 void gemm_column_strip_avx2(const GemmArgs& g, i64 p0, __m256i mask0,
+                                                 __m256i mask1) {
+    i64 m = 0;
+    for (; m + 4 <= g.rows; m += 4) gemm_tile_avx2<4, Tail>(g, m, p0, mask0, mask1);
+    switch (g.rows - m) {
+        case 3: gemm_tile_avx2<3, Tail>(g, m, p0, mask0, mask1); break;
+        case 2: gemm_tile_avx2<2, Tail>(g, m, p0, mask0, mask1); break;
+        case 1: gemm_tile_avx2<1, Tail>(g, m, p0, mask0, mask1); break;
+        default: break;
+    }
+}
+
+MASKSEGX_TARGET_AVX2 void gemm_avx2(const GemmArgs& g) {
+    // Column strips outermost: a depth x 16 panel of B stays in L1 for every row tile.
+    const __m256i all = _mm256_set1_epi32(-1);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    i64 p0 = 0;
+    for (; p0 + 16 <= g.cols; p0 += 16) gemm_column_strip_avx2<false>(g, p0, all, all);
+    const i64 left = g.cols - p0;
+    if (left > 0) {
+        const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(left)), lane);
+        const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(left - 8)), lane);
+        gemm_column_strip_avx2<true>(g, p0, mask0, mask1);
+    }
+}
+#endif
+
+#if defined(__aarch64__)
+template <int Rows>
+inline void gemm_tile_neon(const GemmArgs& g, i64 m0, i64 p0) {
+    float32x4_t acc0[Rows], acc1[Rows];
+    for (int r = 0; r < Rows; ++r) {
+        acc0[r] = acc1[r] = vdupq_n_f32(g.bias ? g.bias[m0 + r] : 0.0f);
+    }
+    const float* b = g.b + p0;
+    const float* w = g.w + m0 * g.depth;
+    for (i64 k = 0; k < g.depth; ++k, b += g.ldb) {
+        const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4);
+        for (int r = 0; r < Rows; ++r) {
+            const float32x4_t wk = vdupq_n_f32(w[r * g.depth + k]);
+            acc0[r] = vfmaq_f32(acc0[r], wk, b0);
+            acc1[r] = vfmaq_f32(acc1[r], wk, b1);
+        }
+    }
+    float* out = g.out + m0 * g.ldc + p0;
+    for (int r = 0; r < Rows; ++r, out += g.ldc) {
+        vst1q_f32(out, acc0[r]);
+        vst1q_f32(out + 4, acc1[r]);
+    }
+}
+
+void gemm_neon(const GemmArgs& g) {
+    i64 p0 = 0;
+    for (; p0 + 8 <= g.cols; p0 += 8) {
+        i64 m = 0;
+        for (; m + 4 <= g.rows; m += 4) gemm_tile_neon<4>(g, m, p0);
+        for (; m < g.rows; ++m) gemm_tile_neon<1>(g, m, p0);
+    }
+    if (p0 < g.cols) {
+        GemmArgs tail = g;
+        tail.b += p0;
+        tail.out += p0;
+        tail.cols = g.cols - p0;
+        gemm_scalar(tail);
+    }
+}
+#endif
+
+void gemm(const GemmArgs& g, SimdLevel level) {
+#if defined(MASKSEGX_AVX2_PATH)
+    if (level == SimdLevel::Avx2) return gemm_avx2(g);
+#endif
+#if defined(__aarch64__)
+    if (level == SimdLevel::Neon) return gemm_neon(g);
+#endif
+    (void)level;
+    gemm_scalar(g);
+}
+
+// ---- depthwise 3x3 ----------------------------------------------------------------------------
+
+// out[x] = bias + sum_t w[t] * taps[t][x] for the 9 taps of one output row: the plane is
+// pre-split by column phase, so every tap is a contiguous run whatever the stride.
+void depthwise_row_scalar(const float* const* taps, const float* w, float bias,
+                          float* __restrict out, i64 width) {
+    const float *t0 = taps[0], *t1 = taps[1], *t2 = taps[2], *t3 = taps[3], *t4 = taps[4],
+                *t5 = taps[5], *t6 = taps[6], *t7 = taps[7], *t8 = taps[8];
+    for (i64 x = 0; x < width; ++x) {
+        float s = bias;
+        s += w[0] * t0[x];
+        s += w[1] * t1[x];
+        s += w[2] * t2[x];
+        s += w[3] * t3[x];
+        s += w[4] * t4[x];
+        s += w[5] * t5[x];
+        s += w[6] * t6[x];
+        s += w[7] * t7[x];
+        s += w[8] * t8[x];
+        out[x] = s;
+    }
+}
+
+#if defined(MASKSEGX_AVX2_PATH)
+MASKSEGX_TARGET_AVX2 void depthwise_row_avx2(const float* const* taps, const float* w,
+                                             float bias, float* out, i64 width) {
+    __m256 wv[9];
+    for (int t = 0; t < 9; ++t) wv[t] = _mm256_set1_ps(w[t]);
+    const __m256 bv = _mm256_set1_ps(bias);
+    i64 x = 0;
+    for (; x + 8 <= width; x += 8) {
+        __m256 acc = bv;
+        for (int t = 0; t < 9; ++t) acc = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(taps[t] + x), acc);
+        _mm256_storeu_ps(out + x, acc);
+    }
+    if (x < width) {
+        const float* shifted[9];
+        for (int t = 0; t < 9; ++t) shifted[t] = taps[t] + x;
+        depthwise_row_scalar(shifted, w, bias, out + x, width - x);
+    }
+}
+#endif
+
+#if defined(__aarch64__)
+void depthwise_row_neon(const float* const* taps, const float* w, float bias, float* out,
+                        i64 width) {
+    float32x4_t wv[9];
+    for (int t = 0; t < 9; ++t) wv[t] = vdupq_n_f32(w[t]);
+    const float32x4_t bv = vdupq_n_f32(bias);
+    i64 x = 0;
+    for (; x + 4 <= width; x += 4) {
+        float32x4_t acc = bv;
+        for (int t = 0; t < 9; ++t) acc = vfmaq_f32(acc, wv[t], vld1q_f32(taps[t] + x));
+        vst1q_f32(out + x, acc);
+    }
+    if (x < width) {
+        const float* shifted[9];
+        for (int t = 0; t < 9; ++t) shifted[t] = taps[t] + x;
+        depthwise_row_scalar(shifted, w, bias, out + x, width - x);
+    }
+}
+#endif
+
+using DepthwiseRow = void (*)(const float* const*, const float*, float, float*, i64);
+
+DepthwiseRow depthwise_row_for(SimdLevel level) {
+#if defined(MASKSEGX_AVX2_PATH)
+    if (level == SimdLevel::Avx2) return depthwise_row_avx2;
+#endif
+#if defined(__aarch64__)
+    if (level == SimdLevel::Neon) return depthwise_row_neon;
+#endif
+    (void)level;
+    return depthwise_row_scalar;
+}
+
+void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weight,
+                  const float* bias, const Conv2dSpec& spec, const Tensor4Shape& out_shape,
+                  float* output, SimdLevel level) {
+    const i64 sh = spec.stride_h, sw = spec.stride_w;
+    const i64 padded_h = in.h + 2 * spec.pad_h, padded_w = in.w + 2 * spec.pad_w;
+    // Unpadded stride-1 planes are read in place; otherwise each plane is copied once into
+    // `sw` zero-bordered column phases (phase q holds padded columns q, q + sw, ...).
+    const bool in_place = spec.pad_h == 0 && spec.pad_w == 0 && sw == 1;
+    const i64 phase_w = (padded_w + sw - 1) / sw;
+    const i64 phase_size = padded_h * phase_w;
+    std::vector<float> phases(in_place ? 0 : sw * phase_size, 0.0f);
+    const DepthwiseRow row_kernel = depthwise_row_for(level);
+    // Padded column X = x + pad_w lives in phase X % sw at X / sw: the first input column of
+    // each phase, and each tap's offset within a phase-split plane, computed once.
+    std::vector<i64> phase_first_x(sw);
+    for (i64 q = 0; q < sw; ++q) phase_first_x[q] = ((q - spec.pad_w) % sw + sw) % sw;
+    const i64 row_stride = in_place ? in.w : phase_w, phase_stride = in_place ? 0 : phase_size;
+    i64 tap_offset[9];
+    for (i64 i = 0; i < 3; ++i) {
+        for (i64 j = 0; j < 3; ++j) {
+            tap_offset[i * 3 + j] = (j % sw) * phase_stride + i * row_stride + j / sw;
+        }
+    }
+
+    for (i64 n = 0; n < in.n; ++n) {
+        for (i64 c = 0; c < in.c; ++c) {
+            const float* plane = input + (n * in.c + c) * in.plane();
+            const float* base = in_place ? plane : phases.data();
+            if (!in_place) {
+                for (i64 y = 0; y < in.h; ++y) {
+                    const float* src = plane + y * in.w;
+                    for (i64 q = 0; q < sw; ++q) {
+                        const i64 first = phase_first_x[q];
+                        float* dst = phases.data() + q * phase_size + (y + spec.pad_h) * phase_w +
+                                     (first + spec.pad_w) / sw;
+                        for (i64 x = first; x < in.w; x += sw) *dst++ = src[x];
+                    }
+                }
+            }
+            const float* w9 = weight + c * 9;
+            const float b = bias ? bias[c] : 0.0f;
+            float* out_plane = output + (n * out_shape.c + c) * out_shape.plane();
+            for (i64 oy = 0; oy < out_shape.h; ++oy) {
+                const float* row = base + oy * sh * row_stride;
+                const float* taps[9];
+                for (int t = 0; t < 9; ++t) taps[t] = row + tap_offset[t];
+                row_kernel(taps, w9, b, out_plane + oy * out_shape.w, out_shape.w);
+            }
+        }
+    }
+}
+
+// ---- generic convolution: im2col in bands of output rows, then GEMM ------------------------
+
+// A band's column matrix is at most this many floats (256 KiB: stays in L2).
+constexpr i64 kColumnBufferFloats = 1 << 16;
+
+void convolution_im2col(const float* input, const Tensor4Shape& in, const float* weight,
+                        const float* bias, const Conv2dSpec& spec, const Tensor4Shape& out,
+                        float* output, SimdLevel level) {
+    const i64 kh = spec.kernel_h, kw = spec.kernel_w, sh = spec.stride_h, sw = spec.stride_w;
+    const i64 in_group = in.c / spec.groups, out_group = out.c / spec.groups;
+    const i64 depth = in_group * kh * kw;
+    const i64 band_rows = std::clamp<i64>(kColumnBufferFloats / (depth * out.w), 1, out.h);
+    std::vector<float> columns(depth * band_rows * out.w);
+
+    // Output columns [first_x[j], end_x[j]) read inside the input for kernel column j.
+    std::vector<i64> first_x(kw), end_x(kw);
+    for (i64 j = 0; j < kw; ++j) {
+        const i64 lead = spec.pad_w - j;
+        first_x[j] = std::min(out.w, lead <= 0 ? i64{0} : (lead + sw - 1) / sw);
+        const i64 last_in = in.w - 1 + spec.pad_w - j;
+        end_x[j] = std::max(first_x[j], last_in < 0 ? i64{0} : std::min(out.w, last_in / sw + 1));
+    }
+
+    for (i64 n = 0; n < in.n; ++n) {
+        for (i64 g = 0; g < spec.groups; ++g) {
+            const float* group_input = input + (n * in.c + g * in_group) * in.plane();
+            for (i64 oy0 = 0; oy0 < out.h; oy0 += band_rows) {
+                const i64 rows = std::min(band_rows, out.h - oy0);
+                const i64 cols = rows * out.w;
+                for (i64 ci = 0; ci < in_group; ++ci) {
+                    for (i64 i = 0; i < kh; ++i) {
+                        for (i64 j = 0; j < kw; ++j) {
+                            float* dst_row = columns.data() + ((ci * kh + i) * kw + j) * cols;
+                            for (i64 oy = oy0; oy < oy0 + rows; ++oy) {
+                                float* dst = dst_row + (oy - oy0) * out.w;
+                                const i64 iy = oy * sh - spec.pad_h + i;
+                                if (iy < 0 || iy >= in.h) {
+                                    std::fill(dst, dst + out.w, 0.0f);
+                                    continue;
+                                }
+                                const float* src = group_input + ci * in.plane() + iy * in.w;
+                                const i64 shift = j - spec.pad_w;
+                                std::fill(dst, dst + first_x[j], 0.0f);
+                                if (sw == 1) {
+                                    std::copy(src + first_x[j] + shift, src + end_x[j] + shift,
+                                              dst + first_x[j]);
+                                } else {
+                                    for (i64 ox = first_x[j]; ox < end_x[j]; ++ox) {
+                                        dst[ox] = src[ox * sw + shift];
+                                    }
+                                }
+                                std::fill(dst + end_x[j], dst + out.w, 0.0f);
+                            }
+                        }
+                    }
+                }
+                GemmArgs args{weight + g * out_group * depth,
+                              columns.data(),
+                              bias ? bias + g * out_group : nullptr,
+                              output + ((n * out.c + g * out_group) * out.h + oy0) * out.w,
+                              out_group,
+                              depth,
+                              cols,
+                              cols,
+                              out.plane()};
+                gemm(args, level);
+            }
+        }
+    }
+}
+
+void pointwise(const float* input, const Tensor4Shape& in, const float* weight,
+               const float* bias, const Conv2dSpec& spec, const Tensor4Shape& out,
+               float* output, SimdLevel level) {
+    const i64 in_group = in.c / spec.groups, out_group = out.c / spec.groups;
+    for (i64 n = 0; n < in.n; ++n) {
+        for (i64 g = 0; g < spec.groups; ++g) {
+            GemmArgs args{weight + g * out_group * in_group,
+                          input + (n * in.c + g * in_group) * in.plane(),
+                          bias ? bias + g * out_group : nullptr,
+                          output + (n * out.c + g * out_group) * out.plane(),
+                          out_group,
+                          in_group,
+                          in.plane(),
+                          in.plane(),
+                          out.plane()};
+            gemm(args, level);
+        }
+    }
+}
+
+void require(bool condition, const std::string& message) {
+    if (!condition) throw std::invalid_argument(message);
+}
+
+void require_shape(const Tensor4Shape& s, const char* what) {
+    require(s.n >= 1 && s.c >= 1 && s.h >= 1 && s.w >= 1,
+            std::string(what) + ": every dimension must be at least 1");
+}
+
+}  // namespace
+
+// ---- public API ---------------------------------------------------------------------------
+
+SimdLevel simd_level() {
+    static const SimdLevel best = detect_simd();
+    return simd_enabled_flag().load(std::memory_order_relaxed) ? best : SimdLevel::Scalar;
+}
+
+const char* simd_level_name(SimdLevel level) {
+    switch (level) {
+        case SimdLevel::Avx2: return "avx2";
+        case SimdLevel::Neon: return "neon";
+        default: return "scalar";
+    }
+}
+
+void set_simd_enabled(bool enabled) { simd_enabled_flag().store(enabled); }
+
+Tensor4Shape conv2d_output_shape(const Tensor4Shape& input, const Conv2dSpec& spec) {
+    require_shape(input, "conv2d input");
+    require(spec.out_channels >= 1 && spec.kernel_h >= 1 && spec.kernel_w >= 1,
+            "conv2d: weight dimensions must be at least 1");
+    require(spec.stride_h >= 1 && spec.stride_w >= 1, "conv2d: stride must be at least 1");
+    require(spec.pad_h >= 0 && spec.pad_w >= 0, "conv2d: padding must be non-negative");
+    require(spec.groups >= 1 && input.c % spec.groups == 0 && spec.out_channels % spec.groups == 0,
+            "conv2d: groups must divide the input channels (" + std::to_string(input.c) +
+                ") and the output channels (" + std::to_string(spec.out_channels) + ")");
+    const std::int64_t padded_h = input.h + 2 * spec.pad_h, padded_w = input.w + 2 * spec.pad_w;
+    require(padded_h >= spec.kernel_h && padded_w >= spec.kernel_w,
+            "conv2d: kernel " + std::to_string(spec.kernel_h) + "x" +
+                std::to_string(spec.kernel_w) + " is larger than the padded input " +
+                std::to_string(padded_h) + "x" + std::to_string(padded_w));
+    return {input.n, spec.out_channels, (padded_h - spec.kernel_h) / spec.stride_h + 1,
+            (padded_w - spec.kernel_w) / spec.stride_w + 1};
+}
+
+void conv2d(const float* input, const Tensor4Shape& input_shape, const float* weight,
+            const float* bias, const Conv2dSpec& spec, float* output) {
+    const Tensor4Shape out = conv2d_output_shape(input_shape, spec);
+    const SimdLevel level = simd_level();
+    const bool depthwise = spec.groups == input_shape.c && spec.out_channels == input_shape.c &&
+                           spec.kernel_h == 3 && spec.kernel_w == 3;
+    const bool one_by_one = spec.kernel_h == 1 && spec.kernel_w == 1 && spec.stride_h == 1 &&
+                            spec.stride_w == 1 && spec.pad_h == 0 && spec.pad_w == 0;
+    if (depthwise) {
+        depthwise3x3(input, input_shape, weight, bias, spec, out, output, level);
+    } else if (one_by_one) {
+        pointwise(input, input_shape, weight, bias, spec, out, output, level);
+    } else {
+        convolution_im2col(input, input_shape, weight, bias, spec, out, output, level);
+    }
+}
+
+Tensor4Shape max_pool2d_output_shape(const Tensor4Shape& input, const Pool2dSpec& spec) {
+    require_shape(input, "max_pool2d input");
+    require(spec.kernel_h >= 1 && spec.kernel_w >= 1, "max_pool2d: kernel must be at least 1");
+    require(spec.stride_h >= 1 && spec.stride_w >= 1, "max_pool2d: stride must be at least 1");
+    require(input.h >= spec.kernel_h && input.w >= spec.kernel_w,
+            "max_pool2d: input " + std::to_string(input.h) + "x" + std::to_string(input.w) +
+                " is smaller than the kernel " + std::to_string(spec.kernel_h) + "x" +
+                std::to_string(spec.kernel_w));
+    const auto side = [](std::int64_t size, std::int64_t kernel, std::int64_t stride) {
+        std::int64_t out = (size - kernel + stride - 1) / stride + 1;
+        if ((out - 1) * stride >= size) --out;  // that window would start outside
+        return out;
+    };
+    return {input.n, input.c, side(input.h, spec.kernel_h, spec.stride_h),
+            side(input.w, spec.kernel_w, spec.stride_w)};
+}
+
+void max_pool2d(const float* input, const Tensor4Shape& input_shape, const Pool2dSpec& spec,
+                float* output) {
+    const Tensor4Shape out = max_pool2d_output_shape(input_shape, spec);
+    const std::int64_t w = input_shape.w;
+    // Vertical maxima of each window's rows first (contiguous, vectorised), then across.
+    std::vector<float> row_max(w);
+    for (std::int64_t plane = 0; plane < out.n * out.c; ++plane) {
+        const float* src = input + plane * input_shape.plane();
+        float* dst = output + plane * out.plane();
+        for (std::int64_t oy = 0; oy < out.h; ++oy) {
+            const std::int64_t y0 = oy * spec.stride_h;
+            const std::int64_t y1 = std::min(y0 + spec.kernel_h, input_shape.h);
+            float* __restrict m = row_max.data();
+            std::copy(src + y0 * w, src + (y0 + 1) * w, m);
+            for (std::int64_t y = y0 + 1; y < y1; ++y) {
+                const float* __restrict row = src + y * w;
+                for (std::int64_t x = 0; x < w; ++x) m[x] = row[x] > m[x] ? row[x] : m[x];
+            }
+            for (std::int64_t ox = 0; ox < out.w; ++ox) {
+                const std::int64_t x0 = ox * spec.stride_w;
+                const std::int64_t x1 = std::min(x0 + spec.kernel_w, w);
+                float best = m[x0];
+                for (std::int64_t x = x0 + 1; x < x1; ++x) best = m[x] > best ? m[x] : best;
+                dst[oy * out.w + ox] = best;
+            }
+        }
+    }
+}
+
+void prelu(float* data, std::int64_t n, std::int64_t channels, std::int64_t plane_size,
+           const float* slope) {
+    require(n >= 1 && channels >= 1 && plane_size >= 1, "prelu: empty input");
+    for (std::int64_t i = 0; i < n; ++i) {
+        for (std::int64_t c = 0; c < channels; ++c) {
+            float* __restrict p = data + (i * channels + c) * plane_size;
+            const float s = slope[c];
+            for (std::int64_t k = 0; k < plane_size; ++k) p[k] = p[k] > 0.0f ? p[k] : s * p[k];
+        }
+    }
+}
+
+void relu(float* data, std::int64_t count) {
+    for (std::int64_t k = 0; k < count; ++k) data[k] = data[k] > 0.0f ? data[k] : 0.0f;
+}
+
+void fully_connected(const float* input, std::int64_t n, std::int64_t k, const float* weight,
+                     std::int64_t m, const float* bias, float* output) {
+    require(n >= 1 && k >= 1 && m >= 1, "fully_connected: every dimension must be at least 1");
+    // As output^T = weight . input^T the GEMM streams the (large) weight matrix once for the
+    // whole batch instead of once per sample.
+    std::vector<float> input_t(k * n), output_t(m * n);
+    for (std::int64_t i = 0; i < n; ++i) {
+        for (std::int64_t j = 0; j < k; ++j) input_t[j * n + i] = input[i * k + j];
+    }
+    gemm(GemmArgs{weight, input_t.data(), bias, output_t.data(), m, k, n, n, n}, simd_level());
+    for (std::int64_t i = 0; i < n; ++i) {
+        for (std::int64_t j = 0; j < m; ++j) output[i * m + j] = output_t[j * n + i];
+    }
+}
+
+void softmax(const float* input, std::int64_t outer, std::int64_t axis_len, std::int64_t inner,
+             float* output) {
+    require(outer >= 1 && axis_len >= 1 && inner >= 1, "softmax: empty input");
+    // Work on whole inner rows so every loop runs over contiguous memory.
+    std::vector<float> peak(inner), total(inner);
+    for (std::int64_t o = 0; o < outer; ++o) {
+        const float* src = input + o * axis_len * inner;
+        float* dst = output + o * axis_len * inner;
+        std::copy(src, src + inner, peak.begin());
+        for (std::int64_t a = 1; a < axis_len; ++a) {
+            for (std::int64_t i = 0; i < inner; ++i) {
+                peak[i] = std::max(peak[i], src[a * inner + i]);
+            }
+        }
+        std::fill(total.begin(), total.end(), 0.0f);
+        for (std::int64_t a = 0; a < axis_len; ++a) {
+            for (std::int64_t i = 0; i < inner; ++i) {
+                const float e = std::exp(src[a * inner + i] - peak[i]);
+                dst[a * inner + i] = e;
+                total[i] += e;
+            }
+        }
+        for (std::int64_t i = 0; i < inner; ++i) total[i] = 1.0f / total[i];
+        for (std::int64_t a = 0; a < axis_len; ++a) {
+            for (std::int64_t i = 0; i < inner; ++i) dst[a * inner + i] *= total[i];
+        }
+    }
+}
+
+}  // namespace masksegx

@@ -1,0 +1,290 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from masksegx import _core, nn
+from reference import (
+    conv2d_ref,
+    fully_connected_ref,
+    max_pool2d_ref,
+    pool_output_side,
+    prelu_ref,
+    softmax_ref,
+)
+
+
+def random_tensor(rng, shape):
+    return rng.uniform(-1, 1, shape).astype(np.float32)
+
+
+def assert_conv_matches(x, weight, bias, stride, padding, groups):
+    got = nn.conv2d(x, weight, bias, stride=stride, padding=padding, groups=groups)
+    ref = conv2d_ref(x, weight, bias, stride, padding, groups)
+    # float32 sums: error bounded by the magnitude of the summed terms, not of the result
+    scale = conv2d_ref(np.abs(x), np.abs(weight), None, stride, padding, groups)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    assert np.all(np.abs(got - ref) <= 1e-5 * scale + 1e-6)
+
+
+@st.composite
+def conv_cases(draw, depthwise=False, pointwise=False):
+    groups = draw(st.integers(1, 3))
+    if depthwise:
+        cg, mg, kh, kw = 1, 1, 3, 3
+    else:
+        cg, mg = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+        kh, kw = (1, 1) if pointwise else (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    if pointwise:
+        stride, padding = (1, 1), (0, 0)
+    else:
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    h = draw(st.integers(max(1, kh - 2 * padding[0]), 20))
+    w = draw(st.integers(max(1, kw - 2 * padding[1]), 41))  # > 2 SIMD strips plus a tail
+    n = draw(st.integers(1, 2))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    x = random_tensor(rng, (n, cg * groups, h, w))
+    weight = random_tensor(rng, (mg * groups, cg, kh, kw))
+    bias = random_tensor(rng, (mg * groups,)) if draw(st.booleans()) else None
+    return x, weight, bias, stride, padding, groups
+
+
+@settings(max_examples=80, deadline=None)
+@given(conv_cases())
+def test_conv2d_generic_matches_reference(case):
+    assert_conv_matches(*case)
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_cases(depthwise=True))
+def test_conv2d_depthwise_3x3_matches_reference(case):
+    assert_conv_matches(*case)
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_cases(pointwise=True))
+def test_conv2d_pointwise_matches_reference(case):
+    assert_conv_matches(*case)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding, groups",
+    [
+        ((1, 3, 24, 31), (10, 3, 3, 3), 1, 0, 1),  # P-net first layer
+        ((2, 3, 24, 24), (28, 3, 3, 3), 2, 1, 1),  # strided first layer
+        ((1, 16, 19, 23), (16, 1, 3, 3), 1, 0, 16),  # depthwise
+        ((1, 16, 19, 23), (16, 1, 3, 3), 2, 1, 16),  # depthwise, stride 2, padded
+        ((1, 8, 1, 1), (8, 1, 3, 3), 1, 1, 8),  # depthwise on a 1x1 map
+        ((3, 32, 7, 9), (64, 32, 1, 1), 1, 0, 1),  # pointwise
+        ((1, 5, 1, 1), (7, 5, 1, 1), 1, 0, 1),  # pointwise on a 1x1 map
+        ((2, 64, 3, 3), (128, 64, 3, 3), 1, 0, 1),  # conv to a 1x1 map (R/O-net end)
+    ],
+)
+def test_conv2d_named_layers(rng, x_shape, w_shape, stride, padding, groups):
+    x, weight = random_tensor(rng, x_shape), random_tensor(rng, w_shape)
+    bias = random_tensor(rng, (w_shape[0],))
+    assert_conv_matches(x, weight, bias, (stride, stride), (padding, padding), groups)
+
+
+def test_conv2d_identity_kernel_copies_the_input(rng):
+    x = random_tensor(rng, (1, 2, 5, 6))
+    weight = np.zeros((2, 1, 3, 3), np.float32)
+    weight[:, 0, 1, 1] = 1
+    np.testing.assert_array_equal(nn.conv2d(x, weight, padding=1, groups=2), x)
+
+
+@pytest.fixture
+def scalar_and_simd():
+    """Runs a function on the SIMD path and the scalar path; restores SIMD afterwards."""
+    level = nn.simd_level()
+    if level == "scalar":
+        pytest.skip("no SIMD path on this CPU")
+
+    def run(fn, *args, **kwargs):
+        simd = fn(*args, **kwargs)
+        nn.set_simd(False)
+        try:
+            assert nn.simd_level() == "scalar"
+            scalar = fn(*args, **kwargs)
+        finally:
+            nn.set_simd(True)
+        assert nn.simd_level() == level
+        return simd, scalar
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding, groups",
+    [
+        ((1, 3, 37, 45), (10, 3, 3, 3), 1, 0, 1),
+        ((2, 10, 33, 41), (10, 1, 3, 3), 1, 0, 10),
+        ((2, 10, 33, 41), (10, 1, 3, 3), 2, 1, 10),
+        ((1, 10, 29, 37), (16, 10, 1, 1), 1, 0, 1),
+        ((4, 64, 5, 5), (128, 64, 3, 3), 1, 0, 1),
+    ],
+)
+def test_simd_matches_scalar_conv(rng, scalar_and_simd, x_shape, w_shape, stride, padding, groups):
+    x, weight = random_tensor(rng, x_shape), random_tensor(rng, w_shape)
+    bias = random_tensor(rng, (w_shape[0],))
+    simd, scalar = scalar_and_simd(
+        nn.conv2d, x, weight, bias, stride=stride, padding=padding, groups=groups
+    )
+    scale = conv2d_ref(np.abs(x), np.abs(weight), None, (stride,) * 2, (padding,) * 2, groups)
+    assert np.all(np.abs(simd - scalar) <= 1e-5 * scale)
+
+
+def test_simd_matches_scalar_fully_connected(rng, scalar_and_simd):
+    x, weight, bias = random_tensor(rng, (5, 1153)), random_tensor(rng, (37, 1153)), None
+    simd, scalar = scalar_and_simd(nn.fully_connected, x, weight, bias)
+    scale = np.abs(x) @ np.abs(weight).T
+    assert np.all(np.abs(simd - scalar) <= 1e-5 * scale)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_max_pool2d_matches_reference(data):
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    sh, sw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    h, w = data.draw(st.integers(kh, 17)), data.draw(st.integers(kw, 17))
+    n, c = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 3))
+    x = random_tensor(np.random.default_rng(data.draw(st.integers(0, 2**31))), (n, c, h, w))
+    got = nn.max_pool2d(x, (kh, kw), (sh, sw))
+    np.testing.assert_array_equal(got, max_pool2d_ref(x, (kh, kw), (sh, sw)))
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, expected",
+    [
+        (10, 2, 2, 5),  # P-net
+        (22, 3, 2, 11),  # R-net: ceil mode adds the clipped last window
+        (46, 3, 2, 23),  # O-net
+        (9, 2, 2, 5),  # last window holds one column
+        (5, 1, 3, 2),  # ceil would start a window at 6 >= 5: dropped
+        (3, 3, 2, 1),
+    ],
+)
+def test_pool_output_sides(size, kernel, stride, expected):
+    assert pool_output_side(size, kernel, stride) == expected
+    x = np.zeros((1, 1, size, size), np.float32)
+    assert nn.max_pool2d(x, kernel, stride).shape == (1, 1, expected, expected)
+
+
+def test_max_pool2d_clipped_window_sees_only_the_input():
+    x = -np.arange(1, 26, dtype=np.float32).reshape(1, 1, 5, 5)
+    got = nn.max_pool2d(x, 2, 2)
+    assert got.shape == (1, 1, 3, 3)
+    assert got[0, 0, 2, 2] == -25  # the 1x1 corner window, not a padded zero
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_prelu_relu_softmax_match_reference(data):
+    ndim = data.draw(st.integers(2, 4))
+    shape = tuple(data.draw(st.integers(1, 6)) for _ in range(ndim))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    x = rng.uniform(-5, 5, shape).astype(np.float32)
+    slope = rng.uniform(-1, 1, shape[1]).astype(np.float32)
+    np.testing.assert_allclose(nn.prelu(x, slope), prelu_ref(x, slope), rtol=1e-6)
+    np.testing.assert_array_equal(nn.relu(x), np.maximum(x, 0))
+    axis = data.draw(st.integers(-ndim, ndim - 1))
+    np.testing.assert_allclose(nn.softmax(x, axis), softmax_ref(x, axis), rtol=1e-5, atol=1e-7)
+
+
+def test_prelu_and_relu_leave_their_input_alone(rng):
+    x = random_tensor(rng, (2, 3, 4, 5))
+    before = x.copy()
+    nn.prelu(x, np.full(3, 0.25, np.float32))
+    nn.relu(x)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_core_prelu_works_in_place(rng):
+    x = random_tensor(rng, (2, 3))
+    expected = prelu_ref(x, np.full(3, 0.5, np.float32))
+    out = _core.prelu(x, np.full(3, 0.5, np.float32), inplace=True)
+    assert out is x or np.shares_memory(out, x)
+    np.testing.assert_allclose(x, expected, rtol=1e-6)
+
+
+def test_softmax_is_stable_for_large_logits():
+    x = np.array([[1000.0, 0.0], [-1000.0, -1000.0]], np.float32)
+    np.testing.assert_allclose(nn.softmax(x), [[1, 0], [0.5, 0.5]], atol=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 17), st.integers(1, 70), st.integers(1, 9), st.booleans(), st.integers(0, 99))
+def test_fully_connected_matches_reference(n, k, m, with_bias, seed):
+    rng = np.random.default_rng(seed)
+    x, weight = random_tensor(rng, (n, k)), random_tensor(rng, (m, k))
+    bias = random_tensor(rng, (m,)) if with_bias else None
+    got = nn.fully_connected(x, weight, bias)
+    scale = np.abs(x) @ np.abs(weight).T
+    assert np.all(np.abs(got - fully_connected_ref(x, weight, bias)) <= 1e-5 * scale + 1e-6)
+
+
+def test_non_contiguous_and_integer_inputs_are_accepted(rng):
+    x = random_tensor(rng, (1, 4, 9, 10))
+    weight = random_tensor(rng, (2, 4, 3, 3))
+    view = x[:, :, ::2, ::-1]
+    np.testing.assert_array_equal(
+        nn.conv2d(view, weight), nn.conv2d(np.ascontiguousarray(view), weight)
+    )
+    ints = np.arange(12).reshape(2, 6)
+    np.testing.assert_array_equal(nn.relu(ints), ints.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda: nn.conv2d(np.zeros((1, 4, 5, 5)), np.zeros((2, 3, 3, 3))), ValueError, "weight"),
+        (lambda: nn.conv2d(np.zeros((1, 4, 5, 5)), np.zeros((2, 2, 3, 3)), groups=3), ValueError, "groups"),
+        (lambda: nn.conv2d(np.zeros((1, 4, 5, 5)), np.zeros((3, 2, 3, 3)), groups=2), ValueError, "groups"),
+        (lambda: nn.conv2d(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 3, 3))), ValueError, "larger"),
+        (lambda: nn.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), np.zeros(2)), ValueError, "bias"),
+        (lambda: nn.conv2d(np.zeros((1, 5, 5)), np.zeros((1, 1, 3, 3))), ValueError, "x"),
+        (lambda: nn.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), stride=0), ValueError, "stride"),
+        (lambda: nn.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), padding=-1), ValueError, "padding"),
+        (lambda: nn.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), stride=1.5), TypeError, "stride"),
+        (lambda: nn.conv2d(np.full((1, 1, 5, 5), np.nan), np.zeros((1, 1, 3, 3))), ValueError, "NaN"),
+        (lambda: nn.conv2d(np.zeros((1, 1, 5, 5), complex), np.zeros((1, 1, 3, 3))), TypeError, "x"),
+        (lambda: nn.conv2d([[[[1.0]]]], np.zeros((1, 1, 1, 1))), TypeError, "numpy.ndarray"),
+        (lambda: nn.max_pool2d(np.zeros((1, 1, 2, 5)), 3, 2), ValueError, "smaller"),
+        (lambda: nn.max_pool2d(np.zeros((1, 1, 5, 5)), 0), ValueError, "kernel"),
+        (lambda: nn.prelu(np.zeros((2, 3)), np.zeros(4)), ValueError, "slope"),
+        (lambda: nn.prelu(np.zeros(3), np.zeros(3)), ValueError, "x"),
+        (lambda: nn.fully_connected(np.zeros((2, 3)), np.zeros((4, 5))), ValueError, "weight"),
+        (lambda: nn.fully_connected(np.zeros((2, 3)), np.zeros((4, 3)), np.zeros(3)), ValueError, "bias"),
+        (lambda: nn.softmax(np.zeros((2, 3)), axis=2), ValueError, "axis"),
+        (lambda: nn.relu(np.zeros((0, 3))), ValueError, "empty"),
+    ],
+)
+def test_bad_inputs_raise(call, exc, words):
+    with pytest.raises(exc) as info:
+        call()
+    assert words in str(info.value)
+
+
+def test_core_rejects_what_the_wrapper_would_convert():
+    weight = np.zeros((1, 1, 3, 3), np.float32)
+    with pytest.raises(TypeError, match="x: expected dtype float32"):
+        _core.conv2d(np.zeros((1, 1, 5, 5)), weight)
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.conv2d(np.zeros((1, 1, 5, 10), np.float32)[..., ::2], weight)
+    with pytest.raises(TypeError, match="weight"):
+        _core.fully_connected(np.zeros((1, 2), np.float32), np.zeros((1, 2)))
+
+
+def test_environment_variable_forces_scalar():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MASKSEGX_FORCE_SCALAR="1")
+    level = subprocess.run(
+        [sys.executable, "-c", "from masksegx import nn; print(nn.simd_level())"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert level == "scalar"
