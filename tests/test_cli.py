@@ -167,7 +167,11 @@ def test_eval_det_writes_the_issue_keys(tmp_path, capsys, monkeypatch):
     record = json.loads(out.read_text())
     assert DET_KEYS <= set(record) and record["detector"] == "mtcnn"
     assert record["n_images"] == 2 and record["ap50"] == 1.0
-    assert record["recall"] == {"with_mask": 1.0, "without_mask": None, "mask_weared_incorrect": None}
+    assert record["recall"] == {
+        "with_mask": 1.0,
+        "without_mask": None,
+        "mask_weared_incorrect": None,
+    }
     assert "AP50" in capsys.readouterr().out
 
 

@@ -1,4 +1,6 @@
 import math
+import sys
+import types
 
 import cv2
 import numpy as np
@@ -18,8 +20,11 @@ from masksegx.eval.detection import (
     voc_pairs,
 )
 from masksegx.eval.reference_detectors import (
+    DetectorUnavailable,
     _nms_numpy,
     decode_retinaface,
+    make_detector,
+    mtcnn_detector,
     retinaface_priors,
 )
 
@@ -38,7 +43,8 @@ def dets(*boxes_scores):
 
 
 def test_box_iou_known_values():
-    iou = box_iou([[0, 0, 10, 10]], [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 0, 0]])
+    others = [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 0, 0]]
+    iou = box_iou([[0, 0, 10, 10]], others)
     np.testing.assert_allclose(iou[0], [1.0, 50 / 150, 0.0, 0.0])
 
 
@@ -134,7 +140,8 @@ def voc_xml(objects, declaration=False):
 @pytest.mark.parametrize("declaration", [False, True])
 def test_read_voc_with_leading_empty_line(tmp_path, declaration):
     path = tmp_path / "a.xml"
-    path.write_text(voc_xml([((321, 34, 354, 69), "with_mask"), ((1, 2, 3, 4), "without_mask")], declaration))
+    objects = [((321, 34, 354, 69), "with_mask"), ((1, 2, 3, 4), "without_mask")]
+    path.write_text(voc_xml(objects, declaration))
     objects = read_voc(path)
     assert [name for _, name in objects] == ["with_mask", "without_mask"]
     np.testing.assert_array_equal(objects[0][0], [321, 34, 354, 69])
@@ -190,8 +197,14 @@ def test_evaluate_detector_keys_and_perfect_scores(tmp_path):
         evaluate_detector([], lambda image: dets())
 
 
-CUHK_LINE = "lfw_5590/A_0001.jpg 75 165 87 177 106.75 108.25 143.75 108.75 131.25 127.25 106.25 155.25 142.75 155.25"
-MTFL_LINE = "lfw_5590/B_0001.jpg 107.25 147.75 126.25 106.25 140.75 108.75 113.25 143.75 158.75 162.75 1 2 2 3"
+CUHK_LINE = (
+    "lfw_5590/A_0001.jpg 75 165 87 177 "
+    "106.75 108.25 143.75 108.75 131.25 127.25 106.25 155.25 142.75 155.25"
+)
+MTFL_LINE = (
+    "lfw_5590/B_0001.jpg 107.25 147.75 126.25 106.25 140.75 "
+    "108.75 113.25 143.75 158.75 162.75 1 2 2 3"
+)
 
 
 def test_read_cuhk(tmp_path):
@@ -320,3 +333,38 @@ def test_nms_numpy_keeps_the_best_of_overlapping_boxes():
     np.testing.assert_array_equal(_nms_numpy(boxes, scores, 0.3), [1, 2])
     np.testing.assert_array_equal(_nms_numpy(boxes, scores, 0.95), [1, 2, 3, 0])
     assert _nms_numpy(np.zeros((0, 4)), np.zeros(0), 0.5).size == 0
+
+
+def test_mtcnn_detector_wraps_detect_faces(tmp_path, monkeypatch):
+    calls = []
+
+    def detect_faces(image, *, backend="native", models=None):
+        calls.append((backend, models))
+        return types.SimpleNamespace(
+            boxes=np.array([WIDE]), scores=np.array([0.9]), landmarks=np.zeros((1, 5, 2))
+        )
+
+    fake = types.SimpleNamespace(detect_faces=detect_faces)
+    monkeypatch.setitem(sys.modules, "masksegx.detect", fake)
+    image = np.zeros((8, 8, 3), np.uint8)
+    boxes, scores, landmarks = mtcnn_detector("onnxruntime")(image)
+    assert boxes.shape == (1, 4) and landmarks.shape == (1, 5, 2)
+    paths = [tmp_path / name for name in ("p.onnx", "r.onnx", "o.onnx")]
+    for path in paths:
+        path.write_bytes(b"")
+    mtcnn_detector("native", paths)(image)
+    assert calls == [("onnxruntime", None), ("native", tuple(str(p) for p in paths))]
+    with pytest.raises(DetectorUnavailable, match="not found"):
+        mtcnn_detector("native", [tmp_path / "missing.onnx"])
+
+
+def test_detectors_report_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "masksegx.detect", None)  # import fails
+    with pytest.raises(DetectorUnavailable, match="masksegx.detect"):
+        make_detector("mtcnn")
+    with pytest.raises(DetectorUnavailable, match="models-dir"):
+        make_detector("retinaface")
+    with pytest.raises(DetectorUnavailable, match="version-RFB-320.onnx"):
+        make_detector("ultralight", tmp_path)
+    with pytest.raises(ValueError, match="expected one of"):
+        make_detector("yolo", tmp_path)

@@ -159,7 +159,9 @@ def _build_parser() -> argparse.ArgumentParser:
     marks.add_argument("--images", required=True, help="folder the list's paths are relative to")
     marks.add_argument("--format", required=True, choices=sorted(_LANDMARK_READERS))
     _add_detector_arguments(marks)
-    marks.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N faces")
+    marks.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="use only the first N faces"
+    )
     return parser
 
 

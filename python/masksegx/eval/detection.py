@@ -192,7 +192,9 @@ def split_pairs(pairs: Sequence[tuple[Path, Path]], split: str) -> list[tuple[Pa
 # --- average precision and recall ------------------------------------------------------------
 
 
-def _as_detections(detections_per_image: Sequence, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _as_detections(
+    detections_per_image: Sequence, count: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     if len(detections_per_image) != count:
         raise ValueError(
             f"detections_per_image: {len(detections_per_image)} images, ground truth has {count}"
@@ -277,7 +279,9 @@ def average_precision(
     -------
     AP in [0, 1]; NaN when there is no non-ignore ground-truth box.
     """
-    truths = [as_boxes(t, f"ground_truth_per_image[{k}]") for k, t in enumerate(ground_truth_per_image)]
+    truths = [
+        as_boxes(t, f"ground_truth_per_image[{k}]") for k, t in enumerate(ground_truth_per_image)
+    ]
     detections = _as_detections(detections_per_image, len(truths))
     if not 0.0 < iou <= 1.0:
         raise ValueError(f"iou: expected a value in (0, 1], got {iou}")
@@ -449,7 +453,8 @@ def _pick_detection(item: LandmarkItem, boxes: np.ndarray, landmarks: np.ndarray
 
 
 def normalised_error(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Mean Euclidean error of 5 points over the inter-ocular distance of ``truth`` (points 0, 1)."""
+    """Mean Euclidean error of the 5 points over the inter-ocular distance of ``truth`` (the
+    distance between its points 0 and 1, the eye centres)."""
     inter_ocular = float(np.linalg.norm(truth[0] - truth[1]))
     if inter_ocular == 0.0:
         raise ValueError("truth: the two eye centres coincide (inter-ocular distance 0)")

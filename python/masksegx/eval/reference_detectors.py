@@ -223,7 +223,9 @@ class RetinaFaceDetector:
             loc[0, chosen].astype(np.float64), landms[0, chosen], self._priors[chosen]
         )
         to_pixels = self.size / scale
-        return _finish(boxes * to_pixels, scores[chosen], points * to_pixels, image.shape, self.nms_iou)
+        return _finish(
+            boxes * to_pixels, scores[chosen], points * to_pixels, image.shape, self.nms_iou
+        )
 
 
 def mtcnn_detector(
