@@ -167,3 +167,123 @@ def test_spectral_box_limits_the_mask(tmp_path):
     assert main(["spectral", str(path), "--box", "30,40,158,200", "-o", str(tmp_path)]) == 0
     mask = cv2.imread(str(tmp_path / "canvas_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
     assert mask.any() and not mask[:40].any() and not mask[:, :30].any()
+
+DET_KEYS = {"ap50", "ap50_min20", "recall", "n_images", "ms_per_image"}
+FACE = (10.0, 10.0, 60.0, 60.0)
+FACE_POINTS = np.array([[25.0, 30.0], [45.0, 30.0], [35.0, 40.0], [27.0, 50.0], [43.0, 50.0]])
+
+
+def make_voc_dataset(root, numbers=(1, 2, 11)):
+    """VOC folders with one 50x50 ``with_mask`` face at FACE per image."""
+    images, annotations = root / "images", root / "annotations"
+    images.mkdir(parents=True)
+    annotations.mkdir()
+    for n in numbers:
+        cv2.imwrite(str(images / f"maksssksksss{n}.png"), np.zeros((80, 90, 3), np.uint8))
+        (annotations / f"maksssksksss{n}.xml").write_text(
+            "\n<annotation><object><name>with_mask</name><bndbox><xmin>10</xmin><ymin>10</ymin>"
+            "<xmax>60</xmax><ymax>60</ymax></bndbox></object></annotation>\n"
+        )
+    return images, annotations
+
+
+def fake_make_detector(name, models_dir=None, **kwargs):
+    """A detector that finds FACE with its landmarks in every image."""
+    return lambda image: (np.array([FACE]), np.array([0.9]), FACE_POINTS[None])
+
+
+def det_args(images, annotations, *extra):
+    return ["eval-det", "--images", str(images), "--annotations", str(annotations), *extra]
+
+
+def test_eval_det_writes_the_issue_keys(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("masksegx.cli.make_detector", fake_make_detector)
+    images, annotations = make_voc_dataset(tmp_path / "data")
+    out = tmp_path / "det.json"
+    assert main(det_args(images, annotations, "--split", "val", "--json", str(out))) == 0
+    record = json.loads(out.read_text())
+    assert DET_KEYS <= set(record) and record["detector"] == "mtcnn"
+    assert record["n_images"] == 2 and record["ap50"] == 1.0
+    assert record["recall"] == {
+        "with_mask": 1.0,
+        "without_mask": None,
+        "mask_weared_incorrect": None,
+    }
+    assert "AP50" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("missing", ["images", "annotations"])
+def test_eval_det_missing_directory_exits_2(tmp_path, capsys, missing):
+    images, annotations = make_voc_dataset(tmp_path / "data", numbers=(1,))
+    paths = {"images": images, "annotations": annotations, missing: tmp_path / "nowhere"}
+    assert main(det_args(paths["images"], paths["annotations"])) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "nowhere" in err and "Traceback" not in err
+
+
+def test_eval_det_empty_split_exits_2(tmp_path, capsys):
+    images, annotations = make_voc_dataset(tmp_path / "data", numbers=(2,))
+    assert main(det_args(images, annotations, "--split", "val")) == 2
+    assert "no image/annotation pairs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("detector", ["ultralight", "ultralight-masked", "retinaface"])
+def test_eval_det_missing_model_exits_2(tmp_path, capsys, detector):
+    images, annotations = make_voc_dataset(tmp_path / "data", numbers=(1,))
+    assert main(det_args(images, annotations, "--detector", detector)) == 2
+    assert "--models-dir" in capsys.readouterr().err
+    args = det_args(images, annotations, "--detector", detector, "--models-dir", str(tmp_path))
+    assert main(args) == 2
+    assert "model file not found" in capsys.readouterr().err
+
+
+def test_unavailable_mtcnn_exits_2(tmp_path, capsys, monkeypatch):
+    from masksegx.eval.reference_detectors import DetectorUnavailable
+
+    def unavailable(name, models_dir=None, **kwargs):
+        raise DetectorUnavailable("the MTCNN cascade (masksegx.detect) is unavailable")
+
+    monkeypatch.setattr("masksegx.cli.make_detector", unavailable)
+    images, annotations = make_voc_dataset(tmp_path / "data", numbers=(1,))
+    assert main(det_args(images, annotations)) == 2
+    assert "masksegx.detect" in capsys.readouterr().err
+
+
+def make_landmark_list(root, fmt):
+    images = root / "images"
+    (images / "lfw").mkdir(parents=True)
+    cv2.imwrite(str(images / "lfw" / "a.jpg"), np.zeros((70, 70, 3), np.uint8))
+    points = FACE_POINTS + [1.0, 0.0]  # 1 px off, inter-ocular 20 px -> NME 0.05
+    if fmt == "cuhk":
+        fields = [10, 60, 10, 60, *points.reshape(-1)]
+    else:
+        fields = [*points[:, 0], *points[:, 1], 1, 2, 2, 3]
+    annotations = root / "annotations.txt"
+    annotations.write_text("lfw/a.jpg " + " ".join(str(v) for v in fields) + "\n")
+    return annotations, images
+
+
+@pytest.mark.parametrize("fmt", ["cuhk", "mtfl"])
+def test_eval_landmarks_writes_the_issue_keys(tmp_path, capsys, monkeypatch, fmt):
+    monkeypatch.setattr("masksegx.cli.make_detector", fake_make_detector)
+    annotations, images = make_landmark_list(tmp_path, fmt)
+    out = tmp_path / "lm.json"
+    args = ["eval-landmarks", "--annotations", str(annotations), "--images", str(images),
+            "--format", fmt, "--json", str(out)]
+    assert main(args) == 0
+    record = json.loads(out.read_text())
+    assert {"detected", "nme", "n_images"} <= set(record)
+    assert record["detected"] == 1.0 and record["nme"] == pytest.approx(0.05)
+    assert "NME" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["annotations", "images"])
+def test_eval_landmarks_bad_paths_exit_2(tmp_path, capsys, monkeypatch, bad):
+    monkeypatch.setattr("masksegx.cli.make_detector", fake_make_detector)
+    annotations, images = make_landmark_list(tmp_path, "cuhk")
+    paths = {"annotations": annotations, "images": images, bad: tmp_path / "nowhere"}
+    args = ["eval-landmarks", "--annotations", str(paths["annotations"]),
+            "--images", str(paths["images"]), "--format", "cuhk"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "Traceback" not in err

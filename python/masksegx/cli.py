@@ -14,6 +14,16 @@ Subcommands:
 
     masksegx eval-seg --images data/images --masks data/masks --mask-value 255 --method fcm
 
+``eval-det``  score a face detector on Pascal VOC folders (AP at IoU 0.5, recall per class)::
+
+    masksegx eval-det --images det/facemask/images --annotations det/facemask/annotations \
+        --split val --detector retinaface --models-dir shared/data/models --json det.json
+
+``eval-landmarks``  score a detector's 5 landmarks on a CUHK or MTFL list (NME)::
+
+    masksegx eval-landmarks --annotations det/cuhk5pt/annotations.txt \
+        --images det/cuhk5pt/images --format cuhk --detector mtcnn --json lm.json
+
 Exit codes: 0 success, 2 bad arguments or unusable data (message on stderr, no traceback).
 """
 
@@ -22,6 +32,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -30,6 +41,17 @@ from typing import Optional
 from .eval.baselines import SEGMENTATION_METHODS, spectral
 from .eval.compensations import COMPENSATION_METHODS
 from .eval.datasets import MASK_VALUES, DatasetError, evaluate_segmentation, pair_files, read_image
+from .eval.detection import (
+    FACEMASK_CLASSES,
+    SPLITS,
+    evaluate_detector,
+    evaluate_landmarks,
+    read_cuhk,
+    read_mtfl,
+    split_pairs,
+    voc_pairs,
+)
+from .eval.reference_detectors import DETECTOR_NAMES, DetectorUnavailable, make_detector
 from .examples import EXAMPLES
 from .spectral import segment_spectral
 
@@ -43,6 +65,21 @@ _COLUMNS = (
     ("mean_image_iou", "image IoU", "{:.4f}"),
     ("ms_per_image", "ms/image", "{:.1f}"),
 )
+#: Columns of the eval-det table (recall keys flattened as recall_<class>).
+_DET_COLUMNS = (
+    ("n_images", "images", "{:d}"),
+    ("ap50", "AP50", "{:.4f}"),
+    ("ap50_min20", "AP50 min20", "{:.4f}"),
+    *((f"recall_{name}", f"R {name}", "{:.4f}") for name in FACEMASK_CLASSES),
+    ("ms_per_image", "ms/image", "{:.1f}"),
+)
+#: Columns of the eval-landmarks table.
+_LANDMARK_COLUMNS = (
+    ("n_images", "images", "{:d}"),
+    ("detected", "detected", "{:.4f}"),
+    ("nme", "NME", "{:.4f}"),
+)
+_LANDMARK_READERS = {"cuhk": read_cuhk, "mtfl": read_mtfl}
 
 
 def _positive_int(text: str) -> int:
@@ -93,7 +130,50 @@ def _build_parser() -> argparse.ArgumentParser:
     spec.add_argument("images", nargs="+", help="image files")
     spec.add_argument("--box", type=_box, help="face box x0,y0,x1,y1 in pixels (all images)")
     spec.add_argument("-o", "--output", required=True, help="output folder")
+
+    det = commands.add_parser(
+        "eval-det",
+        help="score a face detector on Pascal VOC images + annotations",
+        description="Score a face detector on images paired with Pascal VOC xml files by stem: "
+        "VOC AP at IoU 0.5 over all boxes, the same with boxes narrower than 20 px ignored, "
+        "recall per mask class. Prints a table, optionally writes JSON.",
+    )
+    det.add_argument("--images", required=True, help="folder of images")
+    det.add_argument("--annotations", required=True, help="folder of Pascal VOC .xml files")
+    det.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="val: images whose number ends in 1 (facemask validation split), train: the rest",
+    )
+    _add_detector_arguments(det)
+    det.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N images")
+
+    marks = commands.add_parser(
+        "eval-landmarks",
+        help="score a detector's 5 landmarks on a CUHK or MTFL list",
+        description="Mean point error over inter-ocular distance (NME) of the detection matching "
+        "each annotated face, and the share of faces matched.",
+    )
+    marks.add_argument("--annotations", required=True, help="annotation list file")
+    marks.add_argument("--images", required=True, help="folder the list's paths are relative to")
+    marks.add_argument("--format", required=True, choices=sorted(_LANDMARK_READERS))
+    _add_detector_arguments(marks)
+    marks.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="use only the first N faces"
+    )
     return parser
+
+
+def _add_detector_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--detector",
+        choices=DETECTOR_NAMES,
+        default="mtcnn",
+        help="mtcnn: the package's cascade; others: reference models in --models-dir",
+    )
+    command.add_argument("--models-dir", help="folder of the reference .onnx models")
+    command.add_argument("--json", metavar="OUT.json", help="also write the scores to this file")
 
 
 def _box(text: str) -> tuple:
@@ -142,9 +222,9 @@ def _segment_files(items, output: str) -> int:
     return failures
 
 
-def _format_table(method: str, summary: dict) -> str:
-    headers = ["method"] + [header for _, header, _ in _COLUMNS]
-    cells = [method] + [fmt.format(summary[key]) for key, _, fmt in _COLUMNS]
+def _format_table(label: str, summary: dict, columns=_COLUMNS, first: str = "method") -> str:
+    headers = [first] + [header for _, header, _ in columns]
+    cells = [label] + [fmt.format(summary[key]) for key, _, fmt in columns]
     widths = [max(len(h), len(c)) for h, c in zip(headers, cells)]
     return "\n".join(
         "  ".join(text.rjust(width) for text, width in zip(row, widths)) for row in (headers, cells)
@@ -176,9 +256,57 @@ def _eval_seg(args: argparse.Namespace) -> int:
         record = {"method": args.method, **summary}
         if args.compensation is not None:
             record["compensation"] = args.compensation
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(record, out, indent=2)
-            out.write("\n")
+        _write_json(args.json, record)
+    return 0
+
+
+def _write_json(path: str, record: dict) -> None:
+    # NaN (e.g. AP with no ground truth) is not JSON: write null.
+    def clean(value):
+        if isinstance(value, dict):
+            return {key: clean(v) for key, v in value.items()}
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(clean(record), out, indent=2)
+        out.write("\n")
+
+
+def _eval_det(args: argparse.Namespace) -> int:
+    try:
+        pairs = split_pairs(voc_pairs(args.images, args.annotations), args.split)
+        if not pairs:
+            raise DatasetError(
+                f"no image/annotation pairs ({args.split}) in {args.images!r} and "
+                f"{args.annotations!r}"
+            )
+        if args.limit is not None:
+            pairs = pairs[: args.limit]
+        detector = make_detector(args.detector, args.models_dir)
+        summary = evaluate_detector(pairs, detector)
+    except (DatasetError, DetectorUnavailable) as err:
+        print(f"masksegx eval-det: error: {err}", file=sys.stderr)
+        return 2
+    flat = {**summary, **{f"recall_{k}": v for k, v in summary["recall"].items()}}
+    print(_format_table(args.detector, flat, _DET_COLUMNS, "detector"))
+    if args.json:
+        _write_json(args.json, {"detector": args.detector, "split": args.split, **summary})
+    return 0
+
+
+def _eval_landmarks(args: argparse.Namespace) -> int:
+    try:
+        items = _LANDMARK_READERS[args.format](args.annotations)
+        if args.limit is not None:
+            items = items[: args.limit]
+        detector = make_detector(args.detector, args.models_dir)
+        summary = evaluate_landmarks(items, args.images, detector)
+    except (DatasetError, DetectorUnavailable) as err:
+        print(f"masksegx eval-landmarks: error: {err}", file=sys.stderr)
+        return 2
+    print(_format_table(args.detector, summary, _LANDMARK_COLUMNS, "detector"))
+    if args.json:
+        _write_json(args.json, {"detector": args.detector, "format": args.format, **summary})
     return 0
 
 
@@ -194,4 +322,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.compensation is not None and args.method != "spectral":
             parser.error("--compensation applies only to --method spectral")
         return _eval_seg(args)
+    if args.command == "eval-det":
+        return _eval_det(args)
+    if args.command == "eval-landmarks":
+        return _eval_landmarks(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects the rest

@@ -5,11 +5,25 @@
   :func:`evaluate_segmentation`.
 - :mod:`.baselines`: the paper's Table 4 methods, :data:`SEGMENTATION_METHODS`.
 - :mod:`.compensations`: the paper's Table 3 methods, :data:`COMPENSATION_METHODS`.
+- :mod:`.detection`: face-detector scores (VOC AP, recall per class, landmark NME) and readers
+  for Pascal VOC, CUHK and MTFL annotations.
+- :mod:`.reference_detectors`: Ultra-Light and RetinaFace onnxruntime runners (models not
+  shipped: they take a path).
 """
 
 from .baselines import SEGMENTATION_METHODS
 from .compensations import COMPENSATION_METHODS
 from .datasets import DatasetError, evaluate_segmentation, pair_files, read_image, read_mask
+from .detection import (
+    average_precision,
+    class_recall,
+    evaluate_detector,
+    evaluate_landmarks,
+    read_cuhk,
+    read_mtfl,
+    read_voc,
+    voc_pairs,
+)
 from .metrics import SegmentationScores
 
 __all__ = [
@@ -17,8 +31,16 @@ __all__ = [
     "SEGMENTATION_METHODS",
     "DatasetError",
     "SegmentationScores",
+    "average_precision",
+    "class_recall",
+    "evaluate_detector",
+    "evaluate_landmarks",
     "evaluate_segmentation",
     "pair_files",
     "read_image",
+    "read_cuhk",
     "read_mask",
+    "read_mtfl",
+    "read_voc",
+    "voc_pairs",
 ]

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Compare face detectors in one process and one run: the package's MTCNN (both backends), the
+same cascade on the standard MTCNN weights, and the Ultra-Light and RetinaFace reference models.
+
+    PYTHONPATH=python python3 tools/compare_detectors.py --out docs/detectors.md
+
+Columns, from ``--data`` (default ``../shared/data`` next to the repository):
+
+- ``det/facemask`` validation split (images whose number ends in 1): VOC AP at IoU 0.5 over all
+  boxes (AP50), with boxes narrower than 20 px ignored (AP50 min20), recall per mask class over
+  every box the detector returns (its own thresholds); see :mod:`masksegx.eval.detection`.
+- ``det/cuhk5pt``: share of faces detected and NME (mean point error / inter-ocular distance).
+- ms: median wall time of one call on the first validation image resized to 640x480 (after 2
+  warm-up calls), single thread for the onnxruntime reference models.
+
+A detector that cannot be built or run (module or model missing, ``models=`` not supported)
+gets "n/a" and the reason on stderr; landmark columns are "n/a" for detectors without landmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from masksegx.eval.datasets import DatasetError, read_image
+from masksegx.eval.detection import (
+    FACEMASK_CLASSES,
+    evaluate_detector,
+    evaluate_landmarks,
+    read_cuhk,
+    split_pairs,
+    voc_pairs,
+)
+from masksegx.eval.reference_detectors import (
+    STANDARD_MTCNN_MODELS,
+    RetinaFaceDetector,
+    UltraLightDetector,
+    mtcnn_detector,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+TIMING_SIZE = (640, 480)
+TIMING_RUNS = 20
+
+Factory = Callable[[], Callable]
+
+
+def _detectors(models: Path) -> list[tuple[str, Factory]]:
+    """(label, factory) in table order; a factory builds its detector (it may raise)."""
+    standard = [models / name for name in STANDARD_MTCNN_MODELS]
+    return [
+        ("ours, native", lambda: mtcnn_detector("native")),
+        ("ours, onnxruntime", lambda: mtcnn_detector("onnxruntime")),
+        ("standard MTCNN, native", lambda: mtcnn_detector("native", standard)),
+        ("standard MTCNN, onnxruntime", lambda: mtcnn_detector("onnxruntime", standard)),
+        ("Ultra-Light RFB-320", lambda: UltraLightDetector(models / "version-RFB-320.onnx")),
+        (
+            "Ultra-Light RFB-640 masked",
+            lambda: UltraLightDetector(models / "RFB-640-masked_face-v2.onnx"),
+        ),
+        (
+            "RetinaFace mnet0.25 512",
+            lambda: RetinaFaceDetector(models / "retinaface_mnet025_512.onnx"),
+        ),
+    ]
+
+
+def _milliseconds(detect: Callable, image: np.ndarray) -> float:
+    for _ in range(2):
+        detect(image)
+    times = []
+    for _ in range(TIMING_RUNS):
+        start = time.perf_counter()
+        detect(image)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+def _row(label: str, factory: Factory, pairs, landmark_items, cuhk_images, timing_image) -> dict:
+    row = {"detector": label}
+    try:
+        detect = factory()
+        has_landmarks = detect(timing_image)[2] is not None  # also probes that it runs
+    except Exception as err:  # noqa: BLE001 - any failure to build or run means "n/a"
+        print(f"{label}: n/a ({type(err).__name__}: {err})", file=sys.stderr)
+        return row
+    row["ms"] = _milliseconds(detect, timing_image)
+    scores = evaluate_detector(pairs, detect)
+    row.update(ap50=scores["ap50"], ap50_min20=scores["ap50_min20"])
+    row.update({f"recall_{name}": value for name, value in scores["recall"].items()})
+    if has_landmarks:
+        landmarks = evaluate_landmarks(landmark_items, cuhk_images, detect)
+        row.update(nme=landmarks["nme"], detected=landmarks["detected"])
+    print(f"{label}: done", file=sys.stderr)
+    return row
+
+
+COLUMNS = (
+    ("detector", "detector", "{}"),
+    ("ap50", "AP50", "{:.3f}"),
+    ("ap50_min20", "AP50 min20", "{:.3f}"),
+    *((f"recall_{name}", f"R {name}", "{:.3f}") for name in FACEMASK_CLASSES),
+    ("nme", "cuhk NME", "{:.4f}"),
+    ("detected", "cuhk detected", "{:.3f}"),
+    ("ms", "ms 640x480", "{:.1f}"),
+)
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return fmt.format(value)
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| " + " | ".join(header for _, header, _ in COLUMNS) + " |",
+        "| " + " | ".join("---" if key == "detector" else "---:" for key, _, _ in COLUMNS) + " |",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row, key, fmt) for key, _, fmt in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    parser.add_argument("--limit", type=int, help="use only the first N images of each set")
+    args = parser.parse_args()
+
+    facemask = args.data / "det" / "facemask"
+    cuhk = args.data / "det" / "cuhk5pt"
+    try:
+        pairs = split_pairs(voc_pairs(facemask / "images", facemask / "annotations"), "val")
+        landmark_items = read_cuhk(cuhk / "annotations.txt")
+        if not pairs:
+            raise DatasetError(f"no validation images in {str(facemask)!r}")
+        timing_image = cv2.resize(read_image(pairs[0][0]), TIMING_SIZE)
+    except DatasetError as err:
+        print(f"compare_detectors: error: {err}", file=sys.stderr)
+        return 2
+    if args.limit:
+        pairs, landmark_items = pairs[: args.limit], landmark_items[: args.limit]
+
+    rows = [
+        _row(label, factory, pairs, landmark_items, cuhk / "images", timing_image)
+        for label, factory in _detectors(args.data / "models")
+    ]
+    table = markdown(rows)
+    note = (
+        f"facemask val: {len(pairs)} images; cuhk5pt: {len(landmark_items)} faces; "
+        f"ms: median of {TIMING_RUNS} calls at {TIMING_SIZE[0]}x{TIMING_SIZE[1]}, "
+        "reference models on 1 onnxruntime thread."
+    )
+    print(table + "\n\n" + note)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(table + "\n\n" + note + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
