@@ -314,7 +314,7 @@ def _model_paths(models: Optional[Sequence[PathLike]]) -> Tuple[str, str, str]:
     return resolved  # type: ignore[return-value]
 
 
-_LOADED: Dict[tuple, Runner] = {}
+_LOADED: Dict[tuple, Tuple[Runner, Sequence[str]]] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -324,12 +324,12 @@ def _load(path: str, backend: str, threads: int, outputs: Tuple[str, ...]) -> Ru
     key = (path, stat.st_mtime_ns, stat.st_size, backend, threads)
     with _LOAD_LOCK:
         if key not in _LOADED:
-            runner, names = _native(path) if backend == "native" else _onnxruntime(path, threads)
-            missing = [name for name in outputs if name not in names]
-            if missing:
-                raise ValueError(f"{path}: the net lacks the outputs {missing} (has {list(names)})")
-            _LOADED[key] = runner
-        return _LOADED[key]
+            _LOADED[key] = _native(path) if backend == "native" else _onnxruntime(path, threads)
+        runner, names = _LOADED[key]
+    missing = [name for name in outputs if name not in names]
+    if missing:
+        raise ValueError(f"{path}: the net lacks the outputs {missing} (has {list(names)})")
+    return runner
 
 
 def _native(path: str) -> Tuple[Runner, Sequence[str]]:
