@@ -63,11 +63,12 @@ def test_floor_mode_pooling_softmax_before_opset_13_and_matmul(tmp_path, rng):
 
 def test_unsupported_operator_and_dangling_input_name_the_file(tmp_path):
     path = tmp_path / "lstm.onnx"
-    path.write_bytes(model([node("LSTM", ["input"], ["y"])], {}, [("input", [1, 3])], [("y", [1, 3])]))
+    io = ([("input", [1, 3])], [("y", [1, 3])])
+    path.write_bytes(model([node("LSTM", ["input"], ["y"])], {}, *io))
     with pytest.raises(UnsupportedOperator, match=r"lstm\.onnx.*'LSTM'"):
         NativeNet(path)
     path = tmp_path / "dangling.onnx"
-    path.write_bytes(model([node("Relu", ["nowhere"], ["y"])], {}, [("input", [1, 3])], [("y", [1, 3])]))
+    path.write_bytes(model([node("Relu", ["nowhere"], ["y"])], {}, *io))
     with pytest.raises(ValueError, match=r"dangling\.onnx.*nowhere"):
         NativeNet(path)
 

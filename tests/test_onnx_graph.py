@@ -1,4 +1,4 @@
-"""The package's own ONNX reader against hand-encoded models and, when installed, the onnx package."""
+"""The package's ONNX reader against hand-encoded models and, when installed, the onnx package."""
 
 import numpy as np
 import pytest
@@ -61,7 +61,8 @@ def test_agrees_with_the_onnx_package(tmp_path, rng):
         graph = parse_model(data)
         assert [n.op_type for n in reference.graph.node] == [n.op_type for n in graph.nodes]
         for tensor in reference.graph.initializer:
-            np.testing.assert_array_equal(numpy_helper.to_array(tensor), graph.initializers[tensor.name])
+            expected = numpy_helper.to_array(tensor)
+            np.testing.assert_array_equal(expected, graph.initializers[tensor.name])
 
     # float_data / int64_data storage and unpacked fields as the onnx package writes them.
     weights = rng.standard_normal((2, 3)).astype(np.float32)

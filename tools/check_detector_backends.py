@@ -29,7 +29,7 @@ TOLERANCE_PX = 0.5
 
 
 def max_difference(a: Detections, b: Detections) -> float:
-    """Largest box or landmark coordinate difference after nearest-box matching (inf if counts differ)."""
+    """Largest box or landmark difference after nearest-box matching (inf if counts differ)."""
     if len(a) != len(b):
         return float("inf")
     worst = 0.0

@@ -71,7 +71,8 @@ class NativeNet:
     def __call__(self, x: np.ndarray) -> Dict[str, np.ndarray]:
         """Run a single-input net on ``x``."""
         if len(self.input_names) != 1:
-            raise ValueError(f"{self.path}: the graph has {len(self.input_names)} inputs; use run()")
+            count = len(self.input_names)
+            raise ValueError(f"{self.path}: the graph has {count} inputs; use run()")
         return self.run({self.input_names[0]: x})
 
 

@@ -81,7 +81,8 @@ class FaceDetector:
     min_face_size : smallest face side searched, in pixels (>= 1; below 12 the image is enlarged).
     thresholds : face-probability thresholds of the P-, R- and O-net, each in [0, 1].
     scale_factor : ratio between pyramid levels, in (0, 1).
-    nms_thresholds : overlap thresholds of the per-level, cross-level/R-net and final NMS, in [0, 1].
+    nms_thresholds : overlap thresholds of the per-level, the cross-level and R-net, and the final
+        NMS, each in [0, 1].
     order : channel order of the images, ``"bgr"`` (cv2.imread) or ``"rgb"``.
     onnxruntime_threads : intra-op threads of the onnxruntime sessions (0 = its default).
 
@@ -239,7 +240,9 @@ def _to_batch(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
-def _cells_to_boxes(reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+def _cells_to_boxes(
+    reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float
+) -> np.ndarray:
     """P-net cells with probability >= threshold as rows x1, y1, x2, y2, score, dx1..dy2."""
     rows, cols = np.nonzero(prob >= threshold)
     cell = np.stack([cols, rows], axis=1).astype(np.float32)
