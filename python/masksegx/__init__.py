@@ -3,19 +3,22 @@
 Kernel modules (functions over numpy arrays): :mod:`masksegx.color`, :mod:`masksegx.compensate`,
 :mod:`masksegx.filters`, :mod:`masksegx.regions`, :mod:`masksegx.fcm`,
 :mod:`masksegx.nn` (CNN layers), :mod:`masksegx.nms`.
+MTCNN face detection: :func:`detect_faces` / :class:`FaceDetector` (:mod:`masksegx.detect`).
 Face alignment from 5 landmarks: :mod:`masksegx.align`; synthetic masked faces:
 :mod:`masksegx.synthesis`.
 The paper's spectral face-mask extraction: :func:`segment_spectral`.
 Evaluation and baselines: :mod:`masksegx.eval`.
 """
 
-from . import align, color, compensate, fcm, filters, nms, nn, regions, synthesis
+from . import align, color, compensate, detect, fcm, filters, nms, nn, regions, synthesis
+from .detect import Detections, FaceDetector, detect_faces
 from .spectral import SpectralParams, SpectralResult, segment_spectral
 
 __all__ = [
     "align",
     "color",
     "compensate",
+    "detect",
     "fcm",
     "filters",
     "nms",
@@ -23,6 +26,9 @@ __all__ = [
     "regions",
     "synthesis",
     "segment_spectral",
+    "detect_faces",
+    "FaceDetector",
+    "Detections",
     "SpectralParams",
     "SpectralResult",
 ]

@@ -1,0 +1,340 @@
+"""Run small ONNX inference graphs (the MTCNN P-, R- and O-nets) on the masksegx C++ kernels.
+
+Supported operators: Conv (2-D, symmetric padding, no dilation; depthwise and pointwise
+included), PRelu, Relu, MaxPool (2-D, no padding, ceil_mode 0 or 1), Gemm, MatMul, Add,
+Softmax, Transpose, Reshape, Flatten, Identity, and the shape arithmetic a dynamic-batch export
+emits (Shape, Gather, Unsqueeze, Squeeze, Concat, Constant), evaluated with numpy.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from ._onnx_graph import Graph, Node, load_graph
+from ._validation import as_float_array
+
+Values = List[Optional[np.ndarray]]
+Kernel = Callable[[Values], List[np.ndarray]]
+# A builder reads a node (attributes, constant inputs) once and returns the kernel to call.
+Builder = Callable[[Node, Values, int, bool], Kernel]
+
+_BUILDERS: Dict[str, Builder] = {}
+
+
+def _op(*names: str) -> Callable[[Builder], Builder]:
+    def register(builder: Builder) -> Builder:
+        for name in names:
+            _BUILDERS[name] = builder
+        return builder
+
+    return register
+
+
+class UnsupportedOperator(ValueError):
+    pass
+
+
+class NativeNet:
+    """An ONNX graph executed with :mod:`masksegx.nn` kernels (GIL released in the layers).
+
+    Immutable after construction, so one instance may serve several threads at once.
+    """
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        self.path = os.fspath(path)
+        graph = load_graph(self.path)
+        self.input_names: Tuple[str, ...] = graph.inputs
+        self.output_names: Tuple[str, ...] = graph.outputs
+        try:
+            self._constants, self._steps = _compile(graph)
+        except ValueError as error:
+            raise type(error)(f"{self.path}: {error}") from None
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Evaluate the graph; ``feed`` maps every input name to a float32 NCHW array."""
+        values = dict(self._constants)
+        for name in self.input_names:
+            if name not in feed:
+                raise ValueError(f"{self.path}: missing input {name!r}")
+            values[name] = as_float_array(feed[name], name, ndim=np.ndim(feed[name]))
+        for kernel, inputs, outputs, released in self._steps:
+            results = kernel([values[name] if name else None for name in inputs])
+            values.update(zip(outputs, results))
+            for name in released:  # free intermediates after their last use
+                del values[name]
+        return {name: values[name] for name in self.output_names}
+
+    def __call__(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        """Run a single-input net on ``x``."""
+        if len(self.input_names) != 1:
+            count = len(self.input_names)
+            raise ValueError(f"{self.path}: the graph has {count} inputs; use run()")
+        return self.run({self.input_names[0]: x})
+
+
+def _compile(graph: Graph):
+    """Order the nodes, fold those whose inputs are all constant and prepare the others."""
+    constants: Dict[str, np.ndarray] = dict(graph.initializers)
+    known = set(constants) | set(graph.inputs) | {""}
+    pending: List[Node] = list(graph.nodes)
+    ordered: List[Node] = []
+    while pending:  # files are normally sorted already; this also rejects dangling inputs
+        waiting = []
+        for node in pending:
+            if all(name in known for name in node.inputs):
+                known.update(node.outputs)
+                ordered.append(node)
+            else:
+                waiting.append(node)
+        if len(waiting) == len(pending):
+            missing = sorted({n for node in waiting for n in node.inputs if n not in known})
+            raise ValueError(f"node inputs never produced: {missing[:5]}")
+        pending = waiting
+
+    last_use: Dict[str, int] = {}
+    uses: Dict[str, int] = {}
+    for index, node in enumerate(ordered):
+        for name in node.inputs:
+            last_use[name] = index
+            uses[name] = uses.get(name, 0) + 1
+
+    steps = []
+    for index, node in enumerate(ordered):
+        builder = _BUILDERS.get(node.op_type)
+        if builder is None or node.domain not in ("", "ai.onnx"):
+            raise UnsupportedOperator(f"unsupported ONNX operator {node.op_type!r}")
+        given = [constants.get(name) for name in node.inputs]
+        # The first input of a layer may be overwritten when nothing else reads it.
+        first = node.inputs[0] if node.inputs else ""
+        owned = uses.get(first) == 1 and not (
+            first in constants or first in graph.inputs or first in graph.outputs
+        )
+        kernel = builder(node, given, graph.opset, owned)
+        if all(name in constants or not name for name in node.inputs):
+            constants.update(zip(node.outputs, kernel(given)))
+            continue
+        released = tuple(
+            name
+            for name in set(node.inputs)
+            if name and last_use[name] == index and name not in constants
+            and name not in graph.outputs
+        )
+        steps.append((kernel, node.inputs, node.outputs, released))
+    missing = [name for name in graph.outputs if name not in known]
+    if missing:
+        raise ValueError(f"graph outputs never produced: {missing}")
+    return constants, steps
+
+
+def _ints(node: Node, name: str, default: Sequence[int]) -> List[int]:
+    return [int(v) for v in node.attributes.get(name, default)]  # type: ignore[union-attr]
+
+
+def _require(condition: bool, node: Node, what: str) -> None:
+    if not condition:
+        raise UnsupportedOperator(f"{node.op_type}: unsupported {what}")
+
+
+def _spatial_2d(node: Node) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """(stride, symmetric padding) of a 2-D Conv/MaxPool node."""
+    pads = _ints(node, "pads", [0, 0, 0, 0])
+    strides = _ints(node, "strides", [1, 1])
+    _require(len(strides) == 2 and len(pads) == 4, node, "rank (only 2-D)")
+    _require(pads[0] == pads[2] and pads[1] == pads[3], node, f"asymmetric pads {pads}")
+    _require(_ints(node, "dilations", [1, 1]) == [1, 1], node, "dilations")
+    _require(node.attributes.get("auto_pad", "NOTSET") in ("NOTSET", ""), node, "auto_pad")
+    return (strides[0], strides[1]), (pads[0], pads[1])
+
+
+@_op("Conv")
+def _conv(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    stride, padding = _spatial_2d(node)
+    groups = int(node.attributes.get("group", 1))  # type: ignore[arg-type]
+    weight, bias = given[1], given[2] if len(given) > 2 else None
+    _require(weight is not None and weight.ndim == 4, node, "non-constant or non-4-D weight")
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    bias = None if bias is None else np.ascontiguousarray(bias.reshape(-1), dtype=np.float32)
+    return lambda v: [_core.conv2d(v[0], weight, bias, stride, padding, groups)]
+
+
+@_op("MaxPool")
+def _max_pool(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    stride, padding = _spatial_2d(node)
+    _require(padding == (0, 0), node, "padding")
+    _require(len(node.outputs) == 1 and not node.attributes.get("storage_order"), node, "indices")
+    kernel = tuple(_ints(node, "kernel_shape", []))
+    _require(len(kernel) == 2, node, "kernel_shape")
+    if node.attributes.get("ceil_mode", 0):
+        return lambda v: [_core.max_pool2d(v[0], kernel, stride)]
+
+    def floor_mode(v: Values) -> List[np.ndarray]:
+        # Ceil-mode windows start where floor-mode ones do; floor mode only drops the last one.
+        h, w = ((v[0].shape[2 + i] - kernel[i]) // stride[i] + 1 for i in (0, 1))
+        return [np.ascontiguousarray(_core.max_pool2d(v[0], kernel, stride)[:, :, :h, :w])]
+
+    return floor_mode
+
+
+@_op("PRelu")
+def _prelu(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    slope = given[1]
+    _require(slope is not None, node, "non-constant slope")
+    flat = np.ascontiguousarray(slope.reshape(-1), dtype=np.float32)
+
+    def prelu(v: Values) -> List[np.ndarray]:
+        x = v[0]
+        # Per channel: a scalar, or [C, 1, ...] broadcast against [N, C, ...] (as PyTorch exports).
+        if flat.size == 1:
+            return [_core.prelu(x, np.full(x.shape[1], flat[0], np.float32), owned)]
+        if slope.ndim == x.ndim - 1 and slope.shape[0] == x.shape[1] == flat.size:
+            return [_core.prelu(x, flat, owned)]
+        return [np.where(x > 0, x, x * slope).astype(np.float32)]
+
+    return prelu
+
+
+@_op("Relu")
+def _relu(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    return lambda v: [_core.relu(v[0], owned)]
+
+
+@_op("Gemm")
+def _gemm(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    attrs = node.attributes
+    _require(not attrs.get("transA", 0), node, "transA")
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))  # type: ignore
+    weight, bias = given[1], given[2] if len(given) > 2 else None
+    _require(weight is not None and weight.ndim == 2, node, "non-constant weight")
+    weight = weight if attrs.get("transB", 0) else weight.T  # to [M, K]
+    weight = np.ascontiguousarray(weight * alpha, dtype=np.float32)
+    if bias is not None:
+        _require(bias.size in (1, weight.shape[0]), node, f"bias shape {bias.shape}")
+        bias = np.ascontiguousarray(
+            np.broadcast_to(bias.reshape(-1) * beta, (weight.shape[0],)), dtype=np.float32
+        )
+    return lambda v: [_core.fully_connected(np.ascontiguousarray(v[0]), weight, bias)]
+
+
+@_op("MatMul")
+def _matmul(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    if given[1] is not None and given[1].ndim == 2:
+        weight = np.ascontiguousarray(given[1].T, dtype=np.float32)
+
+        def fully_connected(v: Values) -> List[np.ndarray]:
+            if v[0].ndim != 2:
+                return [np.matmul(v[0], given[1]).astype(np.float32)]
+            return [_core.fully_connected(np.ascontiguousarray(v[0]), weight, None)]
+
+        return fully_connected
+    return lambda v: [np.matmul(v[0], v[1]).astype(np.float32)]
+
+
+@_op("Add")
+def _add(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    return lambda v: [np.add(v[0], v[1])]
+
+
+@_op("Softmax")
+def _softmax(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    axis = int(node.attributes.get("axis", -1 if opset >= 13 else 1))  # type: ignore[arg-type]
+
+    def softmax(v: Values) -> List[np.ndarray]:
+        x = v[0]
+        along = axis % x.ndim
+        if opset >= 13 or along == x.ndim - 1:
+            return [_core.softmax(np.ascontiguousarray(x), along)]
+        # Before opset 13, Softmax flattened the axes from `axis` on into one.
+        flat = np.ascontiguousarray(x.reshape(int(np.prod(x.shape[:along])), -1))
+        return [_core.softmax(flat, 1).reshape(x.shape)]
+
+    return softmax
+
+
+@_op("Transpose")
+def _transpose(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    perm = node.attributes.get("perm")
+    return lambda v: [np.ascontiguousarray(np.transpose(v[0], perm))]
+
+
+@_op("Reshape")
+def _reshape(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    allow_zero = bool(node.attributes.get("allowzero", 0))
+
+    def reshape(v: Values) -> List[np.ndarray]:
+        x, shape = v[0], [int(d) for d in v[1]]
+        if not allow_zero:  # 0 copies the input's dimension
+            shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+        return [x.reshape(shape)]
+
+    return reshape
+
+
+@_op("Flatten")
+def _flatten(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    axis = int(node.attributes.get("axis", 1))  # type: ignore[arg-type]
+    return lambda v: [v[0].reshape(int(np.prod(v[0].shape[: axis % (v[0].ndim + 1)])), -1)]
+
+
+@_op("Identity")
+def _identity(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    return lambda v: [v[0]]
+
+
+@_op("Constant")
+def _constant(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    attrs = node.attributes
+    if "value" in attrs:
+        value = np.asarray(attrs["value"])
+    elif "value_float" in attrs or "value_floats" in attrs:
+        value = np.asarray(attrs.get("value_float", attrs.get("value_floats")), np.float32)
+    elif "value_int" in attrs or "value_ints" in attrs:
+        value = np.asarray(attrs.get("value_int", attrs.get("value_ints")), np.int64)
+    else:
+        raise UnsupportedOperator(f"Constant: unsupported attributes {sorted(attrs)}")
+    return lambda v: [value]
+
+
+@_op("Shape")
+def _shape(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    start, end = node.attributes.get("start", 0), node.attributes.get("end")
+    return lambda v: [np.asarray(v[0].shape[start:end], np.int64)]
+
+
+@_op("Gather")
+def _gather(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    axis = int(node.attributes.get("axis", 0))  # type: ignore[arg-type]
+    return lambda v: [np.take(v[0], v[1], axis=axis)]
+
+
+def _axes(node: Node, v: Values, opset: int) -> List[int]:
+    if opset >= 13 and len(v) > 1 and v[1] is not None:
+        return [int(a) for a in np.ravel(v[1])]
+    return _ints(node, "axes", [])
+
+
+@_op("Unsqueeze")
+def _unsqueeze(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    def unsqueeze(v: Values) -> List[np.ndarray]:
+        rank = np.ndim(v[0]) + len(_axes(node, v, opset))
+        return [np.expand_dims(v[0], tuple(sorted(a % rank for a in _axes(node, v, opset))))]
+
+    return unsqueeze
+
+
+@_op("Squeeze")
+def _squeeze(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    def squeeze(v: Values) -> List[np.ndarray]:
+        axes = _axes(node, v, opset)
+        return [np.squeeze(v[0], tuple(a % np.ndim(v[0]) for a in axes) if axes else None)]
+
+    return squeeze
+
+
+@_op("Concat")
+def _concat(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+    axis = int(node.attributes.get("axis", 0))  # type: ignore[arg-type]
+    return lambda v: [np.concatenate([np.atleast_1d(x) for x in v], axis=axis)]

@@ -1,0 +1,382 @@
+"""MTCNN face detection (P-, R- and O-net cascade) on the masksegx kernels or onnxruntime.
+
+The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_face.py``):
+
+1. Image pyramid: scales ``s_k = (12 / min_face_size) * scale_factor**k`` while
+   ``min(H, W) * s_k >= 12``; level k is the image resized to ``(int(H s_k + 1), int(W s_k + 1))``
+   with area interpolation, normalised as ``(pixel - 127.5) / 128`` (RGB, NCHW).
+2. P-net on every level; each output cell ``(row, col)`` with face probability
+   ``>= thresholds[0]`` proposes ``floor((2 col + 1) / s)``, ``floor((2 row + 1) / s)``,
+   ``floor((2 col + 12) / s)``, ``floor((2 row + 12) / s)``; NMS ``nms_thresholds[0]`` per level,
+   NMS ``nms_thresholds[1]`` over all levels, box regression with the box width ``x2 - x1``,
+   then squaring (rerec).
+3. R-net on 24x24 crops; keep probability ``> thresholds[1]``, NMS ``nms_thresholds[1]``,
+   regression with width ``x2 - x1 + 1``, squaring.
+4. O-net on 48x48 crops; keep probability ``> thresholds[2]``, landmarks mapped into the image
+   from the box before regression, regression, NMS ``nms_thresholds[2]`` with the "min" overlap.
+
+The IoU of the first two stages is measured without the +1 pixel (torchvision's ``nms``, as
+facenet-pytorch uses there) and the last NMS with the +1 (its ``batched_nms_numpy``). A crop is
+the part of its box inside the image (corners truncated to integers, then clipped), resized to
+the net input; boxes entirely outside the image are dropped. Returned boxes are not clipped.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from ._executor import NativeNet
+from ._validation import MAX_SIDE, as_image, check_order
+from .nms import nms
+
+PathLike = Union[str, "os.PathLike[str]"]
+Runner = Callable[[np.ndarray], Dict[str, np.ndarray]]
+
+#: Where the package's own depthwise-separable nets are shipped.
+MODEL_DIR = Path(__file__).resolve().parent / "models"
+SHIPPED_MODELS = tuple(MODEL_DIR / f"ds_mtcnn_{net}.onnx" for net in ("pnet", "rnet", "onet"))
+BACKENDS = ("native", "onnxruntime")
+_NET_OUTPUTS = (("reg", "prob"), ("reg", "prob"), ("reg", "prob", "landmarks"))
+
+
+class ModelNotFoundError(FileNotFoundError, ValueError):
+    """A detector model file is missing (both a FileNotFoundError and a ValueError)."""
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces found in one image.
+
+    boxes : float32 (N, 4) ``x1, y1, x2, y2`` in pixels (corners, last pixel included as in
+        MTCNN; may extend past the image).
+    scores : float32 (N,) O-net face probability in (threshold, 1], best first.
+    landmarks : float32 (N, 5, 2) ``x, y`` of the left eye, right eye, nose, left and right mouth
+        corner, "left" meaning the image's left.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+class FaceDetector:
+    """An MTCNN cascade with fixed models and settings; call it on images.
+
+    Parameters
+    ----------
+    models : None for the package's shipped ``models/ds_mtcnn_{pnet,rnet,onet}.onnx``, or the
+        paths of three ONNX nets (P, R, O) with input ``[N, 3, H, W]`` and outputs ``reg``,
+        ``prob`` (+ ``landmarks`` for the O-net), normalised as the reference MTCNN.
+    backend : ``"native"`` (masksegx C++ kernels) or ``"onnxruntime"``.
+    min_face_size : smallest face side searched, in pixels (>= 1; below 12 the image is enlarged).
+    thresholds : face-probability thresholds of the P-, R- and O-net, each in [0, 1].
+    scale_factor : ratio between pyramid levels, in (0, 1).
+    nms_thresholds : overlap thresholds of the per-level, the cross-level and R-net, and the final
+        NMS, each in [0, 1].
+    order : channel order of the images, ``"bgr"`` (cv2.imread) or ``"rgb"``.
+    onnxruntime_threads : intra-op threads of the onnxruntime sessions (0 = its default).
+
+    Nets are loaded once per file and backend and shared by every detector; a detector holds no
+    mutable state, so concurrent calls from several threads are safe.
+    """
+
+    def __init__(
+        self,
+        models: Optional[Sequence[PathLike]] = None,
+        *,
+        backend: str = "native",
+        min_face_size: float = 20,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        scale_factor: float = 0.709,
+        nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7),
+        order: str = "bgr",
+        onnxruntime_threads: int = 0,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
+        self.min_face_size = _number(min_face_size, "min_face_size", low=1.0)
+        self.thresholds = _triple(thresholds, "thresholds")
+        self.nms_thresholds = _triple(nms_thresholds, "nms_thresholds")
+        self.scale_factor = _number(scale_factor, "scale_factor", low=0.0, high=1.0)
+        if not 0.0 < self.scale_factor < 1.0:
+            raise ValueError(f"scale_factor: must be in (0, 1), got {scale_factor}")
+        self.order = check_order(order)
+        if isinstance(onnxruntime_threads, bool) or not isinstance(onnxruntime_threads, int):
+            raise TypeError("onnxruntime_threads: expected an integer")
+        if onnxruntime_threads < 0:
+            raise ValueError(f"onnxruntime_threads: must be >= 0, got {onnxruntime_threads}")
+        self.model_paths = _model_paths(models)
+        self._nets = tuple(
+            _load(path, backend, onnxruntime_threads, outputs)
+            for path, outputs in zip(self.model_paths, _NET_OUTPUTS)
+        )
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        """Detect the faces of a uint8 HxWx3 image (channel order as ``order``)."""
+        image = as_image(image)
+        code = cv2.COLOR_BGR2RGB if self.order == "bgr" else None
+        rgb = cv2.cvtColor(image, code) if code is not None else image
+        # Area resizing is linear, so normalising first equals normalising each resized copy.
+        normalised = (rgb.astype(np.float32) - np.float32(127.5)) * np.float32(0.0078125)
+        pnet, rnet, onet = self._nets
+        boxes = self._propose(normalised, pnet)
+        if len(boxes):
+            boxes = self._refine(normalised, boxes, rnet)
+        if len(boxes):
+            return self._output(normalised, boxes, onet)
+        return _empty()
+
+    def _scales(self, height: int, width: int) -> list:
+        scale = 12.0 / self.min_face_size
+        shortest = min(height, width) * scale
+        if max(height, width) * scale + 1 > MAX_SIDE:
+            raise ValueError(f"min_face_size: {self.min_face_size} enlarges the image too much")
+        scales = []
+        while shortest >= 12:
+            scales.append(scale)
+            scale *= self.scale_factor
+            shortest *= self.scale_factor
+        return scales
+
+    def _propose(self, image: np.ndarray, pnet: Runner) -> np.ndarray:
+        """P-net stage: squared candidate boxes [K, 5] (x1, y1, x2, y2, score)."""
+        height, width = image.shape[:2]
+        candidates = []
+        for scale in self._scales(height, width):
+            size = (int(width * scale + 1), int(height * scale + 1))
+            level = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            out = pnet(_to_batch(level[None]))
+            found = _cells_to_boxes(out["reg"][0], out["prob"][0, 1], scale, self.thresholds[0])
+            keep = _nms_exclusive(found, self.nms_thresholds[0])
+            candidates.append(found[keep])
+        if not candidates:
+            return np.zeros((0, 5), np.float32)
+        boxes = np.concatenate(candidates)
+        boxes = boxes[_nms_exclusive(boxes, self.nms_thresholds[1])]
+        size = boxes[:, 2:4] - boxes[:, 0:2]  # facenet-pytorch regresses P-net boxes without +1
+        corners = boxes[:, :4] + boxes[:, 5:9] * np.concatenate([size, size], axis=1)
+        return _square(np.concatenate([corners, boxes[:, 4:5]], axis=1))
+
+    def _refine(self, image: np.ndarray, boxes: np.ndarray, rnet: Runner) -> np.ndarray:
+        """R-net stage: squared boxes [K, 5]."""
+        crops, boxes = _crops(image, boxes, 24)
+        out = rnet(crops)
+        score = out["prob"][:, 1]
+        passed = score > self.thresholds[1]
+        boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
+        offsets = out["reg"][passed]
+        keep = _nms_exclusive(boxes, self.nms_thresholds[1])
+        return _square(_regress(boxes[keep], offsets[keep]))
+
+    def _output(self, image: np.ndarray, boxes: np.ndarray, onet: Runner) -> Detections:
+        crops, boxes = _crops(image, boxes, 48)
+        out = onet(crops)
+        score = out["prob"][:, 1]
+        passed = score > self.thresholds[2]
+        boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
+        points = out["landmarks"][passed]
+        side = boxes[:, 2:4] - boxes[:, 0:2] + 1
+        # landmarks = x1..x5, y1..y5 as fractions of the box; -1 as in facenet-pytorch.
+        xs = boxes[:, 0:1] + side[:, 0:1] * points[:, 0:5] - 1
+        ys = boxes[:, 1:2] + side[:, 1:2] * points[:, 5:10] - 1
+        boxes = _regress(boxes, out["reg"][passed])
+        keep = nms(boxes[:, :4], boxes[:, 4], self.nms_thresholds[2], mode="min")
+        if len(keep) == 0:
+            return _empty()
+        return Detections(
+            np.ascontiguousarray(boxes[keep, :4], np.float32),
+            np.ascontiguousarray(boxes[keep, 4], np.float32),
+            np.ascontiguousarray(np.stack([xs[keep], ys[keep]], axis=2), np.float32),
+        )
+
+
+def detect_faces(
+    image: np.ndarray,
+    *,
+    min_face_size: float = 20,
+    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+    backend: str = "native",
+    models: Optional[Sequence[PathLike]] = None,
+    scale_factor: float = 0.709,
+    nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7),
+    order: str = "bgr",
+) -> Detections:
+    """Detect faces with the MTCNN cascade; see :class:`FaceDetector` for the parameters.
+
+    Returns :class:`Detections` (boxes float32 [N, 4], scores [N], landmarks [N, 5, 2]), empty
+    arrays of those shapes when no face is found.
+    """
+    detector = FaceDetector(
+        models,
+        backend=backend,
+        min_face_size=min_face_size,
+        thresholds=thresholds,
+        scale_factor=scale_factor,
+        nms_thresholds=nms_thresholds,
+        order=order,
+    )
+    return detector(image)
+
+
+def _empty() -> Detections:
+    return Detections(
+        np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+    )
+
+
+def _to_batch(images: np.ndarray) -> np.ndarray:
+    """[N, H, W, 3] -> contiguous [N, 3, H, W]."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+
+
+def _cells_to_boxes(
+    reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float
+) -> np.ndarray:
+    """P-net cells with probability >= threshold as rows x1, y1, x2, y2, score, dx1..dy2."""
+    rows, cols = np.nonzero(prob >= threshold)
+    cell = np.stack([cols, rows], axis=1).astype(np.float32)
+    top_left = np.floor((2 * cell + 1) / np.float32(scale))
+    bottom_right = np.floor((2 * cell + 12) / np.float32(scale))
+    return np.concatenate(
+        [top_left, bottom_right, prob[rows, cols, None], reg[:, rows, cols].T], axis=1
+    ).astype(np.float32)
+
+
+def _nms_exclusive(boxes: np.ndarray, threshold: float) -> np.ndarray:
+    """NMS with the IoU of torchvision (areas ``(x2 - x1) * (y2 - y1)``, no +1 pixel).
+
+    :func:`masksegx.nms.nms` counts the last pixel; shrinking x2 and y2 by one gives exactly the
+    exclusive-corner overlap.
+    """
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    shrunk = boxes[:, :4] - np.array([0, 0, 1, 1], np.float32)
+    return nms(shrunk, boxes[:, 4], threshold)
+
+
+def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    side = boxes[:, 2:4] - boxes[:, 0:2] + 1
+    out = boxes.copy()
+    out[:, :4] += offsets * np.concatenate([side, side], axis=1)
+    return out
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """Grow each box to a square of its longer side around the same centre (MTCNN's rerec)."""
+    size = boxes[:, 2:4] - boxes[:, 0:2]
+    longest = size.max(axis=1, keepdims=True)
+    out = boxes.copy()
+    out[:, 0:2] = boxes[:, 0:2] + size * np.float32(0.5) - longest * np.float32(0.5)
+    out[:, 2:4] = out[:, 0:2] + longest
+    return out
+
+
+def _crops(image: np.ndarray, boxes: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The in-image part of every box resized to side x side, as a batch, and the boxes kept."""
+    height, width = image.shape[:2]
+    corners = np.trunc(boxes[:, :4]).astype(np.int64)
+    x0 = np.maximum(corners[:, 0], 1) - 1
+    y0 = np.maximum(corners[:, 1], 1) - 1
+    x1 = np.minimum(corners[:, 2], width)
+    y1 = np.minimum(corners[:, 3], height)
+    inside = np.nonzero((x1 > x0) & (y1 > y0))[0]
+    batch = np.empty((len(inside), side, side, 3), np.float32)
+    for slot, k in enumerate(inside):
+        batch[slot] = cv2.resize(
+            image[y0[k] : y1[k], x0[k] : x1[k]], (side, side), interpolation=cv2.INTER_AREA
+        )
+    return _to_batch(batch), boxes[inside]
+
+
+def _model_paths(models: Optional[Sequence[PathLike]]) -> Tuple[str, str, str]:
+    if models is None:
+        if not all(path.is_file() for path in SHIPPED_MODELS):
+            raise ModelNotFoundError(
+                f"no shipped detector models in {MODEL_DIR}; pass models=(pnet, rnet, onet)"
+            )
+        paths = SHIPPED_MODELS
+    else:
+        if isinstance(models, (str, bytes, os.PathLike)) or len(models) != 3:
+            raise ValueError("models: expected None or three paths (pnet, rnet, onet)")
+        paths = tuple(models)  # type: ignore[assignment]
+    resolved = tuple(os.path.realpath(os.fspath(path)) for path in paths)
+    for path in resolved:
+        if not os.path.isfile(path):
+            raise ModelNotFoundError(f"models: no such model file: {path}")
+    return resolved  # type: ignore[return-value]
+
+
+_LOADED: Dict[tuple, Tuple[Runner, Sequence[str]]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def _load(path: str, backend: str, threads: int, outputs: Tuple[str, ...]) -> Runner:
+    """The net at ``path``, loaded once per (file version, backend, threads)."""
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size, backend, threads)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = _native(path) if backend == "native" else _onnxruntime(path, threads)
+        runner, names = _LOADED[key]
+    missing = [name for name in outputs if name not in names]
+    if missing:
+        raise ValueError(f"{path}: the net lacks the outputs {missing} (has {list(names)})")
+    return runner
+
+
+def _native(path: str) -> Tuple[Runner, Sequence[str]]:
+    net = NativeNet(path)
+    if len(net.input_names) != 1:
+        raise ValueError(f"{path}: expected a net with one input, got {list(net.input_names)}")
+    return net, net.output_names
+
+
+def _onnxruntime(path: str, threads: int) -> Tuple[Runner, Sequence[str]]:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1 if threads else 0
+    try:
+        session = onnxruntime.InferenceSession(
+            path, options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise ValueError(f"{path}: onnxruntime cannot load the model: {error}") from None
+    if len(session.get_inputs()) != 1:
+        raise ValueError(f"{path}: expected a net with one input")
+    input_name = session.get_inputs()[0].name
+    names = [output.name for output in session.get_outputs()]
+
+    def run(x: np.ndarray) -> Dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, {input_name: x})))
+
+    return run, names
+
+
+def _number(value: object, name: str, *, low: float, high: float = float("inf")) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if not low <= float(value) <= high:  # also rejects NaN
+        raise ValueError(f"{name}: must be in [{low}, {high}], got {value}")
+    return float(value)
+
+
+def _triple(values: Sequence[float], name: str) -> Tuple[float, float, float]:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != 3:
+        raise ValueError(f"{name}: expected three numbers (P-, R-, O-net), got {values!r}")
+    a, b, c = (_number(v, name, low=0.0, high=1.0) for v in values)
+    return a, b, c

@@ -1,0 +1,136 @@
+"""The MTCNN cascade on tiny random-weight nets: both backends agree, shapes, bad inputs."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import masksegx
+from masksegx import detect
+from masksegx.detect import Detections, FaceDetector, ModelNotFoundError, detect_faces
+from onnx_builder import tiny_onet, tiny_pnet, tiny_rnet
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    folder = tmp_path_factory.mktemp("nets")
+    paths = []
+    for name, build in (("p", tiny_pnet), ("r", tiny_rnet), ("o", tiny_onet)):
+        path = folder / f"{name}net.onnx"
+        path.write_bytes(build(rng))
+        paths.append(str(path))
+    return tuple(paths)
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(3)
+    picture = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    picture[20:60, 30:70] = (200, 160, 140)  # a flat skin-coloured patch
+    return picture
+
+
+def _check_shapes(found: Detections) -> None:
+    n = len(found)
+    assert found.boxes.shape == (n, 4) and found.boxes.dtype == np.float32
+    assert found.scores.shape == (n,) and found.scores.dtype == np.float32
+    assert found.landmarks.shape == (n, 5, 2) and found.landmarks.dtype == np.float32
+
+
+def test_backends_give_identical_detections(models, image):
+    native = detect_faces(image, models=models, backend="native")
+    reference = detect_faces(image, models=models, backend="onnxruntime")
+    _check_shapes(native)
+    assert len(native) > 0 and len(native) == len(reference)
+    np.testing.assert_allclose(native.boxes, reference.boxes, atol=1e-3)
+    np.testing.assert_allclose(native.scores, reference.scores, atol=1e-5)
+    np.testing.assert_allclose(native.landmarks, reference.landmarks, atol=1e-3)
+    assert np.all(native.scores > 0.7) and np.all(np.diff(native.scores) <= 0)
+    assert np.all(native.boxes[:, 2:] > native.boxes[:, :2])
+
+
+def test_channel_order_and_settings(models, image):
+    bgr = detect_faces(image, models=models)
+    rgb = detect_faces(np.ascontiguousarray(image[:, :, ::-1]), models=models, order="rgb")
+    np.testing.assert_array_equal(bgr.boxes, rgb.boxes)
+    coarse = detect_faces(image, models=models, min_face_size=40, scale_factor=0.5)
+    _check_shapes(coarse)
+
+
+def test_no_faces_gives_empty_arrays(models, image):
+    for found in (
+        detect_faces(image, models=models, thresholds=(1.0, 1.0, 1.0)),
+        detect_faces(image[:11, :11], models=models),  # smaller than a P-net window
+        detect_faces(image[:30, :30], models=models, min_face_size=40),
+    ):
+        assert len(found) == 0
+        _check_shapes(found)
+
+
+def test_concurrent_calls_agree(models, image):
+    detector = FaceDetector(models)
+    expected = detector(image)
+    results = [None] * 6
+
+    def work(slot):
+        results[slot] = detector(image)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(results))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for found in results:
+        np.testing.assert_array_equal(found.boxes, expected.boxes)
+
+
+def test_bad_images(models, image):
+    with pytest.raises(TypeError, match="image"):
+        detect_faces(image.astype(np.float32) / 255, models=models)
+    with pytest.raises(ValueError, match="image"):
+        detect_faces(image[:, :, 0], models=models)
+    with pytest.raises(ValueError, match="image"):
+        detect_faces(image[:0], models=models)
+
+
+@pytest.mark.parametrize(
+    "settings, error",
+    [
+        ({"thresholds": (0.6, 0.7)}, ValueError),
+        ({"thresholds": (0.6, 0.7, 1.5)}, ValueError),
+        ({"thresholds": (0.6, float("nan"), 0.7)}, ValueError),
+        ({"thresholds": (0.6, "0.7", 0.7)}, TypeError),
+        ({"nms_thresholds": (0.5, -0.1, 0.7)}, ValueError),
+        ({"min_face_size": 0}, ValueError),
+        ({"scale_factor": 1.0}, ValueError),
+        ({"backend": "torch"}, ValueError),
+        ({"order": "hsv"}, ValueError),
+    ],
+)
+def test_bad_settings(models, image, settings, error):
+    with pytest.raises(error):
+        detect_faces(image, models=models, **settings)
+
+
+def test_missing_and_corrupt_models(models, tmp_path, monkeypatch, image):
+    missing = tmp_path / "absent.onnx"
+    with pytest.raises(ModelNotFoundError, match="absent.onnx"):
+        FaceDetector((models[0], str(missing), models[2]))
+    with pytest.raises(ValueError, match="three paths"):
+        FaceDetector(models[:2])
+    assert issubclass(ModelNotFoundError, FileNotFoundError)
+    monkeypatch.setattr(detect, "SHIPPED_MODELS", (missing, missing, missing))
+    with pytest.raises(ValueError, match=r"pass models=\(pnet, rnet, onet\)"):
+        detect_faces(image)
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(open(models[1], "rb").read()[:500])
+    for backend in ("native", "onnxruntime"):
+        with pytest.raises(ValueError, match="corrupt.onnx"):
+            FaceDetector((models[0], str(corrupt), models[2]), backend=backend)
+    with pytest.raises(ValueError, match="outputs"):  # an R-net where the O-net belongs
+        FaceDetector((models[0], models[1], models[1]))
+
+
+def test_package_exports():
+    assert masksegx.detect_faces is detect_faces and masksegx.FaceDetector is FaceDetector
