@@ -101,3 +101,12 @@ def test_core_rejects_what_the_wrapper_would_convert():
         _core.spectral_maps(np.zeros((4, 6, 3), np.uint8)[:, ::2])
     with pytest.raises(TypeError, match="dtype"):
         _core.rgb_to_hsi(np.zeros((4, 4, 3), np.int16))
+
+
+def test_core_accepts_equal_dtype_objects(rng):
+    from masksegx import _core
+
+    image = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    # frombuffer builds its own dtype object, equal to but not the same as numpy's uint8.
+    view = np.frombuffer(image.tobytes(), dtype=np.dtype("|u1")).reshape(4, 5, 3)
+    np.testing.assert_array_equal(_core.spectral_maps(view)[3], color.nbri(image))

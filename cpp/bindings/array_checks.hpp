@@ -34,7 +34,8 @@ py::array_t<T, py::array::c_style> require_array(const py::handle& obj, const ch
                              std::string(py::str(py::type::of(obj).attr("__name__"))));
     }
     auto arr = py::reinterpret_borrow<py::array>(obj);
-    if (!arr.dtype().is(py::dtype::of<T>())) {
+    // Equality, not identity: equal dtype objects (e.g. from np.frombuffer) are distinct objects.
+    if (!arr.dtype().equal(py::dtype::of<T>())) {
         throw py::type_error(std::string(name) + ": expected dtype " + dtype_name<T>() +
                              ", got " + std::string(py::str(arr.dtype())));
     }

@@ -138,8 +138,7 @@ def _tensor(buf: bytes) -> Tuple[str, np.ndarray]:
         array = np.asarray(floats if data_type == 1 else ints, dtype=dtype)
     if array.size != int(np.prod(dims, dtype=np.int64)):
         raise _Corrupt(f"tensor {name!r}: {array.size} values do not fill shape {dims}")
-    # A fresh array of the builtin dtype object (numpy keeps an equal '<f4' one through copies,
-    # and the C++ bindings compare dtypes by identity).
+    # A writable copy in native byte order: frombuffer views the (read-only) file bytes.
     out = np.empty(dims, dtype=_TENSOR_DTYPES[data_type])
     out[...] = array.reshape(dims)
     return name, out
