@@ -92,8 +92,9 @@ def propose(pnet: nn.Module, image: np.ndarray, min_face: int, threshold: float)
 
 @torch.no_grad()
 def refine(net: nn.Module, image: np.ndarray, boxes: np.ndarray, size: int,
-           threshold: float, batch: int = 512) -> np.ndarray:
-    """R- (or O-) net stage on square ``boxes``: kept, regressed and squared boxes."""
+           threshold: float, batch: int = 512, squared: bool = True) -> np.ndarray:
+    """R- (or O-) net stage on square ``boxes``: kept and regressed boxes, squared for the
+    next stage unless ``squared`` is False (the final output)."""
     if len(boxes) == 0:
         return boxes
     boxes = np.round(boxes)
@@ -109,19 +110,40 @@ def refine(net: nn.Module, image: np.ndarray, boxes: np.ndarray, size: int,
     keep = prob > threshold
     boxes, reg, prob = boxes[keep], reg[keep], prob[keep]
     keep = nms(boxes, prob, 0.7)
-    return square(regress(boxes[keep], reg[keep]))
+    boxes = regress(boxes[keep], reg[keep])
+    return square(boxes) if squared else boxes
+
+
+class OnnxNet:
+    """An exported (or reference) ONNX net behind the PyTorch nets' call interface."""
+
+    def __init__(self, path) -> None:
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.names = [output.name for output in self.session.get_outputs()]
+
+    def eval(self) -> "OnnxNet":
+        return self
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [torch.from_numpy(v) for v in self.session.run(self.names, {"input": x.numpy()})]
 
 
 class Cascade:
-    """Callable ``image_rgb -> boxes [M, 4]``: P-net, then R-net when given."""
+    """Callable ``image_rgb -> boxes [M, 4]``: P-net, then R-net and O-net when given (the
+    last stage's boxes are not squared)."""
 
-    def __init__(self, pnet: nn.Module, rnet: Optional[nn.Module] = None, *, min_face: int = 20,
-                 thresholds: tuple[float, float] = (0.6, 0.7)) -> None:
-        self.pnet, self.rnet = pnet.eval(), rnet.eval() if rnet is not None else None
+    def __init__(self, pnet: nn.Module, rnet: Optional[nn.Module] = None,
+                 onet: Optional[nn.Module] = None, *, min_face: int = 20,
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)) -> None:
+        self.pnet = pnet.eval()
+        self.refiners = [(net.eval(), size) for net, size in ((rnet, 24), (onet, 48)) if net]
         self.min_face, self.thresholds = min_face, thresholds
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         boxes = propose(self.pnet, image, self.min_face, self.thresholds[0])
-        if self.rnet is not None:
-            boxes = refine(self.rnet, image, boxes, 24, self.thresholds[1])
+        for index, (net, size) in enumerate(self.refiners):
+            last = index == len(self.refiners) - 1
+            boxes = refine(net, image, boxes, size, self.thresholds[index + 1], squared=not last)
         return boxes

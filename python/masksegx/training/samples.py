@@ -75,6 +75,8 @@ class FaceImage:
     boxes: np.ndarray
     landmarks: Optional[np.ndarray] = None
     negatives_allowed: bool = True
+    #: Class name of each face where the dataset has one (det/facemask: with_mask...).
+    classes: Optional[list[str]] = None
 
 
 @dataclass
@@ -132,11 +134,15 @@ def read_facemask(data: Path, validation: bool) -> list[FaceImage]:
         path = folder / "images" / root.findtext("filename")
         if is_validation_facemask(path) != validation:
             continue
+        objects = list(root.iter("object"))
         boxes = [
             [float(obj.findtext(f"bndbox/{key}")) for key in ("xmin", "ymin", "xmax", "ymax")]
-            for obj in root.iter("object")
+            for obj in objects
         ]
-        images.append(FaceImage(path, np.array(boxes, dtype=np.float64).reshape(-1, 4)))
+        images.append(FaceImage(
+            path, np.array(boxes, dtype=np.float64).reshape(-1, 4),
+            classes=[obj.findtext("name") for obj in objects],
+        ))
     return images
 
 
