@@ -2,12 +2,13 @@
 
 Layout: the standard MTCNN nets (channel widths, pooling, heads as in facenet-pytorch's
 ``PNet``/``RNet``/``ONet``), except that every 3x3 convolution after the first layer is a
-depthwise 3x3 convolution (``groups = C_in``) followed by a pointwise 1x1 convolution, with one PReLU
-after the pointwise conv only: the pair is one linear map followed by one non-linearity, like the
-3x3 conv it replaces (MobileNet's separable block without batch norm). The first layer stays a standard
-3x3 conv (3 input channels: separating it saves almost nothing). The 2x2 convs of R- and O-net
-stay standard too (the executor's general conv runs them; a 2x2 depthwise kernel would be one
-more kernel shape for little gain: they hold 12k / 33k of the 100k / 390k parameters).
+depthwise 3x3 convolution (``groups = C_in``) followed by a pointwise 1x1 convolution, with one
+PReLU after the pointwise conv only: the pair is one linear map followed by one non-linearity,
+like the 3x3 conv it replaces (MobileNet's separable block without batch norm). The first layer
+stays a standard 3x3 conv (3 input channels: separating it saves almost nothing). The 2x2 convs
+of R- and O-net stay standard too (the executor's general conv runs them; a 2x2 depthwise kernel
+would be one more kernel shape for little gain: they hold 12k / 33k of the 89k / 340k
+parameters).
 
 ``separable=False`` builds the plain-conv MTCNN layout, for counting (eq. 1-10) and as an ablation.
 

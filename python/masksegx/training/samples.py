@@ -259,7 +259,8 @@ class _Collector:
         crop = crop_box(x, y, side)
         self.images.append(crop_square(image, x, y, side, self.size))
         self.labels.append(label)
-        self.offsets.append(box_offsets(face, crop) if face is not None else np.zeros(4, np.float32))
+        no_face = face is None
+        self.offsets.append(np.zeros(4, np.float32) if no_face else box_offsets(face, crop))
         self.has_landmarks.append(points is not None)
         self.landmarks.append(
             landmark_fractions(points, crop) if points is not None else np.zeros(10, np.float32)
@@ -379,7 +380,8 @@ def generate(
             if not _usable(face):
                 continue
             for label, total in ((LABEL_POSITIVE, quota.positive), (LABEL_PART, quota.part)):
-                for x, y, side in _face_crops(face, boxes, label, _share(total, all_faces, rng), rng):
+                count = _share(total, all_faces, rng)
+                for x, y, side in _face_crops(face, boxes, label, count, rng):
                     collector.add(image, x, y, side, label, face)
             if face_image.landmarks is not None:
                 points = face_image.landmarks[index]

@@ -195,7 +195,8 @@ def export_onnx(net: nn.Module, stage: str, path: Path) -> dict:
     onnx.checker.check_model(model)
     ops = sorted({node.op_type for node in model.graph.node})
     if not set(ops) <= ALLOWED_OPS:
-        raise RuntimeError(f"{path.name}: ops {sorted(set(ops) - ALLOWED_OPS)} outside {ALLOWED_OPS}")
+        extra = sorted(set(ops) - ALLOWED_OPS)
+        raise RuntimeError(f"{path.name}: ops {extra} outside the executor's {ALLOWED_OPS}")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     shapes = [(2, 3, side, side), (1, 3, 37, 50)] if stage == "pnet" else [(3, 3, side, side)]
     generator = torch.Generator().manual_seed(0)
@@ -242,7 +243,8 @@ def run_stage(stage: str, args: argparse.Namespace, templates) -> dict:
     quota = QUOTAS[stage].scaled(args.samples_scale)
     sets = {}
     started = time.perf_counter()
-    for split, fraction, seed in (("train", 1.0, args.seed), ("val", VALIDATION_FRACTION, args.seed + 1)):
+    splits = (("train", 1.0, args.seed), ("val", VALIDATION_FRACTION, args.seed + 1))
+    for split, fraction, seed in splits:
         split_quota = quota.scaled(fraction)
         meta = {"stage": stage, "split": split, "quota": vars(split_quota), "seed": seed,
                 "detector": detector_id, "format": 1}
@@ -377,8 +379,8 @@ def write_card(out: Path, results: dict, command: str) -> None:
         "",
         "## Results",
         "",
-        "| net | params (ours / standard) | MACs (ours / standard) | train samples pos/part/neg/lmk |"
-        " val samples | epochs | sampling s | training s |",
+        "| net | params (ours / standard) | MACs (ours / standard) |"
+        " train samples pos/part/neg/lmk | val samples | epochs | sampling s | training s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for stage in STAGES:
@@ -396,8 +398,9 @@ def write_card(out: Path, results: dict, command: str) -> None:
         )
     lines += [
         "",
-        "Times: wall seconds on 2 CPU cores shared with other work. Counts: Conv/Linear weights + biases, and multiply-adds for one 12x12 / 24x24 / 48x48",
-        "input (P-net per output cell). Final epoch, losses without OHEM, accuracy at",
+        "Times: wall seconds on 2 CPU cores shared with other work. Counts: Conv/Linear",
+        "weights + biases, and multiply-adds for one 12x12 / 24x24 / 48x48 input (P-net per",
+        "output cell). Final epoch, losses without OHEM, accuracy at",
         "p(face) > 0.5 over positives (incl. landmark samples) and negatives:",
         "",
         "| net | train loss | val loss | val cls / box / landmark loss | train acc | val acc |"
