@@ -1,0 +1,176 @@
+"""P-, R- and O-nets of MTCNN (Zhang et al. 2016), depthwise-separable (paper §2, eq. 1-10).
+
+Layout: the standard MTCNN nets (channel widths, pooling, heads as in facenet-pytorch's
+``PNet``/``RNet``/``ONet``), except that every 3x3 convolution after the first layer is a
+depthwise 3x3 convolution (``groups = C_in``) followed by a pointwise 1x1 convolution, with one
+PReLU after the pointwise conv only: the pair is one linear map followed by one non-linearity,
+like the 3x3 conv it replaces (MobileNet's separable block without batch norm). The first layer
+stays a standard 3x3 conv (3 input channels: separating it saves almost nothing). The 2x2 convs
+of R- and O-net stay standard too (the executor's general conv runs them; a 2x2 depthwise kernel
+would be one more kernel shape for little gain: they hold 12k / 33k of the 89k / 340k
+parameters).
+
+``separable=False`` builds the plain-conv MTCNN layout, for counting (eq. 1-10) and as an ablation.
+
+Export contract (our C++ executor runs these graphs): only Conv (standard, depthwise and 1x1),
+PRelu, MaxPool (ceil_mode=1), Flatten, Gemm and Softmax. No batch norm; the R/O-net features are
+flattened in NCHW order (no Transpose, unlike the Caffe-converted reference weights).
+Input ``input`` = RGB, ``(pixel - 127.5) / 128``, NCHW. Outputs: P-net ``reg`` [N,4,h,w] and
+``prob`` [N,2,h,w] with ``h = ceil((H - 2) / 2) - 4``; R-net ``reg`` [N,4], ``prob`` [N,2];
+O-net ``reg`` [N,4], ``landmarks`` [N,10] (x1..x5, y1..y5 as fractions of the box), ``prob``
+[N,2]. Channel/column 1 of ``prob`` is the face probability.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+STAGES = ("pnet", "rnet", "onet")
+#: Input side of each stage (P-net: the training crop; it is fully convolutional).
+INPUT_SIZE = {"pnet": 12, "rnet": 24, "onet": 48}
+OUTPUT_NAMES = {
+    "pnet": ("reg", "prob"),
+    "rnet": ("reg", "prob"),
+    "onet": ("reg", "landmarks", "prob"),
+}
+
+
+def conv3x3(in_channels: int, out_channels: int, separable: bool) -> nn.Sequential:
+    """A 3x3 'valid' conv + PReLU, depthwise-separable or standard."""
+    if separable:
+        layers = [
+            nn.Conv2d(in_channels, in_channels, 3, groups=in_channels),
+            nn.Conv2d(in_channels, out_channels, 1),
+        ]
+    else:
+        layers = [nn.Conv2d(in_channels, out_channels, 3)]
+    return nn.Sequential(*layers, nn.PReLU(out_channels))
+
+
+def first_conv(out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, out_channels, 3), nn.PReLU(out_channels))
+
+
+def pool(kernel: int) -> nn.MaxPool2d:
+    return nn.MaxPool2d(kernel, 2, ceil_mode=True)
+
+
+class PNet(nn.Module):
+    """Fully convolutional proposal net: 12x12 window, stride 2."""
+
+    def __init__(self, separable: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            first_conv(10), pool(2), conv3x3(10, 16, separable), conv3x3(16, 32, separable)
+        )
+        self.prob_head = nn.Conv2d(32, 2, 1)
+        self.reg_head = nn.Conv2d(32, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return self.reg_head(features), torch.softmax(self.prob_head(features), dim=1)
+
+    def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training view on 12x12 crops: (class logits [N,2], box offsets [N,4])."""
+        features = self.body(x)
+        return self.prob_head(features).flatten(1), self.reg_head(features).flatten(1)
+
+
+class RNet(nn.Module):
+    """Refinement net on 24x24 crops."""
+
+    def __init__(self, separable: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            first_conv(28), pool(3),
+            conv3x3(28, 48, separable), pool(3),
+            nn.Conv2d(48, 64, 2), nn.PReLU(64),
+            nn.Flatten(),
+            nn.Linear(64 * 3 * 3, 128), nn.PReLU(128),
+        )
+        self.prob_head = nn.Linear(128, 2)
+        self.reg_head = nn.Linear(128, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return self.reg_head(features), torch.softmax(self.prob_head(features), dim=1)
+
+    def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return self.prob_head(features), self.reg_head(features)
+
+
+class ONet(nn.Module):
+    """Output net on 48x48 crops, with the 5 landmarks."""
+
+    def __init__(self, separable: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            first_conv(32), pool(3),
+            conv3x3(32, 64, separable), pool(3),
+            conv3x3(64, 64, separable), pool(2),
+            nn.Conv2d(64, 128, 2), nn.PReLU(128),
+            nn.Flatten(),
+            nn.Linear(128 * 3 * 3, 256), nn.PReLU(256),
+        )
+        self.prob_head = nn.Linear(256, 2)
+        self.reg_head = nn.Linear(256, 4)
+        self.landmark_head = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return (
+            self.reg_head(features),
+            self.landmark_head(features),
+            torch.softmax(self.prob_head(features), dim=1),
+        )
+
+    def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return self.prob_head(features), self.reg_head(features), self.landmark_head(features)
+
+
+NETS = {"pnet": PNet, "rnet": RNet, "onet": ONet}
+
+
+def build(stage: str, separable: bool = True) -> nn.Module:
+    """A fresh net for ``stage`` (``pnet``, ``rnet`` or ``onet``)."""
+    if stage not in NETS:
+        raise ValueError(f"stage: expected one of {STAGES}, got {stage!r}")
+    return NETS[stage](separable)
+
+
+def pnet_output_side(side: int) -> int:
+    """P-net output cells along an input side (>= 12): ``ceil((side - 2) / 2) - 4``."""
+    return -(-(side - 2) // 2) - 4
+
+
+def count_parameters_and_macs(net: nn.Module, input_shape: Sequence[int]) -> tuple[int, int]:
+    """(parameters, multiply-adds) of the Conv2d and Linear layers for one input of ``input_shape``
+    (C, H, W). Conv: ``k_h k_w (C_in / groups) C_out`` weights and as many MACs per output pixel
+    (eq. 1-8); Linear: ``in * out``. Biases count as parameters, not as MACs; PReLU, pooling and
+    softmax are left out (they are not multiply-adds)."""
+    counts = {"parameters": 0, "macs": 0}
+
+    def record(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        weights = module.weight.numel()
+        counts["parameters"] += weights + (module.bias.numel() if module.bias is not None else 0)
+        # Each weight is used once per output pixel of its own output channel.
+        pixels = output.shape[2] * output.shape[3] if output.dim() == 4 else 1
+        counts["macs"] += weights * pixels
+
+    hooks = [
+        module.register_forward_hook(record)
+        for module in net.modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    ]
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, *input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return counts["parameters"], counts["macs"]

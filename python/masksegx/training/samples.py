@@ -1,0 +1,461 @@
+"""MTCNN training samples: square crops labelled by IoU with the ground-truth faces.
+
+Kinds and labels (Zhang et al. 2016), IoU of the crop with the face box:
+
+- positive (label 1): IoU >= 0.65 with a face;
+- part (label -1): 0.4 <= IoU < 0.65 with a face;
+- negative (label 0): IoU < 0.3 with every face of the image;
+- landmark (label 1 and ``has_landmarks``): a positive crop of a face with 5 landmarks, all five
+  inside the crop.
+
+Crops in between (0.3..0.4) are dropped. Positive and part crops are drawn around a face (side in
+``[0.8 min(w, h), 1.25 max(w, h)]``, centre moved by up to 0.2 of the face size); negatives are
+random squares anywhere (side from 12 px to half the short image side) or near a face (same sides,
+shifted by up to the crop side) to make them harder.
+
+Geometry (the cascade's convention, shared with facenet-pytorch's MTCNN): boxes are inclusive
+pixel boxes ``[x1, y1, x2, y2]``; a crop of side ``S`` at ``(x, y)`` covers pixels ``x .. x+S-1``
+and is the box ``[x, y, x+S-1, y+S-1]``. Regression targets are ``(face - crop) / S`` for each
+of the 4 coordinates. Landmarks are ``x1..x5, y1..y5`` with ``l = (p - crop_origin + 1) / S``,
+so that the cascade's ``p = box_x1 + S l - 1`` (facenet-pytorch) maps them back. Pixels outside
+the image are black. Crops are resized to the stage's side (12, 24 or 48) with area
+interpolation when shrinking, bilinear when enlarging, and stored as RGB uint8.
+
+Sources (``data`` = the shared data folder):
+
+- ``det/facemask``: boxes of all faces (masked or not) in multi-face photos: positives, parts and
+  the random negatives. Images whose number ends in 1 are the validation split.
+- ``det/cuhk5pt``: box + 5 landmarks, one face per image. Lines with an odd 0-based index are
+  held out for validation (they stay unseen for the landmark NME evaluation).
+- ``attr/mtfl_train``: 5 landmarks only; the box is :func:`masksegx.synthesis.estimate_face_box`
+  (midline +- 1.15 inter-ocular distances, from 0.85 eye-to-mouth heights above the eyes to 1.55
+  below). All lines are training data.
+
+cuhk5pt and mtfl faces give positives, parts and landmark samples but no negatives (only the one
+face of each photo is annotated). Half of them (chosen by the seed) wear a synthetic mask
+(:func:`masksegx.synthesis.apply_mask`, a random frontal template, coverage 0.85..1 so nose and
+mouth stay covered, random colour half of the time): masked positives and landmark samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import cv2
+import numpy as np
+
+from ..eval.datasets import read_image
+from ..synthesis import MaskTemplate, apply_mask, estimate_face_box, load_templates
+
+LABEL_POSITIVE, LABEL_NEGATIVE, LABEL_PART = 1, 0, -1
+POSITIVE_IOU, PART_IOU, NEGATIVE_IOU = 0.65, 0.4, 0.3
+#: Faces narrower or shorter than this give no positive/part/landmark crops (still block negatives).
+MIN_FACE_SIDE = 12
+MIN_CROP_SIDE = 12
+MASKED_FRACTION = 0.5
+SHARD_SIZE = 20000
+
+#: A detector for hard-negative mining: RGB uint8 image -> boxes float [M, 4].
+Detector = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class FaceImage:
+    """One image and its faces: ``boxes`` float64 [K, 4] inclusive pixels; ``landmarks``
+    float64 [K, 5, 2] or None (faces with landmarks may get a synthetic mask);
+    ``negatives_allowed``: every face of the image is annotated, so crops away from them are
+    negatives."""
+
+    path: Path
+    boxes: np.ndarray
+    landmarks: Optional[np.ndarray] = None
+    negatives_allowed: bool = True
+    #: Class name of each face where the dataset has one (det/facemask: with_mask...).
+    classes: Optional[list[str]] = None
+
+
+@dataclass
+class SampleSet:
+    """Samples of one stage: images uint8 [N, S, S, 3] RGB, labels int8 [N], offsets float32
+    [N, 4], landmarks float32 [N, 10] (zeros where ``has_landmarks`` is False)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    offsets: np.ndarray
+    landmarks: np.ndarray
+    has_landmarks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "positive": int(((self.labels == LABEL_POSITIVE) & ~self.has_landmarks).sum()),
+            "part": int((self.labels == LABEL_PART).sum()),
+            "negative": int((self.labels == LABEL_NEGATIVE).sum()),
+            "landmark": int(self.has_landmarks.sum()),
+        }
+
+
+@dataclass
+class Quota:
+    """How many samples of each kind to draw."""
+
+    positive: int
+    part: int
+    negative: int
+    landmark: int
+    #: Negatives (and detector positives/parts) taken from an earlier stage's detections.
+    mined: int = 0
+
+    def scaled(self, factor: float) -> "Quota":
+        return Quota(*(int(round(v * factor)) for v in vars(self).values()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+
+
+def is_validation_facemask(path: Path) -> bool:
+    """det/facemask validation rule: the image number (``maksssksksssN``) ends in 1."""
+    return path.stem.rstrip("0123456789") != path.stem and path.stem[-1] == "1"
+
+
+def read_facemask(data: Path, validation: bool) -> list[FaceImage]:
+    folder = Path(data) / "det" / "facemask"
+    images = []
+    for xml_file in sorted((folder / "annotations").glob("*.xml")):
+        root = ET.parse(xml_file).getroot()
+        path = folder / "images" / root.findtext("filename")
+        if is_validation_facemask(path) != validation:
+            continue
+        objects = list(root.iter("object"))
+        boxes = [
+            [float(obj.findtext(f"bndbox/{key}")) for key in ("xmin", "ymin", "xmax", "ymax")]
+            for obj in objects
+        ]
+        images.append(FaceImage(
+            path, np.array(boxes, dtype=np.float64).reshape(-1, 4),
+            classes=[obj.findtext("name") for obj in objects],
+        ))
+    return images
+
+
+def read_cuhk(data: Path, validation: bool) -> list[FaceImage]:
+    folder = Path(data) / "det" / "cuhk5pt"
+    images = []
+    lines = (folder / "annotations.txt").read_text().split("\n")
+    for index, line in enumerate(l for l in lines if l.strip()):
+        if (index % 2 == 1) != validation:
+            continue
+        fields = line.split()
+        left, right, top, bottom = (float(v) for v in fields[1:5])
+        points = np.array(fields[5:15], dtype=np.float64).reshape(5, 2)
+        images.append(FaceImage(
+            folder / "images" / fields[0], np.array([[left, top, right, bottom]]), points[None],
+            negatives_allowed=False,
+        ))
+    return images
+
+
+def read_mtfl(data: Path) -> list[FaceImage]:
+    folder = Path(data) / "attr" / "mtfl_train"
+    images = []
+    for line in (folder / "annotations.txt").read_text().split("\n"):
+        if not line.strip():
+            continue
+        fields = line.split()
+        values = np.array(fields[1:11], dtype=np.float64)
+        points = np.stack([values[:5], values[5:]], axis=1)
+        box = estimate_face_box(points)
+        images.append(FaceImage(
+            folder / "images" / fields[0], box[None], points[None], negatives_allowed=False
+        ))
+    return images
+
+
+def sources(data: Path, validation: bool) -> tuple[list[FaceImage], list[FaceImage]]:
+    """(box images, landmark images) of a split; see the module docstring."""
+    landmark_images = read_cuhk(data, validation)
+    if not validation:
+        landmark_images += read_mtfl(data)
+    return read_facemask(data, validation), landmark_images
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one inclusive box [4] with each of ``boxes`` [K, 4] (pixel counts, +1 sides)."""
+    if len(boxes) == 0:
+        return np.zeros(0)
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1 + 1, 0, None) * np.clip(y2 - y1 + 1, 0, None)
+    area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+    areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    return inter / (area + areas - inter)
+
+
+def crop_square(image: np.ndarray, x: int, y: int, side: int, size: int) -> np.ndarray:
+    """The ``side`` x ``side`` square at (x, y) (black outside the image), resized to ``size``."""
+    height, width = image.shape[:2]
+    patch = np.zeros((side, side, 3), dtype=np.uint8)
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, width), min(y + side, height)
+    if x1 > x0 and y1 > y0:
+        patch[y0 - y : y1 - y, x0 - x : x1 - x] = image[y0:y1, x0:x1]
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(patch, (size, size), interpolation=interpolation)
+
+
+def crop_box(x: int, y: int, side: int) -> np.ndarray:
+    return np.array([x, y, x + side - 1, y + side - 1], dtype=np.float64)
+
+
+def box_offsets(face: np.ndarray, crop: np.ndarray) -> np.ndarray:
+    side = crop[2] - crop[0] + 1
+    return ((face - crop) / side).astype(np.float32)
+
+
+def landmark_fractions(points: np.ndarray, crop: np.ndarray) -> np.ndarray:
+    side = crop[2] - crop[0] + 1
+    fractions = (points - crop[:2] + 1) / side
+    return np.concatenate([fractions[:, 0], fractions[:, 1]]).astype(np.float32)
+
+
+def label_for(overlap: float) -> Optional[int]:
+    """The kind of a crop whose best IoU with the faces is ``overlap`` (None: dropped)."""
+    if overlap >= POSITIVE_IOU:
+        return LABEL_POSITIVE
+    if overlap >= PART_IOU:
+        return LABEL_PART
+    if overlap < NEGATIVE_IOU:
+        return LABEL_NEGATIVE
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+
+
+class _Collector:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.images: list[np.ndarray] = []
+        self.labels: list[int] = []
+        self.offsets: list[np.ndarray] = []
+        self.landmarks: list[np.ndarray] = []
+        self.has_landmarks: list[bool] = []
+
+    def add(self, image, x, y, side, label, face=None, points=None) -> None:
+        crop = crop_box(x, y, side)
+        self.images.append(crop_square(image, x, y, side, self.size))
+        self.labels.append(label)
+        no_face = face is None
+        self.offsets.append(np.zeros(4, np.float32) if no_face else box_offsets(face, crop))
+        self.has_landmarks.append(points is not None)
+        self.landmarks.append(
+            landmark_fractions(points, crop) if points is not None else np.zeros(10, np.float32)
+        )
+
+    def result(self) -> SampleSet:
+        n = len(self.labels)
+        return SampleSet(
+            np.array(self.images, dtype=np.uint8).reshape(n, self.size, self.size, 3),
+            np.array(self.labels, dtype=np.int8),
+            np.array(self.offsets, dtype=np.float32).reshape(n, 4),
+            np.array(self.landmarks, dtype=np.float32).reshape(n, 10),
+            np.array(self.has_landmarks, dtype=bool),
+        )
+
+
+def _share(total: int, parts: int, rng: np.random.Generator) -> int:
+    """``total / parts`` with stochastic rounding, so the shares add up to ``total`` on average."""
+    if parts == 0:
+        return 0
+    mean = total / parts
+    return int(mean) + int(rng.random() < mean - int(mean))
+
+
+def _face_crops(face, boxes, want_label, count, rng, points=None, tries_per_crop=15):
+    """Up to ``count`` crops around ``face`` whose label is ``want_label``: (x, y, side)."""
+    w, h = face[2] - face[0] + 1, face[3] - face[1] + 1
+    found = []
+    for _ in range(count * tries_per_crop):
+        if len(found) == count:
+            break
+        side = int(rng.uniform(0.8 * min(w, h), 1.25 * max(w, h)))
+        if side < MIN_CROP_SIDE:
+            continue
+        cx = face[0] + w / 2 + rng.uniform(-0.2, 0.2) * w
+        cy = face[1] + h / 2 + rng.uniform(-0.2, 0.2) * h
+        x, y = int(round(cx - side / 2)), int(round(cy - side / 2))
+        crop = crop_box(x, y, side)
+        if label_for(float(iou(crop, boxes).max())) != want_label:
+            continue
+        # The target face must be the one it overlaps most (and, for landmarks, fully inside).
+        if float(iou(crop, face[None])[0]) < float(iou(crop, boxes).max()):
+            continue
+        if points is not None and not (
+            (points >= crop[:2]).all() and (points <= crop[2:]).all()
+        ):
+            continue
+        found.append((x, y, side))
+    return found
+
+
+def _negative_crops(image_shape, boxes, count, rng, tries_per_crop=20):
+    height, width = image_shape[:2]
+    largest = max(MIN_CROP_SIDE, min(width, height) // 2)
+    found = []
+    for attempt in range(count * tries_per_crop):
+        if len(found) == count:
+            break
+        side = int(rng.integers(MIN_CROP_SIDE, largest + 1))
+        if attempt % 2 and len(boxes):  # near a face: shifted by up to one crop side
+            face = boxes[rng.integers(len(boxes))]
+            x = int(face[0] + rng.uniform(-1, 1) * side)
+            y = int(face[1] + rng.uniform(-1, 1) * side)
+        else:
+            x = int(rng.integers(0, max(1, width - side + 1)))
+            y = int(rng.integers(0, max(1, height - side + 1)))
+        if len(boxes) and float(iou(crop_box(x, y, side), boxes).max()) >= NEGATIVE_IOU:
+            continue
+        found.append((x, y, side))
+    return found
+
+
+def _usable(box: np.ndarray) -> bool:
+    return min(box[2] - box[0] + 1, box[3] - box[1] + 1) >= MIN_FACE_SIDE
+
+
+def _load_rgb(face_image: FaceImage, templates, rng) -> np.ndarray:
+    bgr = read_image(face_image.path)
+    if face_image.landmarks is not None and templates and rng.random() < MASKED_FRACTION:
+        template = templates[rng.integers(len(templates))]
+        color = tuple(rng.uniform(0, 255, 3)) if rng.random() < 0.5 else None
+        for points in face_image.landmarks:
+            try:
+                bgr, _ = apply_mask(bgr, points, template, color=color,
+                                    coverage=float(rng.uniform(0.85, 1.0)), rng=rng)
+            except ValueError:  # degenerate landmarks (eyes on one point, mouth above eyes)
+                pass
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def generate(
+    box_images: list[FaceImage],
+    landmark_images: list[FaceImage],
+    size: int,
+    quota: Quota,
+    seed: int,
+    templates: Iterable[MaskTemplate] = (),
+    detector: Optional[Detector] = None,
+) -> SampleSet:
+    """Draw ``quota`` samples of side ``size`` from the images; deterministic for ``seed``.
+
+    ``detector`` (hard-negative mining): the earlier stages' cascade; each of its detections on
+    the box images (up to ``quota.mined`` in all) becomes a negative, part or positive sample by
+    its IoU with the faces (MTCNN trains R and O on the previous stage's output).
+    """
+    rng = np.random.default_rng(seed)
+    templates = list(templates)
+    collector = _Collector(size)
+    usable_box_faces = sum(sum(_usable(b) for b in im.boxes) for im in box_images)
+    usable_landmark_faces = sum(sum(_usable(b) for b in im.boxes) for im in landmark_images)
+    all_faces = usable_box_faces + usable_landmark_faces
+    negative_images = [im for im in box_images if im.negatives_allowed]
+    for face_image in box_images + landmark_images:
+        image = _load_rgb(face_image, templates, rng)
+        boxes = face_image.boxes
+        for index, face in enumerate(boxes):
+            if not _usable(face):
+                continue
+            for label, total in ((LABEL_POSITIVE, quota.positive), (LABEL_PART, quota.part)):
+                count = _share(total, all_faces, rng)
+                for x, y, side in _face_crops(face, boxes, label, count, rng):
+                    collector.add(image, x, y, side, label, face)
+            if face_image.landmarks is not None:
+                points = face_image.landmarks[index]
+                count = _share(quota.landmark, usable_landmark_faces, rng)
+                for x, y, side in _face_crops(face, boxes, LABEL_POSITIVE, count, rng, points):
+                    collector.add(image, x, y, side, LABEL_POSITIVE, face, points)
+        if face_image.negatives_allowed:
+            count = _share(quota.negative, len(negative_images), rng)
+            for x, y, side in _negative_crops(image.shape, boxes, count, rng):
+                collector.add(image, x, y, side, LABEL_NEGATIVE)
+            if detector is not None:
+                _add_detections(collector, image, boxes, detector(image),
+                                _share(quota.mined, len(negative_images), rng), rng)
+    return collector.result()
+
+
+def _add_detections(collector, image, faces, detections, count, rng) -> None:
+    order = rng.permutation(len(detections))
+    added = 0
+    for box in detections[order]:
+        if added == count:
+            break
+        side = int(round(max(box[2] - box[0], box[3] - box[1]) + 1))
+        if side < MIN_CROP_SIDE:
+            continue
+        x = int(round((box[0] + box[2]) / 2 - side / 2))
+        y = int(round((box[1] + box[3]) / 2 - side / 2))
+        crop = crop_box(x, y, side)
+        overlaps = iou(crop, faces)
+        label = label_for(float(overlaps.max()) if len(faces) else 0.0)
+        if label is None:
+            continue
+        face = faces[int(overlaps.argmax())] if label != LABEL_NEGATIVE else None
+        collector.add(image, x, y, side, label, face)
+        added += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache
+
+
+def save(samples: SampleSet, folder: Path, meta: dict) -> None:
+    """Write ``samples`` as ``part-NNN.npz`` shards of up to 20k samples plus ``meta.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("part-*.npz"):
+        stale.unlink()
+    for shard, start in enumerate(range(0, max(len(samples), 1), SHARD_SIZE)):
+        np.savez(folder / f"part-{shard:03d}.npz", **{
+            name: getattr(samples, name)[start : start + SHARD_SIZE] for name in vars(samples)
+        })
+    (folder / "meta.json").write_text(json.dumps({**meta, "counts": samples.counts()}, indent=1))
+
+
+def load(folder: Path) -> SampleSet:
+    shards = [np.load(path) for path in sorted(folder.glob("part-*.npz"))]
+    return SampleSet(**{
+        name: np.concatenate([shard[name] for shard in shards])
+        for name in ("images", "labels", "offsets", "landmarks", "has_landmarks")
+    })
+
+
+def cached(folder: Path, meta: dict, make: Callable[[], SampleSet]) -> SampleSet:
+    """Load the shards in ``folder`` when they were made with the same ``meta``, else make,
+    save and return them. ``meta`` must describe everything that changes the samples."""
+    key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+    meta_file = folder / "meta.json"
+    if meta_file.is_file() and json.loads(meta_file.read_text()).get("key") == key:
+        return load(folder)
+    samples = make()
+    save(samples, folder, {**meta, "key": key})
+    return samples
+
+
+def mask_templates(data: Path) -> list[MaskTemplate]:
+    """The frontal MaskTheFace templates (side views are for turned heads, left out)."""
+    templates = load_templates(Path(data) / "masktemplates")
+    return [t for t in templates if not t.name.endswith(("_left", "_right"))]

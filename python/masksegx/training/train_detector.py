@@ -1,0 +1,507 @@
+"""Train the depthwise-separable MTCNN, export ONNX and write the model card.
+
+    python -m masksegx.training.train_detector --data ../shared/data --out python/masksegx/models \\
+        --stage all [--epochs N] [--device cpu|cuda] [--samples-scale F] [--cache DIR] [--seed S]
+
+Stages run in MTCNN order; R- and O-net samples include the earlier stages' detections on the
+training images (hard-negative mining), so ``--stage rnet`` needs a trained P-net in the cache
+(``--stage all`` does everything). Losses (Zhang et al. 2016): cross-entropy on positives and
+negatives with online hard example mining (the hardest 70% of each batch), mean squared error of
+the box offsets on positives and parts, and of the landmarks on landmark samples (O-net only:
+P- and R-net have no landmark output). Weights cls/box/landmark: 1/0.5/0 (P, R), 1/0.5/1 (O).
+Adam (lr 1e-3), cosine decay to 0 over the run, batch 256.
+
+Held-out samples (for the card's accuracies) come from the validation images only: det/facemask
+images whose number ends in 1 and the odd lines of det/cuhk5pt (see :mod:`.samples`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..eval.datasets import read_image
+from . import samples as sampling
+from .cascade import Cascade, OnnxNet, normalise
+from .nets import INPUT_SIZE, OUTPUT_NAMES, STAGES, build, count_parameters_and_macs
+
+#: Samples per stage at --samples-scale 1 (CPU-sized; MTCNN used millions).
+QUOTAS = {
+    "pnet": sampling.Quota(positive=25000, part=25000, negative=60000, landmark=25000),
+    "rnet": sampling.Quota(positive=10000, part=10000, negative=14000, landmark=10000, mined=14000),
+    "onet": sampling.Quota(positive=6000, part=6000, negative=7000, landmark=8000, mined=8000),
+}
+EPOCHS = {"pnet": 20, "rnet": 10, "onet": 12}
+#: Held-out samples per stage, as a fraction of the training quota.
+VALIDATION_FRACTION = 0.15
+LOSS_WEIGHTS = {"pnet": (1.0, 0.5, 0.0), "rnet": (1.0, 0.5, 0.0), "onet": (1.0, 0.5, 1.0)}
+OHEM_KEEP = 0.7
+BATCH = 256
+LEARNING_RATE = 1e-3
+OPSET = 13
+#: The op set our C++ executor implements; the export is checked against it.
+ALLOWED_OPS = {"Conv", "PRelu", "MaxPool", "Flatten", "Reshape", "Gemm", "Softmax"}
+CARD = "ds_mtcnn.md"
+#: Faces narrower or shorter than this are left out of the cascade recall check (min face 20).
+RECALL_MIN_FACE = 20
+DEFAULT_COMMAND = ("python -m masksegx.training.train_detector --data ../shared/data "
+                   "--out python/masksegx/models --stage all")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses and evaluation
+
+
+def multitask_losses(outputs, labels, offsets, landmarks, has_landmarks, ohem: bool):
+    """(classification, box, landmark) losses of one batch; see the module docstring."""
+    logits, reg = outputs[0], outputs[1]
+    zero = logits.sum() * 0.0
+    classified = labels >= 0
+    cls = zero
+    if classified.any():
+        ce = F.cross_entropy(logits[classified], labels[classified].long(), reduction="none")
+        if ohem:
+            ce = ce.topk(max(1, int(OHEM_KEEP * len(ce)))).values
+        cls = ce.mean()
+    boxed = labels != sampling.LABEL_NEGATIVE
+    box = F.mse_loss(reg[boxed], offsets[boxed]) if boxed.any() else zero
+    landmark = zero
+    if len(outputs) == 3 and has_landmarks.any():
+        landmark = F.mse_loss(outputs[2][has_landmarks], landmarks[has_landmarks])
+    return cls, box, landmark
+
+
+def batches(data: sampling.SampleSet, device: str, order: Optional[np.ndarray] = None):
+    order = np.arange(len(data)) if order is None else order
+    for start in range(0, len(order), BATCH):
+        index = order[start : start + BATCH]
+        yield (
+            normalise(data.images[index]).to(device),
+            torch.from_numpy(data.labels[index]).to(device),
+            torch.from_numpy(data.offsets[index]).to(device),
+            torch.from_numpy(data.landmarks[index]).to(device),
+            torch.from_numpy(data.has_landmarks[index]).to(device),
+        )
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, data: sampling.SampleSet, stage: str, device: str) -> dict:
+    """Mean losses (no OHEM) and classification accuracy at p(face) > 0.5 over ``data``."""
+    net.eval()
+    totals = np.zeros(4)
+    correct = {"positive": [0, 0], "negative": [0, 0]}
+    for images, labels, offsets, landmarks, has_landmarks in batches(data, device):
+        outputs = net.logits(images)
+        parts = multitask_losses(outputs, labels, offsets, landmarks, has_landmarks, ohem=False)
+        weighted = sum(w * p for w, p in zip(LOSS_WEIGHTS[stage], parts))
+        totals += len(labels) * np.array([float(weighted)] + [float(p) for p in parts])
+        face = outputs[0].argmax(dim=1)
+        for name, label in (("positive", 1), ("negative", 0)):
+            chosen = labels == label
+            correct[name][0] += int((face[chosen] == label).sum())
+            correct[name][1] += int(chosen.sum())
+    losses = totals / max(1, len(data))
+    right = correct["positive"][0] + correct["negative"][0]
+    seen = correct["positive"][1] + correct["negative"][1]
+    return {
+        "loss": losses[0], "cls_loss": losses[1], "box_loss": losses[2], "landmark_loss": losses[3],
+        "accuracy": right / max(1, seen),
+        "positive_recall": correct["positive"][0] / max(1, correct["positive"][1]),
+        "negative_accuracy": correct["negative"][0] / max(1, correct["negative"][1]),
+    }
+
+
+def train(net: nn.Module, train_set, val_set, stage: str, epochs: int, device: str, seed: int):
+    """Train ``net`` in place. Returns the per-epoch history: the running (OHEM) training loss,
+    validation metrics, and for the last epoch also full training-set metrics."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net.to(device)
+    optimiser = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+    steps = epochs * -(-len(train_set) // BATCH)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
+    history = []
+    for epoch in range(1, epochs + 1):
+        net.train()
+        started = time.perf_counter()
+        running, seen = 0.0, 0
+        for images, labels, offsets, landmarks, has_landmarks in batches(
+            train_set, device, rng.permutation(len(train_set))
+        ):
+            parts = multitask_losses(
+                net.logits(images), labels, offsets, landmarks, has_landmarks, ohem=True
+            )
+            loss = sum(w * p for w, p in zip(LOSS_WEIGHTS[stage], parts))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            running += loss.item() * len(labels)
+            seen += len(labels)
+        seconds = time.perf_counter() - started
+        metrics = {"epoch": epoch, "seconds": seconds, "running_loss": running / max(1, seen),
+                   "val": evaluate(net, val_set, stage, device)}
+        if epoch == epochs:  # a full pass without OHEM costs a third of an epoch: once is enough
+            metrics["train"] = evaluate(net, train_set, stage, device)
+        history.append(metrics)
+        val = metrics["val"]
+        log(f"{stage} epoch {epoch}/{epochs} ({seconds:.1f} s): running OHEM loss "
+            f"{metrics['running_loss']:.4f} | val loss {val['loss']:.4f} acc {val['accuracy']:.4f} "
+            f"(pos {val['positive_recall']:.3f}, neg {val['negative_accuracy']:.3f})")
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+def export_onnx(net: nn.Module, stage: str, path: Path) -> dict:
+    """Export with the TorchScript exporter (opset 13, dynamic batch; P-net dynamic H/W), check
+    the op set and compare with onnxruntime; returns {"ops", "max_abs_diff", "bytes"}."""
+    import onnx
+    import onnxruntime
+
+    net = net.cpu().eval()
+    side = INPUT_SIZE[stage]
+    dynamic = {0: "batch", 2: "height", 3: "width"} if stage == "pnet" else {0: "batch"}
+    output_axes = {0: "batch", 2: "h", 3: "w"} if stage == "pnet" else {0: "batch"}
+    names = OUTPUT_NAMES[stage]
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated, but it gives the plain graph our executor
+        # reads (and that the reference mtcnn_*.onnx files were made with).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            net, (torch.zeros(1, 3, side, side),), str(path), input_names=["input"],
+            output_names=list(names), opset_version=OPSET, dynamo=False,
+            dynamic_axes={"input": dynamic, **{name: output_axes for name in names}},
+        )
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    ops = sorted({node.op_type for node in model.graph.node})
+    if not set(ops) <= ALLOWED_OPS:
+        extra = sorted(set(ops) - ALLOWED_OPS)
+        raise RuntimeError(f"{path.name}: ops {extra} outside the executor's {ALLOWED_OPS}")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    shapes = [(2, 3, side, side), (1, 3, 37, 50)] if stage == "pnet" else [(3, 3, side, side)]
+    generator = torch.Generator().manual_seed(0)
+    max_diff = 0.0
+    for shape in shapes:
+        x = torch.rand(shape, generator=generator) * 2 - 1
+        with torch.no_grad():
+            expected = [t.numpy() for t in net(x)]
+        got = session.run(list(names), {"input": x.numpy()})
+        for e, g in zip(expected, got):
+            if e.shape != g.shape:
+                raise RuntimeError(f"{path.name}: onnxruntime shape {g.shape} != torch {e.shape}")
+            max_diff = max(max_diff, float(np.abs(e - g).max()))
+    log(f"exported {path} ({path.stat().st_size} bytes, ops {ops}); "
+        f"onnxruntime vs torch max abs diff {max_diff:.2e}")
+    return {"ops": ops, "max_abs_diff": max_diff, "bytes": path.stat().st_size}
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def load_net(stage: str, cache: Path) -> nn.Module:
+    weights = cache / f"{stage}.pt"
+    if not weights.is_file():
+        raise SystemExit(f"{weights} not found: train {stage} first (or use --stage all)")
+    net = build(stage)
+    net.load_state_dict(torch.load(weights, map_location="cpu"))
+    return net.eval()
+
+
+def run_stage(stage: str, args: argparse.Namespace, templates) -> dict:
+    """Generate (or load cached) samples, train, save weights, export; returns the card facts."""
+    index = STAGES.index(stage)
+    detector, detector_id = None, None
+    if index > 0:
+        earlier = [load_net(s, args.cache) for s in STAGES[:index]]
+        detector = Cascade(*earlier)
+        detector_id = [file_digest(args.cache / f"{s}.pt") for s in STAGES[:index]]
+    quota = QUOTAS[stage].scaled(args.samples_scale)
+    sets = {}
+    started = time.perf_counter()
+    splits = (("train", 1.0, args.seed), ("val", VALIDATION_FRACTION, args.seed + 1))
+    for split, fraction, seed in splits:
+        split_quota = quota.scaled(fraction)
+        meta = {"stage": stage, "split": split, "quota": vars(split_quota), "seed": seed,
+                "detector": detector_id, "format": 1}
+        box_images, landmark_images = sampling.sources(args.data, split == "val")
+        sets[split] = sampling.cached(
+            args.cache / "samples" / stage / split, meta,
+            lambda: sampling.generate(box_images, landmark_images, INPUT_SIZE[stage],
+                                      split_quota, seed, templates, detector),
+        )
+        log(f"{stage} {split} samples: {sets[split].counts()}")
+    sampling_seconds = time.perf_counter() - started
+
+    net = build(stage)
+    started = time.perf_counter()
+    history = train(net, sets["train"], sets["val"], stage, args.epochs or EPOCHS[stage],
+                    args.device, args.seed)
+    training_seconds = time.perf_counter() - started
+    torch.save(net.cpu().state_dict(), args.cache / f"{stage}.pt")
+    export = export_onnx(net, stage, args.out / f"ds_mtcnn_{stage}.onnx")
+    side = INPUT_SIZE[stage]
+    counts = {
+        name: count_parameters_and_macs(build(stage, separable), (3, side, side))
+        for name, separable in (("separable", True), ("standard", False))
+    }
+    return {
+        "samples": {split: data.counts() for split, data in sets.items()},
+        "sampling_seconds": sampling_seconds, "training_seconds": training_seconds,
+        "epochs": len(history), "final": history[-1], "export": export, "counts": counts,
+    }
+
+
+def cascade_recall(prefix: Path, data: Path) -> dict:
+    """A training-side check of the whole cascade (``<prefix>_{pnet,rnet,onet}.onnx``) on the
+    det/facemask validation images: min face 20, thresholds 0.6/0.7/0.7, this module's private
+    cascade. A face (>= 20 px both sides) is found when a detection has IoU >= 0.5 with it; a
+    detection is correct when it has IoU >= 0.5 with any face (of any size)."""
+    cascade = Cascade(*(OnnxNet(f"{prefix}_{stage}.onnx") for stage in STAGES))
+    found = {"all": [0, 0], "with_mask": [0, 0]}
+    correct = detections = 0
+    images = sampling.read_facemask(data, validation=True)
+    for face_image in images:
+        image = cv2.cvtColor(read_image(face_image.path), cv2.COLOR_BGR2RGB)
+        boxes = cascade(image)
+        faces = face_image.boxes
+        detections += len(boxes)
+        correct += sum(float(sampling.iou(box, faces).max()) >= 0.5 for box in boxes)
+        for face, name in zip(faces, face_image.classes):
+            if min(face[2] - face[0] + 1, face[3] - face[1] + 1) < RECALL_MIN_FACE:
+                continue
+            hit = len(boxes) > 0 and float(sampling.iou(face, boxes).max()) >= 0.5
+            for key in ("all",) + ((name,) if name == "with_mask" else ()):
+                found[key][0] += int(hit)
+                found[key][1] += 1
+    return {
+        "recall": found["all"][0] / max(1, found["all"][1]), "faces": found["all"][1],
+        "with_mask_recall": found["with_mask"][0] / max(1, found["with_mask"][1]),
+        "precision": correct / max(1, detections), "detections": detections,
+        "images": len(images),
+    }
+
+
+def recall_check(args: argparse.Namespace) -> dict:
+    checks = {"ours": cascade_recall(args.out / "ds_mtcnn", args.data)}
+    reference = args.data / "models" / "mtcnn"
+    if Path(f"{reference}_pnet.onnx").is_file():
+        checks["reference"] = cascade_recall(reference, args.data)
+    for name, check in checks.items():
+        log(f"cascade check ({name}): recall {check['recall']:.3f} of {check['faces']} faces, "
+            f"with_mask {check['with_mask_recall']:.3f}, precision {check['precision']:.3f} "
+            f"of {check['detections']} detections")
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------
+# Model card
+
+
+def print_counts() -> None:
+    for stage in STAGES:
+        side = INPUT_SIZE[stage]
+        ours = count_parameters_and_macs(build(stage, True), (3, side, side))
+        standard = count_parameters_and_macs(build(stage, False), (3, side, side))
+        print(f"{stage} {side}x{side}: parameters {ours[0]:,} vs standard {standard[0]:,} "
+              f"({ours[0] / standard[0]:.2f}x), multiply-adds {ours[1]:,} vs {standard[1]:,} "
+              f"({ours[1] / standard[1]:.2f}x)")
+
+
+def write_card(out: Path, results: dict, command: str) -> None:
+    total_seconds = sum(
+        results[stage]["sampling_seconds"] + results[stage]["training_seconds"]
+        for stage in STAGES if stage in results
+    )
+    lines = [
+        "# ds_mtcnn: depthwise-separable MTCNN (P-, R-, O-net)",
+        "",
+        "Files: `ds_mtcnn_pnet.onnx`, `ds_mtcnn_rnet.onnx`, `ds_mtcnn_onet.onnx` (opset 13,",
+        "dynamic batch, P-net dynamic height/width). Same interface as the reference",
+        "`mtcnn_*.onnx` (facenet-pytorch): input `input` = RGB NCHW, `(pixel - 127.5) / 128`;",
+        "P-net `reg` [N,4,h,w], `prob` [N,2,h,w] with h = ceil((H-2)/2) - 4 (12x12 window,",
+        "stride 2); R-net [N,3,24,24] -> `reg` [N,4], `prob` [N,2]; O-net [N,3,48,48] -> `reg`",
+        "[N,4], `landmarks` [N,10] (x1..x5, y1..y5 as fractions of the box), `prob` [N,2];",
+        "`prob` channel/column 1 = face. Difference from the reference graphs: R/O-net flatten",
+        "in NCHW order (no Transpose). Ops used: Conv (standard, depthwise, 1x1), PRelu,",
+        "MaxPool (ceil mode), Flatten, Gemm, Softmax.",
+        "",
+        "Architecture: the MTCNN layout (channel widths of Zhang et al. 2016) with every 3x3",
+        "convolution after the first layer replaced by depthwise 3x3 + pointwise 1x1 + PReLU",
+        "(paper §2, eq. 1-10); first 3x3 convs and the 2x2 convs of R/O-net stay standard.",
+        "",
+        "## Status",
+        "",
+        "**A first, CPU-budget training** (2 cores, minutes per stage, tens of thousands of",
+        "samples where MTCNN used millions). It shows the pipeline end to end; it is not yet",
+        "tuned. Detection AP and landmark NME are the evaluation command's job; below are the",
+        "held-out sample accuracies and a cascade recall/precision check. Retrain on a GPU with",
+        "a larger `--samples-scale` for real use.",
+        "",
+        f"Whole run (sample generation + training, all stages): {total_seconds / 60:.1f} min.",
+        "",
+        "## Data",
+        "",
+        "- `det/facemask` (CC0): boxes of all faces, masked or not; images whose number ends",
+        "  in 1 held out (validation). Positives, parts, random and mined negatives.",
+        "- `det/cuhk5pt` (research only): box + 5 landmarks; odd 0-based lines held out (an",
+        "  NME on cuhk5pt is uncontaminated only on those lines).",
+        "- `attr/mtfl_train` (research only): 5 landmarks; box from the landmarks by",
+        "  `masksegx.synthesis.estimate_face_box` (midline +- 1.15 inter-ocular distances,",
+        "  0.85 eye-to-mouth heights above the eyes to 1.55 below).",
+        "- Synthetic masks: half of the cuhk5pt/mtfl faces wear a MaskTheFace frontal template",
+        "  (`masksegx.synthesis.apply_mask`, coverage 0.85-1, random colour half the time), so",
+        "  positives and landmark samples include faces with nose and mouth covered.",
+        "- No distillation from the reference models; `masked_unlabeled/rwmfd` unused.",
+        "- Labels: positive IoU >= 0.65, part 0.4-0.65, negative < 0.3 with every face;",
+        "  R/O-net also get the earlier stages' detections on the training images, labelled",
+        "  the same way (hard-negative mining). See `masksegx/training/samples.py`.",
+        "",
+        "## Command",
+        "",
+        f"    {command}",
+        "",
+        "## Results",
+        "",
+        "| net | params (ours / standard) | MACs (ours / standard) |"
+        " train samples pos/part/neg/lmk | val samples | epochs | sampling s | training s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for stage in STAGES:
+        if stage not in results:
+            continue
+        r = results[stage]
+        ours, standard = r["counts"]["separable"], r["counts"]["standard"]
+        t, v = r["samples"]["train"], r["samples"]["val"]
+        lines.append(
+            f"| {stage} | {ours[0]:,} / {standard[0]:,} ({ours[0] / standard[0]:.2f}x) | "
+            f"{ours[1]:,} / {standard[1]:,} ({ours[1] / standard[1]:.2f}x) | "
+            f"{t['positive']}/{t['part']}/{t['negative']}/{t['landmark']} | "
+            f"{v['positive']}/{v['part']}/{v['negative']}/{v['landmark']} | {r['epochs']} | "
+            f"{r['sampling_seconds']:.0f} | {r['training_seconds']:.0f} |"
+        )
+    lines += [
+        "",
+        "Times: wall seconds on 2 CPU cores shared with other work. Counts: Conv/Linear",
+        "weights + biases, and multiply-adds for one 12x12 / 24x24 / 48x48 input (P-net per",
+        "output cell). Final epoch, losses without OHEM, accuracy at",
+        "p(face) > 0.5 over positives (incl. landmark samples) and negatives:",
+        "",
+        "| net | train loss | val loss | val cls / box / landmark loss | train acc | val acc |"
+        " val positive recall | val negative acc | ONNX bytes | ORT max abs diff |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for stage in STAGES:
+        if stage not in results:
+            continue
+        r = results[stage]
+        t, v, e = r["final"]["train"], r["final"]["val"], r["export"]
+        lines.append(
+            f"| {stage} | {t['loss']:.4f} | {v['loss']:.4f} | {v['cls_loss']:.4f} / "
+            f"{v['box_loss']:.4f} / {v['landmark_loss']:.4f} | {t['accuracy']:.3f} | "
+            f"{v['accuracy']:.3f} | {v['positive_recall']:.3f} | {v['negative_accuracy']:.3f} | "
+            f"{e['bytes']:,} | {e['max_abs_diff']:.1e} |"
+        )
+    lines += [
+        "",
+        "Validation samples come from held-out images only; R/O-net validation negatives",
+        "include the earlier stages' false positives on those images, so their accuracy is on",
+        "harder negatives than P-net's.",
+        "",
+    ]
+    checks = results.get("cascade_check", {})
+    if checks:
+        lines += [
+            "## Cascade check (training side, not the evaluation command)",
+            "",
+            f"The whole cascade on the {checks['ours']['images']} det/facemask validation images,",
+            "run by the training code's private cascade (`masksegx/training/cascade.py`: min",
+            "face 20, factor 0.709, thresholds 0.6/0.7/0.7) in onnxruntime, for these files and",
+            "the reference MTCNN weights alike. Recall: faces >= 20 px on both sides matched by a",
+            "detection at IoU >= 0.5; precision: detections at IoU >= 0.5 with any face (the many",
+            "smaller faces included).",
+            "",
+            "| nets | recall | with_mask recall | precision | detections |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for name, label in (("ours", "ds_mtcnn (this)"), ("reference", "mtcnn_*.onnx")):
+            if name in checks:
+                c = checks[name]
+                lines.append(
+                    f"| {label} | {c['recall']:.3f} ({c['faces']} faces) | "
+                    f"{c['with_mask_recall']:.3f} | {c['precision']:.3f} | {c['detections']} |"
+                )
+        lines.append("")
+    lines += [
+        "Licenses: the weights are trained on research-only data (CUHK/MTFL) as well as CC0",
+        "data; treat them as research use only.",
+        "",
+    ]
+    (out / CARD).write_text("\n".join(lines))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m masksegx.training.train_detector",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--out", type=Path, default=Path("python/masksegx/models"))
+    parser.add_argument("--stage", choices=STAGES + ("all", "counts", "check"), default="all",
+                        help="'counts' prints parameter/MAC counts vs the standard layout; "
+                             "'check' runs the cascade check on the exported files")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 20 / 10 / 12")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--samples-scale", type=float, default=1.0)
+    parser.add_argument("--cache", type=Path, default=Path("build/mtcnn_training"),
+                        help="sample shards, intermediate weights and results")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.stage == "counts":
+        print_counts()
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    print_counts()
+    templates = sampling.mask_templates(args.data)
+    results_file = args.cache / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    started = time.perf_counter()
+    if args.stage != "check":
+        for stage in STAGES if args.stage == "all" else (args.stage,):
+            results[stage] = run_stage(stage, args, templates)
+            results_file.write_text(json.dumps(results, indent=1))
+        log(f"trained in {time.perf_counter() - started:.0f} s")
+        results["command"] = "python -m masksegx.training.train_detector " + " ".join(
+            sys.argv[1:] if argv is None else argv)
+    if all((args.out / f"ds_mtcnn_{stage}.onnx").is_file() for stage in STAGES):
+        results["cascade_check"] = recall_check(args)
+    results_file.write_text(json.dumps(results, indent=1))
+    write_card(args.out, results, results.get("command", DEFAULT_COMMAND))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Depthwise-separable MTCNN training code (needs torch: skipped where it is not installed) and
+the shipped ds_mtcnn ONNX files (onnxruntime only)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MODELS = Path(__file__).resolve().parent.parent / "python" / "masksegx" / "models"
+ONNX_CASES = [
+    ("pnet", (2, 3, 12, 12), {"reg": (2, 4, 1, 1), "prob": (2, 2, 1, 1)}),
+    ("pnet", (1, 3, 37, 50), {"reg": (1, 4, 14, 20), "prob": (1, 2, 14, 20)}),
+    ("rnet", (3, 3, 24, 24), {"reg": (3, 4), "prob": (3, 2)}),
+    ("onet", (2, 3, 48, 48), {"reg": (2, 4), "landmarks": (2, 10), "prob": (2, 2)}),
+]
+
+
+@pytest.mark.parametrize("stage, shape, outputs", ONNX_CASES)
+def test_shipped_onnx_names_and_shapes(stage, shape, outputs):
+    path = MODELS / f"ds_mtcnn_{stage}.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path.name} not shipped")
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    names = [o.name for o in session.get_outputs()]
+    assert names == list(outputs)
+    x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    results = dict(zip(names, session.run(names, {"input": x})))
+    for name, expected in outputs.items():
+        assert results[name].shape == expected
+    prob = results["prob"]
+    np.testing.assert_allclose(prob.sum(axis=1), 1.0, atol=1e-5)
+
+
+# --- torch-only tests below -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nets():
+    pytest.importorskip("torch")
+    from masksegx.training import nets
+
+    return nets
+
+
+@pytest.mark.parametrize("separable", [True, False])
+@pytest.mark.parametrize("side", [12, 13, 20, 37, 64])
+def test_pnet_is_fully_convolutional_with_reference_output_size(nets, separable, side):
+    import torch
+
+    net = nets.build("pnet", separable).eval()
+    with torch.no_grad():
+        reg, prob = net(torch.zeros(2, 3, side, side + 5))
+    expected = (nets.pnet_output_side(side), nets.pnet_output_side(side + 5))
+    assert expected[0] == int(np.ceil((side - 2) / 2)) - 4
+    assert reg.shape == (2, 4) + expected
+    assert prob.shape == (2, 2) + expected
+
+
+@pytest.mark.parametrize("stage, outputs", [
+    ("rnet", [(4,), (2,)]), ("onet", [(4,), (10,), (2,)]),
+])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_rnet_onet_output_shapes(nets, stage, outputs, batch):
+    import torch
+
+    side = nets.INPUT_SIZE[stage]
+    with torch.no_grad():
+        results = nets.build(stage).eval()(torch.rand(batch, 3, side, side))
+    assert [tuple(r.shape) for r in results] == [(batch,) + o for o in outputs]
+    torch.testing.assert_close(results[-1].sum(dim=1), torch.ones(batch))
+
+
+def test_separable_nets_use_depthwise_convs(nets):
+    from torch import nn
+
+    convs = [m for m in nets.build("onet").modules() if isinstance(m, nn.Conv2d)]
+    depthwise = [m for m in convs if m.groups > 1]
+    assert [m.groups for m in depthwise] == [32, 64]
+    assert all(m.groups == m.in_channels == m.out_channels for m in depthwise)
+
+
+@pytest.mark.parametrize("stage", ["pnet", "rnet", "onet"])
+def test_separable_nets_are_smaller_than_standard(nets, stage):
+    side = nets.INPUT_SIZE[stage]
+    ours = nets.count_parameters_and_macs(nets.build(stage, True), (3, side, side))
+    standard = nets.count_parameters_and_macs(nets.build(stage, False), (3, side, side))
+    assert ours[0] < standard[0]
+    assert ours[1] < standard[1]
+
+
+def test_count_parameters_and_macs_by_hand(nets):
+    # Standard P-net on one 12x12 window: conv 3->10 (10x10 out), pool to 5x5, conv 10->16
+    # (3x3 out), conv 16->32 (1x1 out), heads 32->2 and 32->4.
+    weights = [27 * 10, 90 * 16, 144 * 32, 32 * 2, 32 * 4]
+    pixels = [100, 9, 1, 1, 1]
+    biases = 10 + 16 + 32 + 2 + 4
+    parameters, macs = nets.count_parameters_and_macs(nets.build("pnet", False), (3, 12, 12))
+    assert parameters == sum(weights) + biases
+    assert macs == sum(w * p for w, p in zip(weights, pixels))
+
+
+def test_samples_are_labelled_by_iou(nets):
+    from masksegx.training import samples
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    face = np.array([50.0, 30.0, 89.0, 69.0])  # 40x40, inclusive
+    collected = samples._Collector(24)
+    for label in (samples.LABEL_POSITIVE, samples.LABEL_PART):
+        for x, y, side in samples._face_crops(face, face[None], label, 40, rng):
+            collected.add(image, x, y, side, label, face)
+    for x, y, side in samples._negative_crops(image.shape, face[None], 40, rng):
+        collected.add(image, x, y, side, samples.LABEL_NEGATIVE)
+    data = collected.result()
+    assert data.counts() == {"positive": 40, "part": 40, "negative": 40, "landmark": 0}
+    assert data.images.shape == (120, 24, 24, 3)
+    # Offsets map each crop back onto the face: face = crop + offset * side.
+    for offsets, label in zip(data.offsets, data.labels):
+        assert (label == samples.LABEL_NEGATIVE) == (not offsets.any())
+    x, y, side = samples._face_crops(face, face[None], samples.LABEL_POSITIVE, 1, rng)[0]
+    crop = samples.crop_box(x, y, side)
+    overlap = samples.iou(crop, face[None])[0]
+    assert overlap >= samples.POSITIVE_IOU
+    np.testing.assert_allclose(crop + samples.box_offsets(face, crop) * side, face, atol=1e-4)
+
+
+def test_iou_labels_and_crop_geometry(nets):
+    from masksegx.training import samples
+
+    face = np.array([[10.0, 10.0, 19.0, 19.0]])
+    assert samples.iou(face[0], face)[0] == 1.0
+    # Shifting a 10x10 box by 2 px: overlap 8x10 of union 120.
+    assert samples.iou(np.array([12.0, 10.0, 21.0, 19.0]), face)[0] == pytest.approx(80 / 120)
+    assert samples.label_for(0.65) == samples.LABEL_POSITIVE
+    assert samples.label_for(0.5) == samples.LABEL_PART
+    assert samples.label_for(0.35) is None
+    assert samples.label_for(0.1) == samples.LABEL_NEGATIVE
+    image = np.full((20, 20, 3), 200, np.uint8)
+    patch = samples.crop_square(image, -5, -5, 10, 10)
+    assert (patch[:5, :5] == 0).all() and (patch[5:, 5:] == 200).all()
+    # Landmarks: l = (p - x1 + 1) / S, so p = x1 + S l - 1 (the cascade's mapping).
+    points = np.array([[12.0, 14.0]] * 5)
+    fractions = samples.landmark_fractions(points, samples.crop_box(10, 10, 10))
+    np.testing.assert_allclose(fractions, [0.3] * 5 + [0.5] * 5)
+
+
+def test_landmark_crops_keep_all_points_inside(nets):
+    from masksegx.training import samples
+
+    rng = np.random.default_rng(1)
+    face = np.array([20.0, 20.0, 79.0, 79.0])
+    points = np.array([[35, 40], [65, 40], [50, 55], [38, 70], [62, 70]], dtype=np.float64)
+    crops = samples._face_crops(face, face[None], samples.LABEL_POSITIVE, 30, rng, points)
+    assert len(crops) == 30
+    for x, y, side in crops:
+        fractions = samples.landmark_fractions(points, samples.crop_box(x, y, side))
+        assert (fractions > 0).all() and (fractions <= 1).all()
