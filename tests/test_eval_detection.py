@@ -338,8 +338,8 @@ def test_nms_numpy_keeps_the_best_of_overlapping_boxes():
 def test_mtcnn_detector_wraps_detect_faces(tmp_path, monkeypatch):
     calls = []
 
-    def detect_faces(image, *, backend="native", models=None):
-        calls.append((backend, models))
+    def detect_faces(image, *, backend="native", models=None, onnxruntime_threads=0):
+        calls.append((backend, models, onnxruntime_threads))
         return types.SimpleNamespace(
             boxes=np.array([WIDE]), scores=np.array([0.9]), landmarks=np.zeros((1, 5, 2))
         )
@@ -353,7 +353,7 @@ def test_mtcnn_detector_wraps_detect_faces(tmp_path, monkeypatch):
     for path in paths:
         path.write_bytes(b"")
     mtcnn_detector("native", paths)(image)
-    assert calls == [("onnxruntime", None), ("native", tuple(str(p) for p in paths))]
+    assert calls == [("onnxruntime", None, 1), ("native", tuple(str(p) for p in paths), 1)]
     with pytest.raises(DetectorUnavailable, match="not found"):
         mtcnn_detector("native", [tmp_path / "missing.onnx"])
 

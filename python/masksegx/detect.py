@@ -211,6 +211,7 @@ def detect_faces(
     scale_factor: float = 0.709,
     nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7),
     order: str = "bgr",
+    onnxruntime_threads: int = 0,
 ) -> Detections:
     """Detect faces with the MTCNN cascade; see :class:`FaceDetector` for the parameters.
 
@@ -225,6 +226,7 @@ def detect_faces(
         scale_factor=scale_factor,
         nms_thresholds=nms_thresholds,
         order=order,
+        onnxruntime_threads=onnxruntime_threads,
     )
     return detector(image)
 

@@ -229,18 +229,22 @@ class RetinaFaceDetector:
 
 
 def mtcnn_detector(
-    backend: str = "native", models: Optional[Sequence[str | os.PathLike]] = None
+    backend: str = "native",
+    models: Optional[Sequence[str | os.PathLike]] = None,
+    threads: int = 1,
 ) -> Callable[[np.ndarray], Detections]:
     """The package's MTCNN cascade (:func:`masksegx.detect.detect_faces`) as a detector.
 
     ``models``: (P-net, R-net, O-net) ``.onnx`` paths to run instead of the shipped weights.
+    ``threads``: onnxruntime intra-op threads (backend "onnxruntime"), 1 like the reference
+    detectors, so timings compare single-threaded work.
     DetectorUnavailable when :mod:`masksegx.detect` is missing or a model file does not exist.
     """
     try:
         from ..detect import detect_faces
     except ImportError as err:
         raise DetectorUnavailable(f"the MTCNN cascade (masksegx.detect) is unavailable: {err}")
-    extra = {}
+    extra = {"onnxruntime_threads": threads}
     if models is not None:
         missing = [os.fspath(p) for p in models if not Path(p).is_file()]
         if missing:
@@ -261,7 +265,7 @@ def make_detector(
     shipped weights (native backend), the others = reference models in ``models_dir``
     (:data:`REFERENCE_MODELS`). DetectorUnavailable when its model or module is missing."""
     if name == "mtcnn":
-        return mtcnn_detector()
+        return mtcnn_detector(threads=threads)
     if name not in REFERENCE_MODELS:
         raise ValueError(f"name: expected one of {DETECTOR_NAMES}, got {name!r}")
     if models_dir is None:
