@@ -108,7 +108,7 @@ def test_samples_are_labelled_by_iou(nets):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
     face = np.array([50.0, 30.0, 89.0, 69.0])  # 40x40, inclusive
-    collected = samples._Collector(24)
+    collected = samples._Collector(24, rng)
     for label in (samples.LABEL_POSITIVE, samples.LABEL_PART):
         for x, y, side in samples._face_crops(face, face[None], label, 40, rng):
             collected.add(image, x, y, side, label, face)
@@ -145,6 +145,38 @@ def test_iou_labels_and_crop_geometry(nets):
     points = np.array([[12.0, 14.0]] * 5)
     fractions = samples.landmark_fractions(points, samples.crop_box(10, 10, 10))
     np.testing.assert_allclose(fractions, [0.3] * 5 + [0.5] * 5)
+
+
+def test_mirrored_crops_keep_box_and_landmarks_on_the_face(nets):
+    from masksegx.training import samples
+
+    rng = np.random.default_rng(2)
+    image = np.zeros((100, 100, 3), np.uint8)
+    face = np.array([20.0, 25.0, 59.0, 74.0])  # 40x50, off-centre in every crop below
+    image[25:75, 20:60] = 100
+    points = np.array([[30, 40], [50, 42], [41, 55], [33, 66], [52, 65]], dtype=np.float64)
+    for x, y in points.astype(int):
+        image[y, x] = 255
+    side = 60
+    collected = samples._Collector(side, rng)  # crop side == sample side: no resizing
+    for x in range(8, 18):
+        collected.add(image, x, 18, side, samples.LABEL_POSITIVE, face, points)
+    data = collected.result()
+    mirrored = 0
+    for x, patch, offsets, fractions in zip(range(8, 18), data.images, data.offsets,
+                                            data.landmarks):
+        mirrored += not np.array_equal(patch, samples.crop_square(image, x, 18, side, side))
+        # Offsets give the face in crop pixels: exactly the grey (or landmark) rectangle.
+        x1, y1, x2, y2 = np.rint(offsets * side + [0, 0, side - 1, side - 1]).astype(int)
+        inside = np.zeros((side, side), bool)
+        inside[y1 : y2 + 1, x1 : x2 + 1] = True
+        assert ((patch[..., 0] > 0) == inside).all()
+        # Landmarks land on the white dots, the eyes and the mouth corners left to right.
+        columns = np.rint(side * fractions[:5] - 1).astype(int)
+        rows = np.rint(side * fractions[5:] - 1).astype(int)
+        assert (patch[rows, columns, 0] == 255).all()
+        assert columns[0] < columns[1] and columns[3] < columns[4]
+    assert 0 < mirrored < 10
 
 
 def test_landmark_crops_keep_all_points_inside(nets):

@@ -11,7 +11,9 @@ Kinds and labels (Zhang et al. 2016), IoU of the crop with the face box:
 Crops in between (0.3..0.4) are dropped. Positive and part crops are drawn around a face (side in
 ``[0.8 min(w, h), 1.25 max(w, h)]``, centre moved by up to 0.2 of the face size); negatives are
 random squares anywhere (side from 12 px to half the short image side) or near a face (same sides,
-shifted by up to the crop side) to make them harder.
+shifted by up to the crop side) to make them harder. Half of all crops (chosen by the seed) are
+mirrored left-right: box and landmarks are mirrored exactly in pixels and the left/right eyes and
+mouth corners swap, so the faces are also seen the other way round.
 
 Geometry (the cascade's convention, shared with facenet-pytorch's MTCNN): boxes are inclusive
 pixel boxes ``[x1, y1, x2, y2]``; a crop of side ``S`` at ``(x, y)`` covers pixels ``x .. x+S-1``
@@ -58,6 +60,9 @@ POSITIVE_IOU, PART_IOU, NEGATIVE_IOU = 0.65, 0.4, 0.3
 MIN_FACE_SIDE = 12
 MIN_CROP_SIDE = 12
 MASKED_FRACTION = 0.5
+MIRRORED_FRACTION = 0.5
+#: Landmark order x1..x5 after a left-right mirror: the eyes and the mouth corners swap.
+MIRRORED_LANDMARKS = [1, 0, 2, 4, 3]
 SHARD_SIZE = 20000
 
 #: A detector for hard-negative mining: RGB uint8 image -> boxes float [M, 4].
@@ -247,8 +252,9 @@ def label_for(overlap: float) -> Optional[int]:
 
 
 class _Collector:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, rng: np.random.Generator) -> None:
         self.size = size
+        self.rng = rng
         self.images: list[np.ndarray] = []
         self.labels: list[int] = []
         self.offsets: list[np.ndarray] = []
@@ -256,8 +262,18 @@ class _Collector:
         self.has_landmarks: list[bool] = []
 
     def add(self, image, x, y, side, label, face=None, points=None) -> None:
+        """One crop, mirrored left-right with probability :data:`MIRRORED_FRACTION`."""
         crop = crop_box(x, y, side)
-        self.images.append(crop_square(image, x, y, side, self.size))
+        patch = crop_square(image, x, y, side, self.size)
+        if self.rng.random() < MIRRORED_FRACTION:
+            # Crop pixel u goes to side - 1 - u: image column c goes to 2 x + side - 1 - c.
+            patch = patch[:, ::-1]
+            flip = 2 * x + side - 1
+            if face is not None:
+                face = np.array([flip - face[2], face[1], flip - face[0], face[3]])
+            if points is not None:
+                points = np.stack([flip - points[:, 0], points[:, 1]], axis=1)[MIRRORED_LANDMARKS]
+        self.images.append(patch)
         self.labels.append(label)
         no_face = face is None
         self.offsets.append(np.zeros(4, np.float32) if no_face else box_offsets(face, crop))
@@ -368,7 +384,7 @@ def generate(
     """
     rng = np.random.default_rng(seed)
     templates = list(templates)
-    collector = _Collector(size)
+    collector = _Collector(size, rng)
     usable_box_faces = sum(sum(_usable(b) for b in im.boxes) for im in box_images)
     usable_landmark_faces = sum(sum(_usable(b) for b in im.boxes) for im in landmark_images)
     all_faces = usable_box_faces + usable_landmark_faces
