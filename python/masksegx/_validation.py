@@ -100,3 +100,12 @@ def as_points(points: object, name: str, count: int | None = None) -> np.ndarray
     if not np.isfinite(out).all():
         raise ValueError(f"{name}: contains NaN or infinity")
     return out
+
+
+def mask_box(mask: np.ndarray):
+    """Bounding box ``(x0, y0, x1, y1)`` (exclusive ends) of a bool HxW mask, None if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from . import color, compensate, fcm, filters, regions
-from ._validation import as_image, as_mask
+from ._validation import as_image, as_mask, mask_box
 
 Box = Tuple[int, int, int, int]
 CompensationFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -242,10 +242,10 @@ def _resolve_region(region, shape) -> Tuple[Box, Optional[np.ndarray]]:
         return (0, 0, w, h), None
     if isinstance(region, np.ndarray) and region.ndim == 2:
         limit = as_mask(region, "region", (h, w))
-        ys, xs = np.nonzero(limit)
-        if ys.size == 0:
+        box = mask_box(limit)
+        if box is None:
             raise ValueError("region: mask selects no pixels")
-        return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), limit
+        return box, limit
     try:
         x0, y0, x1, y1 = (int(round(float(v))) for v in region)
     except (TypeError, ValueError):

@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from .._validation import as_image, as_mask
+from .._validation import as_image, as_mask, mask_box
 
 
 def image_and_region(image: object, region: object) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -19,11 +19,8 @@ def image_and_region(image: object, region: object) -> tuple[np.ndarray, Optiona
 
 def region_box(region: Optional[np.ndarray], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """Bounding box ``(x0, y0, x1, y1)`` (exclusive ends) of ``region``, or the whole image."""
-    if region is None or not region.any():
-        return 0, 0, int(shape[1]), int(shape[0])
-    rows = np.flatnonzero(region.any(axis=1))
-    cols = np.flatnonzero(region.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    box = None if region is None else mask_box(region)
+    return box if box is not None else (0, 0, int(shape[1]), int(shape[0]))
 
 
 #: Where a worn face mask sits in a face (or lower-face) box, as fractions (x0, y0, x1, y1) of
