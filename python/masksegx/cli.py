@@ -2,7 +2,12 @@
 
 Subcommands:
 
-``demo``      segment the worn mask in the bundled example photos, write overlays::
+``segment``   find faces, read their attributes and segment their masks in images, folders,
+              glob patterns and videos; writes JSON (COCO RLE masks), mask PNGs and overlays::
+
+    masksegx segment photos/ "more/*.jpg" clip.mp4 -o out --threads 2
+
+``demo``      ``segment`` on the bundled example photos::
 
     masksegx demo -o masksegx-demo
 
@@ -24,7 +29,8 @@ Subcommands:
     masksegx eval-landmarks --annotations det/cuhk5pt/annotations.txt \
         --images det/cuhk5pt/images --format cuhk --detector mtcnn --json lm.json
 
-Exit codes: 0 success, 2 bad arguments or unusable data (message on stderr, no traceback).
+Exit codes: 0 success, 1 some inputs could not be processed (each named on stderr, the others
+done), 2 bad arguments or unusable data (message on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -117,8 +123,25 @@ def _build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--json", metavar="OUT.json", help="also write the scores to this file")
     seg.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N pairs")
 
+    segment = commands.add_parser(
+        "segment",
+        help="faces, attributes and worn-mask segmentation of images and videos",
+        description="Find faces, read gender and mask coverage and segment the worn face mask. "
+        "Per image (or video frame) writes <name>.json (faces, attributes, masks as COCO RLE), "
+        "<name>_mask.png and <name>_overlay.jpg. Unreadable inputs are reported on stderr and "
+        "skipped (exit code 1).",
+    )
+    segment.add_argument("inputs", nargs="+", help="image or video files, folders, glob patterns")
+    segment.add_argument("-o", "--output", required=True, help="output folder")
+    _add_segmenter_arguments(segment)
+    segment.add_argument(
+        "--frame-step", type=_positive_int, default=1, metavar="N",
+        help="use every N-th frame of videos (default 1)",
+    )
+
     demo = commands.add_parser("demo", help="segment the bundled example photos")
     demo.add_argument("-o", "--output", default="masksegx-demo", help="output folder")
+    _add_segmenter_arguments(demo)
 
     spec = commands.add_parser(
         "spectral",
@@ -174,6 +197,55 @@ def _add_detector_arguments(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--models-dir", help="folder of the reference .onnx models")
     command.add_argument("--json", metavar="OUT.json", help="also write the scores to this file")
+
+
+def _add_segmenter_arguments(command: argparse.ArgumentParser) -> None:
+    from .pipeline import FACE_MODES, GENDER_CONSTRAINTS, METHODS
+
+    command.add_argument("--method", choices=METHODS, default="fused", help="default: fused")
+    command.add_argument(
+        "--gender-constraint", choices=GENDER_CONSTRAINTS, default="soft", help="default: soft"
+    )
+    command.add_argument(
+        "--faces", choices=FACE_MODES, default="detect",
+        help="detect: run the face detector; whole-image: each image is one face crop",
+    )
+    command.add_argument(
+        "--min-face-size", type=float, default=20.0, metavar="PX", help="default: 20"
+    )
+    command.add_argument(
+        "--threads", type=_positive_int, default=1, metavar="N",
+        help="images processed at once (default 1)",
+    )
+    command.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+
+def _segment(inputs: Sequence[str], args: argparse.Namespace, frame_step: int = 1) -> int:
+    from .batch import expand_inputs, progress_stream, run_batch
+    from .pipeline import FaceMaskSegmenter
+
+    try:
+        segmenter = FaceMaskSegmenter(
+            method=args.method,
+            gender_constraint=args.gender_constraint,
+            faces=args.faces,
+            min_face_size=args.min_face_size,
+        )
+    except (ValueError, OSError) as err:
+        print(f"masksegx segment: error: {err}", file=sys.stderr)
+        return 2
+    sources, problems = expand_inputs(inputs)
+    report = run_batch(
+        sources, segmenter, args.output, threads=args.threads, frame_step=frame_step,
+        progress=progress_stream(args.progress),
+    )
+    for label, message in problems + report.failures:
+        print(f"masksegx segment: {label}: {message}", file=sys.stderr)
+    print(f"wrote {report.written} result(s) to {args.output}/")
+    return 1 if problems or report.failures else 0
 
 
 def _box(text: str) -> tuple:
@@ -314,8 +386,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if args.command == "segment":
+        return _segment(args.inputs, args, args.frame_step)
     if args.command == "demo":
-        return 1 if _segment_files([(e.path, e.face_box) for e in EXAMPLES], args.output) else 0
+        return _segment([e.path for e in EXAMPLES], args)
     if args.command == "spectral":
         return 1 if _segment_files([(p, args.box) for p in args.images], args.output) else 0
     if args.command == "eval-seg":

@@ -1,0 +1,271 @@
+"""Batch work behind ``masksegx segment``: expand inputs, run a segmenter, write the results.
+
+Inputs are image files, folders (their images, sorted, not recursive), glob patterns and video
+files (every ``frame_step``-th frame). Each image or frame gives three files in the output folder:
+
+``<name>.json``         boxes, scores, landmarks, attributes and each face's mask as COCO RLE;
+``<name>_mask.png``     the union of the faces' masks, 0 / 255;
+``<name>_overlay.jpg``  the image with masks tinted, boxes, landmarks and attributes drawn.
+
+``<name>`` is the file stem (``<stem>_f<frame>`` for video frames), made unique with a ``-2``,
+``-3``... suffix when two inputs share a stem. Unreadable inputs are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import List, Optional, TextIO
+
+import cv2
+import numpy as np
+
+from . import rle
+from .eval.datasets import DatasetError, read_image
+from .pipeline import Face
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One thing to read: an image file, or a video file (all its sampled frames)."""
+
+    path: str
+    is_video: bool
+
+
+@dataclass
+class BatchReport:
+    """What a batch did: images written and (input, message) pairs that failed."""
+
+    written: int = 0
+    failures: List[tuple] = field(default_factory=list)
+
+
+def expand_inputs(inputs: Iterable[str]) -> tuple[List[Source], List[tuple]]:
+    """Sources for files, folders and glob patterns; also ``(input, message)`` for bad ones."""
+    sources: List[Source] = []
+    problems: List[tuple] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            names = sorted(os.listdir(item))
+            found = [
+                _source(os.path.join(item, n))
+                for n in names
+                if n.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+            ]
+            if not found:
+                problems.append((item, "folder holds no images or videos"))
+            sources.extend(found)
+        elif os.path.isfile(item):
+            sources.append(_source(item))
+        elif glob.has_magic(item):
+            matches = sorted(p for p in glob.glob(item) if os.path.isfile(p))
+            if not matches:
+                problems.append((item, "pattern matches no files"))
+            sources.extend(_source(p) for p in matches)
+        else:
+            problems.append((item, "no such file or folder"))
+    return sources, problems
+
+
+def run_batch(
+    sources: List[Source],
+    segment: Callable[[np.ndarray], List[Face]],
+    output: str,
+    *,
+    threads: int = 1,
+    frame_step: int = 1,
+    progress: Optional[TextIO] = None,
+) -> BatchReport:
+    """Segment every image and sampled video frame of ``sources``, writing into ``output``.
+
+    ``threads`` images are processed at once (``segment`` must be thread-safe, as
+    :class:`~masksegx.pipeline.FaceMaskSegmenter` is); ``progress`` gets a progress bar.
+    """
+    os.makedirs(output, exist_ok=True)
+    report = BatchReport()
+    names = _UniqueNames()
+    bar = _ProgressBar(_count_items(sources, frame_step), progress)
+    pending: List[tuple] = []
+
+    def finish(entry: tuple) -> None:
+        name, label, image, future = entry
+        try:
+            faces = future.result()
+            write_results(output, name, label, image, faces)
+            report.written += 1
+        except (ValueError, OSError) as err:
+            report.failures.append((label, str(err)))
+        bar.advance()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for label, name, image, error in _read_items(sources, frame_step):
+            if error is not None:
+                report.failures.append((label, error))
+                bar.advance()
+                continue
+            pending.append((names.claim(name), label, image, pool.submit(segment, image)))
+            # Bounded look-ahead keeps memory flat on long videos and big folders.
+            while len(pending) > 2 * threads:
+                finish(pending.pop(0))
+        for entry in pending:
+            finish(entry)
+    bar.close()
+    return report
+
+
+def write_results(output: str, name: str, label: str, image: np.ndarray, faces: List[Face]) -> None:
+    """Write ``<name>.json``, ``<name>_mask.png`` and ``<name>_overlay.jpg`` into ``output``."""
+    union = np.zeros(image.shape[:2], bool)
+    for face in faces:
+        union |= face.mask
+    record = {
+        "input": label,
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "faces": [face_record(face) for face in faces],
+    }
+    with open(os.path.join(output, f"{name}.json"), "w", encoding="utf-8") as out:
+        json.dump(record, out, indent=1)
+        out.write("\n")
+    for suffix, picture in (("_mask.png", union.astype(np.uint8) * 255), ("_overlay.jpg", overlay(image, faces))):
+        path = os.path.join(output, name + suffix)
+        if not cv2.imwrite(path, picture):
+            raise OSError(f"could not write {path!r}")
+
+
+def face_record(face: Face) -> dict:
+    """A JSON-ready dict of one face; the mask as COCO RLE (see :mod:`masksegx.rle`)."""
+    return {
+        "box": [round(float(v), 2) for v in face.box],
+        "score": round(face.score, 5),
+        "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+        "gender": face.gender,
+        "gender_prob": round(face.gender_prob, 5),
+        "coverage": round(face.coverage, 4),
+        "coverage_probs": [round(float(p), 5) for p in face.coverage_probs],
+        "wearing": face.wearing,
+        "mask_pixels": int(face.mask.sum()),
+        "mask": rle.encode(face.mask),
+    }
+
+
+def overlay(image: np.ndarray, faces: List[Face]) -> np.ndarray:
+    """The image with each face's mask tinted green, its box, landmarks and a label drawn."""
+    out = image.copy()
+    scale = max(1, round(max(image.shape[:2]) / 600))
+    for face in faces:
+        tint = face.mask
+        out[tint] = (0.5 * out[tint] + np.array([0, 110, 0])).astype(np.uint8)
+        contours, _ = cv2.findContours(tint.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, (0, 255, 0), scale)
+        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), (255, 160, 0), scale)
+        for x, y in face.landmarks:
+            cv2.circle(out, (int(round(x)), int(round(y))), 2 * scale, (0, 0, 255), -1)
+        label = f"{face.gender[0].upper()} {face.gender_prob:.2f} | {face.wearing} {face.coverage:.1f}"
+        cv2.putText(out, label, (x0, max(12 * scale, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * scale, (255, 255, 255), scale, cv2.LINE_AA)
+    return out
+
+
+def _source(path: str) -> Source:
+    return Source(path, path.lower().endswith(VIDEO_EXTENSIONS))
+
+
+def _count_items(sources: List[Source], frame_step: int) -> int:
+    total = 0
+    for source in sources:
+        if source.is_video:
+            capture = cv2.VideoCapture(source.path)
+            frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+            capture.release()
+            total += max(1, -(-frames // frame_step))
+        else:
+            total += 1
+    return total
+
+
+def _read_items(sources: List[Source], frame_step: int) -> Iterator[tuple]:
+    """(label, name, image, error) for every image and sampled frame, read lazily."""
+    for source in sources:
+        stem = os.path.splitext(os.path.basename(source.path))[0]
+        if not source.is_video:
+            try:
+                yield source.path, stem, read_image(source.path), None
+            except (DatasetError, OSError) as err:
+                yield source.path, stem, None, str(err)
+            continue
+        capture = cv2.VideoCapture(source.path)
+        if not capture.isOpened():
+            yield source.path, stem, None, "cannot open the video (unreadable or unknown format)"
+            continue
+        index = 0
+        read_any = False
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            read_any = True
+            if index % frame_step == 0:
+                yield f"{source.path}#{index}", f"{stem}_f{index:06d}", frame, None
+            index += 1
+        capture.release()
+        if not read_any:
+            yield source.path, stem, None, "the video has no readable frames"
+
+
+class _UniqueNames:
+    def __init__(self) -> None:
+        self._used: set = set()
+
+    def claim(self, name: str) -> str:
+        unique, n = name, 1
+        while unique in self._used:
+            n += 1
+            unique = f"{name}-{n}"
+        self._used.add(unique)
+        return unique
+
+
+class _ProgressBar:
+    """A one-line text bar on ``stream`` (redrawn at most 10 times a second); silent if None."""
+
+    def __init__(self, total: int, stream: Optional[TextIO]) -> None:
+        self.total, self.done, self.stream = total, 0, stream
+        self.start = self.last = time.perf_counter()
+
+    def advance(self) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if self.stream is not None and (now - self.last >= 0.1 or self.done >= self.total):
+            self.last = now
+            width = 30
+            filled = width * min(self.done, self.total) // max(self.total, 1)
+            rate = self.done / max(now - self.start, 1e-9)
+            self.stream.write(
+                f"\rsegment [{'#' * filled}{'.' * (width - filled)}] "
+                f"{self.done}/{self.total} {rate:.1f} img/s"
+            )
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is not None and self.done:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def progress_stream(force: Optional[bool]) -> Optional[TextIO]:
+    """stderr when ``force`` is True, or when None and stderr is a terminal; else None."""
+    if force is None:
+        force = sys.stderr.isatty()
+    return sys.stderr if force else None

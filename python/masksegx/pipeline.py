@@ -1,0 +1,227 @@
+"""One call from a photo to per-face results: detect, align, attributes, segment the worn mask.
+
+>>> seg = masksegx.FaceMaskSegmenter()
+>>> for face in seg(cv2.imread("photo.jpg")):
+...     face.box, face.gender, face.coverage, face.wearing, face.mask.sum()
+
+The stages are the package's public pieces: :class:`~masksegx.detect.FaceDetector` (MTCNN with
+depthwise-separable nets), :class:`~masksegx.attributes.AttributePredictor` (gender and
+mask-coverage level on the aligned crop) and one of three segmenters inside each face:
+
+``"spectral"``  the paper's spectral extraction (:func:`~masksegx.spectral.segment_spectral`);
+``"learned"``   the small encoder-decoder :class:`~masksegx.learned.MaskNet`;
+``"fused"``     the learned probability cleaned by the spectral connectivity analysis
+                (:func:`~masksegx.learned.segment_fused`).
+
+Two constraints from the attributes shape the mask (see :class:`GenderPriors` and
+``coverage_constraint``); ``tools/pipeline_ablation.py`` measures both, and the README reports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from . import learned
+from ._validation import as_image
+from .align import canonical_points
+from .attributes import AttributePredictor, FaceAttributes
+from .detect import FaceDetector
+from .spectral import SpectralParams, segment_spectral
+
+METHODS = ("fused", "learned", "spectral")
+GENDER_CONSTRAINTS = ("none", "hard", "soft")
+FACE_MODES = ("detect", "whole-image")
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face found in an image, with its attributes and worn-mask segmentation.
+
+    box : float32 (4,) ``x1, y1, x2, y2`` in pixels (MTCNN convention: last pixel included).
+    score : detector face probability; 0.0 in ``faces="whole-image"`` mode when the detector
+        found no face in the crop and the landmarks are the canonical guess.
+    landmarks : float32 (5, 2) left eye, right eye, nose, left and right mouth corner (x, y).
+    gender : ``"female"`` or ``"male"``; gender_prob : P(male) in [0, 1].
+    coverage_probs : float32 (11,) distribution of the mask-coverage level 0..10.
+    coverage : expected coverage level (0 = no mask, 10 = lower face fully covered).
+    wearing : ``"none"``, ``"incorrect"`` or ``"correct"``.
+    mask : bool (H, W), image size: the pixels of this face's worn face mask.
+    """
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+    gender: str
+    gender_prob: float
+    coverage_probs: np.ndarray
+    coverage: float
+    wearing: str
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class SegmentationPrior:
+    """The per-gender settings a segmenter takes from the gender constraint.
+
+    threshold : probability above which a pixel is mask (learned and fused methods).
+    membership_threshold : fuzzy membership above which a pixel is a mask candidate (spectral).
+    """
+
+    threshold: float
+    membership_threshold: float
+
+
+@dataclass(frozen=True)
+class GenderPriors:
+    """Gender-specific segmentation priors and how confident the gender must be to use them.
+
+    ``soft`` blends the female and male priors linearly by P(male) when
+    ``max(P(male), P(female)) >= confidence`` and uses the neutral prior otherwise; ``hard`` takes
+    the prior of the more likely gender whatever its confidence; ``none`` always uses neutral.
+    The defaults come from ``tools/pipeline_ablation.py --tune`` on the training images of
+    ``seg/ffhq_synthmask`` and ``seg/real_dev`` (every 4th real_dev image held out), each face's
+    gender given by the attribute network.
+    """
+
+    female: SegmentationPrior = SegmentationPrior(0.5, 0.4)
+    male: SegmentationPrior = SegmentationPrior(0.5, 0.4)
+    neutral: SegmentationPrior = SegmentationPrior(0.5, 0.4)
+    confidence: float = 0.8
+
+    def resolve(self, p_male: float, mode: str) -> SegmentationPrior:
+        """The prior for a face with P(male) = ``p_male`` under constraint ``mode``."""
+        if mode == "none":
+            return self.neutral
+        if mode == "hard":
+            return self.male if p_male >= 0.5 else self.female
+        if max(p_male, 1.0 - p_male) < self.confidence:
+            return self.neutral
+        return SegmentationPrior(
+            *(
+                (1.0 - p_male) * f + p_male * m
+                for f, m in zip(dataclasses.astuple(self.female), dataclasses.astuple(self.male))
+            )
+        )
+
+
+class FaceMaskSegmenter:
+    """Finds faces, reads their attributes and segments the face mask each one wears.
+
+    Parameters
+    ----------
+    method : ``"fused"`` (default), ``"learned"`` or ``"spectral"``; see the module docstring.
+    gender_constraint : ``"soft"``, ``"hard"`` or ``"none"``; see :class:`GenderPriors`.
+    faces : ``"detect"`` runs the detector; ``"whole-image"`` takes each image as one face crop
+        (for datasets of crops): the box is the whole image and the landmarks are those of the
+        detector's best face in it, or the canonical landmark layout scaled to the image.
+    coverage_constraint : when True, a face whose predicted coverage level is 0 with
+        probability >= ``no_mask_probability`` gets an empty mask (nobody wears a mask there).
+    min_face_size, thresholds : detector settings (see :class:`~masksegx.detect.FaceDetector`).
+    threads : intra-op threads of every onnxruntime session (1 = single-threaded).
+    priors : :class:`GenderPriors`; the tuned defaults when None.
+    spectral_params : :class:`~masksegx.spectral.SpectralParams` for ``method="spectral"``.
+
+    Calling the segmenter does not change it, and its models are safe to run from several
+    threads at once: one instance may serve concurrent calls.
+    """
+
+    def __init__(
+        self,
+        method: str = "fused",
+        gender_constraint: str = "soft",
+        faces: str = "detect",
+        *,
+        coverage_constraint: bool = True,
+        no_mask_probability: float = 0.9,
+        min_face_size: float = 20,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        threads: int = 1,
+        priors: Optional[GenderPriors] = None,
+        spectral_params: Optional[SpectralParams] = None,
+    ) -> None:
+        self.method = _choice(method, METHODS, "method")
+        self.gender_constraint = _choice(gender_constraint, GENDER_CONSTRAINTS, "gender_constraint")
+        self.faces = _choice(faces, FACE_MODES, "faces")
+        if not isinstance(coverage_constraint, bool):
+            raise TypeError("coverage_constraint: expected True or False")
+        self.coverage_constraint = coverage_constraint
+        if not 0.0 <= float(no_mask_probability) <= 1.0:
+            raise ValueError(
+                f"no_mask_probability: expected a value in [0, 1], got {no_mask_probability}"
+            )
+        self.no_mask_probability = float(no_mask_probability)
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+        self.priors = priors or GenderPriors()
+        self.spectral_params = spectral_params or SpectralParams()
+        self.detector = FaceDetector(
+            min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=threads
+        )
+        self.attributes = AttributePredictor(threads=threads)
+        self.masknet = learned.MaskNet(threads=threads) if self.method != "spectral" else None
+
+    def __call__(self, image: np.ndarray) -> List[Face]:
+        """Analyse a BGR uint8 HxWx3 image; returns one :class:`Face` per face, best first."""
+        image = as_image(image)
+        boxes, scores, landmarks = self._locate(image)
+        if not len(scores):
+            return []
+        attributes = self.attributes(image, landmarks)
+        return [
+            Face(
+                box=box,
+                score=float(score),
+                landmarks=points,
+                gender=attr.gender,
+                gender_prob=attr.gender_prob,
+                coverage_probs=attr.coverage_probs,
+                coverage=attr.coverage,
+                wearing=attr.wearing,
+                mask=self._segment(image, box, attr),
+            )
+            for box, score, points, attr in zip(boxes, scores, landmarks, attributes)
+        ]
+
+    def _locate(self, image: np.ndarray):
+        found = self.detector(image)
+        if self.faces == "detect":
+            return found.boxes, found.scores, found.landmarks
+        height, width = image.shape[:2]
+        box = np.array([0, 0, width - 1, height - 1], np.float32)
+        if len(found):
+            return box[None], found.scores[:1], found.landmarks[:1]
+        guess = canonical_points(112) / 112.0 * np.array([width, height])
+        return box[None], np.zeros(1, np.float32), guess.astype(np.float32)[None]
+
+    def _segment(self, image: np.ndarray, box: np.ndarray, attr: FaceAttributes) -> np.ndarray:
+        if self.coverage_constraint and attr.coverage_probs[0] >= self.no_mask_probability:
+            return np.zeros(image.shape[:2], bool)
+        prior = self.priors.resolve(attr.gender_prob, self.gender_constraint)
+        if self.method == "spectral":
+            params = dataclasses.replace(
+                self.spectral_params, membership_threshold=prior.membership_threshold
+            )
+            return segment_spectral(image, region=_pixel_box(box, image.shape), params=params).mask
+        if self.method == "learned":
+            return self.masknet.segment(image, box, threshold=prior.threshold)
+        return learned.segment_fused(image, box, threshold=prior.threshold, model=self.masknet)
+
+
+def _pixel_box(box: np.ndarray, shape) -> tuple:
+    """MTCNN box (last pixel included, may leave the image) -> clipped exclusive-end box."""
+    height, width = shape[:2]
+    x0 = int(np.clip(np.floor(box[0]), 0, width - 1))
+    y0 = int(np.clip(np.floor(box[1]), 0, height - 1))
+    x1 = int(np.clip(np.ceil(box[2]) + 1, x0 + 1, width))
+    y1 = int(np.clip(np.ceil(box[3]) + 1, y0 + 1, height))
+    return x0, y0, x1, y1
+
+
+def _choice(value: object, allowed: Sequence[str], name: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {tuple(allowed)}, got {value!r}")
+    return str(value)
