@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Tune the gender priors of FaceMaskSegmenter and write the pipeline ablation table.
+
+    python3 tools/pipeline_ablation.py --data ../shared/data --tune      # print tuned priors
+    python3 tools/pipeline_ablation.py --data ../shared/data --out docs/pipeline.md
+
+Tuning uses training images only: ``seg/ffhq_synthmask/train`` and the three quarters of
+``seg/real_dev`` that are not held out (every 4th sorted image is ``real_dev_val``). Each image is
+one face crop (``faces="whole-image"``); its gender is the attribute network's P(male). For every
+method the script sweeps the method's prior value (probability threshold, or fuzzy membership
+threshold for spectral) and picks, by pooled mIoU, the best value for all faces (neutral), for
+faces with P(male) < 0.5 (female) and for the rest (male).
+
+The table scores every method with the gender constraint none / hard / soft and the coverage
+constraint on / off on ``real_dev_val`` and ``ffhq_synthmask/test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+
+from masksegx.eval.datasets import pair_files, read_image, read_mask  # noqa: E402
+from masksegx.eval.metrics import SegmentationScores  # noqa: E402
+from masksegx.pipeline import (  # noqa: E402
+    GENDER_CONSTRAINTS,
+    METHODS,
+    FaceMaskSegmenter,
+    GenderPriors,
+)
+
+#: (label, images, masks, mask value, keep) with keep(index) selecting the split's pairs.
+TRAIN_SETS = (
+    ("ffhq_train", "seg/ffhq_synthmask/train/images", "seg/ffhq_synthmask/train/masks", 2, lambda i: True),
+    ("real_dev_train", "seg/real_dev/images", "seg/real_dev/masks", 255, lambda i: i % 4 != 0),
+)
+EVAL_SETS = (
+    ("real_dev_val", "seg/real_dev/images", "seg/real_dev/masks", 255, lambda i: i % 4 == 0),
+    ("ffhq_test", "seg/ffhq_synthmask/test/images", "seg/ffhq_synthmask/test/masks", 2, lambda i: True),
+)
+#: Which SegmentationPrior field each method reads, and the values swept.
+SWEEP = {
+    "fused": ("threshold", (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)),
+    "learned": ("threshold", (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)),
+    "spectral": ("membership_threshold", (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)),
+}
+
+
+def load(data: Path, sets, step: int):
+    """[(set label, image, truth)] of the selected pairs, every ``step``-th kept."""
+    items = []
+    for label, images, masks, value, keep in sets:
+        pairs = [p for i, p in enumerate(pair_files(data / images, data / masks)) if keep(i)]
+        items += [(label, read_image(i), read_mask(m, value)) for i, m in pairs[::step]]
+    return items
+
+
+def confusion(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    tp = np.count_nonzero(pred & truth)
+    fp = np.count_nonzero(pred) - tp
+    fn = np.count_nonzero(truth) - tp
+    return np.array([tp, fp, fn, pred.size - tp - fp - fn], np.int64)
+
+
+def pooled_miou(counts: np.ndarray) -> float:
+    """mIoU of images pooled as SegmentationScores pools them, from summed (tp, fp, fn, tn)."""
+    tp, fp, fn, tn = (int(c) for c in counts)
+    return SegmentationScores(tp=tp, fp=fp, fn=fn, tn=tn, image_ious=[float("nan")]).miou
+
+
+def tune(data: Path, step: int) -> dict:
+    items = load(data, TRAIN_SETS, step)
+    tuned = {}
+    for method, (field, values) in SWEEP.items():
+        base = FaceMaskSegmenter(method, "none", "whole-image", coverage_constraint=False)
+        p_male = np.array([base(image)[0].gender_prob for _, image, _ in items])
+        counts = np.zeros((len(values), len(items), 4), np.int64)
+        for v, value in enumerate(values):
+            prior = dataclasses.replace(base.priors.neutral, **{field: value})
+            seg = FaceMaskSegmenter(
+                method, "none", "whole-image", coverage_constraint=False,
+                priors=GenderPriors(prior, prior, prior),
+            )
+            for k, (_, image, truth) in enumerate(items):
+                counts[v, k] = confusion(seg(image)[0].mask, truth)
+        best = {}
+        for group, chosen in (("neutral", p_male >= 0), ("female", p_male < 0.5), ("male", p_male >= 0.5)):
+            scores = [pooled_miou(counts[v, chosen].sum(0)) for v in range(len(values))]
+            best[group] = (values[int(np.argmax(scores))], max(scores), int(chosen.sum()))
+        tuned[method] = best
+        print(f"{method}: {field} " + ", ".join(
+            f"{g}={v} (mIoU {s:.4f}, {n} faces)" for g, (v, s, n) in best.items()
+        ))
+    return tuned
+
+
+def evaluate(data: Path, step: int) -> str:
+    items = load(data, EVAL_SETS, step)
+    labels = [label for label, *_ in EVAL_SETS]
+    lines = [
+        "| method | gender constraint | coverage constraint | "
+        + " | ".join(f"{l} mIoU | {l} pAcc" for l in labels) + " |",
+        "| --- | --- | --- | " + " | ".join("--- | ---" for _ in labels) + " |",
+    ]
+    for method in METHODS:
+        for constraint in GENDER_CONSTRAINTS:
+            for coverage in (True, False):
+                seg = FaceMaskSegmenter(method, constraint, "whole-image", coverage_constraint=coverage)
+                scores = {label: SegmentationScores() for label in labels}
+                for label, image, truth in items:
+                    scores[label].add(seg(image)[0].mask, truth)
+                cells = []
+                for label in labels:
+                    summary = scores[label].summary()
+                    cells += [f"{summary['miou']:.4f}", f"{summary['pacc']:.4f}"]
+                lines.append(
+                    f"| {method} | {constraint} | {'on' if coverage else 'off'} | "
+                    + " | ".join(cells) + " |"
+                )
+                print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="the shared data folder")
+    parser.add_argument("--tune", action="store_true", help="tune the priors (training images)")
+    parser.add_argument("--out", type=Path, help="write the ablation table here (markdown)")
+    parser.add_argument("--step", type=int, default=1, help="use every N-th image (quick runs)")
+    args = parser.parse_args()
+    if args.tune:
+        tune(args.data, args.step)
+    if args.out:
+        table = evaluate(args.data, args.step)
+        args.out.write_text(
+            "# Pipeline ablation: segmentation method x gender constraint x coverage constraint\n\n"
+            "Generated by `tools/pipeline_ablation.py` (faces = whole image; real_dev_val = every "
+            "4th sorted real_dev image, never used for training or tuning).\n\n" + table + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
