@@ -135,14 +135,13 @@ def test_demo_writes_masks_and_overlays(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path)]) == 0
     names = sorted(os.listdir(tmp_path))
     assert names == [
-        "example_blue_mask_mask.png",
-        "example_blue_mask_overlay.jpg",
-        "example_navy_mask_mask.png",
-        "example_navy_mask_overlay.jpg",
+        f"example_{color}_mask{suffix}"
+        for color in ("blue", "navy")
+        for suffix in (".json", "_mask.png", "_overlay.jpg")
     ]
     mask = cv2.imread(str(tmp_path / "example_blue_mask_mask.png"), cv2.IMREAD_GRAYSCALE)
     assert set(np.unique(mask)) <= {0, 255} and (mask == 255).any()
-    assert "mask covers" in capsys.readouterr().out
+    assert "wrote 2 result(s)" in capsys.readouterr().out
 
 
 def test_spectral_goes_on_after_an_unreadable_file(tmp_path, capsys):
