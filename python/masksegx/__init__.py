@@ -7,11 +7,14 @@ MTCNN face detection: :func:`detect_faces` / :class:`FaceDetector` (:mod:`maskse
 Face alignment from 5 landmarks: :mod:`masksegx.align`; synthetic masked faces:
 :mod:`masksegx.synthesis`.
 The paper's spectral face-mask extraction: :func:`segment_spectral`.
+The whole pipeline (detect, attributes, segment): :class:`FaceMaskSegmenter`; COCO RLE masks:
+:mod:`masksegx.rle`.
 Evaluation and baselines: :mod:`masksegx.eval`.
 """
 
-from . import align, color, compensate, detect, fcm, filters, nms, nn, regions, synthesis
+from . import align, color, compensate, detect, fcm, filters, nms, nn, regions, rle, synthesis
 from .detect import Detections, FaceDetector, detect_faces
+from .pipeline import Face, FaceMaskSegmenter
 from .spectral import SpectralParams, SpectralResult, segment_spectral
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "nms",
     "nn",
     "regions",
+    "rle",
     "synthesis",
     "segment_spectral",
     "detect_faces",
@@ -31,5 +35,7 @@ __all__ = [
     "Detections",
     "SpectralParams",
     "SpectralResult",
+    "FaceMaskSegmenter",
+    "Face",
 ]
 __version__ = "0.1.0"
