@@ -20,8 +20,7 @@ exponential moving average of the trained ones (decay ``min(0.998, (1 + n) / (10
 training stops at ``time-limit - reserve`` seconds. ``--max-steps`` caps the steps (smoke runs).
 
 Outputs in ``--out``: ``<arch>.onnx`` (opset 17, input ``input`` float32 [N, 3, S, S] BGR
-0..255, output ``prob`` [N, 1, S, S]; dynamic batch), ``<arch>.pt`` (state dict) and
-``seg_metrics.json`` (steps, samples, seconds, losses, whole-image mIoU on the cache's
+0..255, output ``prob`` [N, 1, S, S]; dynamic batch), with ``--save-state`` ``<arch>.pt`` (state dict), and ``seg_metrics.json`` (steps, samples, seconds, losses, whole-image mIoU on the cache's
 real_dev_val and ffhq_val images, parameters, MACs, onnxruntime single-thread latency).
 """
 
@@ -229,7 +228,8 @@ def train(args: argparse.Namespace) -> dict:
         entry = {"params": params, "macs": macs, "final_loss": round(float(np.mean(losses[arch][-10:])), 4)
                  if losses[arch] else None,
                  "val_miou_whole_image": evaluate(ema, validation, args.size, device)}
-        torch.save(ema.state_dict(), args.out / f"{arch}.pt")
+        if args.save_state:
+            torch.save(ema.state_dict(), args.out / f"{arch}.pt")
         entry.update(export_onnx(ema, args.out / f"{arch}.onnx", args.size))
         report["nets"][arch] = entry
         log(f"{arch}: {entry}")
@@ -254,6 +254,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=float, default=15.0)
+    parser.add_argument("--save-state", action="store_true", help="also write <arch>.pt state dicts")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     args = parser.parse_args(argv)
     if args.reserve is None:
