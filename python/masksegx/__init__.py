@@ -6,12 +6,15 @@ Kernel modules (functions over numpy arrays): :mod:`masksegx.color`, :mod:`masks
 MTCNN face detection: :func:`detect_faces` / :class:`FaceDetector` (:mod:`masksegx.detect`).
 Face alignment from 5 landmarks: :mod:`masksegx.align`; synthetic masked faces:
 :mod:`masksegx.synthesis`.
-The paper's spectral face-mask extraction: :func:`segment_spectral`.
+The paper's spectral face-mask extraction: :func:`segment_spectral`; the learned path
+:class:`MaskNet` / :func:`segment_learned` and the fused method :func:`segment_fused`
+(:mod:`masksegx.learned`).
 Evaluation and baselines: :mod:`masksegx.eval`.
 """
 
 from . import align, color, compensate, detect, fcm, filters, nms, nn, regions, synthesis
 from .detect import Detections, FaceDetector, detect_faces
+from .learned import FusedParams, MaskNet, segment_fused, segment_learned
 from .spectral import SpectralParams, SpectralResult, segment_spectral
 
 __all__ = [
@@ -31,5 +34,9 @@ __all__ = [
     "Detections",
     "SpectralParams",
     "SpectralResult",
+    "MaskNet",
+    "FusedParams",
+    "segment_learned",
+    "segment_fused",
 ]
 __version__ = "0.1.0"

@@ -162,18 +162,16 @@ class MaskNet:
         x = view.transpose(2, 0, 1)[None].astype(np.float32)
         return self._session.run([self._output], {self._input: x})[0][0, 0]
 
-    def probability(self, image: np.ndarray, box: Optional[Box] = None) -> np.ndarray:
-        """float32 HxW in [0, 1]: probability that a pixel is the worn face mask.
-
-        ``image``: uint8 HxWx3 BGR. ``box``: None (the whole image is the view) or a face box
-        ``(x1, y1, x2, y2)`` in pixels (floats allowed; it must overlap the image).
-        """
+    def view_probability(self, image: np.ndarray, box: Optional[Box] = None):
+        """The probability inside the view only: ``(prob, (x0, y0, x1, y1))`` with ``prob``
+        float32 of shape ``(y1 - y0, x1 - x0)`` covering the image pixels ``[y0:y1, x0:x1]``
+        (the whole image for ``box=None``). :meth:`probability` pastes it into a full map."""
         image = as_image(image)
         h, w = image.shape[:2]
         s = self.input_size
         if box is None:
-            prob = self._run(_resize(image, (s, s)))
-            return np.clip(_resize(prob, (w, h)), 0.0, 1.0)
+            prob = _resize(self._run(_resize(image, (s, s))), (w, h))
+            return np.clip(prob, 0.0, 1.0, out=prob), (0, 0, w, h)
         x0, y0, side = view_square(_check_box(box, (h, w)))
         # The part of the square inside the image, and the replicated border around it.
         ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
@@ -181,19 +179,35 @@ class MaskNet:
         pads = (iy0 - y0, y0 + side - iy1, ix0 - x0, x0 + side - ix1)
         if any(pads):
             crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE)
-        prob = np.clip(_resize(self._run(_resize(crop, (s, s))), (side, side)), 0.0, 1.0)
-        out = np.zeros((h, w), np.float32)
-        out[iy0:iy1, ix0:ix1] = prob[pads[0] : pads[0] + iy1 - iy0, pads[2] : pads[2] + ix1 - ix0]
+        prob = _resize(self._run(_resize(crop, (s, s))), (side, side))
+        prob = prob[pads[0] : pads[0] + iy1 - iy0, pads[2] : pads[2] + ix1 - ix0]
+        return np.clip(prob, 0.0, 1.0), (ix0, iy0, ix1, iy1)
+
+    def probability(self, image: np.ndarray, box: Optional[Box] = None) -> np.ndarray:
+        """float32 HxW in [0, 1]: probability that a pixel is the worn face mask.
+
+        ``image``: uint8 HxWx3 BGR. ``box``: None (the whole image is the view) or a face box
+        ``(x1, y1, x2, y2)`` in pixels (floats allowed; it must overlap the image). Pixels outside
+        the box's view square are 0.
+        """
+        prob, (x0, y0, x1, y1) = self.view_probability(image, box)
+        if box is None:
+            return prob
+        out = np.zeros(image.shape[:2], np.float32)
+        out[y0:y1, x0:x1] = prob
         return out
 
     def segment(self, image: np.ndarray, box: Optional[Box] = None, threshold: float = 0.5) -> np.ndarray:
         """bool HxW: ``probability(image, box) > threshold``."""
         threshold = _check_threshold(threshold)
-        return self.probability(image, box) > threshold
+        prob, (x0, y0, x1, y1) = self.view_probability(image, box)
+        out = np.zeros(image.shape[:2], bool)
+        out[y0:y1, x0:x1] = prob > threshold
+        return out
 
 
-def _net(model: Optional[PathLike]) -> MaskNet:
-    if isinstance(model, MaskNet):
+def _net(model) -> MaskNet:
+    if isinstance(model, MaskNet) or hasattr(model, "view_probability"):
         return model
     path = _model_path(model)
     with _LOCK:
@@ -242,14 +256,6 @@ class FusedParams:
             raise ValueError("variance_window: expected an odd size >= 1")
 
 
-def _view_region(shape: Tuple[int, int], box) -> Tuple[int, int, int, int]:
-    h, w = shape
-    if box is None:
-        return 0, 0, w, h
-    x0, y0, side = view_square(_check_box(box, (h, w)))
-    return max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-
-
 def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optional[FusedParams] = None,
                   model: Union[None, PathLike, MaskNet] = None) -> np.ndarray:
     """bool HxW worn-mask segmentation: the net's probability cleaned by the spectral pipeline's
@@ -259,11 +265,8 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
     elif not isinstance(params, FusedParams):
         raise TypeError(f"params: expected FusedParams or None, got {type(params).__name__}")
     image = as_image(image)
-    net = _net(model)
-    prob = net.probability(image, box)
-    x0, y0, x1, y1 = _view_region(image.shape[:2], box)
+    candidate, (x0, y0, x1, y1) = _net(model).view_probability(image, box)
     crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-    candidate = prob[y0:y1, x0:x1]
     if params.spectral_weight > 0 and min(crop.shape[:2]) >= 8:
         from .spectral import segment_spectral
 
