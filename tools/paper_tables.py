@@ -100,12 +100,17 @@ UNET_MODEL = MODEL_DIR / "unet_baseline.onnx"
 
 def learned_methods() -> dict:
     """Segmenters ``f(image, region) -> mask`` of the learned rows (whole image as the view)."""
-    net, unet = MaskNet(), MaskNet(UNET_MODEL)
-    return {
-        "unet": lambda image, region: unet.segment(image),
+    net = MaskNet()
+    methods = {
         "learned": lambda image, region: net.segment(image),
         "fused": lambda image, region: segment_fused(image, model=net),
     }
+    if UNET_MODEL.is_file():
+        unet = MaskNet(UNET_MODEL)
+        methods["unet"] = lambda image, region: unet.segment(image)
+    else:
+        print(f"note: {UNET_MODEL} missing, no unet row", file=sys.stderr)
+    return methods
 
 
 #: Methods compared by mask appearance, and the order the appearance rules are tried in.
@@ -135,7 +140,7 @@ def _appearance_table(pairs, mask_value, segmenters) -> str:
     groups = [mask_appearance(image, truth) for image, truth in data]
     header = ["method"] + [f"{a} ({groups.count(a)})" for a in APPEARANCES]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for name in APPEARANCE_METHODS:
+    for name in (m for m in APPEARANCE_METHODS if m in segmenters):
         scores = {a: SegmentationScores() for a in APPEARANCES}
         for (image, truth), group in zip(data, groups):
             scores[group].add(segmenters[name](image, None), truth)
@@ -177,7 +182,7 @@ def main() -> int:
         sections.append(f"\n**Quick run: first {args.limit} pairs per set only.**")
     segmenters = {**SEGMENTATION_METHODS, **learned_methods()} if "4" in args.tables else {}
     if "4" in args.tables:
-        rows = [(name, segmenters[name]) for name in PAPER_TABLE_4]
+        rows = [(name, segmenters[name]) for name in PAPER_TABLE_4 if name in segmenters]
         sections += [
             "",
             _table(
