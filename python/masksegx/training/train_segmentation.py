@@ -20,8 +20,10 @@ exponential moving average of the trained ones (decay ``min(0.998, (1 + n) / (10
 training stops at ``time-limit - reserve`` seconds. ``--max-steps`` caps the steps (smoke runs).
 
 Outputs in ``--out``: ``<arch>.onnx`` (opset 17, input ``input`` float32 [N, 3, S, S] BGR
-0..255, output ``prob`` [N, 1, S, S]; dynamic batch), with ``--save-state`` ``<arch>.pt`` (state dict), and ``seg_metrics.json`` (steps, samples, seconds, losses, whole-image mIoU on the cache's
-real_dev_val and ffhq_val images, parameters, MACs, onnxruntime single-thread latency).
+0..255, output ``prob`` [N, 1, S, S]; dynamic batch), ``seg_metrics.json`` (steps, samples,
+seconds, losses, whole-image mIoU on the cache's real_dev_val and ffhq_val images, parameters,
+MACs, onnxruntime single-thread latency), and ``<arch>.pt`` (state dict) with ``--save-state``
+or when the ONNX export fails.
 """
 
 from __future__ import annotations
@@ -226,11 +228,19 @@ def train(args: argparse.Namespace) -> dict:
     for arch, ema in emas.items():
         params, macs = count_parameters_and_macs(copy.deepcopy(ema).cpu().float(), args.size)
         entry = {"params": params, "macs": macs, "final_loss": round(float(np.mean(losses[arch][-10:])), 4)
-                 if losses[arch] else None,
-                 "val_miou_whole_image": evaluate(ema, validation, args.size, device)}
-        if args.save_state:
-            torch.save(ema.state_dict(), args.out / f"{arch}.pt")
-        entry.update(export_onnx(ema, args.out / f"{arch}.onnx", args.size))
+                 if losses[arch] else None}
+        try:
+            entry["val_miou_whole_image"] = evaluate(ema, validation, args.size, device)
+        except Exception as error:  # never lose the trained weights to the log's evaluation
+            entry["val_error"] = repr(error)
+        save_state = args.save_state
+        try:
+            entry.update(export_onnx(ema, args.out / f"{arch}.onnx", args.size))
+        except Exception as error:  # keep the weights: export them elsewhere from the .pt
+            entry["export_error"] = repr(error)
+            save_state = True
+        if save_state:
+            torch.save({k: v.cpu() for k, v in ema.state_dict().items()}, args.out / f"{arch}.pt")
         report["nets"][arch] = entry
         log(f"{arch}: {entry}")
     report["total_seconds"] = round(time.time() - start, 1)
@@ -241,7 +251,9 @@ def train(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--export", type=Path, metavar="STATE.pt",
+                        help="only export a saved state dict of --arch (one) to --out/<arch>.onnx")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--arch", nargs="+", choices=ARCHS, default=list(ARCHS))
@@ -264,6 +276,16 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
+    if args.export is not None:
+        if len(args.arch) != 1:
+            parser.error("--export needs exactly one --arch")
+        net = build(args.arch[0])
+        net.load_state_dict(torch.load(args.export, map_location="cpu"))
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(export_onnx(net, args.out / f"{args.arch[0]}.onnx", args.size)))
+        return 0
+    if args.cache is None:
+        parser.error("--cache is required for training")
     train(args)
     return 0
 
