@@ -6,7 +6,9 @@ Kernel modules (functions over numpy arrays): :mod:`masksegx.color`, :mod:`masks
 MTCNN face detection: :func:`detect_faces` / :class:`FaceDetector` (:mod:`masksegx.detect`).
 Face alignment from 5 landmarks: :mod:`masksegx.align`; synthetic masked faces:
 :mod:`masksegx.synthesis`.
-The paper's spectral face-mask extraction: :func:`segment_spectral`.
+The paper's spectral face-mask extraction: :func:`segment_spectral`; the learned path
+:class:`MaskNet` / :func:`segment_learned` and the fused method :func:`segment_fused`
+(:mod:`masksegx.learned`).
 The whole pipeline (detect, attributes, segment): :class:`FaceMaskSegmenter`; COCO RLE masks:
 :mod:`masksegx.rle`.
 Evaluation and baselines: :mod:`masksegx.eval`.
@@ -14,6 +16,7 @@ Evaluation and baselines: :mod:`masksegx.eval`.
 
 from . import align, color, compensate, detect, fcm, filters, nms, nn, regions, rle, synthesis
 from .detect import Detections, FaceDetector, detect_faces
+from .learned import FusedParams, MaskNet, segment_fused, segment_learned
 from .pipeline import Face, FaceMaskSegmenter
 from .spectral import SpectralParams, SpectralResult, segment_spectral
 
@@ -37,5 +40,9 @@ __all__ = [
     "SpectralResult",
     "FaceMaskSegmenter",
     "Face",
+    "MaskNet",
+    "FusedParams",
+    "segment_learned",
+    "segment_fused",
 ]
 __version__ = "0.1.0"

@@ -18,6 +18,12 @@ Subcommands:
 ``eval-seg``  score a segmentation method on a folder of images and ground-truth masks::
 
     masksegx eval-seg --images data/images --masks data/masks --mask-value 255 --method fcm
+    masksegx eval-seg --images data/images --masks data/masks --mask-value 255 --method fused \
+        --faces detect
+
+  ``--method learned|fused`` run the learned net (``--model`` another ONNX net, e.g. the Table 4
+  U-Net); ``--faces detect`` segments inside each face found by the MTCNN detector (union of
+  the faces; no face found = empty mask) instead of taking the whole image as the face.
 
 ``eval-det``  score a face detector on Pascal VOC folders (AP at IoU 0.5, recall per class)::
 
@@ -61,6 +67,9 @@ from .eval.reference_detectors import DETECTOR_NAMES, DetectorUnavailable, make_
 from .examples import EXAMPLES
 from .spectral import segment_spectral
 
+#: Methods of the learned path (masksegx.learned), besides the spectral pipeline and baselines.
+LEARNED_METHODS = ("learned", "fused")
+FACE_MODES = ("whole-image", "detect")
 #: Columns of the eval-seg table: (summary key, header, format).
 _COLUMNS = (
     ("n_images", "images", "{:d}"),
@@ -114,7 +123,15 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=MASK_VALUES,
         help="255: binary masks, pixels > 127 are mask; 2: label maps, pixels == 2 are mask",
     )
-    seg.add_argument("--method", required=True, choices=sorted(SEGMENTATION_METHODS))
+    seg.add_argument("--method", required=True, choices=sorted([*SEGMENTATION_METHODS, *LEARNED_METHODS]))
+    seg.add_argument(
+        "--faces",
+        choices=FACE_MODES,
+        default="whole-image",
+        help="whole-image: the image is the face crop; detect: segment inside each face the "
+        "MTCNN detector finds (union; the timing then includes detection)",
+    )
+    seg.add_argument("--model", metavar="NET.onnx", help="ONNX mask net for --method learned/fused")
     seg.add_argument(
         "--compensation",
         choices=sorted(COMPENSATION_METHODS),
@@ -122,6 +139,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     seg.add_argument("--json", metavar="OUT.json", help="also write the scores to this file")
     seg.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N pairs")
+    seg.add_argument(
+        "--step",
+        type=_positive_int,
+        metavar="K",
+        help="use every K-th pair in sorted order (with --offset; e.g. --step 4: real_dev_val)",
+    )
+    seg.add_argument("--offset", type=int, default=0, metavar="I", help="first pair for --step")
 
     segment = commands.add_parser(
         "segment",
@@ -303,29 +327,88 @@ def _format_table(label: str, summary: dict, columns=_COLUMNS, first: str = "met
     )
 
 
-def _eval_seg(args: argparse.Namespace) -> int:
+def _box_segmenter(args: argparse.Namespace):
+    """``f(image, box) -> bool mask`` for the chosen method; box None = the whole image."""
+    if args.method in LEARNED_METHODS:
+        from .learned import MaskNet, segment_fused
+
+        net = MaskNet(args.model)
+        if args.method == "learned":
+            return lambda image, box: net.segment(image, box)
+        return lambda image, box: segment_fused(image, box, model=net)
     segmenter = SEGMENTATION_METHODS[args.method]
+    if args.compensation is not None:
+        segmenter = functools.partial(spectral, compensation=COMPENSATION_METHODS[args.compensation])
+
+    def run(image, box):
+        if box is None:
+            return segmenter(image, None)
+        import numpy as np
+
+        h, w = image.shape[:2]
+        x0, y0 = max(int(round(box[0])), 0), max(int(round(box[1])), 0)
+        x1, y1 = min(int(round(box[2])), w), min(int(round(box[3])), h)
+        region = np.zeros((h, w), bool)
+        region[y0:y1, x0:x1] = True
+        return segmenter(image, region)
+
+    return run
+
+
+def _face_union(segment, counts: dict):
+    """``f(image) -> mask``: union of ``segment(image, box)`` over the detected faces."""
+    import numpy as np
+
+    from .detect import FaceDetector
+
+    detector = FaceDetector()
+
+    def run(image):
+        faces = detector(image)
+        counts["faces"] += len(faces)
+        counts["images_without_face"] += len(faces) == 0
+        mask = np.zeros(image.shape[:2], bool)
+        for box in faces.boxes:
+            if box[2] > 0 and box[3] > 0 and box[0] < image.shape[1] and box[1] < image.shape[0]:
+                mask |= segment(image, box)
+        return mask
+
+    return run
+
+
+def _eval_seg(args: argparse.Namespace) -> int:
     label = args.method
     if args.compensation is not None:
-        segmenter = functools.partial(
-            spectral, compensation=COMPENSATION_METHODS[args.compensation]
-        )
         label = f"{args.method}+{args.compensation}"
+    if args.faces == "detect":
+        label += "@detect"
+    counts = {"faces": 0, "images_without_face": 0}
     try:
+        segment = _box_segmenter(args)
+        if args.faces == "detect":
+            segment_fn = _face_union(segment, counts)
+        else:
+            segment_fn = lambda image: segment(image, None)  # noqa: E731
         pairs = pair_files(args.images, args.masks)
         if not pairs:
             raise DatasetError(f"no image/mask pairs found in {args.images!r} and {args.masks!r}")
+        if args.step is not None:
+            pairs = pairs[args.offset :: args.step]
         if args.limit is not None:
             pairs = pairs[: args.limit]
-        summary = evaluate_segmentation(
-            pairs, lambda image: segmenter(image, None), args.mask_value
-        )
-    except DatasetError as err:
+        summary = evaluate_segmentation(pairs, segment_fn, args.mask_value)
+    except (DatasetError, ValueError) as err:  # ModelNotFoundError is a ValueError too
         print(f"masksegx eval-seg: error: {err}", file=sys.stderr)
         return 2
     print(_format_table(label, summary))
+    if args.faces == "detect":
+        print(f"faces found: {counts['faces']}, images without a face: {counts['images_without_face']}")
     if args.json:
         record = {"method": args.method, **summary}
+        if args.faces == "detect":
+            record.update(faces_mode="detect", **counts)
+        if args.model is not None:
+            record["model"] = args.model
         if args.compensation is not None:
             record["compensation"] = args.compensation
         _write_json(args.json, record)
@@ -395,6 +478,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "eval-seg":
         if args.compensation is not None and args.method != "spectral":
             parser.error("--compensation applies only to --method spectral")
+        if args.model is not None and args.method not in LEARNED_METHODS:
+            parser.error("--model applies only to --method learned or fused")
+        if args.step is None and args.offset:
+            parser.error("--offset needs --step")
         return _eval_seg(args)
     if args.command == "eval-det":
         return _eval_det(args)

@@ -1,0 +1,300 @@
+"""The learned face-mask segmentation path (MaskNet) and the fused method.
+
+:class:`MaskNet` runs a small depthwise-separable encoder-decoder (``models/masknet.onnx``,
+model card ``models/masknet.md``) in onnxruntime. It sees a square view of the face:
+
+- ``box=None``: the whole image, resized to the net input (``S x S``, 160 for the shipped
+  model; a non-square image is stretched, which the training covered);
+- ``box=(x1, y1, x2, y2)`` (a face box, e.g. from :func:`masksegx.detect_faces`): a square of
+  side ``BOX_MARGIN`` (1.4) x the box's larger side around the box centre, rounded to whole
+  pixels; parts outside the image are filled by replicating the border pixels. The probability
+  map is resized back to the square and pasted into the image; pixels outside the square are 0.
+
+Resizing: area interpolation when shrinking (by more than 2x: bilinear to twice the net size,
+then an exact 2x2 area step), bilinear when enlarging; the probability map is resized back
+bilinearly.
+
+:func:`segment_fused` combines the net with the spectral pipeline's geometric-weighted
+connectivity analysis (:mod:`masksegx.regions`): the net's probability is the candidate map
+(optionally blended with the spectral pipeline's fuzzy mask membership), thresholded, and its
+connected components are filtered by ``Mi <= p1`` and ``Po <= p2`` (eq. 22-24, ``eps`` = mean 5x5
+local variance of NBRI) and by size (components below ``min_area_share`` of the largest one are
+dropped); enclosed holes are filled.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from . import color, filters, regions
+from ._validation import as_image
+from .detect import ModelNotFoundError
+
+PathLike = Union[str, "os.PathLike[str]"]
+Box = Union[Sequence[float], np.ndarray]
+
+MODEL_DIR = Path(__file__).resolve().parent / "models"
+SHIPPED_MODEL = MODEL_DIR / "masknet.onnx"
+#: Side of the square view around a face box, in units of the box's larger side.
+BOX_MARGIN = 1.4
+
+_LOCK = threading.Lock()
+_SESSIONS: dict = {}
+_DEFAULT_NETS: dict = {}
+
+
+def _session(path: str, threads: int):
+    """One onnxruntime session per (file version, threads), shared by every MaskNet."""
+    import onnxruntime
+
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size, threads)
+    with _LOCK:
+        if key in _SESSIONS:
+            return _SESSIONS[key]
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1 if threads else 0
+        try:
+            session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ValueError(f"model: onnxruntime cannot load {path}: {error}") from None
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        shape = inputs[0].shape if len(inputs) == 1 else None
+        if (shape is None or len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int)
+                or shape[2] != shape[3] or len(outputs) != 1):
+            raise ValueError(
+                f"model: {path} is not a mask net (expected one input [N, 3, S, S] and one output "
+                f"[N, 1, S, S]; got inputs {[i.shape for i in inputs]}, {len(outputs)} outputs)"
+            )
+        _SESSIONS[key] = (session, inputs[0].name, outputs[0].name, int(shape[2]))
+        return _SESSIONS[key]
+
+
+def _model_path(model: Optional[PathLike]) -> str:
+    if model is None:
+        path = SHIPPED_MODEL
+    elif isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+    else:
+        raise TypeError(f"model: expected None or a path to an .onnx file, got {type(model).__name__}")
+    if not path.is_file():
+        raise ModelNotFoundError(f"model: no such model file: {path}")
+    return os.fspath(path.resolve())
+
+
+def _check_box(box: object, shape: Tuple[int, int]) -> Tuple[float, float, float, float]:
+    if isinstance(box, (str, bytes)) or not isinstance(box, (Sequence, np.ndarray)):
+        raise TypeError(f"box: expected None or (x1, y1, x2, y2), got {type(box).__name__}")
+    try:
+        values = np.asarray(box, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"box: expected 4 numbers (x1, y1, x2, y2), got {box!r}") from None
+    if values.shape != (4,) or not np.isfinite(values).all():
+        raise ValueError(f"box: expected 4 finite numbers (x1, y1, x2, y2), got {box!r}")
+    x1, y1, x2, y2 = (float(v) for v in values)
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"box: expected x1 < x2 and y1 < y2, got {values.tolist()}")
+    h, w = shape
+    if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
+        raise ValueError(f"box: {values.tolist()} does not overlap the {w}x{h} image")
+    return x1, y1, x2, y2
+
+
+def _check_threshold(threshold: object) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)):
+        raise TypeError(f"threshold: expected a number, got {type(threshold).__name__}")
+    value = float(threshold)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold: expected a value in [0, 1], got {threshold!r}")
+    return value
+
+
+def view_square(box: Tuple[float, float, float, float], margin: float = BOX_MARGIN) -> Tuple[int, int, int]:
+    """The square view ``(x0, y0, side)`` (integer pixels) the net sees for a face box."""
+    x1, y1, x2, y2 = box
+    side = max(1, int(round(margin * max(x2 - x1, y2 - y1))))
+    x0 = int(round((x1 + x2) / 2 - side / 2))
+    y0 = int(round((y1 + y2) / 2 - side / 2))
+    return x0, y0, side
+
+
+def _resize(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Area interpolation when shrinking, bilinear when enlarging; size = (width, height).
+
+    Shrinking by more than 2x goes bilinearly to twice the size first, then by area (an exact
+    2x2 average): OpenCV's area resampling is ~4x faster for integer ratios, and the result
+    differs from one area step by a few grey levels."""
+    width, height = size
+    if width >= image.shape[1] and height >= image.shape[0]:
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    if image.shape[1] > 2 * width and image.shape[0] > 2 * height:
+        image = cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+class MaskNet:
+    """The learned face-mask segmentation net.
+
+    Parameters
+    ----------
+    model : None for the shipped ``models/masknet.onnx``, or the path of an ONNX net with one
+        input ``[N, 3, S, S]`` (BGR, 0..255 float32) and one output ``[N, 1, S, S]``
+        (probability); the Table 4 U-Net baseline has the same interface.
+    threads : onnxruntime intra-op threads (>= 1; 1 = single-threaded, the timed setting).
+
+    A missing model file raises :class:`masksegx.detect.ModelNotFoundError` (a
+    FileNotFoundError and ValueError); an unreadable or wrong-shaped one ValueError. Sessions are
+    shared by instances with the same file and threads; calls are thread-safe.
+    """
+
+    def __init__(self, model: Optional[PathLike] = None, *, threads: int = 1) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+            raise TypeError(f"threads: expected an integer, got {type(threads).__name__}")
+        if threads < 1:
+            raise ValueError(f"threads: expected >= 1, got {threads}")
+        self.model_path = _model_path(model)
+        self.threads = int(threads)
+        self._session, self._input, self._output, self.input_size = _session(self.model_path, self.threads)
+
+    def __repr__(self) -> str:
+        return f"MaskNet({self.model_path!r}, threads={self.threads}, input_size={self.input_size})"
+
+    def _run(self, view: np.ndarray) -> np.ndarray:
+        x = view.transpose(2, 0, 1)[None].astype(np.float32)
+        return self._session.run([self._output], {self._input: x})[0][0, 0]
+
+    def view_probability(self, image: np.ndarray, box: Optional[Box] = None):
+        """The probability inside the view only: ``(prob, (x0, y0, x1, y1))`` with ``prob``
+        float32 of shape ``(y1 - y0, x1 - x0)`` covering the image pixels ``[y0:y1, x0:x1]``
+        (the whole image for ``box=None``). :meth:`probability` pastes it into a full map."""
+        image = as_image(image)
+        h, w = image.shape[:2]
+        s = self.input_size
+        if box is None:
+            prob = _resize(self._run(_resize(image, (s, s))), (w, h))
+            return np.clip(prob, 0.0, 1.0, out=prob), (0, 0, w, h)
+        x0, y0, side = view_square(_check_box(box, (h, w)))
+        # The part of the square inside the image, and the replicated border around it.
+        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+        crop = image[iy0:iy1, ix0:ix1]
+        pads = (iy0 - y0, y0 + side - iy1, ix0 - x0, x0 + side - ix1)
+        if any(pads):
+            crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE)
+        prob = _resize(self._run(_resize(crop, (s, s))), (side, side))
+        prob = prob[pads[0] : pads[0] + iy1 - iy0, pads[2] : pads[2] + ix1 - ix0]
+        return np.clip(prob, 0.0, 1.0), (ix0, iy0, ix1, iy1)
+
+    def probability(self, image: np.ndarray, box: Optional[Box] = None) -> np.ndarray:
+        """float32 HxW in [0, 1]: probability that a pixel is the worn face mask.
+
+        ``image``: uint8 HxWx3 BGR. ``box``: None (the whole image is the view) or a face box
+        ``(x1, y1, x2, y2)`` in pixels (floats allowed; it must overlap the image). Pixels outside
+        the box's view square are 0.
+        """
+        prob, (x0, y0, x1, y1) = self.view_probability(image, box)
+        if box is None:
+            return prob
+        out = np.zeros(image.shape[:2], np.float32)
+        out[y0:y1, x0:x1] = prob
+        return out
+
+    def segment(self, image: np.ndarray, box: Optional[Box] = None, threshold: float = 0.5) -> np.ndarray:
+        """bool HxW: ``probability(image, box) > threshold``."""
+        threshold = _check_threshold(threshold)
+        prob, (x0, y0, x1, y1) = self.view_probability(image, box)
+        out = np.zeros(image.shape[:2], bool)
+        out[y0:y1, x0:x1] = prob > threshold
+        return out
+
+
+def _net(model) -> MaskNet:
+    if isinstance(model, MaskNet) or hasattr(model, "view_probability"):
+        return model
+    path = _model_path(model)
+    with _LOCK:
+        net = _DEFAULT_NETS.get(path)
+    if net is None:
+        net = MaskNet(path)
+        with _LOCK:
+            _DEFAULT_NETS[path] = net
+    return net
+
+
+def segment_learned(image: np.ndarray, box: Optional[Box] = None, *, threshold: float = 0.5,
+                    model: Union[None, PathLike, MaskNet] = None) -> np.ndarray:
+    """bool HxW worn-mask segmentation by the learned net (see :class:`MaskNet`).
+
+    ``model``: None (shipped net), a path, or a :class:`MaskNet` to reuse.
+    """
+    return _net(model).segment(image, box, threshold)
+
+
+@dataclass(frozen=True)
+class FusedParams:
+    """Settings of :func:`segment_fused` (defaults chosen on the validation sets, see the card)."""
+
+    threshold: float = 0.5
+    """Candidates: fused probability above this."""
+    spectral_weight: float = 0.0
+    """Weight of the spectral pipeline's mask membership in the candidate map (0 = the net
+    alone, which is fast; > 0 runs the spectral clustering on the view too)."""
+    p1: float = 8.0
+    """Largest Mi = K^2/area of a kept component (as :class:`masksegx.SpectralParams`)."""
+    p2: float = 0.5
+    """Largest Po = (X_max/area) * eps of a kept component (``inf`` skips the test and the
+    NBRI variance it needs)."""
+    min_area_share: float = 0.1
+    """Components smaller than this share of the largest one are dropped."""
+    variance_window: int = 5
+    fill_holes: bool = True
+
+    def __post_init__(self) -> None:
+        _check_threshold(self.threshold)
+        if not 0.0 <= self.spectral_weight <= 1.0:
+            raise ValueError(f"spectral_weight: expected a value in [0, 1], got {self.spectral_weight}")
+        if not 0.0 <= self.min_area_share <= 1.0:
+            raise ValueError(f"min_area_share: expected a value in [0, 1], got {self.min_area_share}")
+        if self.variance_window < 1 or self.variance_window % 2 == 0:
+            raise ValueError("variance_window: expected an odd size >= 1")
+
+
+def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optional[FusedParams] = None,
+                  model: Union[None, PathLike, MaskNet] = None) -> np.ndarray:
+    """bool HxW worn-mask segmentation: the net's probability cleaned by the spectral pipeline's
+    connectivity analysis (module docstring). Same ``box`` convention as :class:`MaskNet`."""
+    if params is None:
+        params = FusedParams()
+    elif not isinstance(params, FusedParams):
+        raise TypeError(f"params: expected FusedParams or None, got {type(params).__name__}")
+    image = as_image(image)
+    candidate, (x0, y0, x1, y1) = _net(model).view_probability(image, box)
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    if params.spectral_weight > 0 and min(crop.shape[:2]) >= 8:
+        from .spectral import segment_spectral
+
+        membership = segment_spectral(crop).membership
+        candidate = (1 - params.spectral_weight) * candidate + params.spectral_weight * membership
+    candidates = candidate > params.threshold
+    mask = np.zeros(image.shape[:2], bool)
+    if not candidates.any():
+        return mask
+    # eps (NBRI texture) only matters for the Po test: skip its cost when p2 is infinite.
+    variance = None
+    if np.isfinite(params.p2):
+        variance = filters.local_variance(color.nbri(crop), params.variance_window)
+    comps = regions.analyze(candidates, variance)
+    kept = regions.geometric_filter(comps, params.p1, params.p2)
+    kept &= comps.area >= params.min_area_share * comps.area.max()
+    crop_mask = comps.select(kept)
+    if params.fill_holes:
+        crop_mask = regions.fill_holes(crop_mask)
+    mask[y0:y1, x0:x1] = crop_mask
+    return mask
