@@ -4,6 +4,8 @@ Kernel modules (functions over numpy arrays): :mod:`masksegx.color`, :mod:`masks
 :mod:`masksegx.filters`, :mod:`masksegx.regions`, :mod:`masksegx.fcm`,
 :mod:`masksegx.nn` (CNN layers), :mod:`masksegx.nms`.
 MTCNN face detection: :func:`detect_faces` / :class:`FaceDetector` (:mod:`masksegx.detect`).
+Face attributes (gender, mask coverage, wearing state): :func:`predict_attributes` /
+:class:`AttributePredictor` (:mod:`masksegx.attributes`).
 Face alignment from 5 landmarks: :mod:`masksegx.align`; synthetic masked faces:
 :mod:`masksegx.synthesis`.
 The paper's spectral face-mask extraction: :func:`segment_spectral`; the learned path
@@ -14,7 +16,8 @@ The whole pipeline (detect, attributes, segment): :class:`FaceMaskSegmenter`; CO
 Evaluation and baselines: :mod:`masksegx.eval`.
 """
 
-from . import align, color, compensate, detect, fcm, filters, nms, nn, regions, rle, synthesis
+from . import align, attributes, color, compensate, detect, fcm, filters, nms, nn, regions, rle, synthesis
+from .attributes import AttributePredictor, FaceAttributes, predict_attributes
 from .detect import Detections, FaceDetector, detect_faces
 from .learned import FusedParams, MaskNet, segment_fused, segment_learned
 from .pipeline import Face, FaceMaskSegmenter
@@ -22,6 +25,7 @@ from .spectral import SpectralParams, SpectralResult, segment_spectral
 
 __all__ = [
     "align",
+    "attributes",
     "color",
     "compensate",
     "detect",
@@ -36,6 +40,9 @@ __all__ = [
     "detect_faces",
     "FaceDetector",
     "Detections",
+    "AttributePredictor",
+    "FaceAttributes",
+    "predict_attributes",
     "SpectralParams",
     "SpectralResult",
     "FaceMaskSegmenter",

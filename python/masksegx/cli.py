@@ -35,6 +35,15 @@ Subcommands:
     masksegx eval-landmarks --annotations det/cuhk5pt/annotations.txt \
         --images det/cuhk5pt/images --format cuhk --detector mtcnn --json lm.json
 
+``eval-attr``  gender accuracy of the attribute network on an MTFL list or UTKFace files
+(optionally with synthetic masks, beside gender-v1), and wearing-state accuracy on facemask
+validation crops::
+
+    masksegx eval-attr --annotations attr/mtfl_train/annotations.txt \
+        --images attr/mtfl_train/images --format mtfl --split val --json attr.json \
+        [--synthetic-mask --templates masktemplates] [--reference models/gender-v1.onnx] \
+        [--facemask det/facemask --models-dir models]
+
 Exit codes: 0 success, 1 some inputs could not be processed (each named on stderr, the others
 done), 2 bad arguments or unusable data (message on stderr, no traceback).
 """
@@ -93,6 +102,15 @@ _LANDMARK_COLUMNS = (
     ("n_images", "images", "{:d}"),
     ("detected", "detected", "{:.4f}"),
     ("nme", "NME", "{:.4f}"),
+)
+#: Columns of the eval-attr table.
+_ATTR_COLUMNS = (
+    ("n_images", "faces", "{:d}"),
+    ("gender_acc", "gender acc", "{:.4f}"),
+    ("gender_acc_female", "female", "{:.4f}"),
+    ("gender_acc_male", "male", "{:.4f}"),
+    ("n_detected", "landmarks", "{:d}"),
+    ("ms_per_face", "ms/face", "{:.2f}"),
 )
 _LANDMARK_READERS = {"cuhk": read_cuhk, "mtfl": read_mtfl}
 
@@ -209,6 +227,33 @@ def _build_parser() -> argparse.ArgumentParser:
     marks.add_argument(
         "--limit", type=_positive_int, metavar="N", help="use only the first N faces"
     )
+
+    attr = commands.add_parser(
+        "eval-attr",
+        help="score the attribute network's gender (and wearing state) on labelled faces",
+        description="Gender accuracy of the attribute network on an MTFL list (annotated "
+        "landmarks) or UTKFace files (gender in the name; landmarks from the package's "
+        "detector; ages under 10 skipped). Validation split: every 10th line / file.",
+    )
+    attr.add_argument("--annotations", required=True,
+                      help="MTFL list, or for utk a folder of images or a file of names")
+    attr.add_argument("--images", required=True, help="folder the image paths are relative to")
+    attr.add_argument("--format", required=True, choices=("mtfl", "utk"))
+    attr.add_argument("--split", choices=("val", "train", "all"), default="all",
+                      help="val: every 10th line (mtfl) / file in sorted order (utk)")
+    attr.add_argument("--synthetic-mask", action="store_true",
+                      help="put a synthetic mask (worn correctly) on each face first")
+    attr.add_argument("--templates", help="MaskTheFace template folder (with --synthetic-mask)")
+    attr.add_argument("--model", help="attribute .onnx (default: the shipped model)")
+    attr.add_argument("--reference", metavar="gender-v1.onnx",
+                      help="also score the gender-v1 reference on the same faces")
+    attr.add_argument("--facemask", metavar="DIR",
+                      help="det/facemask folder: add the wearing-state accuracy on its "
+                      "validation crops")
+    attr.add_argument("--models-dir", help="folder with retinaface_mnet025_512.onnx: facemask "
+                      "crop landmarks from RetinaFace (default: the package's detector)")
+    attr.add_argument("--json", metavar="OUT.json", help="also write the scores to this file")
+    attr.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N faces")
     return parser
 
 
@@ -465,6 +510,64 @@ def _eval_landmarks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_attr(args: argparse.Namespace) -> int:
+    from .attributes import AttributePredictor
+    from .detect import ModelNotFoundError, detect_faces
+    from .eval.attributes import (
+        GenderV1,
+        MaskPainter,
+        evaluate_gender,
+        evaluate_wearing,
+        facemask_faces,
+        gender_items,
+        neighbourhood_landmarks,
+    )
+
+    try:
+        predictor = AttributePredictor(args.model, threads=1)
+        items = gender_items(args.annotations, args.images, args.format, args.split)
+        if args.limit is not None:
+            items = items[: args.limit]
+        painter = MaskPainter(args.templates) if args.synthetic_mask else None
+        reference = GenderV1(args.reference) if args.reference else None
+
+        def detect(image):
+            found = detect_faces(image)
+            return found.boxes, found.scores, found.landmarks
+
+        summary = evaluate_gender(items, predictor, detect_fn=detect, painter=painter,
+                                  reference=reference)
+        if args.facemask:
+            if args.models_dir:
+                landmark_detector = make_detector("retinaface", args.models_dir)
+            else:
+                landmark_detector = detect
+            faces, missed = facemask_faces(
+                os.path.join(args.facemask, "images"), os.path.join(args.facemask, "annotations"),
+                "val", lambda image, box: neighbourhood_landmarks(landmark_detector, image, box),
+            )
+            summary["wearing"] = evaluate_wearing(faces, predictor, missed)
+    except (DatasetError, DetectorUnavailable, ModelNotFoundError, ValueError) as err:
+        print(f"masksegx eval-attr: error: {err}", file=sys.stderr)
+        return 2
+    label = "attributes" + (" (synthetic masks)" if args.synthetic_mask else "")
+    print(_format_table(label, summary, _ATTR_COLUMNS, "model"))
+    if "reference" in summary:
+        print(_format_table("gender-v1", {**summary["reference"], "n_images": summary["n_images"]},
+                            _ATTR_COLUMNS[:4], "model"))
+    if "wearing" in summary:
+        wearing = summary["wearing"]
+        print(f"wearing state on facemask validation crops: accuracy "
+              f"{wearing['wearing_acc']:.4f} over {wearing['n_faces']} faces "
+              f"({wearing['n_missed']} without landmarks)")
+    if args.json:
+        record = {"format": args.format, "split": args.split,
+                  "synthetic_mask": bool(args.synthetic_mask),
+                  "model": predictor.model_path, **summary}
+        _write_json(args.json, record)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = _build_parser()
@@ -487,4 +590,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _eval_det(args)
     if args.command == "eval-landmarks":
         return _eval_landmarks(args)
+    if args.command == "eval-attr":
+        if args.synthetic_mask and not args.templates:
+            parser.error("--synthetic-mask needs --templates DIR")
+        return _eval_attr(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects the rest

@@ -1,0 +1,288 @@
+"""Face attributes: gender and mask coverage from one multi-attribute network (paper §2).
+
+The network (a trimmed, depthwise-separable VGG-11; see ``models/attributes.md``) looks at the
+face aligned from its 5 landmarks (:func:`masksegx.align.align_face`) and ends in one softmax
+over the 22 joint classes {female, male} x {coverage level 0..10}: output ``k`` (0-based) is
+female with level ``k`` for ``k < 11`` and male with level ``k - 11`` otherwise. Marginals, exactly
+as the paper's eq. 11-13 (1-based there):
+
+- ``P(female) = sum(T[0:11])``, ``P(male) = sum(T[11:22])``;
+- ``P(level l) = T[l] + T[l + 11]`` for ``l = 0..10``;
+- expected level ``E = sum_l l * P(level l)``.
+
+The coverage level is the share of the lower face (below the eye line, inside the face box)
+covered by the worn mask, in tenths (:func:`masksegx.synthesis.coverage_level`). The wearing
+state follows from the expected level with two thresholds ``a < b`` stored in the model file
+(chosen on training data, see the model card):
+
+- ``"none"`` if ``E < a``, ``"correct"`` if ``E >= b``, ``"incorrect"`` otherwise.
+
+A correctly worn mask covers nose and mouth but not the cheeks under the eyes, so it reaches
+levels around 5-7; one pulled under the nose or chin, 1-4.
+
+Inference runs in onnxruntime; torch is never imported here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from ._validation import as_image
+from .align import align_face
+from .detect import MODEL_DIR, ModelNotFoundError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Coverage levels 0..10.
+N_LEVELS = 11
+#: Joint classes: {female, male} x levels.
+N_JOINT = 2 * N_LEVELS
+GENDERS = ("female", "male")
+WEARING_STATES = ("none", "incorrect", "correct")
+#: The shipped model.
+DEFAULT_MODEL = MODEL_DIR / "attributes.onnx"
+#: ONNX metadata key holding the preprocessing settings and the wearing thresholds (JSON).
+METADATA_KEY = "masksegx_attributes"
+#: Settings assumed when a model file carries no metadata.
+DEFAULT_SETTINGS = {
+    "crop_size": 80,
+    "input_size": 64,
+    "padding": 0.2,
+    "mean": 127.5,
+    "scale": 1.0 / 128.0,
+    "channels": "bgr",
+    "wearing_thresholds": [0.5, 4.5],
+}
+
+
+@dataclass(frozen=True)
+class FaceAttributes:
+    """Attributes of one face.
+
+    gender : ``"female"`` or ``"male"`` (the larger marginal; ties go to ``"female"``).
+    gender_prob : P(male) in [0, 1].
+    coverage_probs : float32 (11,) P(level l), l = 0..10, summing to 1.
+    coverage : expected coverage level in [0, 10].
+    wearing : ``"none"``, ``"incorrect"`` or ``"correct"`` (module docstring rule).
+    joint_probs : float32 (22,) the network's softmax (female levels 0..10, then male).
+    """
+
+    gender: str
+    gender_prob: float
+    coverage_probs: np.ndarray
+    coverage: float
+    wearing: str
+    joint_probs: np.ndarray
+
+
+def gender_marginals(joint: np.ndarray) -> np.ndarray:
+    """P(female), P(male) (eq. 11-12) of joint probabilities [..., 22] -> [..., 2]."""
+    joint = _as_joint(joint)
+    return np.stack([joint[..., :N_LEVELS].sum(-1), joint[..., N_LEVELS:].sum(-1)], axis=-1)
+
+
+def level_marginals(joint: np.ndarray) -> np.ndarray:
+    """P(level l) = T_l + T_{l+11} (eq. 13) of joint probabilities [..., 22] -> [..., 11]."""
+    joint = _as_joint(joint)
+    return joint[..., :N_LEVELS] + joint[..., N_LEVELS:]
+
+
+def expected_level(level_probs: np.ndarray) -> np.ndarray:
+    """Expected coverage level ``sum_l l P(l)`` of level distributions [..., 11]."""
+    level_probs = np.asarray(level_probs)
+    if level_probs.shape[-1:] != (N_LEVELS,):
+        raise ValueError(f"level_probs: expected last axis {N_LEVELS}, got {level_probs.shape}")
+    return level_probs @ np.arange(N_LEVELS, dtype=level_probs.dtype)
+
+
+def wearing_state(coverage: float, thresholds: Sequence[float]) -> str:
+    """``"none"`` if ``coverage < a``, ``"correct"`` if ``coverage >= b``, else ``"incorrect"``."""
+    low, high = _thresholds(thresholds)
+    if coverage < low:
+        return "none"
+    return "correct" if coverage >= high else "incorrect"
+
+
+class AttributePredictor:
+    """The multi-attribute network in an onnxruntime session; call it on faces.
+
+    Parameters
+    ----------
+    model : path of an attribute ``.onnx`` file, or None for the shipped
+        ``models/attributes.onnx``.
+    threads : onnxruntime intra-op threads (>= 1; 1 = single-threaded, the benchmark setting).
+
+    ``predictor(image, landmarks)`` takes a uint8 BGR image [H, W, 3] and the 5 landmarks of one
+    face [5, 2] or of several [N, 5, 2] (left eye, right eye, nose tip, left and right mouth corner,
+    pixels; as :class:`masksegx.Detections` gives them) and returns one :class:`FaceAttributes`
+    per face, in order (all faces go through the network in one batch).
+    Raises ModelNotFoundError (a FileNotFoundError and ValueError) for a missing model and
+    ValueError for a file onnxruntime cannot load or whose output is not [N, 22].
+    """
+
+    def __init__(self, model: Optional[PathLike] = None, *, threads: int = 1) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+            raise TypeError(f"threads: expected an int, got {type(threads).__name__}")
+        if threads < 1:
+            raise ValueError(f"threads: expected at least 1, got {threads}")
+        self.model_path = _model_path(model)
+        self.threads = int(threads)
+        self._session, self._input, self.settings = _load(self.model_path, self.threads)
+        self.crop_size = int(self.settings["crop_size"])
+        self.input_size = int(self.settings["input_size"])
+        self.padding = float(self.settings["padding"])
+        self.wearing_thresholds = _thresholds(self.settings["wearing_thresholds"])
+
+    def preprocess(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """Network input float32 [N, 3, S, S] for landmarks [N, 5, 2] (validated by the caller)."""
+        batch = np.empty((len(landmarks), 3, self.input_size, self.input_size), np.float32)
+        mean, scale = np.float32(self.settings["mean"]), np.float32(self.settings["scale"])
+        for i, points in enumerate(landmarks):
+            try:
+                crop, _ = align_face(image, points, self.crop_size, self.padding)
+            except ValueError as error:  # degenerate points (all in one place)
+                raise ValueError(f"landmarks: face {i}: {error}") from None
+            if self.input_size != self.crop_size:
+                crop = cv2.resize(
+                    crop, (self.input_size, self.input_size), interpolation=cv2.INTER_AREA
+                )
+            if self.settings["channels"] == "rgb":
+                crop = crop[:, :, ::-1]
+            batch[i] = ((crop.astype(np.float32) - mean) * scale).transpose(2, 0, 1)
+        return batch
+
+    def joint_probs(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The network's 22 joint probabilities float32 [N, 22] for landmarks [5, 2] or [N, 5, 2]."""
+        image = as_image(image)
+        points = _as_landmark_batch(landmarks)
+        if len(points) == 0:
+            return np.zeros((0, N_JOINT), np.float32)
+        out = self._session.run(None, {self._input: self.preprocess(image, points)})[0]
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> List[FaceAttributes]:
+        return [self.attributes(joint) for joint in self.joint_probs(image, landmarks)]
+
+    def attributes(self, joint: np.ndarray) -> FaceAttributes:
+        """:class:`FaceAttributes` of one face's joint probabilities (22,)."""
+        joint = _as_joint(joint).astype(np.float32)
+        p_female, p_male = gender_marginals(joint)
+        levels = level_marginals(joint)
+        coverage = float(expected_level(levels.astype(np.float64)))
+        return FaceAttributes(
+            gender=GENDERS[int(p_male > p_female)],
+            gender_prob=float(p_male),
+            coverage_probs=levels,
+            coverage=coverage,
+            wearing=wearing_state(coverage, self.wearing_thresholds),
+            joint_probs=joint,
+        )
+
+
+_PREDICTORS: Dict[Tuple[str, int], AttributePredictor] = {}
+_PREDICTORS_LOCK = threading.Lock()
+
+
+def predict_attributes(
+    image: np.ndarray, landmarks: np.ndarray, *, model: Optional[PathLike] = None
+) -> Union[FaceAttributes, List[FaceAttributes]]:
+    """Attributes of the face(s) with ``landmarks`` in ``image`` (uint8 BGR [H, W, 3]).
+
+    ``landmarks`` [5, 2] returns one :class:`FaceAttributes`, [N, 5, 2] a list of N. The model
+    (default: the shipped one) is loaded once and reused (single-threaded session).
+    """
+    path = _model_path(model)
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns)
+    with _PREDICTORS_LOCK:
+        predictor = _PREDICTORS.get(key)  # type: ignore[arg-type]
+        if predictor is None:
+            predictor = _PREDICTORS[key] = AttributePredictor(path)  # type: ignore[index]
+    points = _as_landmark_array(landmarks)
+    result = predictor(image, points)
+    return result[0] if points.ndim == 2 else result
+
+
+def _as_landmark_array(landmarks: object) -> np.ndarray:
+    if isinstance(landmarks, (list, tuple)):
+        landmarks = np.asarray(landmarks)
+    if not isinstance(landmarks, np.ndarray):
+        raise TypeError(f"landmarks: expected a numpy.ndarray, got {type(landmarks).__name__}")
+    if landmarks.dtype.kind not in "fiu":
+        raise TypeError(f"landmarks: expected numeric points, got {landmarks.dtype}")
+    if landmarks.shape[-2:] != (5, 2) or landmarks.ndim not in (2, 3):
+        raise ValueError(f"landmarks: expected shape (5, 2) or (N, 5, 2), got {landmarks.shape}")
+    out = np.asarray(landmarks, dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise ValueError("landmarks: contains NaN or infinity")
+    return out
+
+
+def _as_landmark_batch(landmarks: object) -> np.ndarray:
+    points = _as_landmark_array(landmarks)
+    return points[None] if points.ndim == 2 else points
+
+
+def _as_joint(joint: object) -> np.ndarray:
+    if not isinstance(joint, np.ndarray):
+        raise TypeError(f"joint: expected a numpy.ndarray, got {type(joint).__name__}")
+    if joint.shape[-1:] != (N_JOINT,):
+        raise ValueError(f"joint: expected last axis {N_JOINT}, got shape {joint.shape}")
+    return joint
+
+
+def _thresholds(values: object) -> Tuple[float, float]:
+    try:
+        low, high = (float(v) for v in values)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"thresholds: expected two numbers (a, b), got {values!r}") from None
+    if not 0.0 <= low <= high <= N_LEVELS - 1:
+        raise ValueError(f"thresholds: expected 0 <= a <= b <= 10, got {(low, high)}")
+    return low, high
+
+
+def _model_path(model: Optional[PathLike]) -> str:
+    if model is None:
+        if not DEFAULT_MODEL.is_file():
+            raise ModelNotFoundError(
+                f"no shipped attribute model {DEFAULT_MODEL}; pass model=PATH"
+            )
+        return str(DEFAULT_MODEL)
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model: expected a path or None, got {type(model).__name__}")
+    path = os.path.realpath(os.fspath(model))
+    if not os.path.isfile(path):
+        raise ModelNotFoundError(f"model: no such model file: {path}")
+    return path
+
+
+def _load(path: str, threads: int):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise ValueError(f"model: onnxruntime cannot load {path}: {error}") from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) < 1 or outputs[0].shape[-1] != N_JOINT:
+        raise ValueError(f"model: {path} is not an attribute net (one input, output [N, 22])")
+    settings = dict(DEFAULT_SETTINGS)
+    raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if raw:
+        try:
+            settings.update(json.loads(raw))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"model: {path} has unreadable {METADATA_KEY} metadata: {error}")
+    return session, inputs[0].name, settings

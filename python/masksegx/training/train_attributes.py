@@ -1,0 +1,565 @@
+"""Train the multi-attribute network (gender x mask coverage), export ONNX + metrics.
+
+    python -m masksegx.training.train_attributes --cache .data/attr --out DIR \\
+        [--device cuda|cpu] [--time-limit SECONDS] [--steps N] [--variants all|main|NAMES]
+
+Reads only the cache (:mod:`.attr_cache`). Several variants train side by side on the *same*
+batches (the data pipeline is the cost; the nets are small), which gives the ablations for free:
+
+==============  ============================================================================
+``x0.5/x1/x2``  the main net (joint 22-way head, eq. 15 loss, input 64, width 1.0) with gender
+                weight x = 0.5, 1, 2 (x is chosen on validation data)
+``ce``          Table 2 "CE only": x*CE(gender) + CE(level) (negative log-likelihood of the
+                true level under the level marginal), no L1, no KL
+``ce_l1``       Table 2 "+ L1": ``ce`` + 0.4*L1(expected level - true level)
+``separate``    Table 1: separate 2-way gender and 11-way level softmax heads, eq. 15 loss
+``s48/s80/s96`` Table 1: input size 48 / 80 / 96 (the cache crop is 96)
+``w0.5``        channel width 0.5
+==============  ============================================================================
+
+Loss (eq. 15), per batch, each term averaged over the samples that have its label:
+``0.4*L1(E[level] - level) + 0.6*KL(g_level || P(level)) + x*CE(gender) + SET``, with
+``g_level`` a Gaussian (sigma 1 level) over 0..10 centred on the true level and normalised;
+``SET = -log P(level in S)`` for facemask crops that only have a class (none: S = {0},
+incorrect: {1..4}, correct: {5..10}; the ffhq_synthmask ground truth puts correctly worn masks
+at levels 5-7 and incorrectly worn ones at 3-4 with our coverage rule).
+
+Samples: mtfl/utk faces (gender, level 0), half of them per draw with a synthetic mask put on
+the crop (MaskTheFace template, random colour or texture, worn correctly with probability 0.6,
+else slid down by a uniform amount; level from the synthetic mask), ffhq/real_dev (level),
+facemask crops (wearing class). Augmentation: random similarity (rotation +-10 deg, scale
++-8 %, shift +-4 %), horizontal flip, brightness/contrast, 5 % greyscale.
+
+After training, each variant's wearing thresholds (a, b) are fitted on training predictions
+(facemask training crops, ffhq ``train/``, 2000 unmasked faces) by maximising accuracy over a
+grid, and all variants are scored on the validation crops. The shipped net is the best
+validation score (mean of clean gender accuracy, masked gender accuracy and facemask wearing
+accuracy) among the eq. 15 joint-head variants; a cheaper variant within 0.005 of the best wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from ..attributes import METADATA_KEY, N_LEVELS
+from ..synthesis import apply_mask, coverage_level, estimate_face_box, load_templates, load_textures
+from .attr_cache import read_cache
+from .attr_net import AttributeNet, ExportWrapper, count_macs
+
+MEAN, SCALE = 127.5, 1.0 / 128.0
+SIGMA = 1.0
+OPSET = 17
+#: Allowed coverage levels per wearing class (set-valued likelihood for class-only samples).
+WEARING_LEVELS = {0: range(0, 1), 1: range(1, 5), 2: range(5, 11)}
+SYNTH_PROBABILITY = 0.5
+CORRECT_PROBABILITY = 0.6
+SOURCE_WEIGHTS = {"mtfl": 1.0, "utk": 1.0, "ffhq": 3.0, "real_dev": 3.0, "facemask": 1.0}
+INCORRECT_WEIGHT = 4.0
+SELECTION_TOLERANCE = 0.005
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    size: int = 64
+    width: float = 1.0
+    head: str = "joint"
+    loss: str = "eq15"  # eq15 | ce | ce_l1
+    x: float = 1.0
+    table: str = ""
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("x0.5", x=0.5, table="x"),
+        Variant("x1", x=1.0, table="x"),
+        Variant("x2", x=2.0, table="x"),
+        Variant("ce", loss="ce", table="2"),
+        Variant("ce_l1", loss="ce_l1", table="2"),
+        Variant("separate", head="separate", table="1"),
+        Variant("s48", size=48, table="1"),
+        Variant("s80", size=80, table="1"),
+        Variant("s96", size=96, table="1"),
+        Variant("w0.5", width=0.5, table="1"),
+    )
+}
+MAIN_VARIANTS = ("x0.5", "x1", "x2")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def level_set_mask(wearing: int) -> np.ndarray:
+    mask = np.zeros(N_LEVELS, bool)
+    if wearing >= 0:
+        mask[list(WEARING_LEVELS[int(wearing)])] = True
+    return mask
+
+
+class Synthesizer:
+    """Synthetic masks on aligned crops from the cache's downscaled templates."""
+
+    def __init__(self, root: Path) -> None:
+        self.templates = load_templates(root)
+        self.frontal = [t for t in self.templates if not t.name.endswith(("_left", "_right"))]
+        self.textures = list(load_textures(root).values())
+
+    def __call__(self, crop, landmarks, rng, coverage=None):
+        pool = self.frontal if rng.random() < 0.7 else self.templates
+        template = pool[int(rng.integers(len(pool)))]
+        texture = color = None
+        choice = rng.random()
+        if choice < 0.2 and self.textures:
+            texture = self.textures[int(rng.integers(len(self.textures)))]
+        elif choice < 0.85:
+            color = tuple(float(c) for c in rng.uniform(0, 255, 3))
+        if coverage is None:
+            coverage = 1.0 if rng.random() < CORRECT_PROBABILITY else float(rng.uniform(0, 0.9))
+        image, mask = apply_mask(crop, landmarks, template, color=color, texture=texture,
+                                 coverage=coverage, rng=rng)
+        level = coverage_level(mask, landmarks, estimate_face_box(landmarks))
+        return image, level
+
+
+def resize_all(crop: np.ndarray, sizes) -> dict:
+    out = {}
+    for size in sizes:
+        if size == crop.shape[0]:
+            out[size] = crop
+        else:
+            out[size] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    return out
+
+
+class TrainSet(Dataset):
+    def __init__(self, crops, meta, indices, templates: Path, sizes, seed: int) -> None:
+        self.crops, self.meta, self.indices = crops, meta, indices
+        self.templates, self.sizes, self.seed = templates, tuple(sizes), seed
+        self.synth: Optional[Synthesizer] = None
+        self.rng: Optional[np.random.Generator] = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int):
+        if self.synth is None:
+            self.synth = Synthesizer(self.templates)
+            info = torch.utils.data.get_worker_info()
+            self.rng = np.random.default_rng([self.seed, 0 if info is None else info.id + 1,
+                                              int(time.time_ns() % 2**31)])
+        rng = self.rng
+        i = int(self.indices[k])
+        crop = self.crops[i]
+        landmarks = self.meta["landmarks"][i].astype(np.float64)
+        level = int(self.meta["level"][i])
+        if self.meta["synth"][i] and rng.random() < SYNTH_PROBABILITY:
+            try:
+                crop, level = self.synth(crop, landmarks, rng)
+            except ValueError:
+                pass
+        crop = augment(crop, rng)
+        images = resize_all(crop, self.sizes)
+        wearing = int(self.meta["wearing"][i])
+        # A class-only sample (facemask) gives a level set; known levels need none.
+        set_mask = level_set_mask(wearing) if level < 0 else np.zeros(N_LEVELS, bool)
+        return (
+            {s: torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))
+             for s, im in images.items()},
+            int(self.meta["gender"][i]), level, torch.from_numpy(set_mask),
+        )
+
+
+def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    size = crop.shape[0]
+    angle = rng.uniform(-10, 10)
+    scale = rng.uniform(0.92, 1.08)
+    matrix = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), angle, scale)
+    matrix[:, 2] += rng.uniform(-0.04, 0.04, 2) * size
+    out = cv2.warpAffine(crop, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    out = out.astype(np.float32)
+    contrast, brightness = rng.uniform(0.75, 1.25), rng.uniform(-25, 25)
+    out = (out - out.mean()) * contrast + out.mean() + brightness
+    if rng.random() < 0.05:
+        out[:] = out.mean(axis=2, keepdims=True)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@dataclass
+class EvalSet:
+    name: str
+    images: dict  # size -> uint8 [N, 3, S, S]
+    gender: np.ndarray
+    level: np.ndarray
+    wearing: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+
+def make_eval_set(name, crops, meta, indices, sizes, synth: Optional[Synthesizer] = None):
+    images = {s: [] for s in sizes}
+    levels = meta["level"][indices].astype(np.int64).copy()
+    wearing = meta["wearing"][indices].astype(np.int64).copy()
+    for k, i in enumerate(indices):
+        crop = crops[i]
+        if synth is not None:
+            rng = np.random.default_rng([7, int(i)])
+            crop, levels[k] = synth(crop, meta["landmarks"][i].astype(np.float64), rng, 1.0)
+            wearing[k] = 2
+        for s, im in resize_all(crop, sizes).items():
+            images[s].append(im.transpose(2, 0, 1))
+    return EvalSet(name, {s: np.stack(v) for s, v in images.items()},
+                   meta["gender"][indices].astype(np.int64), levels, wearing)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+
+
+def gaussian_targets(level: torch.Tensor) -> torch.Tensor:
+    grid = torch.arange(N_LEVELS, device=level.device, dtype=torch.float32)
+    weights = torch.exp(-0.5 * ((grid[None] - level[:, None].float()) / SIGMA) ** 2)
+    return weights / weights.sum(1, keepdim=True)
+
+
+def losses(log_joint: torch.Tensor, gender, level, set_mask) -> dict:
+    """Loss terms (each a mean over the samples carrying its label; 0 when none does)."""
+    log_joint = log_joint.view(-1, 2, N_LEVELS)
+    log_gender = torch.logsumexp(log_joint, dim=2)
+    log_level = torch.logsumexp(log_joint, dim=1)
+
+    def mean(values, keep):  # no host synchronisation: masked sum over the count (or 1)
+        keep = keep.to(values.dtype)
+        return (values * keep).sum() / keep.sum().clamp(min=1.0)
+
+    has_gender, has_level = gender >= 0, level >= 0
+    has_set = set_mask.any(1)
+    ce_gender = -log_gender.gather(1, gender.clamp(min=0)[:, None])[:, 0]
+    probs = log_level.exp()
+    expected = probs @ torch.arange(N_LEVELS, device=probs.device, dtype=probs.dtype)
+    l1 = (expected - level.float()).abs()
+    target = gaussian_targets(level.clamp(min=0))
+    kl = (target * (torch.log(target.clamp(min=1e-12)) - log_level)).sum(1)
+    ce_level = -log_level.gather(1, level.clamp(min=0)[:, None])[:, 0]
+    set_nll = -torch.logsumexp(log_level.masked_fill(~set_mask, -1e4), dim=1)
+    return {
+        "ce_gender": mean(ce_gender, has_gender), "l1": mean(l1, has_level),
+        "kl": mean(kl, has_level), "ce_level": mean(ce_level, has_level),
+        "set": mean(set_nll, has_set),
+    }
+
+
+def total_loss(terms: dict, variant: Variant) -> torch.Tensor:
+    if variant.loss == "ce":
+        return variant.x * terms["ce_gender"] + terms["ce_level"] + terms["set"]
+    if variant.loss == "ce_l1":
+        return variant.x * terms["ce_gender"] + terms["ce_level"] + 0.4 * terms["l1"] + terms["set"]
+    return 0.4 * terms["l1"] + 0.6 * terms["kl"] + variant.x * terms["ce_gender"] + terms["set"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def predict(net, images: np.ndarray, device: str, batch: int = 1024) -> np.ndarray:
+    net.eval()
+    out = []
+    for start in range(0, len(images), batch):
+        x = torch.from_numpy(images[start : start + batch]).to(device).float()
+        out.append(net((x - MEAN) * SCALE).exp().float().cpu().numpy())
+    net.train()
+    return np.concatenate(out) if out else np.zeros((0, 2 * N_LEVELS), np.float32)
+
+
+def summarise(joint: np.ndarray):
+    p_male = joint[:, N_LEVELS:].sum(1)
+    levels = joint[:, :N_LEVELS] + joint[:, N_LEVELS:]
+    return p_male, levels, levels @ np.arange(N_LEVELS)
+
+
+def wearing_from(expected: np.ndarray, thresholds) -> np.ndarray:
+    low, high = thresholds
+    return np.where(expected < low, 0, np.where(expected >= high, 2, 1))
+
+
+def fit_thresholds(expected: np.ndarray, wearing: np.ndarray) -> tuple:
+    """(a, b) on a 0.1 grid maximising the accuracy of :func:`wearing_from`."""
+    best = (-1.0, (0.5, 4.5))
+    grid = np.round(np.arange(0.1, 10.0, 0.1), 2)
+    for low in grid[grid <= 5]:
+        for high in grid[grid >= low]:
+            accuracy = float((wearing_from(expected, (low, high)) == wearing).mean())
+            if accuracy > best[0] + 1e-12:
+                best = (accuracy, (float(low), float(high)))
+    return best[1]
+
+
+def gender_scores(p_male, gender) -> dict:
+    keep = gender >= 0
+    correct = (p_male[keep] > 0.5).astype(int) == gender[keep]
+    out = {"gender_acc": float(correct.mean()) if keep.any() else math.nan}
+    for value, name in ((0, "female"), (1, "male")):
+        chosen = gender[keep] == value
+        out[f"gender_acc_{name}"] = float(correct[chosen].mean()) if chosen.any() else math.nan
+    out["n"] = int(keep.sum())
+    return out
+
+
+def evaluate(net, variant: Variant, sets: dict, device: str, thresholds) -> dict:
+    result = {}
+    for name, data in sets.items():
+        joint = predict(net, data.images[variant.size], device)
+        p_male, _, expected = summarise(joint)
+        entry = gender_scores(p_male, data.gender) if (data.gender >= 0).any() else {}
+        has_level = data.level >= 0
+        if has_level.any():
+            entry["level_mae"] = float(np.abs(expected[has_level] - data.level[has_level]).mean())
+        has_wearing = data.wearing >= 0
+        if has_wearing.any():
+            predicted = wearing_from(expected[has_wearing], thresholds)
+            entry["wearing_acc"] = float((predicted == data.wearing[has_wearing]).mean())
+            entry["wearing_n"] = int(has_wearing.sum())
+        result[name] = entry
+    return result
+
+
+def selection_score(metrics: dict) -> float:
+    return float(np.mean([
+        metrics["val_clean"]["gender_acc"], metrics["val_masked"]["gender_acc"],
+        metrics["val_facemask"]["wearing_acc"],
+    ]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+def export_onnx(net: AttributeNet, variant: Variant, thresholds, path: Path, info: dict) -> dict:
+    import onnx
+    import onnxruntime
+
+    wrapper = ExportWrapper(net).cpu().eval()
+    size = variant.size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, (torch.zeros(1, 3, size, size),), str(path), input_names=["input"],
+            output_names=["probs"], opset_version=OPSET, dynamo=False,
+            dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}},
+        )
+    model = onnx.load(str(path))
+    settings = {
+        "crop_size": info["crop_size"], "input_size": size, "padding": info["padding"],
+        "mean": MEAN, "scale": SCALE, "channels": "bgr",
+        "wearing_thresholds": [float(t) for t in thresholds], "variant": variant.name,
+        "width": variant.width, "head": variant.head, "x": variant.x,
+    }
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(settings)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        expected = wrapper(x).numpy()
+    got = session.run(None, {"input": x.numpy()})[0]
+    diff = float(np.abs(expected - got).max())
+    ops = sorted({node.op_type for node in model.graph.node})
+    log(f"exported {path} ({path.stat().st_size} bytes); onnxruntime vs torch {diff:.2e}")
+    return {"max_abs_diff": diff, "bytes": path.stat().st_size, "ops": ops,
+            "settings": settings}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_sets(crops, meta, sizes, templates: Path):
+    split, source = meta["split"], meta["source"]
+    gendered = np.flatnonzero((split == 1) & (meta["gender"] >= 0))
+    synth = Synthesizer(templates)
+    sets = {
+        "val_clean": make_eval_set("val_clean", crops, meta, gendered, sizes),
+        "val_masked": make_eval_set("val_masked", crops, meta, gendered, sizes, synth),
+        "val_facemask": make_eval_set(
+            "val_facemask", crops, meta, np.flatnonzero((split == 1) & (source == "facemask")),
+            sizes),
+        "val_ffhq": make_eval_set(
+            "val_ffhq", crops, meta, np.flatnonzero((split == 1) & (source == "ffhq")), sizes),
+        "val_real_dev": make_eval_set(
+            "val_real_dev", crops, meta, np.flatnonzero((split == 1) & (source == "real_dev")),
+            sizes),
+    }
+    # Threshold fitting: training crops with a wearing state (all facemask and ffhq training
+    # crops, 2000 unmasked faces).
+    rng = np.random.default_rng(3)
+    clean = np.flatnonzero((split == 0) & meta["synth"])
+    clean = rng.choice(clean, size=min(2000, len(clean)), replace=False)
+    fit = np.concatenate([
+        np.flatnonzero((split == 0) & np.isin(source, ["facemask", "ffhq"])), clean,
+    ])
+    fit_set = make_eval_set("fit", crops, meta, np.sort(fit), sizes)
+    return sets, fit_set
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache", type=Path, default=Path(".data/attr"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--time-limit", type=float, default=240.0,
+                        help="seconds of training (the schedule follows it); export follows")
+    parser.add_argument("--steps", type=int, default=0, help="stop after N steps (0: time only)")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 1))
+    parser.add_argument("--variants", default="all",
+                        help="all, main (x0.5,x1,x2) or comma-separated names of VARIANTS")
+    parser.add_argument("--eval-every", type=float, default=60.0, help="seconds between logs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    start = time.time()
+    torch.manual_seed(args.seed)
+    device = args.device
+    names = (list(VARIANTS) if args.variants == "all" else list(MAIN_VARIANTS)
+             if args.variants == "main" else args.variants.split(","))
+    variants = [VARIANTS[n] for n in names]
+    sizes = sorted({v.size for v in variants})
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    crops, meta, info = read_cache(args.cache)
+    templates = args.cache / "templates"
+    log(f"cache: {len(crops)} crops; variants {names}; device {device}")
+    train_idx = np.flatnonzero(meta["split"] == 0)
+    weights = np.array([SOURCE_WEIGHTS[s] for s in meta["source"][train_idx]])
+    weights[meta["wearing"][train_idx] == 1] *= INCORRECT_WEIGHT
+    sets, fit_set = build_sets(crops, meta, sizes, templates)
+    log("validation sets: " + ", ".join(f"{k} {len(v.gender)}" for k, v in sets.items()))
+
+    dataset = TrainSet(crops, meta, train_idx, templates, sizes, args.seed)
+    sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double),
+                                    num_samples=10**8, replacement=True)
+    loader = DataLoader(dataset, batch_size=args.batch, sampler=sampler,
+                        num_workers=args.workers, pin_memory=device.startswith("cuda"),
+                        drop_last=True, persistent_workers=args.workers > 0,
+                        prefetch_factor=4 if args.workers > 0 else None)
+    nets = {v.name: AttributeNet(v.width, v.head).to(device).to(memory_format=torch.channels_last)
+            for v in variants}
+    optims = {n: torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
+              for n, net in nets.items()}
+    use_amp = device.startswith("cuda")
+    step, samples = 0, 0
+    train_start = time.time()
+    last_log = train_start
+    history = []
+    running: dict = {n: 0.0 for n in nets}
+    for images, gender, level, set_mask in loader:
+        elapsed = time.time() - train_start
+        progress = elapsed / args.time_limit
+        if args.steps:
+            progress = max(progress, step / args.steps)
+        if progress >= 1.0:
+            break
+        lr = args.lr * (min(1.0, step / 100) if step < 100 else 0.5 * (1 + math.cos(math.pi * progress)))
+        gender, level, set_mask = (t.to(device, non_blocking=True) for t in (gender, level, set_mask))
+        inputs = {s: ((im.to(device, non_blocking=True).float() - MEAN) * SCALE).contiguous(
+            memory_format=torch.channels_last) for s, im in images.items()}
+        for variant in variants:
+            net, optim = nets[variant.name], optims[variant.name]
+            for group in optim.param_groups:
+                group["lr"] = lr
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                log_joint = net(inputs[variant.size])
+            terms = losses(log_joint.float(), gender, level, set_mask)
+            loss = total_loss(terms, variant)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            # Running mean kept on the device (no synchronisation per step).
+            decay = 0.98 if step else 0.0
+            running[variant.name] = decay * running[variant.name] + (1 - decay) * loss.detach()
+        step += 1
+        samples += len(gender)
+        if time.time() - last_log > args.eval_every:
+            last_log = time.time()
+            first = variants[0]
+            quick = evaluate(nets[first.name], first, {"val_clean": sets["val_clean"]}, device,
+                             (0.5, 4.5))["val_clean"]
+            rate = samples / (time.time() - train_start)
+            history.append({"seconds": round(time.time() - train_start, 1), "step": step,
+                            "loss": {n: round(float(v), 4) for n, v in running.items()},
+                            f"val_clean_gender_acc_{first.name}": quick["gender_acc"]})
+            log(f"step {step} ({rate:.0f} samples/s) lr {lr:.2e} loss "
+                + " ".join(f"{n}:{float(v):.3f}" for n, v in running.items())
+                + f" | {first.name} val gender {quick['gender_acc']:.4f}")
+    train_seconds = time.time() - train_start
+    log(f"trained {step} steps, {samples} samples in {train_seconds:.0f} s")
+
+    results = {}
+    for variant in variants:
+        net = nets[variant.name]
+        _, _, expected = summarise(predict(net, fit_set.images[variant.size], device))
+        keep = fit_set.wearing >= 0
+        thresholds = fit_thresholds(expected[keep], fit_set.wearing[keep])
+        metrics = evaluate(net, variant, sets, device, thresholds)
+        params, macs = count_macs(variant.width, variant.size)
+        results[variant.name] = {
+            "variant": variant.__dict__, "thresholds": thresholds, "params": params,
+            "macs": macs, "metrics": metrics, "score": selection_score(metrics),
+        }
+        log(f"{variant.name}: score {results[variant.name]['score']:.4f} thresholds "
+            f"{thresholds} clean {metrics['val_clean']['gender_acc']:.4f} masked "
+            f"{metrics['val_masked']['gender_acc']:.4f} wearing "
+            f"{metrics['val_facemask']['wearing_acc']:.4f} ffhq level MAE "
+            f"{metrics['val_ffhq'].get('level_mae', math.nan):.3f}")
+
+    candidates = [n for n in results if VARIANTS[n].loss == "eq15" and VARIANTS[n].head == "joint"]
+    best = max(results[n]["score"] for n in candidates)
+    close = [n for n in candidates if results[n]["score"] >= best - SELECTION_TOLERANCE]
+    chosen = min(close, key=lambda n: (results[n]["macs"], -results[n]["score"]))
+    log(f"chosen: {chosen} (best score {best:.4f}; within {SELECTION_TOLERANCE}: {close})")
+    export = export_onnx(nets[chosen].float(), VARIANTS[chosen], results[chosen]["thresholds"],
+                         args.out / "attributes.onnx", info)
+    record = {
+        "chosen": chosen, "selection": {"best_score": best, "close": close,
+                                        "tolerance": SELECTION_TOLERANCE},
+        "export": export, "variants": results, "history": history,
+        "training": {"steps": step, "samples": samples, "seconds": round(train_seconds, 1),
+                     "total_seconds": round(time.time() - start, 1), "device": device,
+                     "batch": args.batch, "lr": args.lr, "workers": args.workers,
+                     "time_limit": args.time_limit, "step_limit": args.steps,
+                     "torch": torch.__version__,
+                     "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None},
+        "cache": {k: info[k] for k in ("count", "stats", "crop_size", "padding", "command")},
+        "command": "python -m masksegx.training.train_attributes "
+                   + " ".join(os.sys.argv[1:] if argv is None else argv),
+    }
+    (args.out / "attributes_metrics.json").write_text(json.dumps(record, indent=1) + "\n")
+    log(f"wrote {args.out / 'attributes.onnx'} and attributes_metrics.json "
+        f"({time.time() - start:.0f} s total)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

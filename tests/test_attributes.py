@@ -1,0 +1,321 @@
+"""The attribute network's inference API (shipped model, bundled photos, generated arrays), its
+marginals and wearing rule against numpy references, eval-attr on generated data, and the
+training losses (when torch is installed). Never reads ../shared."""
+
+import json
+import math
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+import masksegx
+from masksegx import AttributePredictor, FaceAttributes, predict_attributes
+from masksegx.attributes import (
+    DEFAULT_MODEL,
+    METADATA_KEY,
+    expected_level,
+    gender_marginals,
+    level_marginals,
+    wearing_state,
+)
+from masksegx.cli import main
+from masksegx.detect import ModelNotFoundError
+from masksegx.examples import EXAMPLES
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no shipped attribute model")
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return AttributePredictor()
+
+
+@pytest.fixture(scope="module")
+def photo_faces():
+    """(image, landmarks [N, 5, 2]) of the bundled photos, landmarks from the shipped detector."""
+    faces = []
+    for example in EXAMPLES:
+        image = cv2.imread(example.path)
+        found = masksegx.detect_faces(image)
+        assert len(found) >= 1
+        faces.append((image, found.landmarks))
+    return faces
+
+
+def random_joint(rng, n=7):
+    logits = rng.normal(0, 2, (n, 22))
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+# --- marginals and rule vs numpy references ----------------------------------------------------
+
+
+def test_marginals_match_the_paper_equations(rng):
+    joint = random_joint(rng)
+    # eq. 11-13 with the paper's 1-based indices T_1..T_22.
+    t = {i + 1: joint[:, i] for i in range(22)}
+    female = sum(t[i] for i in range(1, 12))
+    male = sum(t[i] for i in range(12, 23))
+    np.testing.assert_allclose(gender_marginals(joint), np.stack([female, male], 1), rtol=1e-6)
+    levels = np.stack([t[l + 1] + t[l + 12] for l in range(11)], 1)
+    np.testing.assert_allclose(level_marginals(joint), levels, rtol=1e-6)
+    np.testing.assert_allclose(
+        expected_level(levels), (levels * np.arange(11)).sum(1), rtol=1e-6
+    )
+
+
+def test_wearing_rule_boundaries():
+    assert wearing_state(0.49, (0.5, 4.5)) == "none"
+    assert wearing_state(0.5, (0.5, 4.5)) == "incorrect"
+    assert wearing_state(4.49, (0.5, 4.5)) == "incorrect"
+    assert wearing_state(4.5, (0.5, 4.5)) == "correct"
+    assert wearing_state(10.0, (0.5, 4.5)) == "correct"
+    with pytest.raises(ValueError, match="thresholds"):
+        wearing_state(1.0, (5.0, 1.0))
+
+
+def test_attributes_follow_from_the_joint(predictor, rng):
+    for joint in random_joint(rng, 20):
+        face = predictor.attributes(joint)
+        p_female, p_male = joint[:11].sum(), joint[11:].sum()
+        assert face.gender == ("male" if p_male > p_female else "female")
+        assert face.gender_prob == pytest.approx(float(p_male), rel=1e-5)
+        levels = joint[:11] + joint[11:]
+        np.testing.assert_allclose(face.coverage_probs, levels, rtol=1e-6)
+        assert face.coverage == pytest.approx(float(levels @ np.arange(11)), rel=1e-5)
+        assert face.wearing == wearing_state(face.coverage, predictor.wearing_thresholds)
+
+
+# --- the shipped model -------------------------------------------------------------------------
+
+
+def test_shipped_model_metadata(predictor):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(DEFAULT_MODEL), providers=["CPUExecutionProvider"])
+    settings = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    assert settings["input_size"] == predictor.input_size
+    assert session.get_inputs()[0].shape[1:] == [3, predictor.input_size, predictor.input_size]
+    assert session.get_outputs()[0].shape[-1] == 22
+    low, high = predictor.wearing_thresholds
+    assert 0 <= low <= high <= 10
+
+
+def test_photos_give_valid_attributes(predictor, photo_faces):
+    for image, landmarks in photo_faces:
+        faces = predictor(image, landmarks)
+        assert len(faces) == len(landmarks)
+        for face in faces:
+            assert isinstance(face, FaceAttributes)
+            assert face.gender in ("female", "male")
+            assert 0.0 <= face.gender_prob <= 1.0
+            assert face.coverage_probs.shape == (11,) and face.coverage_probs.dtype == np.float32
+            assert face.joint_probs.shape == (22,) and face.joint_probs.dtype == np.float32
+            assert face.joint_probs.sum() == pytest.approx(1.0, abs=1e-4)
+            assert 0.0 <= face.coverage <= 10.0
+            assert face.wearing in ("none", "incorrect", "correct")
+
+
+def test_masked_photos_read_as_masked(predictor, photo_faces):
+    # Both bundled photos show a worn mask: the coverage must be well above an unmasked face's.
+    for image, landmarks in photo_faces:
+        best = predictor(image, landmarks[:1])[0]
+        assert best.coverage > 2.0
+        assert best.wearing != "none"
+
+
+def test_batch_matches_single_faces(predictor, rng):
+    image = rng.integers(0, 256, (160, 200, 3), dtype=np.uint8)
+    base = np.array([[70, 60], [110, 60], [90, 85], [74, 110], [106, 110]], float)
+    batch = np.stack([base + rng.normal(0, 3, base.shape) for _ in range(4)])
+    together = predictor.joint_probs(image, batch)
+    for k in range(4):
+        alone = predictor.joint_probs(image, batch[k])
+        np.testing.assert_allclose(alone[0], together[k], rtol=1e-4, atol=1e-6)
+
+
+def test_predict_attributes_shapes(photo_faces):
+    image, landmarks = photo_faces[0]
+    one = predict_attributes(image, landmarks[0])
+    assert isinstance(one, FaceAttributes)
+    many = predict_attributes(image, landmarks)
+    assert isinstance(many, list) and len(many) == len(landmarks)
+    np.testing.assert_allclose(many[0].joint_probs, one.joint_probs, rtol=1e-4, atol=1e-6)
+    assert predict_attributes(image, np.zeros((0, 5, 2))) == []
+    assert predict_attributes(image, landmarks[0].tolist()).gender == one.gender
+
+
+def test_mirrored_face_keeps_gender_and_coverage(predictor, photo_faces):
+    image, landmarks = photo_faces[0]
+    points = landmarks[0]
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    flipped = points.copy()
+    flipped[:, 0] = image.shape[1] - 1 - flipped[:, 0]
+    flipped = flipped[[1, 0, 2, 4, 3]]  # left/right swap sides
+    a, b = predictor(image, points)[0], predictor(mirrored, flipped)[0]
+    assert abs(a.coverage - b.coverage) < 2.0
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def test_bad_inputs_name_the_argument(predictor):
+    image = np.zeros((50, 50, 3), np.uint8)
+    points = np.array([[15, 20], [35, 20], [25, 28], [18, 38], [32, 38]], float)
+    with pytest.raises(TypeError, match="image"):
+        predictor(image.astype(np.float32), points)
+    with pytest.raises(ValueError, match="image"):
+        predictor(image[:, :, 0], points)
+    with pytest.raises(ValueError, match="landmarks"):
+        predictor(image, points[:4])
+    with pytest.raises(ValueError, match="landmarks"):
+        predictor(image, np.zeros((2, 3, 5, 2)))
+    with pytest.raises(ValueError, match="landmarks"):
+        predictor(image, np.full((5, 2), np.nan))
+    with pytest.raises(TypeError, match="landmarks"):
+        predictor(image, "eyes")
+    with pytest.raises(ValueError, match="landmarks"):
+        predictor(image, np.zeros((5, 2)))  # all points coincide
+    with pytest.raises(TypeError, match="threads"):
+        AttributePredictor(threads="1")
+    with pytest.raises(ValueError, match="threads"):
+        AttributePredictor(threads=0)
+    with pytest.raises(TypeError, match="model"):
+        AttributePredictor(3)
+
+
+def test_missing_and_corrupt_models(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="model"):
+        AttributePredictor(tmp_path / "none.onnx")
+    with pytest.raises(FileNotFoundError):
+        predict_attributes(np.zeros((8, 8, 3), np.uint8), np.zeros((5, 2)),
+                           model=tmp_path / "none.onnx")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not an onnx file")
+    with pytest.raises(ValueError, match="model"):
+        AttributePredictor(corrupt)
+
+
+# --- eval-attr on generated data ---------------------------------------------------------------
+
+
+def write_mtfl(root, count=4):
+    """An MTFL-format list over copies of a bundled photo (landmarks from the detector)."""
+    image = cv2.imread(EXAMPLES[1].path)
+    points = masksegx.detect_faces(image).landmarks[0]
+    (root / "images").mkdir(parents=True)
+    lines = []
+    for k in range(count):
+        cv2.imwrite(str(root / "images" / f"face{k}.jpg"), image)
+        xs, ys = points[:, 0], points[:, 1]
+        values = " ".join(f"{v:.2f}" for v in (*xs, *ys))
+        lines.append(f"face{k}.jpg {values} {1 + k % 2} 1 2 3")
+    (root / "list.txt").write_text("\n".join(lines) + "\n")
+    return root / "list.txt", root / "images"
+
+
+def test_eval_attr_cli_writes_json(tmp_path):
+    annotations, images = write_mtfl(tmp_path / "mtfl", count=10)
+    out = tmp_path / "attr.json"
+    code = main(["eval-attr", "--annotations", str(annotations), "--images", str(images),
+                 "--format", "mtfl", "--json", str(out)])
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert {"gender_acc", "gender_acc_female", "gender_acc_male", "n_images"} <= set(record)
+    assert record["n_images"] == 10
+    # Identical photos, half labelled male, half female: exactly one half is right.
+    assert record["gender_acc"] == pytest.approx(0.5)
+    out_val = tmp_path / "val.json"
+    assert main(["eval-attr", "--annotations", str(annotations), "--images", str(images),
+                 "--format", "mtfl", "--split", "val", "--json", str(out_val)]) == 0
+    assert json.loads(out_val.read_text())["n_images"] == 1
+
+
+def test_eval_attr_utk_names_and_detector(tmp_path):
+    image = cv2.imread(EXAMPLES[1].path)
+    folder = tmp_path / "utk"
+    folder.mkdir()
+    for name in ("30_0_0_20170101000000000.jpg.chip.jpg", "41_1_2_20170101000000001.jpg.chip.jpg",
+                 "5_0_0_20170101000000002.jpg.chip.jpg", "61_3_20170109150557335.jpg.chip.jpg"):
+        cv2.imwrite(str(folder / name), image)
+    out = tmp_path / "utk.json"
+    assert main(["eval-attr", "--annotations", str(folder), "--images", str(folder),
+                 "--format", "utk", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["n_images"] == 2  # under 10 and gender-less names skipped
+    assert record["n_detected"] == 2
+
+
+def test_eval_attr_errors(tmp_path, capsys):
+    code = main(["eval-attr", "--annotations", str(tmp_path / "missing.txt"), "--images",
+                 str(tmp_path), "--format", "mtfl"])
+    assert code == 2
+    assert "eval-attr: error" in capsys.readouterr().err
+
+
+# --- training pieces (torch) -------------------------------------------------------------------
+
+
+def test_losses_match_numpy(rng):
+    torch = pytest.importorskip("torch")
+    from masksegx.training.train_attributes import SIGMA, Variant, losses, total_loss
+
+    joint = random_joint(rng, 6).astype(np.float64)
+    gender = np.array([0, 1, -1, 1, -1, 0])
+    level = np.array([0, 3, 7, -1, -1, 10])
+    set_mask = np.zeros((6, 11), bool)
+    set_mask[4, 5:] = True
+    terms = losses(torch.tensor(np.log(joint), dtype=torch.float32), torch.tensor(gender),
+                   torch.tensor(level), torch.tensor(set_mask))
+    p_gender = np.stack([joint[:, :11].sum(1), joint[:, 11:].sum(1)], 1)
+    p_level = joint[:, :11] + joint[:, 11:]
+    has_g, has_l = gender >= 0, level >= 0
+    ce = -np.log(p_gender[has_g, gender[has_g]]).mean()
+    expected = p_level @ np.arange(11)
+    l1 = np.abs(expected[has_l] - level[has_l]).mean()
+    kls = []
+    for k in np.flatnonzero(has_l):
+        g = np.exp(-0.5 * ((np.arange(11) - level[k]) / SIGMA) ** 2)
+        g /= g.sum()
+        kls.append(np.sum(g * np.log(g / p_level[k])))
+    set_nll = -np.log(p_level[4, 5:].sum())
+    assert float(terms["ce_gender"]) == pytest.approx(ce, rel=1e-4)
+    assert float(terms["l1"]) == pytest.approx(l1, rel=1e-4)
+    assert float(terms["kl"]) == pytest.approx(np.mean(kls), rel=1e-4)
+    assert float(terms["set"]) == pytest.approx(set_nll, rel=1e-4)
+    eq15 = 0.4 * l1 + 0.6 * np.mean(kls) + 2.0 * ce + set_nll
+    assert float(total_loss(terms, Variant("t", x=2.0))) == pytest.approx(eq15, rel=1e-4)
+
+
+def test_separate_heads_give_a_normalised_joint():
+    torch = pytest.importorskip("torch")
+    from masksegx.training.attr_net import AttributeNet
+
+    for head in ("joint", "separate"):
+        net = AttributeNet(0.25, head).eval()
+        with torch.no_grad():
+            out = net(torch.randn(3, 3, 48, 48)).exp()
+        assert out.shape == (3, 22)
+        np.testing.assert_allclose(out.sum(1).numpy(), 1.0, rtol=1e-5)
+
+
+def test_threshold_fit_recovers_a_clean_rule():
+    pytest.importorskip("torch")
+    from masksegx.training.train_attributes import fit_thresholds, wearing_from
+
+    expected = np.array([0.0, 0.2, 0.3, 2.0, 3.0, 3.5, 5.5, 6.0, 7.0])
+    truth = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    low, high = fit_thresholds(expected, truth)
+    assert (wearing_from(expected, (low, high)) == truth).all()
+
+
+def test_utk_names():
+    from masksegx.training.attr_cache import parse_utk_name
+
+    assert parse_utk_name("30_0_0_20170101000000000.jpg.chip.jpg") == (30, 1)
+    assert parse_utk_name("30_1_0_20170101000000000.jpg.chip.jpg") == (30, 0)
+    assert parse_utk_name("61_3_20170109150557335.jpg.chip.jpg") is None
