@@ -124,6 +124,7 @@ class FaceMaskSegmenter:
     threads : intra-op threads of every onnxruntime session (1 = single-threaded).
     priors : :class:`GenderPriors`; the tuned defaults when None.
     spectral_params : :class:`~masksegx.spectral.SpectralParams` for ``method="spectral"``.
+    fused_params : :class:`~masksegx.learned.FusedParams` for ``method="fused"``.
 
     Calling the segmenter does not change it, and its models are safe to run from several
     threads at once: one instance may serve concurrent calls.
@@ -142,6 +143,7 @@ class FaceMaskSegmenter:
         threads: int = 1,
         priors: Optional[GenderPriors] = None,
         spectral_params: Optional[SpectralParams] = None,
+        fused_params: Optional[learned.FusedParams] = None,
     ) -> None:
         self.method = _choice(method, METHODS, "method")
         self.gender_constraint = _choice(gender_constraint, GENDER_CONSTRAINTS, "gender_constraint")
@@ -158,6 +160,7 @@ class FaceMaskSegmenter:
             raise ValueError(f"threads: expected a positive integer, got {threads!r}")
         self.priors = priors or GenderPriors()
         self.spectral_params = spectral_params or SpectralParams()
+        self.fused_params = fused_params or learned.FusedParams()
         self.detector = FaceDetector(
             min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=threads
         )
@@ -201,14 +204,19 @@ class FaceMaskSegmenter:
         if self.coverage_constraint and attr.coverage_probs[0] >= self.no_mask_probability:
             return np.zeros(image.shape[:2], bool)
         prior = self.priors.resolve(attr.gender_prob, self.gender_constraint)
+        # A whole-image face is segmented as a crop: the framing the segmenters were tuned on.
+        whole = self.faces == "whole-image"
         if self.method == "spectral":
             params = dataclasses.replace(
                 self.spectral_params, membership_threshold=prior.membership_threshold
             )
-            return segment_spectral(image, region=_pixel_box(box, image.shape), params=params).mask
+            region = None if whole else _pixel_box(box, image.shape)
+            return segment_spectral(image, region=region, params=params).mask
+        view = None if whole else box
         if self.method == "learned":
-            return self.masknet.segment(image, box, threshold=prior.threshold)
-        return learned.segment_fused(image, box, threshold=prior.threshold, model=self.masknet)
+            return self.masknet.segment(image, view, threshold=prior.threshold)
+        params = dataclasses.replace(self.fused_params, threshold=prior.threshold)
+        return learned.segment_fused(image, view, params=params, model=self.masknet)
 
 
 def _pixel_box(box: np.ndarray, shape) -> tuple:
