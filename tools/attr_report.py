@@ -318,7 +318,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--metrics", type=Path,
                         default=ROOT / "python/masksegx/models/attributes_metrics.json")
-    parser.add_argument("--model", type=Path, default=ROOT / "python/masksegx/models/attributes.onnx")
+    parser.add_argument("--model", type=Path,
+                        default=ROOT / "python/masksegx/models/attributes.onnx")
     parser.add_argument("--evals", type=Path, default=ROOT / "out/attr_eval")
     parser.add_argument("--card", type=Path, default=ROOT / "python/masksegx/models/attributes.md")
     parser.add_argument("--ablations", type=Path, default=ROOT / "docs/attributes_ablations.md")

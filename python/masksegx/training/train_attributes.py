@@ -481,7 +481,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     dataset = TrainSet(crops, meta, train_idx, templates, sizes, args.seed)
     sampler = EndlessWeightedSampler(weights, args.seed)
     loader = DataLoader(dataset, batch_size=args.batch, sampler=sampler,
-                        num_workers=args.workers, worker_init_fn=_worker_init, pin_memory=device.startswith("cuda"),
+                        num_workers=args.workers, worker_init_fn=_worker_init,
+                        pin_memory=device.startswith("cuda"),
                         drop_last=True, persistent_workers=args.workers > 0,
                         prefetch_factor=4 if args.workers > 0 else None)
     nets = {v.name: AttributeNet(v.width, v.head).to(device).to(memory_format=torch.channels_last)
@@ -501,8 +502,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             progress = max(progress, step / args.steps)
         if progress >= 1.0:
             break
-        lr = args.lr * (min(1.0, step / 100) if step < 100 else 0.5 * (1 + math.cos(math.pi * progress)))
-        gender, level, set_mask = (t.to(device, non_blocking=True) for t in (gender, level, set_mask))
+        warm = step / 100
+        lr = args.lr * (warm if step < 100 else 0.5 * (1 + math.cos(math.pi * progress)))
+        gender, level, set_mask = (
+            t.to(device, non_blocking=True) for t in (gender, level, set_mask)
+        )
         inputs = {s: ((im.to(device, non_blocking=True).float() - MEAN) * SCALE).contiguous(
             memory_format=torch.channels_last) for s, im in images.items()}
         for variant in variants:
