@@ -160,7 +160,7 @@ class AttributePredictor:
         return batch
 
     def joint_probs(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """The network's 22 joint probabilities float32 [N, 22] for landmarks [5, 2] or [N, 5, 2]."""
+        """The network's joint probabilities float32 [N, 22] for landmarks [5, 2] / [N, 5, 2]."""
         image = as_image(image)
         points = _as_landmark_batch(landmarks)
         if len(points) == 0:

@@ -194,7 +194,8 @@ class Builder:
         for path in images:
             split = int(path.stem.endswith("1"))
             image = read_image(path)
-            for number, (box, cls) in enumerate(read_voc(root / "annotations" / f"{path.stem}.xml")):
+            objects = read_voc(root / "annotations" / f"{path.stem}.xml")
+            for number, (box, cls) in enumerate(objects):
                 found = facemask_landmarks(self, image, box)
                 if found is None:
                     counts["no_landmarks"] += 1

@@ -53,7 +53,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..attributes import METADATA_KEY, N_LEVELS
 from ..synthesis import apply_mask, coverage_level, estimate_face_box, load_templates, load_textures
@@ -187,6 +187,24 @@ class TrainSet(Dataset):
              for s, im in images.items()},
             int(self.meta["gender"][i]), level, torch.from_numpy(set_mask),
         )
+
+
+class EndlessWeightedSampler(Sampler):
+    """Indices drawn with replacement in proportion to ``weights``, without end (chunks of
+    65536, so nothing large is allocated up front)."""
+
+    def __init__(self, weights: np.ndarray, seed: int) -> None:
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        self.seed = seed
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        while True:
+            yield from torch.multinomial(self.weights, 65536, True, generator=generator).tolist()
+
+
+def _worker_init(_: int) -> None:
+    cv2.setNumThreads(1)
 
 
 def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -440,6 +458,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     start = time.time()
+    # OpenCV's thread pool does not survive fork(): once started in this process, DataLoader
+    # workers block in their first cv2 call. Keep OpenCV serial here (workers are the parallelism).
+    cv2.setNumThreads(1)
     torch.manual_seed(args.seed)
     device = args.device
     names = (list(VARIANTS) if args.variants == "all" else list(MAIN_VARIANTS)
@@ -458,10 +479,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     log("validation sets: " + ", ".join(f"{k} {len(v.gender)}" for k, v in sets.items()))
 
     dataset = TrainSet(crops, meta, train_idx, templates, sizes, args.seed)
-    sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double),
-                                    num_samples=10**8, replacement=True)
+    sampler = EndlessWeightedSampler(weights, args.seed)
     loader = DataLoader(dataset, batch_size=args.batch, sampler=sampler,
-                        num_workers=args.workers, pin_memory=device.startswith("cuda"),
+                        num_workers=args.workers, worker_init_fn=_worker_init,
+                        pin_memory=device.startswith("cuda"),
                         drop_last=True, persistent_workers=args.workers > 0,
                         prefetch_factor=4 if args.workers > 0 else None)
     nets = {v.name: AttributeNet(v.width, v.head).to(device).to(memory_format=torch.channels_last)
@@ -481,8 +502,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             progress = max(progress, step / args.steps)
         if progress >= 1.0:
             break
-        lr = args.lr * (min(1.0, step / 100) if step < 100 else 0.5 * (1 + math.cos(math.pi * progress)))
-        gender, level, set_mask = (t.to(device, non_blocking=True) for t in (gender, level, set_mask))
+        warm = step / 100
+        lr = args.lr * (warm if step < 100 else 0.5 * (1 + math.cos(math.pi * progress)))
+        gender, level, set_mask = (
+            t.to(device, non_blocking=True) for t in (gender, level, set_mask)
+        )
         inputs = {s: ((im.to(device, non_blocking=True).float() - MEAN) * SCALE).contiguous(
             memory_format=torch.channels_last) for s, im in images.items()}
         for variant in variants:

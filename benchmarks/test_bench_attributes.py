@@ -1,0 +1,64 @@
+"""Single-thread latency per face of the attribute network (onnxruntime, one intra-op thread):
+the whole call (alignment + resize + net + marginals) and the net alone, beside the gender-v1
+reference (dlib's 32x32 gender classifier) on the same face.
+
+gender-v1 is not shipped: it is looked up in ``$MASKSEGX_SHARED_DATA/models`` (default: the first
+``shared/data`` found beside the repository or one folder higher) and its cases are skipped when
+it is missing.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import masksegx
+from masksegx.attributes import DEFAULT_MODEL, AttributePredictor
+
+HERE = os.path.dirname(__file__)
+_CANDIDATES = [os.path.join(HERE, *[".."] * up, "shared", "data") for up in (2, 3)]
+SHARED = os.environ.get(
+    "MASKSEGX_SHARED_DATA", next((p for p in _CANDIDATES if os.path.isdir(p)), _CANDIDATES[0])
+)
+GENDER_V1 = os.path.join(SHARED, "models", "gender-v1.onnx")
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no shipped attribute model")
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return AttributePredictor(threads=1)
+
+
+@pytest.fixture
+def face(photo):
+    found = masksegx.detect_faces(photo)
+    if len(found) == 0:
+        pytest.skip("no face found at this size")
+    return photo, found.landmarks[0]
+
+
+def test_attributes_per_face(benchmark, predictor, face):
+    image, landmarks = face
+    benchmark.group = f"attributes per face {image.shape[1]}x{image.shape[0]}"
+    result = benchmark(predictor, image, landmarks)
+    assert len(result) == 1
+
+
+def test_attributes_net_only(benchmark, predictor, face):
+    image, landmarks = face
+    benchmark.group = f"attributes per face {image.shape[1]}x{image.shape[0]}"
+    blob = predictor.preprocess(image, landmarks[None].astype(np.float64))
+    session = predictor._session
+    benchmark(session.run, None, {predictor._input: blob})
+
+
+def test_gender_v1_per_face(benchmark, face):
+    if not os.path.isfile(GENDER_V1):
+        pytest.skip("gender-v1.onnx not found (set MASKSEGX_SHARED_DATA)")
+    from masksegx.eval.attributes import GenderV1
+
+    reference = GenderV1(GENDER_V1, threads=1)
+    image, landmarks = face
+    benchmark.group = f"attributes per face {image.shape[1]}x{image.shape[0]}"
+    benchmark(reference.p_male, image, landmarks)
