@@ -142,7 +142,9 @@ def test_fused_nothing_above_threshold(net, rng):
 
 def test_fused_with_spectral_weight(net, examples):
     image, box = examples[1]
-    check_finds_mask(segment_fused(image, box, params=FusedParams(spectral_weight=0.3), model=net), box)
+    for size in (96, 0):
+        params = FusedParams(spectral_weight=0.3, spectral_size=size)
+        check_finds_mask(segment_fused(image, box, params=params, model=net), box)
 
 
 @pytest.mark.parametrize(
@@ -163,6 +165,7 @@ def test_fused_with_spectral_weight(net, examples):
         (lambda n, im: FusedParams(threshold=-0.1), ValueError, "threshold"),
         (lambda n, im: FusedParams(spectral_weight=2), ValueError, "spectral_weight"),
         (lambda n, im: FusedParams(variance_window=4), ValueError, "variance_window"),
+        (lambda n, im: FusedParams(spectral_size=4), ValueError, "spectral_size"),
     ],
 )
 def test_bad_inputs_name_the_argument(net, call, error, name):

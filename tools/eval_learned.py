@@ -108,8 +108,8 @@ def score(segment, items, boxes=None):
 
 def tune_fused(sets, net):
     """Grid over FusedParams on the validation sets (whole-image framing), best mean mIoU."""
-    grid = {"threshold": (0.4, 0.5, 0.6), "min_area_share": (0.0, 0.1, 0.3), "p1": (8.0, 1e9),
-            "p2": (0.5, 1e9), "spectral_weight": (0.0, 0.2)}
+    grid = {"threshold": (0.4, 0.5, 0.6), "min_area_share": (0.0, 0.1, 0.3), "p1": (8.0, float("inf")),
+            "p2": (0.5, float("inf")), "spectral_weight": (0.0, 0.2, 0.3)}
     probs = {name: [net.probability(image) for image, _ in sets[name]] for name in VALIDATION}
     results = []
     for values in itertools.product(*grid.values()):

@@ -16,7 +16,8 @@ bilinearly.
 
 :func:`segment_fused` combines the net with the spectral pipeline's geometric-weighted
 connectivity analysis (:mod:`masksegx.regions`): the net's probability is the candidate map
-(optionally blended with the spectral pipeline's fuzzy mask membership), thresholded, and its
+(optionally blended with the spectral pipeline's fuzzy mask membership, computed on the view
+shrunk to ``spectral_size``), thresholded, and its
 connected components are filtered by ``Mi <= p1`` and ``Po <= p2`` (eq. 22-24, ``eps`` = mean 5x5
 local variance of NBRI) and by size (components below ``min_area_share`` of the largest one are
 dropped); enclosed holes are filled.
@@ -246,6 +247,9 @@ class FusedParams:
     spectral_weight: float = 0.0
     """Weight of the spectral pipeline's mask membership in the candidate map (0 = the net
     alone, which is fast; > 0 runs the spectral clustering on the view too)."""
+    spectral_size: int = 96
+    """The spectral clustering runs on the view shrunk to at most this side (0 = full size);
+    its membership map is resized back. 96 px costs ~1 ms and scored as full size did."""
     p1: float = 8.0
     """Largest Mi = K^2/area of a kept component (as :class:`masksegx.SpectralParams`)."""
     p2: float = 0.5
@@ -262,6 +266,8 @@ class FusedParams:
             raise ValueError(f"spectral_weight: expected a value in [0, 1], got {self.spectral_weight}")
         if not 0.0 <= self.min_area_share <= 1.0:
             raise ValueError(f"min_area_share: expected a value in [0, 1], got {self.min_area_share}")
+        if self.spectral_size != 0 and self.spectral_size < 16:
+            raise ValueError(f"spectral_size: expected 0 or at least 16, got {self.spectral_size}")
         if self.variance_window < 1 or self.variance_window % 2 == 0:
             raise ValueError("variance_window: expected an odd size >= 1")
 
@@ -280,7 +286,12 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
     if params.spectral_weight > 0 and min(crop.shape[:2]) >= 8:
         from .spectral import segment_spectral
 
-        membership = segment_spectral(crop).membership
+        h, w = crop.shape[:2]
+        scale = params.spectral_size / max(h, w) if params.spectral_size else 1.0
+        small = _resize(crop, (max(8, round(w * scale)), max(8, round(h * scale)))) if scale < 1 else crop
+        membership = segment_spectral(small).membership
+        if membership.shape != (h, w):
+            membership = cv2.resize(membership, (w, h), interpolation=cv2.INTER_LINEAR)
         candidate = (1 - params.spectral_weight) * candidate + params.spectral_weight * membership
     candidates = candidate > params.threshold
     mask = np.zeros(image.shape[:2], bool)
