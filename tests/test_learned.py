@@ -130,7 +130,7 @@ def test_fused_cleans_the_learned_candidates(net, examples):
     fused = segment_fused(image, box, model=net)
     assert fused.dtype == np.bool_ and fused.shape == image.shape[:2]
     assert not (fused & ~fill_holes(learned_mask)).any()  # only removes, and fills holes
-    keep_all = FusedParams(p1=1e9, p2=1e9, min_area_share=0.0, fill_holes=False)
+    keep_all = FusedParams(p1=float("inf"), p2=float("inf"), min_area_share=0.0, fill_holes=False)
     np.testing.assert_array_equal(segment_fused(image, box, params=keep_all, model=net), learned_mask)
 
 
@@ -166,6 +166,7 @@ def test_fused_with_spectral_weight(net, examples):
         (lambda n, im: FusedParams(spectral_weight=2), ValueError, "spectral_weight"),
         (lambda n, im: FusedParams(variance_window=4), ValueError, "variance_window"),
         (lambda n, im: FusedParams(spectral_size=4), ValueError, "spectral_size"),
+        (lambda n, im: FusedParams(p2=0), ValueError, "p2"),
     ],
 )
 def test_bad_inputs_name_the_argument(net, call, error, name):

@@ -46,6 +46,7 @@ SHIPPED_MODEL = MODEL_DIR / "masknet.onnx"
 #: Side of the square view around a face box, in units of the box's larger side.
 BOX_MARGIN = 1.4
 
+_NO_LIMIT = 1e30
 _LOCK = threading.Lock()
 _SESSIONS: dict = {}
 _DEFAULT_NETS: dict = {}
@@ -266,6 +267,9 @@ class FusedParams:
             raise ValueError(f"spectral_weight: expected a value in [0, 1], got {self.spectral_weight}")
         if not 0.0 <= self.min_area_share <= 1.0:
             raise ValueError(f"min_area_share: expected a value in [0, 1], got {self.min_area_share}")
+        for name in ("p1", "p2"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected a threshold > 0 (inf = no test)")
         if self.spectral_size != 0 and self.spectral_size < 16:
             raise ValueError(f"spectral_size: expected 0 or at least 16, got {self.spectral_size}")
         if self.variance_window < 1 or self.variance_window % 2 == 0:
@@ -302,7 +306,8 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
     if np.isfinite(params.p2):
         variance = filters.local_variance(color.nbri(crop), params.variance_window)
     comps = regions.analyze(candidates, variance)
-    kept = regions.geometric_filter(comps, params.p1, params.p2)
+    # regions.geometric_filter wants finite thresholds: inf (= no test) becomes a huge one.
+    kept = regions.geometric_filter(comps, min(params.p1, _NO_LIMIT), min(params.p2, _NO_LIMIT))
     kept &= comps.area >= params.min_area_share * comps.area.max()
     crop_mask = comps.select(kept)
     if params.fill_holes:
