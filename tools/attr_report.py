@@ -203,7 +203,11 @@ def card_markdown(metrics: dict, evals: dict, lat: dict, model: Path, command: s
         f"- Input: `align_face(image, landmarks, {settings['crop_size']}, padding="
         f"{settings['padding']})` (similarity transform of the 5 landmarks onto the ArcFace "
         f"template with a 20 % margin), area-resized to {v['size']}, BGR, "
-        "`(pixel - 127.5) / 128`, NCHW. Output `probs` [N, 22]: female levels 0..10, then male.",
+        "`(pixel - 127.5) / 128`, NCHW. Output `probs` [N, 22]: female levels 0..10, then male"
+        + ("; the graph averages the softmax of the crop and of its mirror image (both "
+           "marginals are mirror-invariant; the latency below includes it). Weights: "
+           "exponential moving average (decay 0.998) of the trained ones."
+           if settings.get("mirror_average") else "."),
         "- Marginals (eq. 11-13): P(female) = sum of outputs 1..11, P(male) = sum of 12..22, "
         "P(level l) = T_l + T_{l+11}; coverage = expected level.",
         f"- Wearing state: **none if expected level < {low}, correct if >= {high}, incorrect "

@@ -30,6 +30,10 @@ else slid down by a uniform amount; level from the synthetic mask), ffhq/real_de
 facemask crops (wearing class). Augmentation: random similarity (rotation +-10 deg, scale
 +-8 %, shift +-4 %), horizontal flip, brightness/contrast, 5 % greyscale.
 
+The scored and exported weights are an exponential moving average of the trained ones (decay
+0.998, warmed up as (1 + step) / (10 + step)); the exported graph averages the joint
+probabilities of the crop and its mirror image (gender and coverage are mirror-invariant).
+
 After training, each variant's wearing thresholds (a, b) are fitted on training predictions
 (facemask training crops, ffhq ``train/``, 2000 unmasked faces) by maximising accuracy over a
 grid, and all variants are scored on the validation crops. The shipped net is the best
@@ -40,6 +44,7 @@ accuracy) among the eq. 15 joint-head variants; a cheaper variant within 0.005 o
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -58,7 +63,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..attributes import METADATA_KEY, N_LEVELS
 from ..synthesis import apply_mask, coverage_level, estimate_face_box, load_templates, load_textures
 from .attr_cache import read_cache
-from .attr_net import AttributeNet, ExportWrapper, count_macs
+from .attr_net import AttributeNet, ExportWrapper, count_macs, mirrored_probs
 
 MEAN, SCALE = 127.5, 1.0 / 128.0
 SIGMA = 1.0
@@ -70,6 +75,8 @@ CORRECT_PROBABILITY = 0.6
 SOURCE_WEIGHTS = {"mtfl": 1.0, "utk": 1.0, "ffhq": 3.0, "real_dev": 3.0, "facemask": 1.0}
 INCORRECT_WEIGHT = 4.0
 SELECTION_TOLERANCE = 0.005
+#: Exponential moving average of the weights (what is scored and exported).
+EMA_DECAY = 0.998
 
 
 @dataclass(frozen=True)
@@ -288,6 +295,14 @@ def losses(log_joint: torch.Tensor, gender, level, set_mask) -> dict:
     }
 
 
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    ema_params, params = list(ema.parameters()), list(net.parameters())
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for ema_buffer, buffer in zip(ema.buffers(), net.buffers()):
+        ema_buffer.copy_(buffer)
+
+
 def total_loss(terms: dict, variant: Variant) -> torch.Tensor:
     if variant.loss == "ce":
         return variant.x * terms["ce_gender"] + terms["ce_level"] + terms["set"]
@@ -302,12 +317,14 @@ def total_loss(terms: dict, variant: Variant) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(net, images: np.ndarray, device: str, batch: int = 1024) -> np.ndarray:
+    """Joint probabilities (mean over the crop and its mirror, as the exported file) [N, 22]."""
+    was_training = net.training
     net.eval()
     out = []
     for start in range(0, len(images), batch):
         x = torch.from_numpy(images[start : start + batch]).to(device).float()
-        out.append(net((x - MEAN) * SCALE).exp().float().cpu().numpy())
-    net.train()
+        out.append(mirrored_probs(net, (x - MEAN) * SCALE).float().cpu().numpy())
+    net.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 2 * N_LEVELS), np.float32)
 
 
@@ -392,7 +409,8 @@ def export_onnx(net: AttributeNet, variant: Variant, thresholds, path: Path, inf
         "crop_size": info["crop_size"], "input_size": size, "padding": info["padding"],
         "mean": MEAN, "scale": SCALE, "channels": "bgr",
         "wearing_thresholds": [float(t) for t in thresholds], "variant": variant.name,
-        "width": variant.width, "head": variant.head, "x": variant.x,
+        "width": variant.width, "head": variant.head, "x": variant.x, "mirror_average": True,
+        "ema_decay": EMA_DECAY,
     }
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(settings)
@@ -489,6 +507,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             for v in variants}
     optims = {n: torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
               for n, net in nets.items()}
+    emas = {n: copy.deepcopy(net).eval() for n, net in nets.items()}
+    for ema in emas.values():
+        ema.requires_grad_(False)
     use_amp = device.startswith("cuda")
     step, samples = 0, 0
     train_start = time.time()
@@ -520,6 +541,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
+            update_ema(emas[variant.name], net, min(EMA_DECAY, (1 + step) / (10 + step)))
             # Running mean kept on the device (no synchronisation per step).
             decay = 0.98 if step else 0.0
             running[variant.name] = decay * running[variant.name] + (1 - decay) * loss.detach()
@@ -528,7 +550,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if time.time() - last_log > args.eval_every:
             last_log = time.time()
             first = variants[0]
-            quick = evaluate(nets[first.name], first, {"val_clean": sets["val_clean"]}, device,
+            quick = evaluate(emas[first.name], first, {"val_clean": sets["val_clean"]}, device,
                              (0.5, 4.5))["val_clean"]
             rate = samples / (time.time() - train_start)
             history.append({"seconds": round(time.time() - train_start, 1), "step": step,
@@ -542,7 +564,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     results = {}
     for variant in variants:
-        net = nets[variant.name]
+        net = emas[variant.name]
         _, _, expected = summarise(predict(net, fit_set.images[variant.size], device))
         keep = fit_set.wearing >= 0
         thresholds = fit_thresholds(expected[keep], fit_set.wearing[keep])
@@ -563,7 +585,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     close = [n for n in candidates if results[n]["score"] >= best - SELECTION_TOLERANCE]
     chosen = min(close, key=lambda n: (results[n]["macs"], -results[n]["score"]))
     log(f"chosen: {chosen} (best score {best:.4f}; within {SELECTION_TOLERANCE}: {close})")
-    export = export_onnx(nets[chosen].float(), VARIANTS[chosen], results[chosen]["thresholds"],
+    export = export_onnx(emas[chosen].float(), VARIANTS[chosen], results[chosen]["thresholds"],
                          args.out / "attributes.onnx", info)
     record = {
         "chosen": chosen, "selection": {"best_score": best, "close": close,
