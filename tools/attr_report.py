@@ -121,6 +121,8 @@ def variant_rows(metrics: dict, names, lat: dict) -> list:
             f"{fmt(m['val_masked'].get('level_mae'), 3)} | {entry['macs'] / 1e6:.1f} | "
             f"{fmt(lat.get(name), 2)} |"
         )
+    if len(rows) == 2:
+        return ["(none of these variants was trained in this run)"]
     return rows
 
 
@@ -190,6 +192,10 @@ def card_markdown(metrics: dict, evals: dict, lat: dict, model: Path, command: s
         "Gender and mask coverage from one trimmed, depthwise-separable VGG-11 (paper §2), used "
         "by `masksegx.AttributePredictor` / `masksegx.predict_attributes`.",
         "",
+        *([("> **Fallback weights:** this file comes from a short CPU training (see Training); "
+            "it makes inference, tests and this report real but is far from the targets. The "
+            "GPU training command in `GPU_COMMANDS.md` replaces it."), ""]
+          if training["device"] == "cpu" else []),
         "## Model",
         "",
         f"- Variant `{metrics['chosen']}`: input {v['size']}x{v['size']}, channel width "
@@ -259,7 +265,10 @@ def card_markdown(metrics: dict, evals: dict, lat: dict, model: Path, command: s
         "steps, cosine decay over the time limit), bf16 autocast on CUDA. Loss (eq. 15): "
         "0.4 L1(expected level - level) + 0.6 KL(Gaussian(level, sigma 1) || P(level)) + "
         "x CE(gender) + set term, each term averaged over the samples that have its label. "
-        f"**x = {v['x']}**, chosen on validation data among 0.5 / 1 / 2 (see the ablations).",
+        + (f"**x = {v['x']}**, chosen on validation data among 0.5 / 1 / 2 (see the ablations)."
+         if all(n in metrics["variants"] for n in ("x0.5", "x1", "x2")) else
+         f"**x = {v['x']}** (this run trained no x alternatives; the GPU command compares "
+         "0.5 / 1 / 2 on validation data)."),
         "",
         "## Results (validation faces, full pipeline from the original images)",
         "",
