@@ -75,6 +75,8 @@ CORRECT_PROBABILITY = 0.6
 SOURCE_WEIGHTS = {"mtfl": 1.0, "utk": 1.0, "ffhq": 3.0, "real_dev": 3.0, "facemask": 1.0}
 INCORRECT_WEIGHT = 4.0
 SELECTION_TOLERANCE = 0.005
+#: AdamW's decoupled weight decay (multiplied by the learning rate each step).
+WEIGHT_DECAY = 0.05
 #: Exponential moving average of the weights (what is scored and exported).
 EMA_DECAY = 0.998
 
@@ -295,6 +297,15 @@ def losses(log_joint: torch.Tensor, gender, level, set_mask) -> dict:
     }
 
 
+def make_optimizer(net: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """AdamW, decoupled weight decay WEIGHT_DECAY on the convolution kernels only (not on
+    BatchNorm scales/shifts or biases)."""
+    decay = [p for p in net.parameters() if p.ndim > 1]
+    plain = [p for p in net.parameters() if p.ndim <= 1]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                              {"params": plain, "weight_decay": 0.0}], lr=lr)
+
+
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
     ema_params, params = list(ema.parameters()), list(net.parameters())
@@ -505,8 +516,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         prefetch_factor=4 if args.workers > 0 else None)
     nets = {v.name: AttributeNet(v.width, v.head).to(device).to(memory_format=torch.channels_last)
             for v in variants}
-    optims = {n: torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
-              for n, net in nets.items()}
+    optims = {n: make_optimizer(net, args.lr) for n, net in nets.items()}
     emas = {n: copy.deepcopy(net).eval() for n, net in nets.items()}
     for ema in emas.values():
         ema.requires_grad_(False)
@@ -591,7 +601,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "chosen": chosen, "selection": {"best_score": best, "close": close,
                                         "tolerance": SELECTION_TOLERANCE},
         "export": export, "variants": results, "history": history,
-        "training": {"steps": step, "samples": samples, "seconds": round(train_seconds, 1),
+        "training": {"steps": step, "samples": samples, "weight_decay": WEIGHT_DECAY, "seconds": round(train_seconds, 1),
                      "total_seconds": round(time.time() - start, 1), "device": device,
                      "batch": args.batch, "lr": args.lr, "workers": args.workers,
                      "time_limit": args.time_limit, "step_limit": args.steps,
