@@ -352,7 +352,10 @@ def test_cache_round_trip(tmp_path):
     info = builder.write(out, "test")
     crops, meta, read_info = read_cache(out)
     assert crops.shape == (40, 32, 32, 3) and read_info == info
-    assert np.abs(crops.astype(int) - np.stack(builder.crops).astype(int)).mean() < 3
+    stored = np.stack(builder.crops).astype(int)
+    error = np.abs(crops.astype(int) - stored).mean(axis=(1, 2, 3))
+    shifted = np.abs(crops.astype(int) - np.roll(stored, 1, axis=0)).mean(axis=(1, 2, 3))
+    assert error.max() < 6 and (error < shifted).all()  # JPEG loss only, tiles in order
     np.testing.assert_array_equal(meta["gender"], np.arange(40) % 2)
     assert meta["split"].sum() == 4 and meta["landmarks"].shape == (40, 5, 2)
     small = load_templates(out / "templates")
