@@ -346,7 +346,8 @@ def test_cache_round_trip(tmp_path):
     image = np.stack([xx * 2, yy * 2, 255 - xx - yy], axis=2).clip(0, 255).astype(np.uint8)
     points = np.array([[35, 50], [65, 50], [50, 65], [38, 80], [62, 80]], float)
     for k in range(40):  # more than one mosaic row
-        builder.add(image, points + k % 3, "mtfl", f"f{k}", k % 10 == 9, gender=k % 2, level=0,
+        shade = np.clip(image.astype(int) - 12 * (k % 7), 0, 255).astype(np.uint8)
+        builder.add(shade, points + k % 3, "mtfl", f"f{k}", k % 10 == 9, gender=k % 2, level=0,
                     wearing=0, synth=True)
     out = tmp_path / "cache"
     info = builder.write(out, "test")
