@@ -57,8 +57,9 @@ def run_evals(data: Path, model: Path, out: Path) -> dict:
     return results
 
 
-def latencies(variants: dict) -> dict:
-    """Median single-thread onnxruntime ms per face for each variant's architecture."""
+def latencies(variants: dict, mirror: bool) -> dict:
+    """Median single-thread onnxruntime ms per face for each variant's architecture (with the
+    mirror average inside the graph when the run exported it that way)."""
     try:
         import onnxruntime
         import torch
@@ -76,7 +77,7 @@ def latencies(variants: dict) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         for name, entry in variants.items():
             v = entry["variant"]
-            net = ExportWrapper(AttributeNet(v["width"], v["head"])).eval()
+            net = ExportWrapper(AttributeNet(v["width"], v["head"]), mirror=mirror).eval()
             path = os.path.join(folder, f"{name}.onnx")
             x = torch.zeros(1, 3, v["size"], v["size"])
             with warnings.catch_warnings():
@@ -344,7 +345,8 @@ def main() -> int:
         evals = {name: json.loads((args.evals / f"{name}.json").read_text()) for name in RUNS}
     else:
         evals = run_evals(args.data, args.model, args.evals)
-    lat = latencies(metrics["variants"])
+    lat = latencies(metrics["variants"],
+                    bool(metrics["export"]["settings"].get("mirror_average", False)))
     command = ("masksegx eval-attr --annotations attr/mtfl_train/annotations.txt --images "
                "attr/mtfl_train/images --format mtfl --split val --reference "
                "models/gender-v1.onnx [--synthetic-mask --templates masktemplates] "
