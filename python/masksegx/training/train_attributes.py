@@ -1,7 +1,18 @@
 """Train the multi-attribute network (gender x mask coverage), export ONNX + metrics.
 
     python -m masksegx.training.train_attributes --cache .data/attr --out DIR \\
-        [--device cuda|cpu] [--time-limit SECONDS] [--steps N] [--variants all|main|NAMES]
+        [--device cuda|cpu] [--time-limit SECONDS] [--steps N] [--variants all|main|NAMES] \\
+        [--data ../shared/data]
+
+One command from the shared data to the shipped model and its card (CPU works, smaller)::
+
+    python -m masksegx.training.train_attributes --data ../shared/data --cache .data/attr \\
+        --out python/masksegx/models --device cpu --variants w0.5 --batch 64 --time-limit 420
+
+(``--data`` builds the cache when missing and, after the export, runs :mod:`.attr_report`:
+evaluation on the validation faces, ``attributes.md`` in ``--out`` and
+``docs/attributes_ablations.md``). On a GPU machine without the shared data, build the cache
+here first (:mod:`.attr_cache`) and carry it.
 
 Reads only the cache (:mod:`.attr_cache`). Several variants train side by side on the *same*
 batches (the data pipeline is the cost; the nets are small), which gives the ablations for free:
@@ -485,7 +496,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="all, main (x0.5,x1,x2) or comma-separated names of VARIANTS")
     parser.add_argument("--eval-every", type=float, default=60.0, help="seconds between logs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path,
+                        help="../shared/data: build the cache first when --cache has none, and "
+                        "after the export evaluate the model and write its card attributes.md "
+                        "into --out (masksegx.training.attr_report); the one-command CPU path")
     args = parser.parse_args(argv)
+    if args.data is not None and not (args.cache / "info.json").is_file():
+        from .attr_cache import main as build_cache
+
+        build_cache(["--data", str(args.data), "--out", str(args.cache)])
     start = time.time()
     # OpenCV's thread pool does not survive fork(): once started in this process, DataLoader
     # workers block in their first cv2 call. Keep OpenCV serial here (workers are the parallelism).
@@ -614,6 +633,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     (args.out / "attributes_metrics.json").write_text(json.dumps(record, indent=1) + "\n")
     log(f"wrote {args.out / 'attributes.onnx'} and attributes_metrics.json "
         f"({time.time() - start:.0f} s total)")
+    if args.data is not None:
+        from .attr_report import main as report
+
+        return report(["--data", str(args.data), "--metrics",
+                       str(args.out / "attributes_metrics.json"), "--model",
+                       str(args.out / "attributes.onnx"), "--card", str(args.out / "attributes.md")])
     return 0
 
 
