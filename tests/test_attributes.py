@@ -362,3 +362,20 @@ def test_cache_round_trip(tmp_path):
     small = load_templates(out / "templates")
     assert small[0].name == "plain" and np.ptp(small[0].anchors[:, 0]) <= 128.5
     assert list(load_textures(out / "templates")) == ["c"]
+
+
+def test_mirror_average(photo_faces):
+    image, landmarks = photo_faces[0]
+    plain = AttributePredictor(mirror=False)
+    averaged = AttributePredictor()
+    if not averaged.mirror_here:
+        pytest.skip("the shipped graph averages the mirror image itself")
+    crop = plain.preprocess(image, landmarks[:1].astype(np.float64))
+    flipped = np.ascontiguousarray(crop[:, :, :, ::-1])
+    direct = plain._session.run(None, {plain._input: crop})[0]
+    mirrored = plain._session.run(None, {plain._input: flipped})[0]
+    np.testing.assert_allclose(averaged.joint_probs(image, landmarks[:1]),
+                               0.5 * (direct + mirrored), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(plain.joint_probs(image, landmarks[:1]), direct, rtol=1e-5)
+    with pytest.raises(TypeError, match="mirror"):
+        AttributePredictor(mirror="yes")
