@@ -1,6 +1,7 @@
 """Single-thread latency per face of the attribute network (onnxruntime, one intra-op thread):
-the whole call (alignment + resize + net + marginals) and the net alone, beside the gender-v1
-reference (dlib's 32x32 gender classifier) on the same face.
+the whole call (alignment + resize + net on the crop and its mirror image + marginals; and with
+``mirror=False``, one pass) and one pass of the net alone, beside the gender-v1 reference (dlib's
+32x32 gender classifier, incl. its chip extraction) on the same face.
 
 gender-v1 is not shipped: it is looked up in ``$MASKSEGX_SHARED_DATA/models`` (default: the first
 ``shared/data`` found beside the repository or one folder higher) and its cases are skipped when
@@ -47,6 +48,13 @@ def test_attributes_per_face(benchmark, predictor, face):
     benchmark.group = f"attributes per face {image.shape[1]}x{image.shape[0]}"
     result = benchmark(predictor, image, landmarks)
     assert len(result) == 1
+
+
+def test_attributes_per_face_single_pass(benchmark, face):
+    image, landmarks = face
+    predictor = AttributePredictor(threads=1, mirror=False)
+    benchmark.group = f"attributes per face {image.shape[1]}x{image.shape[0]}"
+    assert len(benchmark(predictor, image, landmarks)) == 1
 
 
 def test_attributes_net_only(benchmark, predictor, face):
