@@ -20,6 +20,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -171,7 +172,23 @@ def ablation_markdown(metrics: dict, lat: dict) -> str:
     return "\n".join(lines)
 
 
-def card_markdown(metrics: dict, evals: dict, lat: dict, model: Path, command: str) -> str:
+def x_choice(metrics: dict, ablation: dict) -> str:
+    chosen_x = metrics["variants"][metrics["chosen"]]["variant"]["x"]
+    for source, label in ((metrics, "this run"), (ablation, "the all-variant run")):
+        names = [n for n in ("x0.5", "x1", "x2") if n in source["variants"]]
+        if len(names) == 3:
+            scores = ", ".join(f"x = {source['variants'][n]['variant']['x']}: "
+                               f"{source['variants'][n]['score']:.4f}" for n in names)
+            best = max(names, key=lambda n: source["variants"][n]["score"])
+            return (f"**x = {chosen_x}**, chosen on validation data: in {label} the selection "
+                    f"scores were {scores} (best: x = {source['variants'][best]['variant']['x']}"
+                    "; see the ablations).")
+    return f"**x = {chosen_x}** (no run compared x alternatives)."
+
+
+def card_markdown(metrics: dict, evals: dict, lat: dict, model: Path, command: str,
+                  ablation: Optional[dict] = None) -> str:
+    ablation = metrics if ablation is None else ablation
     chosen = metrics["variants"][metrics["chosen"]]
     v = chosen["variant"]
     settings = metrics["export"]["settings"]
@@ -277,6 +294,9 @@ def card_markdown(metrics: dict, evals: dict, lat: dict, model: Path, command: s
         metrics["command"],
         "```",
         "",
+        *([f"(The output files were copied into `python/masksegx/models/`. The ablations and "
+           f"the choice of the leading variants come from the all-variant run `"
+           f"{ablation['command']}`.)", ""] if ablation is not metrics else []),
         f"{training['steps']} steps of batch {training['batch']} ({training['samples']} "
         f"samples) in {training['seconds']} s on {training['device']}"
         f"{' (' + training['gpu'] + ')' if training.get('gpu') else ''}, torch "
@@ -287,10 +307,7 @@ def card_markdown(metrics: dict, evals: dict, lat: dict, model: Path, command: s
         "steps, cosine decay over the time limit), bf16 autocast on CUDA. Loss (eq. 15): "
         "0.4 L1(expected level - level) + 0.6 KL(Gaussian(level, sigma 1) || P(level)) + "
         "x CE(gender) + set term, each term averaged over the samples that have its label. "
-        + (f"**x = {v['x']}**, chosen on validation data among 0.5 / 1 / 2 (see the ablations)."
-         if all(n in metrics["variants"] for n in ("x0.5", "x1", "x2")) else
-         f"**x = {v['x']}** (this run trained no x alternatives; the GPU command compares "
-         "0.5 / 1 / 2 on validation data)."),
+        + x_choice(metrics, ablation),
         "",
         "## Results (validation faces, full pipeline from the original images)",
         "",
@@ -403,7 +420,8 @@ def main(argv=None) -> int:
                "models/gender-v1.onnx [--synthetic-mask --templates masktemplates] "
                "[--facemask det/facemask --models-dir models]` and the same with `--format utk "
                "--annotations attr/utkface --images attr/utkface")
-    args.card.write_text(card_markdown(metrics, evals, lat, args.model, command))
+    args.card.write_text(card_markdown(metrics, evals, lat, args.model, command,
+                                       ablation if args.ablation_metrics else None))
     args.ablations.parent.mkdir(parents=True, exist_ok=True)
     args.ablations.write_text(ablation_markdown(ablation, lat))
     (args.evals / "summary.json").write_text(json.dumps(
