@@ -319,3 +319,63 @@ def test_utk_names():
     assert parse_utk_name("30_0_0_20170101000000000.jpg.chip.jpg") == (30, 1)
     assert parse_utk_name("30_1_0_20170101000000000.jpg.chip.jpg") == (30, 0)
     assert parse_utk_name("61_3_20170109150557335.jpg.chip.jpg") is None
+
+
+def test_cache_round_trip(tmp_path):
+    """attr_cache writes mosaics + labels + downscaled templates that read_cache and the
+    synthesis module read back (fake MaskTheFace folder, generated crops)."""
+    from masksegx.synthesis import load_templates, load_textures
+    from masksegx.training.attr_cache import Builder, read_cache
+
+    source = tmp_path / "shared"
+    (source / "masktemplates/masks/templates").mkdir(parents=True)
+    (source / "masktemplates/masks/textures/check").mkdir(parents=True)
+    template = np.zeros((300, 400, 4), np.uint8)
+    template[50:250, 50:350] = (200, 150, 100, 255)
+    cv2.imwrite(str(source / "masktemplates/masks/templates/plain.png"), template)
+    cv2.imwrite(str(source / "masktemplates/masks/textures/check/c.png"),
+                np.full((300, 300, 3), 90, np.uint8))
+    (source / "masktemplates/masks/masks.cfg").write_text(
+        "[plain]\ntemplate: masks/templates/plain.png\nmask_a: 50, 100\nmask_b: 200, 50\n"
+        "mask_c: 350, 100\nmask_d: 80, 220\nmask_e: 200, 250\nmask_f: 320, 220\n"
+    )
+    builder = Builder.__new__(Builder)  # no reference detector needed to write
+    builder.data, builder.limit, builder.crop_size, builder.quality = source, None, 32, 95
+    builder.rows, builder.crops, builder.stats = [], [], {}
+    yy, xx = np.mgrid[0:120, 0:100]
+    image = np.stack([xx * 2, yy * 2, 255 - xx - yy], axis=2).clip(0, 255).astype(np.uint8)
+    points = np.array([[35, 50], [65, 50], [50, 65], [38, 80], [62, 80]], float)
+    for k in range(40):  # more than one mosaic row
+        shade = np.clip(image.astype(int) - 12 * (k % 7), 0, 255).astype(np.uint8)
+        builder.add(shade, points + k % 3, "mtfl", f"f{k}", k % 10 == 9, gender=k % 2, level=0,
+                    wearing=0, synth=True)
+    out = tmp_path / "cache"
+    info = builder.write(out, "test")
+    crops, meta, read_info = read_cache(out)
+    assert crops.shape == (40, 32, 32, 3) and read_info == info
+    stored = np.stack(builder.crops).astype(int)
+    error = np.abs(crops.astype(int) - stored).mean(axis=(1, 2, 3))
+    shifted = np.abs(crops.astype(int) - np.roll(stored, 1, axis=0)).mean(axis=(1, 2, 3))
+    assert error.max() < 6 and (error < shifted).all()  # JPEG loss only, tiles in order
+    np.testing.assert_array_equal(meta["gender"], np.arange(40) % 2)
+    assert meta["split"].sum() == 4 and meta["landmarks"].shape == (40, 5, 2)
+    small = load_templates(out / "templates")
+    assert small[0].name == "plain" and np.ptp(small[0].anchors[:, 0]) <= 128.5
+    assert list(load_textures(out / "templates")) == ["c"]
+
+
+def test_mirror_average(photo_faces):
+    image, landmarks = photo_faces[0]
+    plain = AttributePredictor(mirror=False)
+    averaged = AttributePredictor()
+    if not averaged.mirror_here:
+        pytest.skip("the shipped graph averages the mirror image itself")
+    crop = plain.preprocess(image, landmarks[:1].astype(np.float64))
+    flipped = np.ascontiguousarray(crop[:, :, :, ::-1])
+    direct = plain._session.run(None, {plain._input: crop})[0]
+    mirrored = plain._session.run(None, {plain._input: flipped})[0]
+    np.testing.assert_allclose(averaged.joint_probs(image, landmarks[:1]),
+                               0.5 * (direct + mirrored), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(plain.joint_probs(image, landmarks[:1]), direct, rtol=1e-5)
+    with pytest.raises(TypeError, match="mirror"):
+        AttributePredictor(mirror="yes")

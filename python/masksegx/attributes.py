@@ -119,6 +119,10 @@ class AttributePredictor:
     model : path of an attribute ``.onnx`` file, or None for the shipped
         ``models/attributes.onnx``.
     threads : onnxruntime intra-op threads (>= 1; 1 = single-threaded, the benchmark setting).
+    mirror : average the joint probabilities of each aligned crop and its mirror image (gender
+        and coverage do not change under a horizontal flip; costs a second pass of the net).
+        Files exported with ``mirror_average`` in their metadata do this inside the graph and
+        always average; for the others it is done here unless ``mirror=False``.
 
     ``predictor(image, landmarks)`` takes a uint8 BGR image [H, W, 3] and the 5 landmarks of one
     face [5, 2] or of several [N, 5, 2] (left eye, right eye, nose tip, left and right mouth corner,
@@ -128,7 +132,9 @@ class AttributePredictor:
     ValueError for a file onnxruntime cannot load or whose output is not [N, 22].
     """
 
-    def __init__(self, model: Optional[PathLike] = None, *, threads: int = 1) -> None:
+    def __init__(
+        self, model: Optional[PathLike] = None, *, threads: int = 1, mirror: bool = True
+    ) -> None:
         if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
             raise TypeError(f"threads: expected an int, got {type(threads).__name__}")
         if threads < 1:
@@ -140,6 +146,10 @@ class AttributePredictor:
         self.input_size = int(self.settings["input_size"])
         self.padding = float(self.settings["padding"])
         self.wearing_thresholds = _thresholds(self.settings["wearing_thresholds"])
+        if not isinstance(mirror, (bool, np.bool_)):
+            raise TypeError(f"mirror: expected a bool, got {type(mirror).__name__}")
+        #: Whether this object runs the mirrored crops (False when the graph does it itself).
+        self.mirror_here = bool(mirror) and not self.settings.get("mirror_average", False)
 
     def preprocess(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Network input float32 [N, 3, S, S] for landmarks [N, 5, 2] (validated by the caller)."""
@@ -165,7 +175,13 @@ class AttributePredictor:
         points = _as_landmark_batch(landmarks)
         if len(points) == 0:
             return np.zeros((0, N_JOINT), np.float32)
-        out = self._session.run(None, {self._input: self.preprocess(image, points)})[0]
+        batch = self.preprocess(image, points)
+        if self.mirror_here:
+            both = np.ascontiguousarray(np.concatenate([batch, batch[:, :, :, ::-1]]))
+            out = self._session.run(None, {self._input: both})[0]
+            out = 0.5 * (out[: len(batch)] + out[len(batch) :])
+        else:
+            out = self._session.run(None, {self._input: batch})[0]
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> List[FaceAttributes]:

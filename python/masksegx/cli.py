@@ -245,6 +245,8 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="put a synthetic mask (worn correctly) on each face first")
     attr.add_argument("--templates", help="MaskTheFace template folder (with --synthetic-mask)")
     attr.add_argument("--model", help="attribute .onnx (default: the shipped model)")
+    attr.add_argument("--no-mirror", action="store_true",
+                      help="one pass per face (default: average the crop and its mirror image)")
     attr.add_argument("--reference", metavar="gender-v1.onnx",
                       help="also score the gender-v1 reference on the same faces")
     attr.add_argument("--facemask", metavar="DIR",
@@ -524,7 +526,7 @@ def _eval_attr(args: argparse.Namespace) -> int:
     )
 
     try:
-        predictor = AttributePredictor(args.model, threads=1)
+        predictor = AttributePredictor(args.model, threads=1, mirror=not args.no_mirror)
         items = gender_items(args.annotations, args.images, args.format, args.split)
         if args.limit is not None:
             items = items[: args.limit]
@@ -562,7 +564,7 @@ def _eval_attr(args: argparse.Namespace) -> int:
               f"({wearing['n_missed']} without landmarks)")
     if args.json:
         record = {"format": args.format, "split": args.split,
-                  "synthetic_mask": bool(args.synthetic_mask),
+                  "synthetic_mask": bool(args.synthetic_mask), "mirror": not args.no_mirror,
                   "model": predictor.model_path, **summary}
         _write_json(args.json, record)
     return 0

@@ -67,15 +67,25 @@ class AttributeNet(nn.Module):
         return (gender[:, :, None] + level[:, None, :]).flatten(1)
 
 
-class ExportWrapper(nn.Module):
-    """Float32 NCHW input -> softmax probabilities [N, 22] (what the ONNX file computes)."""
+def mirrored_probs(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Joint probabilities averaged over the input and its mirror image (gender and coverage
+    do not change under a horizontal flip): the test-time rule of the shipped model."""
+    both = torch.cat([x, torch.flip(x, dims=[3])])
+    probs = torch.exp(net(both))
+    return 0.5 * (probs[: x.shape[0]] + probs[x.shape[0]:])
 
-    def __init__(self, net: AttributeNet) -> None:
+
+class ExportWrapper(nn.Module):
+    """Float32 NCHW input -> softmax probabilities [N, 22] (what the ONNX file computes), the
+    mean over the input and its mirror image when ``mirror``."""
+
+    def __init__(self, net: AttributeNet, mirror: bool = True) -> None:
         super().__init__()
         self.net = net
+        self.mirror = mirror
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.exp(self.net(x))
+        return mirrored_probs(self.net, x) if self.mirror else torch.exp(self.net(x))
 
 
 def count_macs(width: float, size: int) -> tuple[int, int]:

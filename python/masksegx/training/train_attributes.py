@@ -1,7 +1,18 @@
 """Train the multi-attribute network (gender x mask coverage), export ONNX + metrics.
 
     python -m masksegx.training.train_attributes --cache .data/attr --out DIR \\
-        [--device cuda|cpu] [--time-limit SECONDS] [--steps N] [--variants all|main|NAMES]
+        [--device cuda|cpu] [--time-limit SECONDS] [--steps N] [--variants all|main|NAMES] \\
+        [--data ../shared/data]
+
+One command from the shared data to the shipped model and its card (CPU works, smaller)::
+
+    python -m masksegx.training.train_attributes --data ../shared/data --cache .data/attr \\
+        --out python/masksegx/models --device cpu --variants w0.5 --batch 64 --time-limit 420
+
+(``--data`` builds the cache when missing and, after the export, runs :mod:`.attr_report`:
+evaluation on the validation faces, ``attributes.md`` in ``--out`` and
+``docs/attributes_ablations.md``). On a GPU machine without the shared data, build the cache
+here first (:mod:`.attr_cache`) and carry it.
 
 Reads only the cache (:mod:`.attr_cache`). Several variants train side by side on the *same*
 batches (the data pipeline is the cost; the nets are small), which gives the ablations for free:
@@ -30,6 +41,10 @@ else slid down by a uniform amount; level from the synthetic mask), ffhq/real_de
 facemask crops (wearing class). Augmentation: random similarity (rotation +-10 deg, scale
 +-8 %, shift +-4 %), horizontal flip, brightness/contrast, 5 % greyscale.
 
+The scored and exported weights are an exponential moving average of the trained ones (decay
+0.998, warmed up as (1 + step) / (10 + step)); the exported graph averages the joint
+probabilities of the crop and its mirror image (gender and coverage are mirror-invariant).
+
 After training, each variant's wearing thresholds (a, b) are fitted on training predictions
 (facemask training crops, ffhq ``train/``, 2000 unmasked faces) by maximising accuracy over a
 grid, and all variants are scored on the validation crops. The shipped net is the best
@@ -40,6 +55,7 @@ accuracy) among the eq. 15 joint-head variants; a cheaper variant within 0.005 o
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -58,7 +74,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..attributes import METADATA_KEY, N_LEVELS
 from ..synthesis import apply_mask, coverage_level, estimate_face_box, load_templates, load_textures
 from .attr_cache import read_cache
-from .attr_net import AttributeNet, ExportWrapper, count_macs
+from .attr_net import AttributeNet, ExportWrapper, count_macs, mirrored_probs
 
 MEAN, SCALE = 127.5, 1.0 / 128.0
 SIGMA = 1.0
@@ -70,6 +86,10 @@ CORRECT_PROBABILITY = 0.6
 SOURCE_WEIGHTS = {"mtfl": 1.0, "utk": 1.0, "ffhq": 3.0, "real_dev": 3.0, "facemask": 1.0}
 INCORRECT_WEIGHT = 4.0
 SELECTION_TOLERANCE = 0.005
+#: AdamW's decoupled weight decay (multiplied by the learning rate each step).
+WEIGHT_DECAY = 0.05
+#: Exponential moving average of the weights (what is scored and exported).
+EMA_DECAY = 0.998
 
 
 @dataclass(frozen=True)
@@ -288,6 +308,23 @@ def losses(log_joint: torch.Tensor, gender, level, set_mask) -> dict:
     }
 
 
+def make_optimizer(net: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """AdamW, decoupled weight decay WEIGHT_DECAY on the convolution kernels only (not on
+    BatchNorm scales/shifts or biases)."""
+    decay = [p for p in net.parameters() if p.ndim > 1]
+    plain = [p for p in net.parameters() if p.ndim <= 1]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                              {"params": plain, "weight_decay": 0.0}], lr=lr)
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    ema_params, params = list(ema.parameters()), list(net.parameters())
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for ema_buffer, buffer in zip(ema.buffers(), net.buffers()):
+        ema_buffer.copy_(buffer)
+
+
 def total_loss(terms: dict, variant: Variant) -> torch.Tensor:
     if variant.loss == "ce":
         return variant.x * terms["ce_gender"] + terms["ce_level"] + terms["set"]
@@ -302,12 +339,14 @@ def total_loss(terms: dict, variant: Variant) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(net, images: np.ndarray, device: str, batch: int = 1024) -> np.ndarray:
+    """Joint probabilities (mean over the crop and its mirror, as the exported file) [N, 22]."""
+    was_training = net.training
     net.eval()
     out = []
     for start in range(0, len(images), batch):
         x = torch.from_numpy(images[start : start + batch]).to(device).float()
-        out.append(net((x - MEAN) * SCALE).exp().float().cpu().numpy())
-    net.train()
+        out.append(mirrored_probs(net, (x - MEAN) * SCALE).float().cpu().numpy())
+    net.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 2 * N_LEVELS), np.float32)
 
 
@@ -392,7 +431,8 @@ def export_onnx(net: AttributeNet, variant: Variant, thresholds, path: Path, inf
         "crop_size": info["crop_size"], "input_size": size, "padding": info["padding"],
         "mean": MEAN, "scale": SCALE, "channels": "bgr",
         "wearing_thresholds": [float(t) for t in thresholds], "variant": variant.name,
-        "width": variant.width, "head": variant.head, "x": variant.x,
+        "width": variant.width, "head": variant.head, "x": variant.x, "mirror_average": True,
+        "ema_decay": EMA_DECAY,
     }
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(settings)
@@ -456,7 +496,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="all, main (x0.5,x1,x2) or comma-separated names of VARIANTS")
     parser.add_argument("--eval-every", type=float, default=60.0, help="seconds between logs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path,
+                        help="../shared/data: build the cache first when --cache has none, and "
+                        "after the export evaluate the model and write its card attributes.md "
+                        "into --out (masksegx.training.attr_report); the one-command CPU path")
     args = parser.parse_args(argv)
+    if args.data is not None and not (args.cache / "info.json").is_file():
+        from .attr_cache import main as build_cache
+
+        build_cache(["--data", str(args.data), "--out", str(args.cache)])
     start = time.time()
     # OpenCV's thread pool does not survive fork(): once started in this process, DataLoader
     # workers block in their first cv2 call. Keep OpenCV serial here (workers are the parallelism).
@@ -487,8 +535,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                         prefetch_factor=4 if args.workers > 0 else None)
     nets = {v.name: AttributeNet(v.width, v.head).to(device).to(memory_format=torch.channels_last)
             for v in variants}
-    optims = {n: torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
-              for n, net in nets.items()}
+    optims = {n: make_optimizer(net, args.lr) for n, net in nets.items()}
+    emas = {n: copy.deepcopy(net).eval() for n, net in nets.items()}
+    for ema in emas.values():
+        ema.requires_grad_(False)
     use_amp = device.startswith("cuda")
     step, samples = 0, 0
     train_start = time.time()
@@ -520,6 +570,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
+            update_ema(emas[variant.name], net, min(EMA_DECAY, (1 + step) / (10 + step)))
             # Running mean kept on the device (no synchronisation per step).
             decay = 0.98 if step else 0.0
             running[variant.name] = decay * running[variant.name] + (1 - decay) * loss.detach()
@@ -528,7 +579,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if time.time() - last_log > args.eval_every:
             last_log = time.time()
             first = variants[0]
-            quick = evaluate(nets[first.name], first, {"val_clean": sets["val_clean"]}, device,
+            quick = evaluate(emas[first.name], first, {"val_clean": sets["val_clean"]}, device,
                              (0.5, 4.5))["val_clean"]
             rate = samples / (time.time() - train_start)
             history.append({"seconds": round(time.time() - train_start, 1), "step": step,
@@ -542,7 +593,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     results = {}
     for variant in variants:
-        net = nets[variant.name]
+        net = emas[variant.name]
         _, _, expected = summarise(predict(net, fit_set.images[variant.size], device))
         keep = fit_set.wearing >= 0
         thresholds = fit_thresholds(expected[keep], fit_set.wearing[keep])
@@ -563,13 +614,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     close = [n for n in candidates if results[n]["score"] >= best - SELECTION_TOLERANCE]
     chosen = min(close, key=lambda n: (results[n]["macs"], -results[n]["score"]))
     log(f"chosen: {chosen} (best score {best:.4f}; within {SELECTION_TOLERANCE}: {close})")
-    export = export_onnx(nets[chosen].float(), VARIANTS[chosen], results[chosen]["thresholds"],
+    export = export_onnx(emas[chosen].float(), VARIANTS[chosen], results[chosen]["thresholds"],
                          args.out / "attributes.onnx", info)
     record = {
         "chosen": chosen, "selection": {"best_score": best, "close": close,
                                         "tolerance": SELECTION_TOLERANCE},
         "export": export, "variants": results, "history": history,
-        "training": {"steps": step, "samples": samples, "seconds": round(train_seconds, 1),
+        "training": {"steps": step, "samples": samples, "weight_decay": WEIGHT_DECAY, "seconds": round(train_seconds, 1),
                      "total_seconds": round(time.time() - start, 1), "device": device,
                      "batch": args.batch, "lr": args.lr, "workers": args.workers,
                      "time_limit": args.time_limit, "step_limit": args.steps,
@@ -582,6 +633,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     (args.out / "attributes_metrics.json").write_text(json.dumps(record, indent=1) + "\n")
     log(f"wrote {args.out / 'attributes.onnx'} and attributes_metrics.json "
         f"({time.time() - start:.0f} s total)")
+    if args.data is not None:
+        from .attr_report import main as report
+
+        return report(["--data", str(args.data), "--metrics",
+                       str(args.out / "attributes_metrics.json"), "--model",
+                       str(args.out / "attributes.onnx"), "--card", str(args.out / "attributes.md")])
     return 0
 
 
