@@ -88,7 +88,7 @@ class GenderPriors:
     """
 
     female: SegmentationPrior = SegmentationPrior(0.5, 0.4)
-    male: SegmentationPrior = SegmentationPrior(0.5, 0.4)
+    male: SegmentationPrior = SegmentationPrior(0.45, 0.45)
     neutral: SegmentationPrior = SegmentationPrior(0.5, 0.4)
     confidence: float = 0.8
 
