@@ -275,7 +275,7 @@ def _add_segmenter_arguments(command: argparse.ArgumentParser) -> None:
 
     command.add_argument("--method", choices=METHODS, default="fused", help="default: fused")
     command.add_argument(
-        "--gender-constraint", choices=GENDER_CONSTRAINTS, default="soft", help="default: soft"
+        "--gender-constraint", choices=GENDER_CONSTRAINTS, default="none", help="default: none"
     )
     command.add_argument(
         "--faces", choices=FACE_MODES, default="detect",
