@@ -241,21 +241,27 @@ def segment_learned(image: np.ndarray, box: Optional[Box] = None, *, threshold: 
 
 @dataclass(frozen=True)
 class FusedParams:
-    """Settings of :func:`segment_fused` (defaults chosen on the validation sets, see the card)."""
+    """Settings of :func:`segment_fused`.
+
+    Defaults: the best mean whole-image mIoU on the validation sets (real_dev_val, ffhq_val) in
+    the grid of ``tools/eval_learned.py --tune-fused`` (threshold 0.4/0.5/0.6, spectral_weight
+    0/0.2/0.3, p1 8/inf, p2 0.5/inf, min_area_share 0/0.1/0.3), ties broken towards the
+    spectral pipeline's p1 and the cheaper p2 = inf. See ``models/masknet.md``."""
 
     threshold: float = 0.5
     """Candidates: fused probability above this."""
-    spectral_weight: float = 0.0
+    spectral_weight: float = 0.3
     """Weight of the spectral pipeline's mask membership in the candidate map (0 = the net
-    alone, which is fast; > 0 runs the spectral clustering on the view too)."""
+    alone, ~1 ms faster per face; > 0 runs the spectral clustering on the shrunk view)."""
     spectral_size: int = 96
     """The spectral clustering runs on the view shrunk to at most this side (0 = full size);
     its membership map is resized back. 96 px costs ~1 ms and scored as full size did."""
     p1: float = 8.0
     """Largest Mi = K^2/area of a kept component (as :class:`masksegx.SpectralParams`)."""
-    p2: float = 0.5
-    """Largest Po = (X_max/area) * eps of a kept component (``inf`` skips the test and the
-    NBRI variance it needs)."""
+    p2: float = float("inf")
+    """Largest Po = (X_max/area) * eps of a kept component (``inf``, the default, skips the
+    test and the NBRI variance it needs: 0.5 as in the spectral pipeline scored the same on
+    validation)."""
     min_area_share: float = 0.1
     """Components smaller than this share of the largest one are dropped."""
     variance_window: int = 5
