@@ -128,6 +128,12 @@ def view_square(box: Tuple[float, float, float, float], margin: float = BOX_MARG
     return x0, y0, side
 
 
+def _unit(prob: np.ndarray) -> np.ndarray:
+    """Cap at 1 (bilinear/area resampling of a sigmoid output can overshoot 1 by rounding;
+    it cannot go below 0): a contiguous float32 copy."""
+    return cv2.threshold(np.ascontiguousarray(prob), 1.0, 1.0, cv2.THRESH_TRUNC)[1]
+
+
 def _resize(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     """Area interpolation when shrinking, bilinear when enlarging; size = (width, height).
 
@@ -181,18 +187,27 @@ class MaskNet:
         h, w = image.shape[:2]
         s = self.input_size
         if box is None:
-            prob = _resize(self._run(_resize(image, (s, s))), (w, h))
-            return np.clip(prob, 0.0, 1.0, out=prob), (0, 0, w, h)
+            return _unit(_resize(self._run(_resize(image, (s, s))), (w, h))), (0, 0, w, h)
         x0, y0, side = view_square(_check_box(box, (h, w)))
-        # The part of the square inside the image, and the replicated border around it.
+        # The part of the square inside the image.
         ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-        crop = image[iy0:iy1, ix0:ix1]
-        pads = (iy0 - y0, y0 + side - iy1, ix0 - x0, x0 + side - ix1)
-        if any(pads):
-            crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE)
-        prob = _resize(self._run(_resize(crop, (s, s))), (side, side))
-        prob = prob[pads[0] : pads[0] + iy1 - iy0, pads[2] : pads[2] + ix1 - ix0]
-        return np.clip(prob, 0.0, 1.0), (ix0, iy0, ix1, iy1)
+        if side > 2 * s:
+            # One bilinear warp to twice the net size (replicating the border outside the
+            # image, no padded copy of the large view), then an exact 2x2 area step.
+            k = 2 * s / side
+            matrix = np.array([[k, 0.0, 0.5 * k - 0.5 - k * x0], [0.0, k, 0.5 * k - 0.5 - k * y0]])
+            view = cv2.warpAffine(image, matrix, (2 * s, 2 * s), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+            view = cv2.resize(view, (s, s), interpolation=cv2.INTER_AREA)
+        else:
+            view = image[iy0:iy1, ix0:ix1]
+            pads = (iy0 - y0, y0 + side - iy1, ix0 - x0, x0 + side - ix1)
+            if any(pads):  # replicate the border pixels outside the image
+                view = cv2.copyMakeBorder(view, *pads, cv2.BORDER_REPLICATE)
+            view = _resize(view, (s, s))
+        prob = _resize(self._run(view), (side, side))
+        prob = prob[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
+        return _unit(prob), (ix0, iy0, ix1, iy1)
 
     def probability(self, image: np.ndarray, box: Optional[Box] = None) -> np.ndarray:
         """float32 HxW in [0, 1]: probability that a pixel is the worn face mask.
@@ -292,17 +307,18 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
         raise TypeError(f"params: expected FusedParams or None, got {type(params).__name__}")
     image = as_image(image)
     candidate, (x0, y0, x1, y1) = _net(model).view_probability(image, box)
-    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-    if params.spectral_weight > 0 and min(crop.shape[:2]) >= 8:
+    crop = image[y0:y1, x0:x1]
+    h, w = crop.shape[:2]
+    if params.spectral_weight > 0 and min(h, w) >= 8:
         from .spectral import segment_spectral
 
-        h, w = crop.shape[:2]
         scale = params.spectral_size / max(h, w) if params.spectral_size else 1.0
         small = _resize(crop, (max(8, round(w * scale)), max(8, round(h * scale)))) if scale < 1 else crop
-        membership = segment_spectral(small).membership
+        membership = segment_spectral(np.ascontiguousarray(small)).membership
         if membership.shape != (h, w):
             membership = cv2.resize(membership, (w, h), interpolation=cv2.INTER_LINEAR)
-        candidate = (1 - params.spectral_weight) * candidate + params.spectral_weight * membership
+        candidate = cv2.addWeighted(candidate, 1 - params.spectral_weight, membership,
+                                    params.spectral_weight, 0.0)
     candidates = candidate > params.threshold
     mask = np.zeros(image.shape[:2], bool)
     if not candidates.any():
@@ -310,12 +326,12 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
     # eps (NBRI texture) only matters for the Po test: skip its cost when p2 is infinite.
     variance = None
     if np.isfinite(params.p2):
-        variance = filters.local_variance(color.nbri(crop), params.variance_window)
+        variance = filters.local_variance(color.nbri(np.ascontiguousarray(crop)), params.variance_window)
     comps = regions.analyze(candidates, variance)
     # regions.geometric_filter wants finite thresholds: inf (= no test) becomes a huge one.
     kept = regions.geometric_filter(comps, min(params.p1, _NO_LIMIT), min(params.p2, _NO_LIMIT))
     kept &= comps.area >= params.min_area_share * comps.area.max()
-    crop_mask = comps.select(kept)
+    crop_mask = candidates if kept.all() else comps.select(kept)
     if params.fill_holes:
         crop_mask = regions.fill_holes(crop_mask)
     mask[y0:y1, x0:x1] = crop_mask
