@@ -20,7 +20,7 @@ connectivity analysis (:mod:`masksegx.regions`): the net's probability is the ca
 shrunk to ``spectral_size``), thresholded, and its
 connected components are filtered by ``Mi <= p1`` and ``Po <= p2`` (eq. 22-24, ``eps`` = mean 5x5
 local variance of NBRI) and by size (components below ``min_area_share`` of the largest one are
-dropped); enclosed holes are filled.
+dropped), the largest component always being kept; enclosed holes are filled.
 """
 
 from __future__ import annotations
@@ -331,6 +331,10 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
     # regions.geometric_filter wants finite thresholds: inf (= no test) becomes a huge one.
     kept = regions.geometric_filter(comps, min(params.p1, _NO_LIMIT), min(params.p2, _NO_LIMIT))
     kept &= comps.area >= params.min_area_share * comps.area.max()
+    # The largest component always stays: the shape tests prune fragments beside the net's
+    # main answer, never the answer itself (a mask pulled under the chin is a thin band with
+    # Mi > p1; with p1 = 8 it vanished on one ffhq_test image, iwm_07049).
+    kept[int(np.argmax(comps.area))] = True
     crop_mask = candidates if kept.all() else comps.select(kept)
     if params.fill_holes:
         crop_mask = regions.fill_holes(crop_mask)
