@@ -14,13 +14,15 @@ Resizing: area interpolation when shrinking (by more than 2x: bilinear to twice 
 then an exact 2x2 area step), bilinear when enlarging; the probability map is resized back
 bilinearly.
 
-:func:`segment_fused` combines the net with the spectral pipeline's geometric-weighted
-connectivity analysis (:mod:`masksegx.regions`): the net's probability is the candidate map
-(optionally blended with the spectral pipeline's fuzzy mask membership, computed on the view
-shrunk to ``spectral_size``), thresholded, and its
-connected components are filtered by ``Mi <= p1`` and ``Po <= p2`` (eq. 22-24, ``eps`` = mean 5x5
-local variance of NBRI) and by size (components below ``min_area_share`` of the largest one are
-dropped), the largest component always being kept; enclosed holes are filled.
+:func:`segment_fused` combines the net with the spectral pipeline (:class:`FusedParams`): the
+net's probability is the candidate map, blended with the spectral pipeline's fuzzy mask
+membership (:func:`masksegx.segment_spectral` on the view shrunk to ``spectral_size``, weight
+``spectral_weight``) and thresholded; the geometric-weighted connectivity analysis
+(:mod:`masksegx.regions`) then filters its connected components by ``Mi <= p1`` and
+``Po <= p2`` (eq. 22-24, ``eps`` = mean 5x5 local variance of NBRI) and by size (components
+below ``min_area_share`` of the largest one are dropped), the largest component always being
+kept; enclosed holes are filled. The region compensation (step 4) is not used: it is off in the
+spectral pipeline's defaults too (it measured worse, see the README).
 """
 
 from __future__ import annotations
