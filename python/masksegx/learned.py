@@ -14,13 +14,15 @@ Resizing: area interpolation when shrinking (by more than 2x: bilinear to twice 
 then an exact 2x2 area step), bilinear when enlarging; the probability map is resized back
 bilinearly.
 
-:func:`segment_fused` combines the net with the spectral pipeline's geometric-weighted
-connectivity analysis (:mod:`masksegx.regions`): the net's probability is the candidate map
-(optionally blended with the spectral pipeline's fuzzy mask membership, computed on the view
-shrunk to ``spectral_size``), thresholded, and its
-connected components are filtered by ``Mi <= p1`` and ``Po <= p2`` (eq. 22-24, ``eps`` = mean 5x5
-local variance of NBRI) and by size (components below ``min_area_share`` of the largest one are
-dropped); enclosed holes are filled.
+:func:`segment_fused` combines the net with the spectral pipeline (:class:`FusedParams`): the
+net's probability is the candidate map, blended with the spectral pipeline's fuzzy mask
+membership (:func:`masksegx.segment_spectral` on the view shrunk to ``spectral_size``, weight
+``spectral_weight``) and thresholded; the geometric-weighted connectivity analysis
+(:mod:`masksegx.regions`) then filters its connected components by ``Mi <= p1`` and
+``Po <= p2`` (eq. 22-24, ``eps`` = mean 5x5 local variance of NBRI) and by size (components
+below ``min_area_share`` of the largest one are dropped), the largest component always being
+kept; enclosed holes are filled. The region compensation (step 4) is not used: it is off in the
+spectral pipeline's defaults too (it measured worse, see the README).
 """
 
 from __future__ import annotations
@@ -128,6 +130,12 @@ def view_square(box: Tuple[float, float, float, float], margin: float = BOX_MARG
     return x0, y0, side
 
 
+def _unit(prob: np.ndarray) -> np.ndarray:
+    """Cap at 1 (bilinear/area resampling of a sigmoid output can overshoot 1 by rounding;
+    it cannot go below 0): a contiguous float32 copy."""
+    return cv2.threshold(np.ascontiguousarray(prob), 1.0, 1.0, cv2.THRESH_TRUNC)[1]
+
+
 def _resize(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     """Area interpolation when shrinking, bilinear when enlarging; size = (width, height).
 
@@ -181,18 +189,27 @@ class MaskNet:
         h, w = image.shape[:2]
         s = self.input_size
         if box is None:
-            prob = _resize(self._run(_resize(image, (s, s))), (w, h))
-            return np.clip(prob, 0.0, 1.0, out=prob), (0, 0, w, h)
+            return _unit(_resize(self._run(_resize(image, (s, s))), (w, h))), (0, 0, w, h)
         x0, y0, side = view_square(_check_box(box, (h, w)))
-        # The part of the square inside the image, and the replicated border around it.
+        # The part of the square inside the image.
         ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-        crop = image[iy0:iy1, ix0:ix1]
-        pads = (iy0 - y0, y0 + side - iy1, ix0 - x0, x0 + side - ix1)
-        if any(pads):
-            crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE)
-        prob = _resize(self._run(_resize(crop, (s, s))), (side, side))
-        prob = prob[pads[0] : pads[0] + iy1 - iy0, pads[2] : pads[2] + ix1 - ix0]
-        return np.clip(prob, 0.0, 1.0), (ix0, iy0, ix1, iy1)
+        if side > 2 * s:
+            # One bilinear warp to twice the net size (replicating the border outside the
+            # image, no padded copy of the large view), then an exact 2x2 area step.
+            k = 2 * s / side
+            matrix = np.array([[k, 0.0, 0.5 * k - 0.5 - k * x0], [0.0, k, 0.5 * k - 0.5 - k * y0]])
+            view = cv2.warpAffine(image, matrix, (2 * s, 2 * s), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+            view = cv2.resize(view, (s, s), interpolation=cv2.INTER_AREA)
+        else:
+            view = image[iy0:iy1, ix0:ix1]
+            pads = (iy0 - y0, y0 + side - iy1, ix0 - x0, x0 + side - ix1)
+            if any(pads):  # replicate the border pixels outside the image
+                view = cv2.copyMakeBorder(view, *pads, cv2.BORDER_REPLICATE)
+            view = _resize(view, (s, s))
+        prob = _resize(self._run(view), (side, side))
+        prob = prob[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
+        return _unit(prob), (ix0, iy0, ix1, iy1)
 
     def probability(self, image: np.ndarray, box: Optional[Box] = None) -> np.ndarray:
         """float32 HxW in [0, 1]: probability that a pixel is the worn face mask.
@@ -241,21 +258,27 @@ def segment_learned(image: np.ndarray, box: Optional[Box] = None, *, threshold: 
 
 @dataclass(frozen=True)
 class FusedParams:
-    """Settings of :func:`segment_fused` (defaults chosen on the validation sets, see the card)."""
+    """Settings of :func:`segment_fused`.
+
+    Defaults: the best mean whole-image mIoU on the validation sets (real_dev_val, ffhq_val) in
+    the grid of ``tools/eval_learned.py --tune-fused`` (threshold 0.4/0.5/0.6, spectral_weight
+    0/0.2/0.3, p1 8/inf, p2 0.5/inf, min_area_share 0/0.1/0.3), ties broken towards the
+    spectral pipeline's p1 and the cheaper p2 = inf. See ``models/masknet.md``."""
 
     threshold: float = 0.5
     """Candidates: fused probability above this."""
-    spectral_weight: float = 0.0
+    spectral_weight: float = 0.3
     """Weight of the spectral pipeline's mask membership in the candidate map (0 = the net
-    alone, which is fast; > 0 runs the spectral clustering on the view too)."""
+    alone, ~1 ms faster per face; > 0 runs the spectral clustering on the shrunk view)."""
     spectral_size: int = 96
     """The spectral clustering runs on the view shrunk to at most this side (0 = full size);
     its membership map is resized back. 96 px costs ~1 ms and scored as full size did."""
     p1: float = 8.0
     """Largest Mi = K^2/area of a kept component (as :class:`masksegx.SpectralParams`)."""
-    p2: float = 0.5
-    """Largest Po = (X_max/area) * eps of a kept component (``inf`` skips the test and the
-    NBRI variance it needs)."""
+    p2: float = float("inf")
+    """Largest Po = (X_max/area) * eps of a kept component (``inf``, the default, skips the
+    test and the NBRI variance it needs: 0.5 as in the spectral pipeline scored the same on
+    validation)."""
     min_area_share: float = 0.1
     """Components smaller than this share of the largest one are dropped."""
     variance_window: int = 5
@@ -286,17 +309,18 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
         raise TypeError(f"params: expected FusedParams or None, got {type(params).__name__}")
     image = as_image(image)
     candidate, (x0, y0, x1, y1) = _net(model).view_probability(image, box)
-    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-    if params.spectral_weight > 0 and min(crop.shape[:2]) >= 8:
+    crop = image[y0:y1, x0:x1]
+    h, w = crop.shape[:2]
+    if params.spectral_weight > 0 and min(h, w) >= 8:
         from .spectral import segment_spectral
 
-        h, w = crop.shape[:2]
         scale = params.spectral_size / max(h, w) if params.spectral_size else 1.0
         small = _resize(crop, (max(8, round(w * scale)), max(8, round(h * scale)))) if scale < 1 else crop
-        membership = segment_spectral(small).membership
+        membership = segment_spectral(np.ascontiguousarray(small)).membership
         if membership.shape != (h, w):
             membership = cv2.resize(membership, (w, h), interpolation=cv2.INTER_LINEAR)
-        candidate = (1 - params.spectral_weight) * candidate + params.spectral_weight * membership
+        candidate = cv2.addWeighted(candidate, 1 - params.spectral_weight, membership,
+                                    params.spectral_weight, 0.0)
     candidates = candidate > params.threshold
     mask = np.zeros(image.shape[:2], bool)
     if not candidates.any():
@@ -304,12 +328,16 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
     # eps (NBRI texture) only matters for the Po test: skip its cost when p2 is infinite.
     variance = None
     if np.isfinite(params.p2):
-        variance = filters.local_variance(color.nbri(crop), params.variance_window)
+        variance = filters.local_variance(color.nbri(np.ascontiguousarray(crop)), params.variance_window)
     comps = regions.analyze(candidates, variance)
     # regions.geometric_filter wants finite thresholds: inf (= no test) becomes a huge one.
     kept = regions.geometric_filter(comps, min(params.p1, _NO_LIMIT), min(params.p2, _NO_LIMIT))
     kept &= comps.area >= params.min_area_share * comps.area.max()
-    crop_mask = comps.select(kept)
+    # The largest component always stays: the shape tests prune fragments beside the net's
+    # main answer, never the answer itself (a mask pulled under the chin is a thin band with
+    # Mi > p1; with p1 = 8 it vanished on one ffhq_test image, iwm_07049).
+    kept[int(np.argmax(comps.area))] = True
+    crop_mask = candidates if kept.all() else comps.select(kept)
     if params.fill_holes:
         crop_mask = regions.fill_holes(crop_mask)
     mask[y0:y1, x0:x1] = crop_mask
