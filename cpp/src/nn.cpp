@@ -47,6 +47,16 @@ std::atomic<bool>& simd_enabled_flag() {
     return enabled;
 }
 
+// Per-thread scratch that only grows: the kernels run once per layer, pyramid level and crop
+// batch, and fresh large buffers would be mapped and page-faulted on every call.
+enum ScratchSlot { kPhases, kColumns, kFolded, kResizeRows, kPoolRows, kScratchSlots };
+float* scratch(ScratchSlot slot, i64 count) {
+    thread_local std::vector<float> buffers[kScratchSlots];
+    std::vector<float>& buffer = buffers[slot];
+    if (static_cast<i64>(buffer.size()) < count) buffer.resize(count);
+    return buffer.data();
+}
+
 // ---- GEMM: the core of pointwise and im2col convolution --------------------------------------
 
 // out[m * ldc + p] = bias[m] + sum_k w[m * depth + k] * b[k * ldb + p], m < rows, p < cols.
@@ -57,7 +67,13 @@ struct GemmArgs {
     const float* bias;  // null: zeros
     float* out;
     i64 rows, depth, cols, ldb, ldc;
+    const float* slope = nullptr;  // per row: PReLU applied to the output (null: none)
 };
+
+// x > 0 ? x : slope * x over a contiguous run (vectorised by the compiler).
+inline void prelu_run(float* __restrict data, i64 count, float slope) {
+    for (i64 k = 0; k < count; ++k) data[k] = data[k] > 0.0f ? data[k] : slope * data[k];
+}
 
 void gemm_scalar(const GemmArgs& g) {
     // Column blocks keep the output rows and the B panel in L1 across all rows.
@@ -74,6 +90,7 @@ void gemm_scalar(const GemmArgs& g) {
                 const float* __restrict b = g.b + k * g.ldb + p0;
                 for (i64 p = 0; p < width; ++p) out[p] += wk * b[p];
             }
+            if (g.slope) prelu_run(out, width, g.slope[m]);
         }
     }
 }
@@ -98,6 +115,16 @@ MASKSEGX_TARGET_AVX2 inline void gemm_tile_avx2(const GemmArgs& g, i64 m0, i64 p
             const __m256 wk = _mm256_broadcast_ss(w + r * g.depth + k);
             acc0[r] = _mm256_fmadd_ps(wk, b0, acc0[r]);
             acc1[r] = _mm256_fmadd_ps(wk, b1, acc1[r]);
+        }
+    }
+    if (g.slope) {
+        const __m256 zero = _mm256_setzero_ps();
+        for (int r = 0; r < Rows; ++r) {
+            const __m256 s = _mm256_set1_ps(g.slope[m0 + r]);
+            acc0[r] = _mm256_blendv_ps(_mm256_mul_ps(acc0[r], s), acc0[r],
+                                       _mm256_cmp_ps(acc0[r], zero, _CMP_GT_OQ));
+            acc1[r] = _mm256_blendv_ps(_mm256_mul_ps(acc1[r], s), acc1[r],
+                                       _mm256_cmp_ps(acc1[r], zero, _CMP_GT_OQ));
         }
     }
     float* out = g.out + m0 * g.ldc + p0;
@@ -155,6 +182,14 @@ inline void gemm_tile_neon(const GemmArgs& g, i64 m0, i64 p0) {
             const float32x4_t wk = vdupq_n_f32(w[r * g.depth + k]);
             acc0[r] = vfmaq_f32(acc0[r], wk, b0);
             acc1[r] = vfmaq_f32(acc1[r], wk, b1);
+        }
+    }
+    if (g.slope) {
+        const float32x4_t zero = vdupq_n_f32(0.0f);
+        for (int r = 0; r < Rows; ++r) {
+            const float32x4_t s = vdupq_n_f32(g.slope[m0 + r]);
+            acc0[r] = vbslq_f32(vcgtq_f32(acc0[r], zero), acc0[r], vmulq_f32(acc0[r], s));
+            acc1[r] = vbslq_f32(vcgtq_f32(acc1[r], zero), acc1[r], vmulq_f32(acc1[r], s));
         }
     }
     float* out = g.out + m0 * g.ldc + p0;
@@ -269,8 +304,8 @@ DepthwiseRow depthwise_row_for(SimdLevel level) {
 }
 
 void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weight,
-                  const float* bias, const Conv2dSpec& spec, const Tensor4Shape& out_shape,
-                  float* output, SimdLevel level) {
+                  const float* bias, const float* slope, const Conv2dSpec& spec,
+                  const Tensor4Shape& out_shape, float* output, SimdLevel level) {
     const i64 sh = spec.stride_h, sw = spec.stride_w;
     const i64 padded_h = in.h + 2 * spec.pad_h, padded_w = in.w + 2 * spec.pad_w;
     // Unpadded stride-1 planes are read in place; otherwise each plane is copied once into
@@ -278,7 +313,8 @@ void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weigh
     const bool in_place = spec.pad_h == 0 && spec.pad_w == 0 && sw == 1;
     const i64 phase_w = (padded_w + sw - 1) / sw;
     const i64 phase_size = padded_h * phase_w;
-    std::vector<float> phases(in_place ? 0 : sw * phase_size, 0.0f);
+    float* const phases = in_place ? nullptr : scratch(kPhases, sw * phase_size);
+    if (!in_place) std::fill(phases, phases + sw * phase_size, 0.0f);
     const DepthwiseRow row_kernel = depthwise_row_for(level);
     // Padded column X = x + pad_w lives in phase X % sw at X / sw: the first input column of
     // each phase, and each tap's offset within a phase-split plane, computed once.
@@ -295,13 +331,13 @@ void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weigh
     for (i64 n = 0; n < in.n; ++n) {
         for (i64 c = 0; c < in.c; ++c) {
             const float* plane = input + (n * in.c + c) * in.plane();
-            const float* base = in_place ? plane : phases.data();
+            const float* base = in_place ? plane : phases;
             if (!in_place) {
                 for (i64 y = 0; y < in.h; ++y) {
                     const float* src = plane + y * in.w;
                     for (i64 q = 0; q < sw; ++q) {
                         const i64 first = phase_first_x[q];
-                        float* dst = phases.data() + q * phase_size + (y + spec.pad_h) * phase_w +
+                        float* dst = phases + q * phase_size + (y + spec.pad_h) * phase_w +
                                      (first + spec.pad_w) / sw;
                         for (i64 x = first; x < in.w; x += sw) *dst++ = src[x];
                     }
@@ -316,84 +352,179 @@ void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weigh
                 for (int t = 0; t < 9; ++t) taps[t] = row + tap_offset[t];
                 row_kernel(taps, w9, b, out_plane + oy * out_shape.w, out_shape.w);
             }
+            if (slope) prelu_run(out_plane, out_shape.plane(), slope[c]);
         }
     }
 }
 
 // ---- generic convolution: im2col in bands of output rows, then GEMM ------------------------
 
+// dst[i] = src[2 i] for i < count (the columns of a stride-2 convolution); nothing past
+// src[2 count - 2] is read.
+void gather_stride2_scalar(const float* src, float* dst, i64 count) {
+    for (i64 i = 0; i < count; ++i) dst[i] = src[2 * i];
+}
+
+#if defined(MASKSEGX_AVX2_PATH)
+MASKSEGX_TARGET_AVX2 void gather_stride2_avx2(const float* src, float* dst, i64 count) {
+    i64 i = 0;
+    for (; i + 8 < count; i += 8) {  // reads src[2 i .. 2 i + 15], 2 i + 15 <= 2 count - 3
+        const __m256 a = _mm256_loadu_ps(src + 2 * i), b = _mm256_loadu_ps(src + 2 * i + 8);
+        const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+        _mm256_storeu_ps(dst + i, _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                      _mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0))));
+    }
+    gather_stride2_scalar(src + 2 * i, dst + i, count - i);
+}
+#endif
+
+using GatherStride2 = void (*)(const float*, float*, i64);
+
+GatherStride2 gather_stride2_for(SimdLevel level) {
+#if defined(MASKSEGX_AVX2_PATH)
+    if (level == SimdLevel::Avx2) return gather_stride2_avx2;
+#endif
+    (void)level;
+    return gather_stride2_scalar;
+}
+
 // A band's column matrix is at most this many floats (256 KiB: stays in L2).
 constexpr i64 kColumnBufferFloats = 1 << 16;
+// Output planes smaller than this are batched: the columns of several samples form one GEMM
+// (a 3x3 plane alone fills only 9 of a 16-column tile).
+constexpr i64 kFoldPlane = 64;
 
-void convolution_im2col(const float* input, const Tensor4Shape& in, const float* weight,
-                        const float* bias, const Conv2dSpec& spec, const Tensor4Shape& out,
-                        float* output, SimdLevel level) {
-    const i64 kh = spec.kernel_h, kw = spec.kernel_w, sh = spec.stride_h, sw = spec.stride_w;
-    const i64 in_group = in.c / spec.groups, out_group = out.c / spec.groups;
-    const i64 depth = in_group * kh * kw;
-    const i64 band_rows = std::clamp<i64>(kColumnBufferFloats / (depth * out.w), 1, out.h);
-    std::vector<float> columns(depth * band_rows * out.w);
+// Writes rows [oy0, oy0 + rows) of the im2col matrix of one group of one sample: matrix row
+// (ci, i, j) starts at dst + ((ci * kh + i) * kw + j) * row_stride and holds rows * out.w values.
+struct ColumnFiller {
+    const Tensor4Shape& in;
+    const Conv2dSpec& spec;
+    const Tensor4Shape& out;
+    i64 in_group;
+    std::vector<i64> first_x, end_x;  // output columns read inside the input, per kernel column
+    GatherStride2 gather2;
 
-    // Output columns [first_x[j], end_x[j]) read inside the input for kernel column j.
-    std::vector<i64> first_x(kw), end_x(kw);
-    for (i64 j = 0; j < kw; ++j) {
-        const i64 lead = spec.pad_w - j;
-        first_x[j] = std::min(out.w, lead <= 0 ? i64{0} : (lead + sw - 1) / sw);
-        const i64 last_in = in.w - 1 + spec.pad_w - j;
-        end_x[j] = std::max(first_x[j], last_in < 0 ? i64{0} : std::min(out.w, last_in / sw + 1));
+    ColumnFiller(const Tensor4Shape& in_, const Conv2dSpec& spec_, const Tensor4Shape& out_,
+                 SimdLevel level)
+        : in(in_), spec(spec_), out(out_), in_group(in_.c / spec_.groups),
+          first_x(spec_.kernel_w), end_x(spec_.kernel_w), gather2(gather_stride2_for(level)) {
+        const i64 sw = spec.stride_w;
+        for (i64 j = 0; j < spec.kernel_w; ++j) {
+            const i64 lead = spec.pad_w - j;
+            first_x[j] = std::min(out.w, lead <= 0 ? i64{0} : (lead + sw - 1) / sw);
+            const i64 last_in = in.w - 1 + spec.pad_w - j;
+            end_x[j] =
+                std::max(first_x[j], last_in < 0 ? i64{0} : std::min(out.w, last_in / sw + 1));
+        }
     }
 
+    void fill(const float* group_input, i64 oy0, i64 rows, float* dst, i64 row_stride) const {
+        const i64 kh = spec.kernel_h, kw = spec.kernel_w, sh = spec.stride_h, sw = spec.stride_w;
+        for (i64 ci = 0; ci < in_group; ++ci) {
+            for (i64 i = 0; i < kh; ++i) {
+                for (i64 j = 0; j < kw; ++j) {
+                    float* dst_row = dst + ((ci * kh + i) * kw + j) * row_stride;
+                    for (i64 oy = oy0; oy < oy0 + rows; ++oy) {
+                        float* d = dst_row + (oy - oy0) * out.w;
+                        const i64 iy = oy * sh - spec.pad_h + i;
+                        if (iy < 0 || iy >= in.h) {
+                            std::fill(d, d + out.w, 0.0f);
+                            continue;
+                        }
+                        const float* src = group_input + ci * in.plane() + iy * in.w;
+                        const i64 shift = j - spec.pad_w;
+                        std::fill(d, d + first_x[j], 0.0f);
+                        if (sw == 1) {
+                            std::copy(src + first_x[j] + shift, src + end_x[j] + shift,
+                                      d + first_x[j]);
+                        } else if (sw == 2) {
+                            gather2(src + 2 * first_x[j] + shift, d + first_x[j],
+                                    end_x[j] - first_x[j]);
+                        } else {
+                            for (i64 ox = first_x[j]; ox < end_x[j]; ++ox) {
+                                d[ox] = src[ox * sw + shift];
+                            }
+                        }
+                        std::fill(d + end_x[j], d + out.w, 0.0f);
+                    }
+                }
+            }
+        }
+    }
+};
+
+void convolution_im2col(const float* input, const Tensor4Shape& in, const float* weight,
+                        const float* bias, const float* slope, const Conv2dSpec& spec,
+                        const Tensor4Shape& out, float* output, SimdLevel level) {
+    const ColumnFiller filler(in, spec, out, level);
+    const i64 in_group = filler.in_group, out_group = out.c / spec.groups;
+    const i64 depth = in_group * spec.kernel_h * spec.kernel_w;
+    const i64 band_rows = std::clamp<i64>(kColumnBufferFloats / (depth * out.w), 1, out.h);
+    float* const columns = scratch(kColumns, depth * band_rows * out.w);
     for (i64 n = 0; n < in.n; ++n) {
         for (i64 g = 0; g < spec.groups; ++g) {
             const float* group_input = input + (n * in.c + g * in_group) * in.plane();
             for (i64 oy0 = 0; oy0 < out.h; oy0 += band_rows) {
                 const i64 rows = std::min(band_rows, out.h - oy0);
                 const i64 cols = rows * out.w;
-                for (i64 ci = 0; ci < in_group; ++ci) {
-                    for (i64 i = 0; i < kh; ++i) {
-                        for (i64 j = 0; j < kw; ++j) {
-                            float* dst_row = columns.data() + ((ci * kh + i) * kw + j) * cols;
-                            for (i64 oy = oy0; oy < oy0 + rows; ++oy) {
-                                float* dst = dst_row + (oy - oy0) * out.w;
-                                const i64 iy = oy * sh - spec.pad_h + i;
-                                if (iy < 0 || iy >= in.h) {
-                                    std::fill(dst, dst + out.w, 0.0f);
-                                    continue;
-                                }
-                                const float* src = group_input + ci * in.plane() + iy * in.w;
-                                const i64 shift = j - spec.pad_w;
-                                std::fill(dst, dst + first_x[j], 0.0f);
-                                if (sw == 1) {
-                                    std::copy(src + first_x[j] + shift, src + end_x[j] + shift,
-                                              dst + first_x[j]);
-                                } else {
-                                    for (i64 ox = first_x[j]; ox < end_x[j]; ++ox) {
-                                        dst[ox] = src[ox * sw + shift];
-                                    }
-                                }
-                                std::fill(dst + end_x[j], dst + out.w, 0.0f);
-                            }
-                        }
-                    }
-                }
+                filler.fill(group_input, oy0, rows, columns, cols);
                 GemmArgs args{weight + g * out_group * depth,
-                              columns.data(),
+                              columns,
                               bias ? bias + g * out_group : nullptr,
                               output + ((n * out.c + g * out_group) * out.h + oy0) * out.w,
                               out_group,
                               depth,
                               cols,
                               cols,
-                              out.plane()};
+                              out.plane(),
+                              slope ? slope + g * out_group : nullptr};
                 gemm(args, level);
             }
         }
     }
 }
 
+// groups == 1 and small output planes: the columns of `chunk` samples side by side, one GEMM
+// into a [M, chunk * plane] buffer, then each sample's planes copied to their place.
+void convolution_folded(const float* input, const Tensor4Shape& in, const float* weight,
+                        const float* bias, const float* slope, const Conv2dSpec& spec,
+                        const Tensor4Shape& out, float* output, SimdLevel level) {
+    const bool one_by_one = spec.kernel_h == 1 && spec.kernel_w == 1 && spec.stride_h == 1 &&
+                            spec.stride_w == 1 && spec.pad_h == 0 && spec.pad_w == 0;
+    const ColumnFiller filler(in, spec, out, level);
+    const i64 depth = in.c * spec.kernel_h * spec.kernel_w, plane = out.plane();
+    const i64 chunk = std::clamp<i64>(kColumnBufferFloats / (depth * plane), 1, in.n);
+    float* const columns = scratch(kColumns, depth * chunk * plane);
+    float* const result = scratch(kFolded, out.c * chunk * plane);
+    for (i64 n0 = 0; n0 < in.n; n0 += chunk) {
+        const i64 count = std::min(chunk, in.n - n0), cols = count * plane;
+        for (i64 k = 0; k < count; ++k) {
+            const float* sample = input + (n0 + k) * in.c * in.plane();
+            if (one_by_one) {
+                for (i64 c = 0; c < in.c; ++c) {
+                    std::copy(sample + c * plane, sample + (c + 1) * plane,
+                              columns + c * cols + k * plane);
+                }
+            } else {
+                filler.fill(sample, 0, out.h, columns + k * plane, cols);
+            }
+        }
+        gemm(GemmArgs{weight, columns, bias, result, out.c, depth, cols, cols, cols,
+                      slope},
+             level);
+        for (i64 k = 0; k < count; ++k) {
+            float* dst = output + (n0 + k) * out.c * plane;
+            for (i64 m = 0; m < out.c; ++m) {
+                const float* src = result + m * cols + k * plane;
+                std::copy(src, src + plane, dst + m * plane);
+            }
+        }
+    }
+}
+
 void pointwise(const float* input, const Tensor4Shape& in, const float* weight,
-               const float* bias, const Conv2dSpec& spec, const Tensor4Shape& out,
-               float* output, SimdLevel level) {
+               const float* bias, const float* slope, const Conv2dSpec& spec,
+               const Tensor4Shape& out, float* output, SimdLevel level) {
     const i64 in_group = in.c / spec.groups, out_group = out.c / spec.groups;
     for (i64 n = 0; n < in.n; ++n) {
         for (i64 g = 0; g < spec.groups; ++g) {
@@ -405,7 +536,8 @@ void pointwise(const float* input, const Tensor4Shape& in, const float* weight,
                           in_group,
                           in.plane(),
                           in.plane(),
-                          out.plane()};
+                          out.plane(),
+                          slope ? slope + g * out_group : nullptr};
             gemm(args, level);
         }
     }
@@ -458,7 +590,7 @@ Tensor4Shape conv2d_output_shape(const Tensor4Shape& input, const Conv2dSpec& sp
 }
 
 void conv2d(const float* input, const Tensor4Shape& input_shape, const float* weight,
-            const float* bias, const Conv2dSpec& spec, float* output) {
+            const float* bias, const Conv2dSpec& spec, float* output, const float* slope) {
     const Tensor4Shape out = conv2d_output_shape(input_shape, spec);
     const SimdLevel level = simd_level();
     const bool depthwise = spec.groups == input_shape.c && spec.out_channels == input_shape.c &&
@@ -466,11 +598,13 @@ void conv2d(const float* input, const Tensor4Shape& input_shape, const float* we
     const bool one_by_one = spec.kernel_h == 1 && spec.kernel_w == 1 && spec.stride_h == 1 &&
                             spec.stride_w == 1 && spec.pad_h == 0 && spec.pad_w == 0;
     if (depthwise) {
-        depthwise3x3(input, input_shape, weight, bias, spec, out, output, level);
+        depthwise3x3(input, input_shape, weight, bias, slope, spec, out, output, level);
+    } else if (spec.groups == 1 && input_shape.n > 1 && out.plane() < kFoldPlane) {
+        convolution_folded(input, input_shape, weight, bias, slope, spec, out, output, level);
     } else if (one_by_one) {
-        pointwise(input, input_shape, weight, bias, spec, out, output, level);
+        pointwise(input, input_shape, weight, bias, slope, spec, out, output, level);
     } else {
-        convolution_im2col(input, input_shape, weight, bias, spec, out, output, level);
+        convolution_im2col(input, input_shape, weight, bias, slope, spec, out, output, level);
     }
 }
 
@@ -494,27 +628,38 @@ Tensor4Shape max_pool2d_output_shape(const Tensor4Shape& input, const Pool2dSpec
 void max_pool2d(const float* input, const Tensor4Shape& input_shape, const Pool2dSpec& spec,
                 float* output) {
     const Tensor4Shape out = max_pool2d_output_shape(input_shape, spec);
-    const std::int64_t w = input_shape.w;
-    // Vertical maxima of each window's rows first (contiguous, vectorised), then across.
-    std::vector<float> row_max(w);
+    const std::int64_t w = input_shape.w, kw = spec.kernel_w, sw = spec.stride_w;
+    // Per output row, three contiguous (vectorised) passes: the maximum over the window's rows,
+    // then over kw neighbours at every column, then every sw-th of those; windows clipped by
+    // the right edge (ceil mode) are finished one by one.
+    const std::int64_t full = std::min(out.w, w >= kw ? (w - kw) / sw + 1 : 0);
+    const std::int64_t spans = full > 0 ? (full - 1) * sw + 1 : 0;
+    float* const row_max = scratch(kPoolRows, 2 * w);
+    float* const window_max = row_max + w;
     for (std::int64_t plane = 0; plane < out.n * out.c; ++plane) {
         const float* src = input + plane * input_shape.plane();
         float* dst = output + plane * out.plane();
-        for (std::int64_t oy = 0; oy < out.h; ++oy) {
+        for (std::int64_t oy = 0; oy < out.h; ++oy, dst += out.w) {
             const std::int64_t y0 = oy * spec.stride_h;
             const std::int64_t y1 = std::min(y0 + spec.kernel_h, input_shape.h);
-            float* __restrict m = row_max.data();
+            float* __restrict m = row_max;
             std::copy(src + y0 * w, src + (y0 + 1) * w, m);
             for (std::int64_t y = y0 + 1; y < y1; ++y) {
                 const float* __restrict row = src + y * w;
                 for (std::int64_t x = 0; x < w; ++x) m[x] = row[x] > m[x] ? row[x] : m[x];
             }
-            for (std::int64_t ox = 0; ox < out.w; ++ox) {
-                const std::int64_t x0 = ox * spec.stride_w;
-                const std::int64_t x1 = std::min(x0 + spec.kernel_w, w);
+            float* __restrict p = window_max;
+            std::copy(m, m + spans, p);
+            for (std::int64_t t = 1; t < kw; ++t) {
+                const float* __restrict shifted = m + t;
+                for (std::int64_t x = 0; x < spans; ++x) p[x] = shifted[x] > p[x] ? shifted[x] : p[x];
+            }
+            for (std::int64_t ox = 0; ox < full; ++ox) dst[ox] = p[ox * sw];
+            for (std::int64_t ox = full; ox < out.w; ++ox) {
+                const std::int64_t x0 = ox * sw, x1 = std::min(x0 + kw, w);
                 float best = m[x0];
                 for (std::int64_t x = x0 + 1; x < x1; ++x) best = m[x] > best ? m[x] : best;
-                dst[oy * out.w + ox] = best;
+                dst[ox] = best;
             }
         }
     }
@@ -548,6 +693,137 @@ void fully_connected(const float* input, std::int64_t n, std::int64_t k, const f
     gemm(GemmArgs{weight, input_t.data(), bias, output_t.data(), m, k, n, n, n}, simd_level());
     for (std::int64_t i = 0; i < n; ++i) {
         for (std::int64_t j = 0; j < m; ++j) output[i * m + j] = output_t[j * n + i];
+    }
+}
+
+namespace {
+
+// The input pixels of output pixel i along one axis are first[i] .. first[i] + count[i] - 1,
+// with weights weight[offset[i] ..].
+struct AreaTaps {
+    std::vector<std::int64_t> first, count, offset;
+    std::vector<float> weight;
+};
+
+void area_taps(std::int64_t start, std::int64_t in_len, std::int64_t out_len, AreaTaps& taps) {
+    taps.first.clear();
+    taps.count.clear();
+    taps.offset.clear();
+    taps.weight.clear();
+    const double scale = double(in_len) / double(out_len);
+    for (std::int64_t i = 0; i < out_len; ++i) {
+        const double lo = i * scale, hi = std::min(double(in_len), (i + 1) * scale);
+        const std::int64_t j_end = std::min(in_len, std::int64_t(std::ceil(hi)));
+        taps.offset.push_back(std::int64_t(taps.weight.size()));
+        std::int64_t first = -1;
+        for (std::int64_t j = std::int64_t(std::floor(lo)); j < j_end; ++j) {
+            const double covered = std::min(hi, double(j + 1)) - std::max(lo, double(j));
+            if (covered <= 1e-9) {
+                if (first < 0) continue;
+                break;
+            }
+            if (first < 0) first = j;
+            taps.weight.push_back(float(covered / scale));
+        }
+        taps.first.push_back(start + std::max<std::int64_t>(first, 0));
+        taps.count.push_back(std::int64_t(taps.weight.size()) - taps.offset.back());
+    }
+}
+
+// The same taps with a fixed count K per output (the largest), padded with zero weights: output
+// i reads src[start[i] .. start[i] + K - 1] with weights padded[i * K ..], all inside the axis.
+void fixed_taps(const AreaTaps& taps, std::int64_t in_len, std::int64_t& k,
+                std::vector<std::int64_t>& start, std::vector<float>& padded) {
+    const std::int64_t n = static_cast<std::int64_t>(taps.first.size());
+    k = 1;
+    for (std::int64_t i = 0; i < n; ++i) k = std::max(k, taps.count[i]);
+    start.resize(n);
+    padded.assign(n * k, 0.0f);
+    for (std::int64_t i = 0; i < n; ++i) {
+        start[i] = std::min(taps.first[i], in_len - k);
+        const std::int64_t skip = taps.first[i] - start[i];
+        for (std::int64_t t = 0; t < taps.count[i]; ++t) {
+            padded[i * k + skip + t] = taps.weight[taps.offset[i] + t];
+        }
+    }
+}
+
+template <int K>
+void resample_row_fixed(const float* src, const std::int64_t* start, const float* weight,
+                        float* dst, std::int64_t count) {
+    for (std::int64_t i = 0; i < count; ++i) {
+        const float* s = src + start[i];
+        const float* w = weight + i * K;
+        float sum = w[0] * s[0];
+        for (int t = 1; t < K; ++t) sum += w[t] * s[t];
+        dst[i] = sum;
+    }
+}
+
+void resample_row(const float* src, const std::int64_t* start, const float* weight, float* dst,
+                  std::int64_t count, std::int64_t k) {
+    switch (k) {
+        case 1: return resample_row_fixed<1>(src, start, weight, dst, count);
+        case 2: return resample_row_fixed<2>(src, start, weight, dst, count);
+        case 3: return resample_row_fixed<3>(src, start, weight, dst, count);
+        case 4: return resample_row_fixed<4>(src, start, weight, dst, count);
+        case 5: return resample_row_fixed<5>(src, start, weight, dst, count);
+        default: break;
+    }
+    for (std::int64_t i = 0; i < count; ++i) {
+        const float* s = src + start[i];
+        const float* w = weight + i * k;
+        float sum = 0.0f;
+        for (std::int64_t t = 0; t < k; ++t) sum += w[t] * s[t];
+        dst[i] = sum;
+    }
+}
+
+}  // namespace
+
+void resize_area_boxes(const float* image, std::int64_t channels, std::int64_t height,
+                       std::int64_t width, const std::int64_t* boxes, std::int64_t count,
+                       std::int64_t out_h, std::int64_t out_w, float* output) {
+    require(channels >= 1 && height >= 1 && width >= 1 && out_h >= 1 && out_w >= 1,
+            "resize_area_boxes: every dimension must be at least 1");
+    for (std::int64_t k = 0; k < count; ++k) {
+        const std::int64_t* b = boxes + 4 * k;
+        require(0 <= b[0] && b[0] < b[2] && b[2] <= width && 0 <= b[1] && b[1] < b[3] &&
+                    b[3] <= height,
+                "resize_area_boxes: box " + std::to_string(k) + " is empty or outside the image");
+    }
+    AreaTaps xs, ys;
+    std::vector<std::int64_t> x_start;
+    std::vector<float> x_weight;
+    std::int64_t x_taps = 1;
+    // Rows first (contiguous, vectorised: out_h rows of the box width), then columns on those
+    // few rows only.
+    for (std::int64_t k = 0; k < count; ++k) {
+        const std::int64_t x0 = boxes[4 * k], y0 = boxes[4 * k + 1];
+        const std::int64_t box_w = boxes[4 * k + 2] - x0, box_h = boxes[4 * k + 3] - y0;
+        area_taps(0, box_w, out_w, xs);
+        fixed_taps(xs, box_w, x_taps, x_start, x_weight);
+        area_taps(y0, box_h, out_h, ys);
+        float* const rows = scratch(kResizeRows, out_h * box_w);
+        for (std::int64_t c = 0; c < channels; ++c) {
+            const float* plane = image + c * height * width + x0;
+            for (std::int64_t oy = 0; oy < out_h; ++oy) {
+                float* __restrict dst = rows + oy * box_w;
+                const float* wy = ys.weight.data() + ys.offset[oy];
+                const float* src0 = plane + ys.first[oy] * width;
+                for (std::int64_t x = 0; x < box_w; ++x) dst[x] = wy[0] * src0[x];
+                for (std::int64_t t = 1; t < ys.count[oy]; ++t) {
+                    const float w = wy[t];
+                    const float* __restrict src = src0 + t * width;
+                    for (std::int64_t x = 0; x < box_w; ++x) dst[x] += w * src[x];
+                }
+            }
+            float* out_plane = output + (k * channels + c) * out_h * out_w;
+            for (std::int64_t oy = 0; oy < out_h; ++oy) {
+                resample_row(rows + oy * box_w, x_start.data(), x_weight.data(),
+                             out_plane + oy * out_w, out_w, x_taps);
+            }
+        }
     }
 }
 

@@ -27,11 +27,14 @@ struct Conv2dSpec {
 // [N, M, (H + 2ph - kh) / sh + 1, (W + 2pw - kw) / sw + 1].
 Tensor4Shape conv2d_output_shape(const Tensor4Shape& input, const Conv2dSpec& spec);
 
-// output = bias + cross-correlation of input with weight (bias may be null: zeros).
+// output = bias + cross-correlation of input with weight (bias may be null: zeros), then, when
+// `slope` is not null, PReLU with slope[m] per output channel (fused: no second pass).
 // Depthwise 3x3 (groups == C == M) and pointwise 1x1 (stride 1, no padding) take fast
-// paths; everything else goes through im2col bands and the same GEMM as pointwise.
+// paths; everything else goes through im2col bands and the same GEMM as pointwise. Batches of
+// small output planes (under 64 pixels, groups == 1) run as one GEMM over several samples.
 void conv2d(const float* input, const Tensor4Shape& input_shape, const float* weight,
-            const float* bias, const Conv2dSpec& spec, float* output);
+            const float* bias, const Conv2dSpec& spec, float* output,
+            const float* slope = nullptr);
 
 // Max pooling without padding in Caffe's ceil mode (MTCNN): every window that starts inside
 // the input counts, the last one clipped to it. Output side: ceil((H - k) / s) + 1, minus one
@@ -57,6 +60,16 @@ void fully_connected(const float* input, std::int64_t n, std::int64_t k, const f
 // Softmax along the middle axis of an [outer, axis_len, inner] array (max-subtracted).
 void softmax(const float* input, std::int64_t outer, std::int64_t axis_len, std::int64_t inner,
              float* output);
+
+// Area resampling of boxes of a planar float image [channels, height, width] (OpenCV's
+// INTER_AREA when both sides shrink or both grow): every output pixel is the mean of the input
+// over its footprint, pixels partly inside weighted by the covered fraction. Box k is
+// boxes[4k .. 4k+3] = x0, y0, x1, y1 (end exclusive) with 0 <= x0 < x1 <= width and
+// 0 <= y0 < y1 <= height; output [count, channels, out_h, out_w]. The MTCNN cascade's crops
+// and pyramid levels, without an interleaved copy or a transpose.
+void resize_area_boxes(const float* image, std::int64_t channels, std::int64_t height,
+                       std::int64_t width, const std::int64_t* boxes, std::int64_t count,
+                       std::int64_t out_h, std::int64_t out_w, float* output);
 
 enum class SimdLevel { Scalar, Avx2, Neon };
 // The instruction set the kernels use now: the best the CPU has, unless disabled by

@@ -54,18 +54,35 @@ def first_conv(out_channels: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(3, out_channels, 3), nn.PReLU(out_channels))
 
 
+#: Channels of our P-net's 4x4 stride-2 first layer.
+PNET_STEM = 16
+
+
 def pool(kernel: int) -> nn.MaxPool2d:
     return nn.MaxPool2d(kernel, 2, ceil_mode=True)
 
 
 class PNet(nn.Module):
-    """Fully convolutional proposal net: 12x12 window, stride 2."""
+    """Fully convolutional proposal net: 12x12 window, stride 2.
+
+    Standard layout: 3x3 conv (3 -> 10), 2x2 max-pool, 3x3 convs 10 -> 16 -> 32. Ours
+    (``separable=True``) starts with a 4x4 stride-2 conv (3 -> 16) in place of the 3x3 conv and
+    the pool (the same 12x12 window and stride 2 with a quarter of the first layer's outputs and no
+    full-resolution PReLU or pool: the first layer dominates the P-net's time on large pyramid
+    levels), then depthwise-separable 3x3 blocks 16 -> 16 -> 32.
+    """
 
     def __init__(self, separable: bool = True) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            first_conv(10), pool(2), conv3x3(10, 16, separable), conv3x3(16, 32, separable)
-        )
+        if separable:
+            stem = [nn.Conv2d(3, PNET_STEM, 4, stride=2), nn.PReLU(PNET_STEM)]
+            self.body = nn.Sequential(
+                *stem, conv3x3(PNET_STEM, 16, True), conv3x3(16, 32, True)
+            )
+        else:
+            self.body = nn.Sequential(
+                first_conv(10), pool(2), conv3x3(10, 16, False), conv3x3(16, 32, False)
+            )
         self.prob_head = nn.Conv2d(32, 2, 1)
         self.reg_head = nn.Conv2d(32, 4, 1)
 
@@ -84,8 +101,14 @@ class RNet(nn.Module):
 
     def __init__(self, separable: bool = True) -> None:
         super().__init__()
+        # Ours: a 4x4 stride-2 conv in place of the 3x3 conv and the 3x3 pool (24 -> 11 either
+        # way), as in our P-net; the 22x22 first layer and its pool were half the R-net's time.
+        stem = (
+            [nn.Conv2d(3, 28, 4, stride=2), nn.PReLU(28)] if separable
+            else [*first_conv(28), pool(3)]
+        )
         self.body = nn.Sequential(
-            first_conv(28), pool(3),
+            *stem,
             conv3x3(28, 48, separable), pool(3),
             nn.Conv2d(48, 64, 2), nn.PReLU(64),
             nn.Flatten(),
@@ -143,8 +166,12 @@ def build(stage: str, separable: bool = True) -> nn.Module:
     return NETS[stage](separable)
 
 
-def pnet_output_side(side: int) -> int:
-    """P-net output cells along an input side (>= 12): ``ceil((side - 2) / 2) - 4``."""
+def pnet_output_side(side: int, separable: bool = True) -> int:
+    """P-net output cells along an input side (>= 12): ``floor((side - 4) / 2) - 3`` for ours
+    (4x4 stride-2 stem), ``ceil((side - 2) / 2) - 4`` for the standard layout (its ceil-mode pool
+    adds a last, partial window on odd sides; the two agree on even sides)."""
+    if separable:
+        return (side - 4) // 2 - 3
     return -(-(side - 2) // 2) - 4
 
 
