@@ -49,7 +49,7 @@ std::atomic<bool>& simd_enabled_flag() {
 
 // Per-thread scratch that only grows: the kernels run once per layer, pyramid level and crop
 // batch, and fresh large buffers would be mapped and page-faulted on every call.
-enum ScratchSlot { kPhases, kColumns, kFolded, kResizeRows, kPoolRows, kScratchSlots };
+enum ScratchSlot { kPhases, kColumns, kFolded, kResizeRows, kPoolRows, kWideRows, kScratchSlots };
 float* scratch(ScratchSlot slot, i64 count) {
     thread_local std::vector<float> buffers[kScratchSlots];
     std::vector<float>& buffer = buffers[slot];
@@ -303,6 +303,9 @@ DepthwiseRow depthwise_row_for(SimdLevel level) {
     return depthwise_row_scalar;
 }
 
+// Output rows narrower than this run as one stretch per plane (see depthwise3x3).
+constexpr i64 kNarrowDepthwise = 32;
+
 void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weight,
                   const float* bias, const float* slope, const Conv2dSpec& spec,
                   const Tensor4Shape& out_shape, float* output, SimdLevel level) {
@@ -328,6 +331,10 @@ void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weigh
         }
     }
 
+    const i64 wide_len = (out_shape.h - 1) * row_stride + out_shape.w;
+    float* const wide = sh == 1 && sw == 1 && out_shape.w < kNarrowDepthwise
+                            ? scratch(kWideRows, wide_len)
+                            : nullptr;
     for (i64 n = 0; n < in.n; ++n) {
         for (i64 c = 0; c < in.c; ++c) {
             const float* plane = input + (n * in.c + c) * in.plane();
@@ -346,11 +353,24 @@ void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weigh
             const float* w9 = weight + c * 9;
             const float b = bias ? bias[c] : 0.0f;
             float* out_plane = output + (n * out_shape.c + c) * out_shape.plane();
-            for (i64 oy = 0; oy < out_shape.h; ++oy) {
-                const float* row = base + oy * sh * row_stride;
+            if (wide) {
+                // Narrow stride-1 planes: one run over the rows laid end to end (the columns
+                // between an output row's end and the next row's start are computed and
+                // dropped), then the rows copied out.
                 const float* taps[9];
-                for (int t = 0; t < 9; ++t) taps[t] = row + tap_offset[t];
-                row_kernel(taps, w9, b, out_plane + oy * out_shape.w, out_shape.w);
+                for (int t = 0; t < 9; ++t) taps[t] = base + tap_offset[t];
+                row_kernel(taps, w9, b, wide, wide_len);
+                for (i64 oy = 0; oy < out_shape.h; ++oy) {
+                    std::copy(wide + oy * row_stride, wide + oy * row_stride + out_shape.w,
+                              out_plane + oy * out_shape.w);
+                }
+            } else {
+                for (i64 oy = 0; oy < out_shape.h; ++oy) {
+                    const float* row = base + oy * sh * row_stride;
+                    const float* taps[9];
+                    for (int t = 0; t < 9; ++t) taps[t] = row + tap_offset[t];
+                    row_kernel(taps, w9, b, out_plane + oy * out_shape.w, out_shape.w);
+                }
             }
             if (slope) prelu_run(out_plane, out_shape.plane(), slope[c]);
         }
@@ -608,6 +628,8 @@ void conv2d(const float* input, const Tensor4Shape& input_shape, const float* we
     }
 }
 
+constexpr std::int64_t kSmallPoolWidth = 32;
+
 Tensor4Shape max_pool2d_output_shape(const Tensor4Shape& input, const Pool2dSpec& spec) {
     require_shape(input, "max_pool2d input");
     require(spec.kernel_h >= 1 && spec.kernel_w >= 1, "max_pool2d: kernel must be at least 1");
@@ -632,6 +654,27 @@ void max_pool2d(const float* input, const Tensor4Shape& input_shape, const Pool2
     // Per output row, three contiguous (vectorised) passes: the maximum over the window's rows,
     // then over kw neighbours at every column, then every sw-th of those; windows clipped by
     // the right edge (ceil mode) are finished one by one.
+    if (w < kSmallPoolWidth) {
+        // Narrow planes (R/O-net crops): per-row passes cost more than they save.
+        for (std::int64_t plane = 0; plane < out.n * out.c; ++plane) {
+            const float* src = input + plane * input_shape.plane();
+            float* dst = output + plane * out.plane();
+            for (std::int64_t oy = 0; oy < out.h; ++oy) {
+                const std::int64_t y0 = oy * spec.stride_h;
+                const std::int64_t y1 = std::min(y0 + spec.kernel_h, input_shape.h);
+                for (std::int64_t ox = 0; ox < out.w; ++ox) {
+                    const std::int64_t x0 = ox * sw, x1 = std::min(x0 + kw, w);
+                    float best = src[y0 * w + x0];
+                    for (std::int64_t y = y0; y < y1; ++y) {
+                        const float* row = src + y * w;
+                        for (std::int64_t x = x0; x < x1; ++x) best = row[x] > best ? row[x] : best;
+                    }
+                    *dst++ = best;
+                }
+            }
+        }
+        return;
+    }
     const std::int64_t full = std::min(out.w, w >= kw ? (w - kw) / sw + 1 : 0);
     const std::int64_t spans = full > 0 ? (full - 1) * sw + 1 : 0;
     float* const row_max = scratch(kPoolRows, 2 * w);

@@ -131,8 +131,14 @@ class ONet(nn.Module):
 
     def __init__(self, separable: bool = True) -> None:
         super().__init__()
+        # Ours: a 4x4 stride-2 conv in place of the 3x3 conv and the 3x3 pool (48 -> 23 either
+        # way), as in our P- and R-net.
+        stem = (
+            [nn.Conv2d(3, 32, 4, stride=2), nn.PReLU(32)] if separable
+            else [*first_conv(32), pool(3)]
+        )
         self.body = nn.Sequential(
-            first_conv(32), pool(3),
+            *stem,
             conv3x3(32, 64, separable), pool(3),
             conv3x3(64, 64, separable), pool(2),
             nn.Conv2d(64, 128, 2), nn.PReLU(128),
