@@ -211,6 +211,33 @@ py::array_t<float> resize_area_boxes(const py::handle& image_obj, const py::hand
     return result;
 }
 
+py::array_t<float> resize_area_boxes_u8(const py::handle& image_obj, const py::handle& boxes_obj,
+                                        Pair size, bool reverse_channels, float scale,
+                                        float offset, const py::object& out_obj) {
+    auto image = require_array<std::uint8_t>(image_obj, "image", 3, 3);
+    auto boxes = require_array<std::int64_t>(boxes_obj, "boxes", 2, 2);
+    if (boxes.shape(1) != 4) {
+        throw py::value_error("boxes: expected shape (N, 4), got (" +
+                              std::to_string(boxes.shape(0)) + ", " +
+                              std::to_string(boxes.shape(1)) + ")");
+    }
+    if (size.first < 1 || size.second < 1) {
+        throw py::value_error("size: expected positive (height, width)");
+    }
+    const std::int64_t h = image.shape(0), w = image.shape(1), c = image.shape(2);
+    const std::int64_t n = boxes.shape(0);
+    F32 result = output_array(out_obj, {n, c, size.first, size.second});
+    const std::uint8_t* image_data = image.data();
+    const std::int64_t* box_data = boxes.data();
+    float* out_data = result.mutable_data();
+    {
+        py::gil_scoped_release release;
+        masksegx::resize_area_boxes_u8(image_data, h, w, c, reverse_channels, scale, offset,
+                                       box_data, n, size.first, size.second, out_data);
+    }
+    return result;
+}
+
 }  // namespace
 
 void register_nn(py::module_& m) {
@@ -223,6 +250,11 @@ void register_nn(py::module_& m) {
           py::arg("size"), py::arg("out") = py::none(),
           "Area resampling of int64 boxes [N, 4] (x0, y0, x1, y1, end exclusive) of a planar\n"
           "float32 image [C, H, W] to size (height, width) -> float32 [N, C, height, width].");
+    m.def("resize_area_boxes_u8", &resize_area_boxes_u8, py::arg("image"), py::arg("boxes"),
+          py::arg("size"), py::arg("reverse_channels") = false, py::arg("scale") = 1.0f,
+          py::arg("offset") = 0.0f, py::arg("out") = py::none(),
+          "The same from an interleaved uint8 image [H, W, C] (channels reversed on request),\n"
+          "each output scale * mean + offset -> planar float32 [N, C, height, width].");
     m.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("kernel"), py::arg("stride"),
           py::arg("out") = py::none(),
           "float32 NCHW max pooling, ceil mode, no padding (windows clipped to the input).");

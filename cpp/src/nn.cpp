@@ -792,49 +792,63 @@ void fixed_taps(const AreaTaps& taps, std::int64_t in_len, std::int64_t& k,
 }
 
 template <int K>
-void resample_row_fixed(const float* src, const std::int64_t* start, const float* weight,
-                        float* dst, std::int64_t count) {
+void resample_row_fixed(const float* src, std::int64_t stride, const std::int64_t* start,
+                        const float* weight, float* dst, std::int64_t count) {
     for (std::int64_t i = 0; i < count; ++i) {
-        const float* s = src + start[i];
+        const float* s = src + start[i] * stride;
         const float* w = weight + i * K;
         float sum = w[0] * s[0];
-        for (int t = 1; t < K; ++t) sum += w[t] * s[t];
+        for (int t = 1; t < K; ++t) sum += w[t] * s[t * stride];
         dst[i] = sum;
     }
 }
 
-void resample_row(const float* src, const std::int64_t* start, const float* weight, float* dst,
-                  std::int64_t count, std::int64_t k) {
+// dst[i] = sum_t weight[i k + t] src[(start[i] + t) stride], i < count.
+void resample_row(const float* src, std::int64_t stride, const std::int64_t* start,
+                  const float* weight, float* dst, std::int64_t count, std::int64_t k) {
     switch (k) {
-        case 1: return resample_row_fixed<1>(src, start, weight, dst, count);
-        case 2: return resample_row_fixed<2>(src, start, weight, dst, count);
-        case 3: return resample_row_fixed<3>(src, start, weight, dst, count);
-        case 4: return resample_row_fixed<4>(src, start, weight, dst, count);
-        case 5: return resample_row_fixed<5>(src, start, weight, dst, count);
+        case 1: return resample_row_fixed<1>(src, stride, start, weight, dst, count);
+        case 2: return resample_row_fixed<2>(src, stride, start, weight, dst, count);
+        case 3: return resample_row_fixed<3>(src, stride, start, weight, dst, count);
+        case 4: return resample_row_fixed<4>(src, stride, start, weight, dst, count);
+        case 5: return resample_row_fixed<5>(src, stride, start, weight, dst, count);
         default: break;
     }
     for (std::int64_t i = 0; i < count; ++i) {
-        const float* s = src + start[i];
+        const float* s = src + start[i] * stride;
         const float* w = weight + i * k;
         float sum = 0.0f;
-        for (std::int64_t t = 0; t < k; ++t) sum += w[t] * s[t];
+        for (std::int64_t t = 0; t < k; ++t) sum += w[t] * s[t * stride];
         dst[i] = sum;
     }
 }
 
-}  // namespace
+// A planar float image [C, H, W] or an interleaved one [H, W, C] (any element type), read as
+// channels `reverse ? C - 1 - c : c`; outputs are scale * mean + offset.
+template <class T>
+struct AreaSource {
+    const T* data;
+    std::int64_t channels, height, width;
+    bool interleaved, reverse;
+    float scale, offset;
+};
 
-void resize_area_boxes(const float* image, std::int64_t channels, std::int64_t height,
-                       std::int64_t width, const std::int64_t* boxes, std::int64_t count,
-                       std::int64_t out_h, std::int64_t out_w, float* output) {
-    require(channels >= 1 && height >= 1 && width >= 1 && out_h >= 1 && out_w >= 1,
+template <class T>
+void resize_area(const AreaSource<T>& source, const std::int64_t* boxes, std::int64_t count,
+                 std::int64_t out_h, std::int64_t out_w, float* output) {
+    const std::int64_t channels = source.channels, width = source.width;
+    require(channels >= 1 && source.height >= 1 && width >= 1 && out_h >= 1 && out_w >= 1,
             "resize_area_boxes: every dimension must be at least 1");
     for (std::int64_t k = 0; k < count; ++k) {
         const std::int64_t* b = boxes + 4 * k;
         require(0 <= b[0] && b[0] < b[2] && b[2] <= width && 0 <= b[1] && b[1] < b[3] &&
-                    b[3] <= height,
+                    b[3] <= source.height,
                 "resize_area_boxes: box " + std::to_string(k) + " is empty or outside the image");
     }
+    // An interleaved image is one plane of C-wide pixels.
+    const std::int64_t planes = source.interleaved ? 1 : channels;
+    const std::int64_t step = source.interleaved ? channels : 1;  // between a row's pixels
+    const bool affine = source.scale != 1.0f || source.offset != 0.0f;
     AreaTaps xs, ys;
     std::vector<std::int64_t> x_start;
     std::vector<float> x_weight;
@@ -844,30 +858,62 @@ void resize_area_boxes(const float* image, std::int64_t channels, std::int64_t h
     for (std::int64_t k = 0; k < count; ++k) {
         const std::int64_t x0 = boxes[4 * k], y0 = boxes[4 * k + 1];
         const std::int64_t box_w = boxes[4 * k + 2] - x0, box_h = boxes[4 * k + 3] - y0;
+        const std::int64_t row_len = box_w * step;
         area_taps(0, box_w, out_w, xs);
         fixed_taps(xs, box_w, x_taps, x_start, x_weight);
         area_taps(y0, box_h, out_h, ys);
-        float* const rows = scratch(kResizeRows, out_h * box_w);
-        for (std::int64_t c = 0; c < channels; ++c) {
-            const float* plane = image + c * height * width + x0;
+        float* const rows = scratch(kResizeRows, out_h * row_len);
+        for (std::int64_t p = 0; p < planes; ++p) {
+            const T* plane = source.data + p * source.height * width + x0 * step;
             for (std::int64_t oy = 0; oy < out_h; ++oy) {
-                float* __restrict dst = rows + oy * box_w;
+                float* __restrict dst = rows + oy * row_len;
                 const float* wy = ys.weight.data() + ys.offset[oy];
-                const float* src0 = plane + ys.first[oy] * width;
-                for (std::int64_t x = 0; x < box_w; ++x) dst[x] = wy[0] * src0[x];
+                const T* __restrict src0 = plane + ys.first[oy] * width * step;
+                for (std::int64_t x = 0; x < row_len; ++x) dst[x] = wy[0] * float(src0[x]);
                 for (std::int64_t t = 1; t < ys.count[oy]; ++t) {
                     const float w = wy[t];
-                    const float* __restrict src = src0 + t * width;
-                    for (std::int64_t x = 0; x < box_w; ++x) dst[x] += w * src[x];
+                    const T* __restrict src = src0 + t * width * step;
+                    for (std::int64_t x = 0; x < row_len; ++x) dst[x] += w * float(src[x]);
                 }
             }
-            float* out_plane = output + (k * channels + c) * out_h * out_w;
-            for (std::int64_t oy = 0; oy < out_h; ++oy) {
-                resample_row(rows + oy * box_w, x_start.data(), x_weight.data(),
-                             out_plane + oy * out_w, out_w, x_taps);
+            const std::int64_t first = source.interleaved ? 0 : p;
+            const std::int64_t last = source.interleaved ? channels : p + 1;
+            for (std::int64_t c = first; c < last; ++c) {
+                const std::int64_t stored = source.reverse ? channels - 1 - c : c;
+                const std::int64_t lane = source.interleaved ? stored : 0;
+                float* out_plane = output + (k * channels + c) * out_h * out_w;
+                for (std::int64_t oy = 0; oy < out_h; ++oy) {
+                    float* dst = out_plane + oy * out_w;
+                    resample_row(rows + oy * row_len + lane, step, x_start.data(),
+                                 x_weight.data(), dst, out_w, x_taps);
+                    if (affine) {
+                        for (std::int64_t x = 0; x < out_w; ++x) {
+                            dst[x] = source.scale * dst[x] + source.offset;
+                        }
+                    }
+                }
             }
         }
     }
+}
+
+}  // namespace
+
+void resize_area_boxes(const float* image, std::int64_t channels, std::int64_t height,
+                       std::int64_t width, const std::int64_t* boxes, std::int64_t count,
+                       std::int64_t out_h, std::int64_t out_w, float* output) {
+    // A planar image whose channels are not reversed: the reverse flag would swap planes.
+    resize_area(AreaSource<float>{image, channels, height, width, false, false, 1.0f, 0.0f}, boxes,
+                count, out_h, out_w, output);
+}
+
+void resize_area_boxes_u8(const std::uint8_t* image, std::int64_t height, std::int64_t width,
+                          std::int64_t channels, bool reverse_channels, float scale, float offset,
+                          const std::int64_t* boxes, std::int64_t count, std::int64_t out_h,
+                          std::int64_t out_w, float* output) {
+    resize_area(AreaSource<std::uint8_t>{image, channels, height, width, true, reverse_channels,
+                                         scale, offset},
+                boxes, count, out_h, out_w, output);
 }
 
 void softmax(const float* input, std::int64_t outer, std::int64_t axis_len, std::int64_t inner,

@@ -128,20 +128,13 @@ class FaceDetector:
 
     def __call__(self, image: np.ndarray) -> Detections:
         """Detect the faces of a uint8 HxWx3 image (channel order as ``order``)."""
-        image = as_image(image)
-        planes = image.transpose(2, 0, 1)  # planar RGB: the nets' layout, no later transposes
-        if self.order == "bgr":
-            planes = planes[::-1]
-        # Area resizing is linear, so normalising first equals normalising each resized copy.
-        normalised = np.array(planes, dtype=np.float32, order="C")
-        normalised -= np.float32(127.5)
-        normalised *= np.float32(0.0078125)
+        source = _Source(as_image(image), self.order == "bgr")
         pnet, rnet, onet = self._nets
-        boxes = self._propose(normalised, pnet)
+        boxes = self._propose(source, pnet)
         if len(boxes):
-            boxes = self._refine(normalised, boxes, rnet)
+            boxes = self._refine(source, boxes, rnet)
         if len(boxes):
-            return self._output(normalised, boxes, onet)
+            return self._output(source, boxes, onet)
         return _empty()
 
     def _scales(self, height: int, width: int) -> list:
@@ -156,23 +149,25 @@ class FaceDetector:
             shortest *= self.scale_factor
         return scales
 
-    def _propose(self, image: np.ndarray, pnet: Runner) -> np.ndarray:
+    def _propose(self, image: "_Source", pnet: Runner) -> np.ndarray:
         """P-net stage: squared candidate boxes [K, 5] (x1, y1, x2, y2, score)."""
-        height, width = image.shape[1:]
+        height, width = image.pixels.shape[:2]
         candidates = []
-        levels = [image]  # see _PYRAMID_STEP
-        sizes = [(height, width)]
+        levels: list = []  # planar [3, h, w] levels (see _PYRAMID_STEP)
         scales = self._scales(height, width)
         total = sum(3 * int(height * s + 1) * int(width * s + 1) for s in scales)
         buffer, used = _level_buffer(total), 0
         for index, scale in enumerate(scales):
             size = (int(height * scale + 1), int(width * scale + 1))
-            source = levels[max(0, index + 1 - _PYRAMID_STEP)]
-            whole = np.array([[0, 0, source.shape[2], source.shape[1]]], np.int64)
             count = 3 * size[0] * size[1]
             level = buffer[used : used + count].reshape(1, 3, *size)
             used += count
-            _core.resize_area_boxes(source, whole, size, level)
+            if index < _PYRAMID_STEP:
+                image.resample(np.array([[0, 0, width, height]], np.int64), size, level)
+            else:
+                source = levels[index - _PYRAMID_STEP]
+                whole = np.array([[0, 0, source.shape[2], source.shape[1]]], np.int64)
+                _core.resize_area_boxes(source, whole, size, level)
             levels.append(level[0])
             out = pnet(level)
             found = _cells_to_boxes(out["reg"][0], out["prob"][0, 1], scale, self.thresholds[0])
@@ -186,7 +181,7 @@ class FaceDetector:
         corners = boxes[:, :4] + boxes[:, 5:9] * np.concatenate([size, size], axis=1)
         return _square(np.concatenate([corners, boxes[:, 4:5]], axis=1))
 
-    def _refine(self, image: np.ndarray, boxes: np.ndarray, rnet: Runner) -> np.ndarray:
+    def _refine(self, image: "_Source", boxes: np.ndarray, rnet: Runner) -> np.ndarray:
         """R-net stage: squared boxes [K, 5]."""
         crops, boxes = _crops(image, boxes, 24)
         if len(boxes) == 0:
@@ -199,7 +194,7 @@ class FaceDetector:
         keep = _nms_exclusive(boxes, self.nms_thresholds[1])
         return _square(_regress(boxes[keep], offsets[keep]))
 
-    def _output(self, image: np.ndarray, boxes: np.ndarray, onet: Runner) -> Detections:
+    def _output(self, image: "_Source", boxes: np.ndarray, onet: Runner) -> Detections:
         crops, boxes = _crops(image, boxes, 48)
         if len(boxes) == 0:
             return _empty()
@@ -318,10 +313,28 @@ def _square(boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _crops(image: np.ndarray, boxes: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
-    """The in-image part of every box of a planar image resized to side x side (area
-    resampling), as an NCHW batch, and the boxes kept."""
-    height, width = image.shape[1:]
+class _Source:
+    """The uint8 image a detection runs on, resampled straight into normalised planar RGB:
+    ``(pixel - 127.5) / 128`` of the area mean (area resampling is linear, so normalising first
+    is the same), no float copy of the whole image."""
+
+    def __init__(self, pixels: np.ndarray, bgr: bool) -> None:
+        self.pixels = pixels
+        self.bgr = bgr
+
+    def resample(
+        self, boxes: np.ndarray, size: Tuple[int, int], out: Optional[np.ndarray] = None
+    ) -> np.ndarray:
+        return _core.resize_area_boxes_u8(
+            self.pixels, boxes, size, self.bgr, np.float32(0.0078125), np.float32(-0.99609375),
+            out,
+        )
+
+
+def _crops(image: _Source, boxes: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The in-image part of every box resized to side x side (area resampling), as a normalised
+    NCHW batch, and the boxes kept."""
+    height, width = image.pixels.shape[:2]
     corners = np.trunc(boxes[:, :4]).astype(np.int64)
     corners[:, :2] = np.maximum(corners[:, :2], 1) - 1
     corners[:, 2] = np.minimum(corners[:, 2], width)
@@ -329,7 +342,7 @@ def _crops(image: np.ndarray, boxes: np.ndarray, side: int) -> Tuple[np.ndarray,
     inside = np.nonzero((corners[:, 2] > corners[:, 0]) & (corners[:, 3] > corners[:, 1]))[0]
     if len(inside) == 0:
         return np.zeros((0, 3, side, side), np.float32), boxes[inside]
-    batch = _core.resize_area_boxes(image, np.ascontiguousarray(corners[inside]), (side, side))
+    batch = image.resample(np.ascontiguousarray(corners[inside]), (side, side))
     return batch, boxes[inside]
 
 

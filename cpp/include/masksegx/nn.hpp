@@ -71,6 +71,15 @@ void resize_area_boxes(const float* image, std::int64_t channels, std::int64_t h
                        std::int64_t width, const std::int64_t* boxes, std::int64_t count,
                        std::int64_t out_h, std::int64_t out_w, float* output);
 
+// The same from an interleaved uint8 image [height, width, channels] (as OpenCV stores it):
+// output channel c reads channel `reverse_channels ? channels - 1 - c : c` (BGR -> RGB), and
+// every output is scale * mean + offset (the nets' normalisation, folded in: the area weights
+// sum to one). Output planar [count, channels, out_h, out_w].
+void resize_area_boxes_u8(const std::uint8_t* image, std::int64_t height, std::int64_t width,
+                          std::int64_t channels, bool reverse_channels, float scale, float offset,
+                          const std::int64_t* boxes, std::int64_t count, std::int64_t out_h,
+                          std::int64_t out_w, float* output);
+
 enum class SimdLevel { Scalar, Avx2, Neon };
 // The instruction set the kernels use now: the best the CPU has, unless disabled by
 // set_simd_enabled(false) or the environment variable MASKSEGX_FORCE_SCALAR=1 (read once).
