@@ -395,3 +395,15 @@ def test_resize_area_equals_opencv_inter_area(rng):
 def test_resize_area_rejects_bad_boxes(boxes, error):
     with pytest.raises(error, match="box"):
         nn.resize_area(np.zeros((3, 8, 10), np.float32), boxes, 4)
+
+
+def test_resize_area_from_uint8_folds_channel_order_and_normalisation(rng):
+    image = rng.integers(0, 256, (31, 45, 3), dtype=np.uint8)
+    boxes = np.array([[0, 0, 45, 31], [3, 4, 20, 30], [40, 25, 45, 31]], np.int64)
+    planar = np.ascontiguousarray(image.transpose(2, 0, 1)[::-1], dtype=np.float32)
+    expected = (nn.resize_area(planar, boxes, (13, 17)) - 127.5) / 128
+    got = _core.resize_area_boxes_u8(image, boxes, (13, 17), True, 1 / 128, -127.5 / 128)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    same_order = _core.resize_area_boxes_u8(image, boxes, (13, 17))
+    np.testing.assert_allclose(same_order[:, ::-1], nn.resize_area(planar, boxes, (13, 17)),
+                               atol=1e-4)

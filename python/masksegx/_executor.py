@@ -8,6 +8,7 @@ emits (Shape, Gather, Unsqueeze, Squeeze, Concat, Constant), evaluated with nump
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -158,7 +159,7 @@ _POOLED = ("Conv", "MaxPool")
 
 def _buffer(buffers: list, index: int, shape: Tuple[int, ...]) -> np.ndarray:
     """A float32 array of ``shape`` on the step's buffer, grown when too small."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buffer = buffers[index]
     if buffer is None or buffer.size < size:
         buffer = buffers[index] = np.empty(max(size, 1), np.float32)
@@ -347,7 +348,7 @@ def _softmax(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
         if opset >= 13 or along == x.ndim - 1:
             return [_core.softmax(np.ascontiguousarray(x), along)]
         # Before opset 13, Softmax flattened the axes from `axis` on into one.
-        flat = np.ascontiguousarray(x.reshape(int(np.prod(x.shape[:along])), -1))
+        flat = np.ascontiguousarray(x.reshape(math.prod(x.shape[:along]), -1))
         return [_core.softmax(flat, 1).reshape(x.shape)]
 
     return softmax

@@ -155,7 +155,7 @@ class FaceDetector:
         candidates = []
         levels: list = []  # planar [3, h, w] levels (see _PYRAMID_STEP)
         scales = self._scales(height, width)
-        total = sum(3 * int(height * s + 1) * int(width * s + 1) for s in scales)
+        total = sum(3 * int(height * s + 1) * int(width * s + 1) for s in scales)  # all levels
         buffer, used = _level_buffer(total), 0
         for index, scale in enumerate(scales):
             size = (int(height * scale + 1), int(width * scale + 1))
