@@ -170,7 +170,10 @@ class FaceDetector:
                 _core.resize_area_boxes(source, whole, size, level)
             levels.append(level[0])
             out = pnet(level)
-            found = _cells_to_boxes(out["reg"][0], out["prob"][0, 1], scale, self.thresholds[0])
+            prob = out["prob"][0, 1]
+            if prob.max() < self.thresholds[0]:
+                continue
+            found = _cells_to_boxes(out["reg"][0], prob, scale, self.thresholds[0])
             keep = _nms_exclusive(found, self.nms_thresholds[0])
             candidates.append(found[keep])
         if not candidates:

@@ -5,18 +5,21 @@ Layout: the standard MTCNN nets (channel widths, pooling, heads as in facenet-py
 depthwise 3x3 convolution (``groups = C_in``) followed by a pointwise 1x1 convolution, with one
 PReLU after the pointwise conv only: the pair is one linear map followed by one non-linearity,
 like the 3x3 conv it replaces (MobileNet's separable block without batch norm). The first layer
-stays a standard 3x3 conv (3 input channels: separating it saves almost nothing). The 2x2 convs
+and the max-pool after it become one standard 4x4 stride-2 conv (3 input channels: separating it
+would save almost nothing; the same window and stride as conv + pool, computed on a quarter of
+the positions, without the full-resolution PReLU and pool that were most of the detector's
+time); the P-net's has 16 channels (MTCNN: 10) to make up for the lost pool. The 2x2 convs
 of R- and O-net stay standard too (the executor's general conv runs them; a 2x2 depthwise kernel
 would be one more kernel shape for little gain: they hold 12k / 33k of the 89k / 340k
 parameters).
 
 ``separable=False`` builds the plain-conv MTCNN layout, for counting (eq. 1-10) and as an ablation.
 
-Export contract (our C++ executor runs these graphs): only Conv (standard, depthwise and 1x1),
+Export contract (our C++ executor runs these graphs): only Conv (standard, strided, depthwise, 1x1),
 PRelu, MaxPool (ceil_mode=1), Flatten, Gemm and Softmax. No batch norm; the R/O-net features are
 flattened in NCHW order (no Transpose, unlike the Caffe-converted reference weights).
 Input ``input`` = RGB, ``(pixel - 127.5) / 128``, NCHW. Outputs: P-net ``reg`` [N,4,h,w] and
-``prob`` [N,2,h,w] with ``h = ceil((H - 2) / 2) - 4``; R-net ``reg`` [N,4], ``prob`` [N,2];
+``prob`` [N,2,h,w] with ``h = pnet_output_side(H)``; R-net ``reg`` [N,4], ``prob`` [N,2];
 O-net ``reg`` [N,4], ``landmarks`` [N,10] (x1..x5, y1..y5 as fractions of the box), ``prob``
 [N,2]. Channel/column 1 of ``prob`` is the face probability.
 """
