@@ -407,3 +407,34 @@ def test_resize_area_from_uint8_folds_channel_order_and_normalisation(rng):
     same_order = _core.resize_area_boxes_u8(image, boxes, (13, 17))
     np.testing.assert_allclose(same_order[:, ::-1], nn.resize_area(planar, boxes, (13, 17)),
                                atol=1e-4)
+
+
+def test_avx2_path_matches_scalar_on_avx512_cpus():
+    """With AVX-512 present the in-process checks run AVX-512 against scalar; this runs AVX2."""
+    import os
+    import subprocess
+    import sys
+
+    if nn.simd_level() != "avx512":
+        pytest.skip("no AVX-512 on this CPU (the AVX2 path is the one tested in-process)")
+    code = (
+        "import numpy as np\n"
+        "from masksegx import nn\n"
+        "assert nn.simd_level() == 'avx2', nn.simd_level()\n"
+        "rng = np.random.default_rng(0)\n"
+        "cases = [((1, 3, 37, 45), (16, 3, 4, 4), 2, 0, 1), ((2, 10, 33, 41), (10, 1, 3, 3), 1, 0, 10),\n"
+        "         ((5, 48, 4, 4), (64, 48, 2, 2), 1, 0, 1), ((1, 10, 29, 37), (16, 10, 1, 1), 1, 0, 1)]\n"
+        "for xs, ws, s, p, g in cases:\n"
+        "    x = rng.uniform(-1, 1, xs).astype(np.float32)\n"
+        "    w = rng.uniform(-1, 1, ws).astype(np.float32)\n"
+        "    slope = rng.uniform(-1, 1, ws[0]).astype(np.float32)\n"
+        "    simd = nn.conv2d(x, w, stride=s, padding=p, groups=g, slope=slope)\n"
+        "    nn.set_simd(False)\n"
+        "    scalar = nn.conv2d(x, w, stride=s, padding=p, groups=g, slope=slope)\n"
+        "    nn.set_simd(True)\n"
+        "    np.testing.assert_allclose(simd, scalar, rtol=1e-5, atol=1e-5)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, MASKSEGX_NO_AVX512="1")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

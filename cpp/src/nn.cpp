@@ -15,6 +15,7 @@
 #define MASKSEGX_AVX2_PATH 1
 #include <immintrin.h>
 #define MASKSEGX_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define MASKSEGX_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #endif
 #if defined(__aarch64__)
 #include <arm_neon.h>
@@ -32,8 +33,14 @@ SimdLevel detect_simd() {
     return SimdLevel::Neon;  // NEON is part of the aarch64 baseline
 #elif defined(MASKSEGX_AVX2_PATH)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? SimdLevel::Avx2
-                                                                          : SimdLevel::Scalar;
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+        return SimdLevel::Scalar;
+    }
+    // MASKSEGX_NO_AVX512=1 stops at AVX2 (to check or time that path on an AVX-512 CPU).
+    const char* no_avx512 = std::getenv("MASKSEGX_NO_AVX512");
+    const bool avx512_allowed = !(no_avx512 && std::strcmp(no_avx512, "1") == 0);
+    return avx512_allowed && __builtin_cpu_supports("avx512f") ? SimdLevel::Avx512
+                                                               : SimdLevel::Avx2;
 #else
     return SimdLevel::Scalar;
 #endif
@@ -167,6 +174,79 @@ MASKSEGX_TARGET_AVX2 void gemm_avx2(const GemmArgs& g) {
 }
 #endif
 
+#if defined(MASKSEGX_AVX2_PATH)
+// AVX-512: a Rows x 32 tile (Rows <= 8: 16 of the 32 vector registers hold the outputs);
+// tails use masked loads and stores. Same summation order as the other paths.
+template <int Rows, bool Tail>
+MASKSEGX_TARGET_AVX512 inline void gemm_tile_avx512(const GemmArgs& g, i64 m0, i64 p0,
+                                                    __mmask16 mask0, __mmask16 mask1) {
+    __m512 acc0[Rows], acc1[Rows];
+    for (int r = 0; r < Rows; ++r) {
+        acc0[r] = acc1[r] = _mm512_set1_ps(g.bias ? g.bias[m0 + r] : 0.0f);
+    }
+    const float* b = g.b + p0;
+    const float* w = g.w + m0 * g.depth;
+    for (i64 k = 0; k < g.depth; ++k, b += g.ldb) {
+        const __m512 b0 = Tail ? _mm512_maskz_loadu_ps(mask0, b) : _mm512_loadu_ps(b);
+        const __m512 b1 = Tail ? _mm512_maskz_loadu_ps(mask1, b + 16) : _mm512_loadu_ps(b + 16);
+        for (int r = 0; r < Rows; ++r) {
+            const __m512 wk = _mm512_set1_ps(w[r * g.depth + k]);
+            acc0[r] = _mm512_fmadd_ps(wk, b0, acc0[r]);
+            acc1[r] = _mm512_fmadd_ps(wk, b1, acc1[r]);
+        }
+    }
+    if (g.slope) {
+        const __m512 zero = _mm512_setzero_ps();
+        for (int r = 0; r < Rows; ++r) {
+            const __m512 s = _mm512_set1_ps(g.slope[m0 + r]);
+            acc0[r] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(acc0[r], zero, _CMP_GT_OQ),
+                                           _mm512_mul_ps(acc0[r], s), acc0[r]);
+            acc1[r] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(acc1[r], zero, _CMP_GT_OQ),
+                                           _mm512_mul_ps(acc1[r], s), acc1[r]);
+        }
+    }
+    float* out = g.out + m0 * g.ldc + p0;
+    for (int r = 0; r < Rows; ++r, out += g.ldc) {
+        if (Tail) {
+            _mm512_mask_storeu_ps(out, mask0, acc0[r]);
+            _mm512_mask_storeu_ps(out + 16, mask1, acc1[r]);
+        } else {
+            _mm512_storeu_ps(out, acc0[r]);
+            _mm512_storeu_ps(out + 16, acc1[r]);
+        }
+    }
+}
+
+template <bool Tail>
+MASKSEGX_TARGET_AVX512 void gemm_column_strip_avx512(const GemmArgs& g, i64 p0, __mmask16 mask0,
+                                                     __mmask16 mask1) {
+    i64 m = 0;
+    for (; m + 8 <= g.rows; m += 8) gemm_tile_avx512<8, Tail>(g, m, p0, mask0, mask1);
+    switch (g.rows - m) {
+        case 7: gemm_tile_avx512<7, Tail>(g, m, p0, mask0, mask1); break;
+        case 6: gemm_tile_avx512<6, Tail>(g, m, p0, mask0, mask1); break;
+        case 5: gemm_tile_avx512<5, Tail>(g, m, p0, mask0, mask1); break;
+        case 4: gemm_tile_avx512<4, Tail>(g, m, p0, mask0, mask1); break;
+        case 3: gemm_tile_avx512<3, Tail>(g, m, p0, mask0, mask1); break;
+        case 2: gemm_tile_avx512<2, Tail>(g, m, p0, mask0, mask1); break;
+        case 1: gemm_tile_avx512<1, Tail>(g, m, p0, mask0, mask1); break;
+        default: break;
+    }
+}
+
+MASKSEGX_TARGET_AVX512 void gemm_avx512(const GemmArgs& g) {
+    i64 p0 = 0;
+    for (; p0 + 32 <= g.cols; p0 += 32) gemm_column_strip_avx512<false>(g, p0, 0xFFFF, 0xFFFF);
+    const i64 left = g.cols - p0;
+    if (left > 0) {
+        const auto bits = [](i64 n) {
+            return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
+        };
+        gemm_column_strip_avx512<true>(g, p0, bits(left), bits(left - 16));
+    }
+}
+#endif
+
 #if defined(__aarch64__)
 template <int Rows>
 inline void gemm_tile_neon(const GemmArgs& g, i64 m0, i64 p0) {
@@ -218,6 +298,7 @@ void gemm_neon(const GemmArgs& g) {
 
 void gemm(const GemmArgs& g, SimdLevel level) {
 #if defined(MASKSEGX_AVX2_PATH)
+    if (level == SimdLevel::Avx512) return gemm_avx512(g);
     if (level == SimdLevel::Avx2) return gemm_avx2(g);
 #endif
 #if defined(__aarch64__)
@@ -270,6 +351,24 @@ MASKSEGX_TARGET_AVX2 void depthwise_row_avx2(const float* const* taps, const flo
 }
 #endif
 
+#if defined(MASKSEGX_AVX2_PATH)
+MASKSEGX_TARGET_AVX512 void depthwise_row_avx512(const float* const* taps, const float* w,
+                                                 float bias, float* out, i64 width) {
+    __m512 wv[9];
+    for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(w[t]);
+    const __m512 bv = _mm512_set1_ps(bias);
+    for (i64 x = 0; x < width; x += 16) {
+        const i64 left = width - x;
+        const __mmask16 mask = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
+        __m512 acc = bv;
+        for (int t = 0; t < 9; ++t) {
+            acc = _mm512_fmadd_ps(wv[t], _mm512_maskz_loadu_ps(mask, taps[t] + x), acc);
+        }
+        _mm512_mask_storeu_ps(out + x, mask, acc);
+    }
+}
+#endif
+
 #if defined(__aarch64__)
 void depthwise_row_neon(const float* const* taps, const float* w, float bias, float* out,
                         i64 width) {
@@ -294,6 +393,7 @@ using DepthwiseRow = void (*)(const float* const*, const float*, float, float*, 
 
 DepthwiseRow depthwise_row_for(SimdLevel level) {
 #if defined(MASKSEGX_AVX2_PATH)
+    if (level == SimdLevel::Avx512) return depthwise_row_avx512;
     if (level == SimdLevel::Avx2) return depthwise_row_avx2;
 #endif
 #if defined(__aarch64__)
@@ -402,7 +502,7 @@ using GatherStride2 = void (*)(const float*, float*, i64);
 
 GatherStride2 gather_stride2_for(SimdLevel level) {
 #if defined(MASKSEGX_AVX2_PATH)
-    if (level == SimdLevel::Avx2) return gather_stride2_avx2;
+    if (level == SimdLevel::Avx2 || level == SimdLevel::Avx512) return gather_stride2_avx2;
 #endif
     (void)level;
     return gather_stride2_scalar;
@@ -583,6 +683,7 @@ SimdLevel simd_level() {
 
 const char* simd_level_name(SimdLevel level) {
     switch (level) {
+        case SimdLevel::Avx512: return "avx512";
         case SimdLevel::Avx2: return "avx2";
         case SimdLevel::Neon: return "neon";
         default: return "scalar";

@@ -5,9 +5,10 @@ Tensors are float32 NCHW with batch N >= 1; weights use the ONNX layouts (Conv w
 be passed unchanged. Inputs of another numeric dtype are converted to float32; NaN or infinity
 raises ValueError.
 
-The hot loops (pointwise/im2col GEMM, depthwise 3x3, fully connected dot products) use AVX2+FMA
-on x86-64 CPUs that have it (chosen at run time) and NEON on aarch64; :func:`set_simd` or the
-environment variable ``MASKSEGX_FORCE_SCALAR=1`` selects the portable scalar code instead.
+The hot loops (pointwise/im2col GEMM, depthwise 3x3, fully connected dot products) use AVX-512
+or AVX2+FMA on x86-64 CPUs that have them (chosen at run time; ``MASKSEGX_NO_AVX512=1`` stops
+at AVX2) and NEON on aarch64; :func:`set_simd` or the environment variable
+``MASKSEGX_FORCE_SCALAR=1`` selects the portable scalar code instead.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
 
 
 def simd_level() -> str:
-    """The instruction set the kernels use now: ``"avx2"``, ``"neon"`` or ``"scalar"``."""
+    """The instruction set the kernels use now: ``"avx512"``, ``"avx2"``, ``"neon"`` or
+    ``"scalar"``."""
     return _core.simd_level()
 
 

@@ -1,7 +1,7 @@
 // Neural-network layers for small CNN inference (MTCNN-sized): float32, NCHW, batch N >= 1.
 // Weights use the ONNX layouts (Conv: [M, C/groups, kh, kw]; Gemm with transB=1: [M, K]) so
 // an executor can hand ONNX initializers over unchanged. Bad arguments throw
-// std::invalid_argument. Hot loops have AVX2+FMA (x86-64, chosen at run time) and NEON
+// std::invalid_argument. Hot loops have AVX-512 and AVX2+FMA (x86-64, chosen at run time) and NEON
 // (aarch64) paths; the scalar path is always available and is the reference for them.
 #pragma once
 #include <cstdint>
@@ -80,9 +80,10 @@ void resize_area_boxes_u8(const std::uint8_t* image, std::int64_t height, std::i
                           const std::int64_t* boxes, std::int64_t count, std::int64_t out_h,
                           std::int64_t out_w, float* output);
 
-enum class SimdLevel { Scalar, Avx2, Neon };
+enum class SimdLevel { Scalar, Avx2, Avx512, Neon };
 // The instruction set the kernels use now: the best the CPU has, unless disabled by
-// set_simd_enabled(false) or the environment variable MASKSEGX_FORCE_SCALAR=1 (read once).
+// set_simd_enabled(false) or the environment variable MASKSEGX_FORCE_SCALAR=1 (read once);
+// MASKSEGX_NO_AVX512=1 stops at AVX2 on AVX-512 CPUs.
 SimdLevel simd_level();
 const char* simd_level_name(SimdLevel level);
 void set_simd_enabled(bool enabled);
