@@ -924,6 +924,36 @@ void resample_row(const float* src, std::int64_t stride, const std::int64_t* sta
     }
 }
 
+// dst[x] = sum_t weight[t] src[t stride + x], x < length: the vertical pass of area resampling
+// (compiled for AVX2 and plain x86-64, picked when first called).
+#if defined(MASKSEGX_AVX2_PATH)
+#define MASKSEGX_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MASKSEGX_CLONES
+#endif
+MASKSEGX_CLONES void weighted_rows(const float* src, std::int64_t stride, const float* weight,
+                                   std::int64_t count, std::int64_t length, float* dst) {
+    for (std::int64_t x = 0; x < length; ++x) dst[x] = weight[0] * src[x];
+    for (std::int64_t t = 1; t < count; ++t) {
+        const float w = weight[t];
+        const float* __restrict row = src + t * stride;
+        float* __restrict out = dst;
+        for (std::int64_t x = 0; x < length; ++x) out[x] += w * row[x];
+    }
+}
+
+MASKSEGX_CLONES void weighted_rows(const std::uint8_t* src, std::int64_t stride,
+                                   const float* weight, std::int64_t count, std::int64_t length,
+                                   float* dst) {
+    for (std::int64_t x = 0; x < length; ++x) dst[x] = weight[0] * float(src[x]);
+    for (std::int64_t t = 1; t < count; ++t) {
+        const float w = weight[t];
+        const std::uint8_t* __restrict row = src + t * stride;
+        float* __restrict out = dst;
+        for (std::int64_t x = 0; x < length; ++x) out[x] += w * float(row[x]);
+    }
+}
+
 // A planar float image [C, H, W] or an interleaved one [H, W, C] (any element type), read as
 // channels `reverse ? C - 1 - c : c`; outputs are scale * mean + offset.
 template <class T>
@@ -967,15 +997,9 @@ void resize_area(const AreaSource<T>& source, const std::int64_t* boxes, std::in
         for (std::int64_t p = 0; p < planes; ++p) {
             const T* plane = source.data + p * source.height * width + x0 * step;
             for (std::int64_t oy = 0; oy < out_h; ++oy) {
-                float* __restrict dst = rows + oy * row_len;
-                const float* wy = ys.weight.data() + ys.offset[oy];
-                const T* __restrict src0 = plane + ys.first[oy] * width * step;
-                for (std::int64_t x = 0; x < row_len; ++x) dst[x] = wy[0] * float(src0[x]);
-                for (std::int64_t t = 1; t < ys.count[oy]; ++t) {
-                    const float w = wy[t];
-                    const T* __restrict src = src0 + t * width * step;
-                    for (std::int64_t x = 0; x < row_len; ++x) dst[x] += w * float(src[x]);
-                }
+                weighted_rows(plane + ys.first[oy] * width * step, width * step,
+                              ys.weight.data() + ys.offset[oy], ys.count[oy], row_len,
+                              rows + oy * row_len);
             }
             const std::int64_t first = source.interleaved ? 0 : p;
             const std::int64_t last = source.interleaved ? channels : p + 1;
