@@ -1001,6 +1001,34 @@ void resize_area(const AreaSource<T>& source, const std::int64_t* boxes, std::in
                               ys.weight.data() + ys.offset[oy], ys.count[oy], row_len,
                               rows + oy * row_len);
             }
+            if (source.interleaved && channels == 3) {
+                // The three channels of a pixel share their taps: one pass over the rows.
+                float* out_planes[3];
+                for (std::int64_t c = 0; c < 3; ++c) {
+                    const std::int64_t stored = source.reverse ? 2 - c : c;
+                    out_planes[stored] = output + (k * 3 + c) * out_h * out_w;
+                }
+                for (std::int64_t oy = 0; oy < out_h; ++oy) {
+                    const float* row = rows + oy * row_len;
+                    float* o0 = out_planes[0] + oy * out_w;
+                    float* o1 = out_planes[1] + oy * out_w;
+                    float* o2 = out_planes[2] + oy * out_w;
+                    for (std::int64_t ox = 0; ox < out_w; ++ox) {
+                        const float* px = row + 3 * x_start[ox];
+                        const float* w = x_weight.data() + ox * x_taps;
+                        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f;
+                        for (std::int64_t t = 0; t < x_taps; ++t, px += 3) {
+                            a0 += w[t] * px[0];
+                            a1 += w[t] * px[1];
+                            a2 += w[t] * px[2];
+                        }
+                        o0[ox] = source.scale * a0 + source.offset;
+                        o1[ox] = source.scale * a1 + source.offset;
+                        o2[ox] = source.scale * a2 + source.offset;
+                    }
+                }
+                continue;
+            }
             const std::int64_t first = source.interleaved ? 0 : p;
             const std::int64_t last = source.interleaved ? channels : p + 1;
             for (std::int64_t c = first; c < last; ++c) {
@@ -1044,6 +1072,23 @@ void resize_area_boxes_u8(const std::uint8_t* image, std::int64_t height, std::i
 void softmax(const float* input, std::int64_t outer, std::int64_t axis_len, std::int64_t inner,
              float* output) {
     require(outer >= 1 && axis_len >= 1 && inner >= 1, "softmax: empty input");
+    if (axis_len == 2) {  // two classes (the detector's face / no face): one exponential each
+        for (std::int64_t o = 0; o < outer; ++o) {
+            const float* a = input + o * 2 * inner;
+            const float* b = a + inner;
+            float* pa = output + o * 2 * inner;
+            float* pb = pa + inner;
+            for (std::int64_t i = 0; i < inner; ++i) {
+                // Stable: exp of a non-positive difference only.
+                const float d = a[i] - b[i];
+                const float e = std::exp(-std::fabs(d));
+                const float big = 1.0f / (1.0f + e), small = e * big;
+                pa[i] = d >= 0 ? big : small;
+                pb[i] = d >= 0 ? small : big;
+            }
+        }
+        return;
+    }
     // Work on whole inner rows so every loop runs over contiguous memory.
     std::vector<float> peak(inner), total(inner);
     for (std::int64_t o = 0; o < outer; ++o) {
