@@ -420,6 +420,8 @@ def write_card(out: Path, results: dict) -> None:
         "",
         *(f"    {command}  # {', '.join(stages)}" for command, stages in stage_commands(results)),
         "",
+        # Free-text provenance kept in the cache's results.json ("notes": list of lines).
+        *([*results["notes"], ""] if results.get("notes") else []),
         "## Results",
         "",
         "| net | params (ours / standard) | MACs (ours / standard) |"
