@@ -825,9 +825,76 @@ void relu(float* data, std::int64_t count) {
     for (std::int64_t k = 0; k < count; ++k) data[k] = data[k] > 0.0f ? data[k] : 0.0f;
 }
 
+namespace {
+
+#if defined(MASKSEGX_AVX2_PATH)
+// Small batches (N <= 8): one pass over each weight row, N dot products at once (8 lanes each,
+// summed at the end). The GEMM would fill N of its 16 or 32 columns per strip.
+template <int N>
+MASKSEGX_TARGET_AVX2 void fully_connected_rows_avx2(const float* input, std::int64_t k,
+                                                    const float* weight, std::int64_t m,
+                                                    const float* bias, float* output) {
+    const std::int64_t full = k / 8 * 8;
+    for (std::int64_t r = 0; r < m; ++r) {
+        const float* w = weight + r * k;
+        __m256 acc[N];
+        for (int j = 0; j < N; ++j) acc[j] = _mm256_setzero_ps();
+        for (std::int64_t i = 0; i < full; i += 8) {
+            const __m256 wv = _mm256_loadu_ps(w + i);
+            for (int j = 0; j < N; ++j) {
+                acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(input + j * k + i), acc[j]);
+            }
+        }
+        for (int j = 0; j < N; ++j) {
+            const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[j]),
+                                           _mm256_extractf128_ps(acc[j], 1));
+            const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+            float sum = _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
+            for (std::int64_t i = full; i < k; ++i) sum += w[i] * input[j * k + i];
+            output[j * m + r] = sum + (bias ? bias[r] : 0.0f);
+        }
+    }
+}
+
+bool fully_connected_small_batch(const float* input, std::int64_t n, std::int64_t k,
+                                 const float* weight, std::int64_t m, const float* bias,
+                                 float* output, SimdLevel level) {
+    if (level != SimdLevel::Avx2 && level != SimdLevel::Avx512) return false;
+    switch (n) {
+        case 1: fully_connected_rows_avx2<1>(input, k, weight, m, bias, output); return true;
+        case 2: fully_connected_rows_avx2<2>(input, k, weight, m, bias, output); return true;
+        case 3: fully_connected_rows_avx2<3>(input, k, weight, m, bias, output); return true;
+        case 4: fully_connected_rows_avx2<4>(input, k, weight, m, bias, output); return true;
+        case 5: fully_connected_rows_avx2<5>(input, k, weight, m, bias, output); return true;
+        case 6: fully_connected_rows_avx2<6>(input, k, weight, m, bias, output); return true;
+        case 7: fully_connected_rows_avx2<7>(input, k, weight, m, bias, output); return true;
+        case 8: fully_connected_rows_avx2<8>(input, k, weight, m, bias, output); return true;
+        default: return false;
+    }
+}
+#else
+bool fully_connected_small_batch(const float*, std::int64_t, std::int64_t, const float*,
+                                 std::int64_t, const float*, float*, SimdLevel) {
+    return false;
+}
+#endif
+
+}  // namespace
+
 void fully_connected(const float* input, std::int64_t n, std::int64_t k, const float* weight,
                      std::int64_t m, const float* bias, float* output) {
     require(n >= 1 && k >= 1 && m >= 1, "fully_connected: every dimension must be at least 1");
+    // Batches of up to 8 (the O-net's few crops) in groups of 8 as dot products.
+    const SimdLevel level = simd_level();
+    if (n <= 16 && k >= 64 && level != SimdLevel::Scalar) {
+        bool done = true;
+        for (std::int64_t i = 0; i < n && done; i += 8) {
+            const std::int64_t count = std::min<std::int64_t>(8, n - i);
+            done = fully_connected_small_batch(input + i * k, count, k, weight, m, bias,
+                                               output + i * m, level);
+        }
+        if (done) return;
+    }
     // As output^T = weight . input^T the GEMM streams the (large) weight matrix once for the
     // whole batch instead of once per sample.
     std::vector<float> input_t(k * n), output_t(m * n);
@@ -1069,6 +1136,47 @@ void resize_area_boxes_u8(const std::uint8_t* image, std::int64_t height, std::i
                 boxes, count, out_h, out_w, output);
 }
 
+namespace {
+
+// exp(x) for x <= 0 within 2e-7 relative (x < -87: about 1.6e-38), branch-free so loops
+// vectorise: x = (i + f) ln 2 with integer i <= 0 and f in [0, 1), 2^f = e^(f ln 2) by its
+// Taylor series to degree 9.
+inline float exp_nonpositive(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    const float t = x * 1.44269504088896341f;
+    const float i = std::floor(t);
+    const float f = (t - i) * 0.693147180559945309f;  // in [0, ln 2)
+    float p = 2.75573192e-6f;
+    p = p * f + 2.48015873e-5f;
+    p = p * f + 1.98412698e-4f;
+    p = p * f + 1.38888889e-3f;
+    p = p * f + 8.33333333e-3f;
+    p = p * f + 4.16666667e-2f;
+    p = p * f + 1.66666667e-1f;
+    p = p * f + 0.5f;
+    p = p * f + 1.0f;
+    p = p * f + 1.0f;
+    const std::int32_t bits = (static_cast<std::int32_t>(i) + 127) * (1 << 23);
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+// Two-class softmax of logits a, b (vectorised where the CPU allows).
+MASKSEGX_CLONES void softmax_pair(const float* a, const float* b, float* pa, float* pb,
+                                  std::int64_t count) {
+    for (std::int64_t i = 0; i < count; ++i) {
+        // Stable: exp of a non-positive difference only.
+        const float d = a[i] - b[i];
+        const float e = exp_nonpositive(-std::fabs(d));
+        const float big = 1.0f / (1.0f + e), small = e * big;
+        pa[i] = d >= 0 ? big : small;
+        pb[i] = d >= 0 ? small : big;
+    }
+}
+
+}  // namespace
+
 void softmax(const float* input, std::int64_t outer, std::int64_t axis_len, std::int64_t inner,
              float* output) {
     require(outer >= 1 && axis_len >= 1 && inner >= 1, "softmax: empty input");
@@ -1078,14 +1186,7 @@ void softmax(const float* input, std::int64_t outer, std::int64_t axis_len, std:
             const float* b = a + inner;
             float* pa = output + o * 2 * inner;
             float* pb = pa + inner;
-            for (std::int64_t i = 0; i < inner; ++i) {
-                // Stable: exp of a non-positive difference only.
-                const float d = a[i] - b[i];
-                const float e = std::exp(-std::fabs(d));
-                const float big = 1.0f / (1.0f + e), small = e * big;
-                pa[i] = d >= 0 ? big : small;
-                pb[i] = d >= 0 ? small : big;
-            }
+            softmax_pair(a, b, pa, pb, inner);
         }
         return;
     }
