@@ -4,6 +4,10 @@ Supported operators: Conv (2-D, symmetric padding, no dilation; depthwise and po
 included), PRelu, Relu, MaxPool (2-D, no padding, ceil_mode 0 or 1), Gemm, MatMul, Add,
 Softmax, Transpose, Reshape, Flatten, Identity, and the shape arithmetic a dynamic-batch export
 emits (Shape, Gather, Unsqueeze, Squeeze, Concat, Constant), evaluated with numpy.
+
+A Conv whose only reader is a PRelu with constant per-channel slopes runs as one fused kernel;
+Conv and MaxPool results go into per-thread buffers reused from run to run (graph outputs are
+always fresh arrays).
 """
 
 from __future__ import annotations
