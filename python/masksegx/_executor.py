@@ -161,9 +161,16 @@ _FUSED_PRELU = "masksegx_fused_prelu"
 _POOLED = ("Conv", "MaxPool")
 
 
+#: Results larger than this (floats; 32 MB) get a fresh array instead of a kept buffer, so a
+#: very large image does not leave hundreds of megabytes behind in every thread.
+MAX_KEPT_FLOATS = 8 << 20
+
+
 def _buffer(buffers: list, index: int, shape: Tuple[int, ...]) -> np.ndarray:
     """A float32 array of ``shape`` on the step's buffer, grown when too small."""
     size = math.prod(shape)
+    if size > MAX_KEPT_FLOATS:
+        return np.empty(shape, np.float32)
     buffer = buffers[index]
     if buffer is None or buffer.size < size:
         buffer = buffers[index] = np.empty(max(size, 1), np.float32)

@@ -36,7 +36,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
-from ._executor import NativeNet
+from ._executor import MAX_KEPT_FLOATS, NativeNet
 from ._validation import MAX_SIDE, as_image, check_order
 from .nms import nms
 
@@ -262,6 +262,8 @@ _PYRAMID_STEP = 3
 def _level_buffer(size: int) -> np.ndarray:
     """``size`` float32 values on this thread's buffer for pyramid levels (reused: fresh levels
     on every call would be mapped and page-faulted every time)."""
+    if size > MAX_KEPT_FLOATS:  # a very large image: not kept for the next call
+        return np.empty(size, np.float32)
     buffer = getattr(_SCRATCH, "level", None)
     if buffer is None or buffer.size < size:
         buffer = _SCRATCH.level = np.empty(size, np.float32)
