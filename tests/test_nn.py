@@ -438,3 +438,13 @@ def test_avx2_path_matches_scalar_on_avx512_cpus():
     env = dict(os.environ, MASKSEGX_NO_AVX512="1")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("w", [9, 16, 17, 21, 22, 31, 32, 33])
+@pytest.mark.parametrize("kernel", [2, 3])
+def test_max_pool2d_narrow_rows_stride_2(rng, w, kernel):
+    """The R/O-net pools (rows of up to 32 columns, stride 2) have their own SIMD path."""
+    x = random_tensor(rng, (3, 5, w + 1, w))
+    for stride in ((2, 2), (1, 2)):
+        got = nn.max_pool2d(x, kernel, stride)
+        np.testing.assert_array_equal(got, max_pool2d_ref(x, (kernel, kernel), stride))

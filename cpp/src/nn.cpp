@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -731,6 +732,45 @@ void conv2d(const float* input, const Tensor4Shape& input_shape, const float* we
 
 constexpr std::int64_t kSmallPoolWidth = 32;
 
+#if defined(MASKSEGX_AVX2_PATH)
+// Rows of at most 32 columns, window width 2 or 3, column stride 2 (the R/O-net pools): each
+// output row from one or two vectors per input row. Columns past the row read as -inf, so the
+// ceil-mode window clipped by the right edge needs no special case.
+MASKSEGX_TARGET_AVX512 void max_pool_narrow_s2_avx512(const float* input, const Tensor4Shape& in,
+                                                      const Pool2dSpec& spec,
+                                                      const Tensor4Shape& out, float* output) {
+    const std::int64_t w = in.w;
+    const __mmask16 mask0 = static_cast<__mmask16>(w >= 16 ? 0xFFFF : (1u << w) - 1);
+    const __mmask16 mask1 =
+        static_cast<__mmask16>(w <= 16 ? 0 : w >= 32 ? 0xFFFF : (1u << (w - 16)) - 1);
+    const __mmask16 out_mask = static_cast<__mmask16>((1u << out.w) - 1);  // out.w <= 16
+    const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    // 2 ox + 2, or 31 for the last lane: v[31] is in that window already (see the note above).
+    const __m512i next = _mm512_setr_epi32(2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 31);
+    const bool three = spec.kernel_w == 3;
+    for (std::int64_t plane = 0; plane < out.n * out.c; ++plane) {
+        const float* src = input + plane * in.plane();
+        float* dst = output + plane * out.plane();
+        for (std::int64_t oy = 0; oy < out.h; ++oy, dst += out.w) {
+            const std::int64_t y0 = oy * spec.stride_h;
+            const std::int64_t y1 = std::min(y0 + spec.kernel_h, in.h);
+            __m512 v0 = lowest, v1 = lowest;
+            for (std::int64_t y = y0; y < y1; ++y) {
+                const float* row = src + y * w;
+                v0 = _mm512_max_ps(v0, _mm512_mask_loadu_ps(lowest, mask0, row));
+                if (mask1) v1 = _mm512_max_ps(v1, _mm512_mask_loadu_ps(lowest, mask1, row + 16));
+            }
+            __m512 best = _mm512_max_ps(_mm512_permutex2var_ps(v0, even, v1),
+                                        _mm512_permutex2var_ps(v0, odd, v1));
+            if (three) best = _mm512_max_ps(best, _mm512_permutex2var_ps(v0, next, v1));
+            _mm512_mask_storeu_ps(dst, out_mask, best);
+        }
+    }
+}
+#endif
+
 Tensor4Shape max_pool2d_output_shape(const Tensor4Shape& input, const Pool2dSpec& spec) {
     require_shape(input, "max_pool2d input");
     require(spec.kernel_h >= 1 && spec.kernel_w >= 1, "max_pool2d: kernel must be at least 1");
@@ -755,6 +795,12 @@ void max_pool2d(const float* input, const Tensor4Shape& input_shape, const Pool2
     // Per output row, three contiguous (vectorised) passes: the maximum over the window's rows,
     // then over kw neighbours at every column, then every sw-th of those; windows clipped by
     // the right edge (ceil mode) are finished one by one.
+#if defined(MASKSEGX_AVX2_PATH)
+    if (simd_level() == SimdLevel::Avx512 && w <= 32 && sw == 2 && (kw == 2 || kw == 3)) {
+        max_pool_narrow_s2_avx512(input, input_shape, spec, out, output);
+        return;
+    }
+#endif
     if (w < kSmallPoolWidth) {
         // Narrow planes (R/O-net crops): per-row passes cost more than they save.
         for (std::int64_t plane = 0; plane < out.n * out.c; ++plane) {
