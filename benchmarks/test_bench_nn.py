@@ -175,3 +175,35 @@ def test_softmax_onnxruntime(benchmark, logits):
         pytest.skip("onnx is not installed")
     benchmark.group = "nn.softmax 2x115x155"
     benchmark(run, logits)
+
+
+# ---- area resampling of crops (the cascade's R/O-net inputs) vs OpenCV per crop ---------------
+
+
+@pytest.fixture(scope="module")
+def crop_boxes():
+    """100 square boxes of 12-120 px inside a 640x480 image, as the P-net proposes them."""
+    rng = np.random.default_rng(0)
+    side = rng.integers(12, 121, 100)
+    x0, y0 = rng.integers(0, 640 - side), rng.integers(0, 480 - side)
+    return np.stack([x0, y0, x0 + side, y0 + side], axis=1).astype(np.int64)
+
+
+def test_resize_area_cpp(benchmark, crop_boxes):
+    image = tensor((3, 480, 640))
+    benchmark.group = "resize_area 100 crops to 24x24"
+    benchmark(nn.resize_area, image, crop_boxes, 24)
+
+
+def test_resize_area_opencv(benchmark, crop_boxes):
+    cv2 = pytest.importorskip("cv2")
+    image = np.ascontiguousarray(tensor((3, 480, 640)).transpose(1, 2, 0))
+    benchmark.group = "resize_area 100 crops to 24x24"
+
+    def crops():
+        batch = np.empty((len(crop_boxes), 24, 24, 3), np.float32)
+        for k, (x0, y0, x1, y1) in enumerate(crop_boxes):
+            batch[k] = cv2.resize(image[y0:y1, x0:x1], (24, 24), interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+    benchmark(crops)

@@ -134,3 +134,31 @@ def test_missing_and_corrupt_models(models, tmp_path, monkeypatch, image):
 
 def test_package_exports():
     assert masksegx.detect_faces is detect_faces and masksegx.FaceDetector is FaceDetector
+
+
+@pytest.mark.parametrize("example", range(2))
+def test_shipped_models_find_the_example_face_on_both_backends(example):
+    """The shipped nets (strided stems, fused PReLU, batched small planes in the native
+    executor) give the same detections in onnxruntime, and find the annotated masked face."""
+    pytest.importorskip("onnxruntime")
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.examples import EXAMPLES
+
+    path, (x0, y0, x1, y1) = EXAMPLES[example]
+    image = cv2.imread(path)
+    native = detect_faces(image)
+    reference = detect_faces(image, backend="onnxruntime")
+    assert len(native) == len(reference) >= 1
+    np.testing.assert_allclose(native.boxes, reference.boxes, atol=1e-2)
+    np.testing.assert_allclose(native.landmarks, reference.landmarks, atol=1e-2)
+    np.testing.assert_allclose(native.scores, reference.scores, atol=1e-4)
+    boxes = native.boxes
+    inter = np.prod(
+        np.clip(np.minimum(boxes[:, 2:], [x1, y1]) - np.maximum(boxes[:, :2], [x0, y0]), 0, None),
+        axis=1,
+    )
+    union = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) + (x1 - x0) * (y1 - y0) - inter
+    # MTCNN boxes are square; the annotations are not (example 0: 269 x 340 px, where a square
+    # box reaches IoU 0.79 at best). Ours: 0.50 and 0.68 (example 0 also gets a false positive
+    # on the background).
+    assert (inter / union).max() > 0.45

@@ -288,3 +288,163 @@ def test_environment_variable_forces_scalar():
         env=env, capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert level == "scalar"
+
+
+# ---- fused PReLU, batched small planes, output buffers, area resampling -----------------------
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding, groups",
+    [
+        ((1, 3, 37, 45), (16, 3, 4, 4), 2, 0, 1),  # P-net stem (im2col, stride 2)
+        ((2, 10, 33, 41), (10, 1, 3, 3), 1, 0, 10),  # depthwise
+        ((1, 10, 29, 37), (16, 10, 1, 1), 1, 0, 1),  # pointwise
+        ((5, 48, 4, 4), (64, 48, 2, 2), 1, 0, 1),  # R-net 2x2 conv: batched small planes
+        ((7, 32, 5, 5), (64, 32, 1, 1), 1, 0, 1),  # batched pointwise
+        ((3, 6, 6, 7), (9, 6, 3, 3), 2, 1, 1),  # batched, strided and padded
+    ],
+)
+def test_fused_prelu_equals_conv_then_prelu(rng, scalar_and_simd, x_shape, w_shape, stride,
+                                            padding, groups):
+    x, weight = random_tensor(rng, x_shape), random_tensor(rng, w_shape)
+    bias, slope = random_tensor(rng, (w_shape[0],)), random_tensor(rng, (w_shape[0],))
+    kwargs = dict(stride=stride, padding=padding, groups=groups)
+    simd, scalar = scalar_and_simd(nn.conv2d, x, weight, bias, slope=slope, **kwargs)
+    expected = prelu_ref(conv2d_ref(x, weight, bias, (stride,) * 2, (padding,) * 2, groups), slope)
+    for got in (simd, scalar):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [2, 9, 300])  # 300 samples: several chunks of samples
+def test_batched_small_planes_match_reference(rng, n):
+    x, weight = random_tensor(rng, (n, 12, 4, 4)), random_tensor(rng, (20, 12, 2, 2))
+    bias = random_tensor(rng, (20,))
+    assert_conv_matches(x, weight, bias, (1, 1), (0, 0), 1)
+
+
+def test_core_kernels_write_into_out(rng):
+    x, weight = random_tensor(rng, (2, 3, 9, 10)), random_tensor(rng, (4, 3, 3, 3))
+    out = np.full((2, 4, 7, 8), np.nan, np.float32)
+    got = _core.conv2d(x, weight, None, (1, 1), (0, 0), 1, None, out)
+    assert got is out or np.shares_memory(got, out)
+    np.testing.assert_allclose(out, conv2d_ref(x, weight, None, (1, 1), (0, 0), 1), atol=1e-5)
+    pooled = np.empty((2, 3, 5, 5), np.float32)
+    _core.max_pool2d(x, (2, 2), (2, 2), pooled)
+    np.testing.assert_array_equal(pooled, max_pool2d_ref(x, (2, 2), (2, 2)))
+    with pytest.raises(ValueError, match="out"):
+        _core.conv2d(x, weight, None, (1, 1), (0, 0), 1, None, np.empty((2, 4, 7, 7), np.float32))
+    with pytest.raises(TypeError, match="out"):
+        _core.max_pool2d(x, (2, 2), (2, 2), np.empty((2, 3, 5, 5), np.float64))
+
+
+def area_resize_ref(plane, out_h, out_w):
+    """Exact area means of one float64 plane (every input pixel a unit square)."""
+    def weights(n_in, n_out):
+        scale = n_in / n_out
+        w = np.zeros((n_out, n_in))
+        for i in range(n_out):
+            lo, hi = i * scale, (i + 1) * scale
+            for j in range(int(np.floor(lo)), min(n_in, int(np.ceil(hi)))):
+                w[i, j] = max(0.0, min(hi, j + 1) - max(lo, j)) / scale
+        return w
+
+    return weights(plane.shape[0], out_h) @ plane @ weights(plane.shape[1], out_w).T
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 30), st.integers(1, 30), st.integers(1, 30), st.integers(1, 30),
+    st.integers(0, 2**31),
+)
+def test_resize_area_matches_exact_area_means(box_w, box_h, out_w, out_h, seed):
+    rng = np.random.default_rng(seed)
+    image = random_tensor(rng, (2, 35, 33))
+    x0, y0 = int(rng.integers(0, 34 - min(box_w, 33))), int(rng.integers(0, 36 - min(box_h, 35)))
+    box_w, box_h = min(box_w, 33 - x0), min(box_h, 35 - y0)
+    got = nn.resize_area(image, [[x0, y0, x0 + box_w, y0 + box_h]], (out_h, out_w))
+    assert got.shape == (1, 2, out_h, out_w) and got.dtype == np.float32
+    for c in range(2):
+        crop = image[c, y0 : y0 + box_h, x0 : x0 + box_w].astype(np.float64)
+        np.testing.assert_allclose(got[0, c], area_resize_ref(crop, out_h, out_w), atol=2e-6)
+
+
+def test_resize_area_equals_opencv_inter_area(rng):
+    cv2 = pytest.importorskip("cv2")
+    image = random_tensor(rng, (50, 70, 3))
+    planar = np.ascontiguousarray(image.transpose(2, 0, 1))
+    boxes = [[0, 0, 70, 50], [5, 7, 53, 40], [10, 3, 19, 14], [60, 40, 70, 50]]
+    for side in (7, 24, 48):
+        got = nn.resize_area(planar, boxes, side)
+        for k, (x0, y0, x1, y1) in enumerate(boxes):
+            if (x1 - x0 >= side) != (y1 - y0 >= side):
+                continue  # one side shrinks, the other grows: OpenCV interpolates linearly
+            ref = cv2.resize(image[y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_AREA)
+            np.testing.assert_allclose(got[k].transpose(1, 2, 0), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "boxes, error",
+    [
+        ([[0, 0, 0, 5]], ValueError),  # empty
+        ([[0, 0, 11, 5]], ValueError),  # past the right edge
+        ([[-1, 0, 4, 5]], ValueError),
+        ([[0, 0, 4]], ValueError),
+        ([[0.0, 0.0, 4.0, 5.0]], TypeError),
+    ],
+)
+def test_resize_area_rejects_bad_boxes(boxes, error):
+    with pytest.raises(error, match="box"):
+        nn.resize_area(np.zeros((3, 8, 10), np.float32), boxes, 4)
+
+
+def test_resize_area_from_uint8_folds_channel_order_and_normalisation(rng):
+    image = rng.integers(0, 256, (31, 45, 3), dtype=np.uint8)
+    boxes = np.array([[0, 0, 45, 31], [3, 4, 20, 30], [40, 25, 45, 31]], np.int64)
+    planar = np.ascontiguousarray(image.transpose(2, 0, 1)[::-1], dtype=np.float32)
+    expected = (nn.resize_area(planar, boxes, (13, 17)) - 127.5) / 128
+    got = _core.resize_area_boxes_u8(image, boxes, (13, 17), True, 1 / 128, -127.5 / 128)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    same_order = _core.resize_area_boxes_u8(image, boxes, (13, 17))
+    np.testing.assert_allclose(same_order[:, ::-1], nn.resize_area(planar, boxes, (13, 17)),
+                               atol=1e-4)
+
+
+def test_avx2_path_matches_scalar_on_avx512_cpus():
+    """With AVX-512 present the in-process checks run AVX-512 against scalar; this runs AVX2."""
+    import os
+    import subprocess
+    import sys
+
+    if nn.simd_level() != "avx512":
+        pytest.skip("no AVX-512 on this CPU (the AVX2 path is the one tested in-process)")
+    code = (
+        "import numpy as np\n"
+        "from masksegx import nn\n"
+        "assert nn.simd_level() == 'avx2', nn.simd_level()\n"
+        "rng = np.random.default_rng(0)\n"
+        "cases = [((1, 3, 37, 45), (16, 3, 4, 4), 2, 0, 1), ((2, 10, 33, 41), (10, 1, 3, 3), 1, 0, 10),\n"
+        "         ((5, 48, 4, 4), (64, 48, 2, 2), 1, 0, 1), ((1, 10, 29, 37), (16, 10, 1, 1), 1, 0, 1)]\n"
+        "for xs, ws, s, p, g in cases:\n"
+        "    x = rng.uniform(-1, 1, xs).astype(np.float32)\n"
+        "    w = rng.uniform(-1, 1, ws).astype(np.float32)\n"
+        "    slope = rng.uniform(-1, 1, ws[0]).astype(np.float32)\n"
+        "    simd = nn.conv2d(x, w, stride=s, padding=p, groups=g, slope=slope)\n"
+        "    nn.set_simd(False)\n"
+        "    scalar = nn.conv2d(x, w, stride=s, padding=p, groups=g, slope=slope)\n"
+        "    nn.set_simd(True)\n"
+        "    np.testing.assert_allclose(simd, scalar, rtol=1e-5, atol=1e-5)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, MASKSEGX_NO_AVX512="1")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("w", [9, 16, 17, 21, 22, 31, 32, 33])
+@pytest.mark.parametrize("kernel", [2, 3])
+def test_max_pool2d_narrow_rows_stride_2(rng, w, kernel):
+    """The R/O-net pools (rows of up to 32 columns, stride 2) have their own SIMD path."""
+    x = random_tensor(rng, (3, 5, w + 1, w))
+    for stride in ((2, 2), (1, 2)):
+        got = nn.max_pool2d(x, kernel, stride)
+        np.testing.assert_array_equal(got, max_pool2d_ref(x, (kernel, kernel), stride))

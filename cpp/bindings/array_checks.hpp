@@ -22,6 +22,7 @@ template <> inline const char* dtype_name<std::uint8_t>() { return "uint8"; }
 template <> inline const char* dtype_name<float>() { return "float32"; }
 template <> inline const char* dtype_name<double>() { return "float64"; }
 template <> inline const char* dtype_name<std::int32_t>() { return "int32"; }
+template <> inline const char* dtype_name<std::int64_t>() { return "int64"; }
 template <> inline const char* dtype_name<bool>() { return "bool"; }
 
 // Returns `obj` as an array of exactly dtype T (no silent casts), C-contiguous,

@@ -16,6 +16,18 @@ masksegx::Tensor4Shape shape_of(const F32& x) {
     return {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
 }
 
+// The result array: a fresh one, or `out` (float32, C-contiguous, exactly that shape; callers
+// that run the same layer again and again pass it to skip allocating and faulting new pages).
+F32 output_array(const py::object& out_obj, std::vector<py::ssize_t> shape) {
+    if (out_obj.is_none()) return F32(shape);
+    auto out = require_array<float>(out_obj, "out", 1, 4);
+    bool same = out.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (py::ssize_t d = 0; same && d < out.ndim(); ++d) same = out.shape(d) == shape[d];
+    if (!same) throw py::value_error("out: the shape does not match the result");
+    if (!out.writeable()) throw py::value_error("out: array is read-only");
+    return out;
+}
+
 void require_vector(const F32& v, const char* name, py::ssize_t length, const char* what) {
     if (v.ndim() != 1 || v.shape(0) != length) {
         throw py::value_error(std::string(name) + ": expected shape (" + std::to_string(length) +
@@ -34,7 +46,8 @@ const float* optional_vector(const py::object& obj, F32& holder, const char* nam
 
 py::array_t<float> conv2d(const py::handle& x_obj, const py::handle& weight_obj,
                           const py::object& bias_obj, Pair stride, Pair padding,
-                          std::int64_t groups) {
+                          std::int64_t groups, const py::object& slope_obj,
+                          const py::object& out_obj) {
     auto x = require_array<float>(x_obj, "x", 4, 4);
     auto weight = require_array<float>(weight_obj, "weight", 4, 4);
     if (groups < 1 || x.shape(1) % groups != 0) {
@@ -50,6 +63,9 @@ py::array_t<float> conv2d(const py::handle& x_obj, const py::handle& weight_obj,
     F32 bias_holder;
     const float* bias =
         optional_vector(bias_obj, bias_holder, "bias", weight.shape(0), "weight.shape[0]");
+    F32 slope_holder;
+    const float* slope =
+        optional_vector(slope_obj, slope_holder, "slope", weight.shape(0), "weight.shape[0]");
     masksegx::Conv2dSpec spec;
     spec.out_channels = weight.shape(0);
     spec.kernel_h = weight.shape(2);
@@ -61,23 +77,24 @@ py::array_t<float> conv2d(const py::handle& x_obj, const py::handle& weight_obj,
     spec.groups = groups;
     const auto in = shape_of(x);
     const auto out = masksegx::conv2d_output_shape(in, spec);  // std::invalid_argument -> ValueError
-    py::array_t<float> result({out.n, out.c, out.h, out.w});
+    F32 result = output_array(out_obj, {out.n, out.c, out.h, out.w});
     const float* x_data = x.data();
     const float* w_data = weight.data();
     float* out_data = result.mutable_data();
     {
         py::gil_scoped_release release;
-        masksegx::conv2d(x_data, in, w_data, bias, spec, out_data);
+        masksegx::conv2d(x_data, in, w_data, bias, spec, out_data, slope);
     }
     return result;
 }
 
-py::array_t<float> max_pool2d(const py::handle& x_obj, Pair kernel, Pair stride) {
+py::array_t<float> max_pool2d(const py::handle& x_obj, Pair kernel, Pair stride,
+                              const py::object& out_obj) {
     auto x = require_array<float>(x_obj, "x", 4, 4);
     const masksegx::Pool2dSpec spec{kernel.first, kernel.second, stride.first, stride.second};
     const auto in = shape_of(x);
     const auto out = masksegx::max_pool2d_output_shape(in, spec);
-    py::array_t<float> result({out.n, out.c, out.h, out.w});
+    F32 result = output_array(out_obj, {out.n, out.c, out.h, out.w});
     const float* x_data = x.data();
     float* out_data = result.mutable_data();
     {
@@ -168,13 +185,78 @@ F32 softmax(const py::handle& x_obj, int axis) {
     return result;
 }
 
+py::array_t<float> resize_area_boxes(const py::handle& image_obj, const py::handle& boxes_obj,
+                                     Pair size, const py::object& out_obj) {
+    auto image = require_array<float>(image_obj, "image", 3, 3);
+    auto boxes = require_array<std::int64_t>(boxes_obj, "boxes", 2, 2);
+    if (boxes.shape(1) != 4) {
+        throw py::value_error("boxes: expected shape (N, 4), got (" +
+                              std::to_string(boxes.shape(0)) + ", " +
+                              std::to_string(boxes.shape(1)) + ")");
+    }
+    if (size.first < 1 || size.second < 1) {
+        throw py::value_error("size: expected positive (height, width)");
+    }
+    const std::int64_t c = image.shape(0), h = image.shape(1), w = image.shape(2);
+    const std::int64_t n = boxes.shape(0);
+    F32 result = output_array(out_obj, {n, c, size.first, size.second});
+    const float* image_data = image.data();
+    const std::int64_t* box_data = boxes.data();
+    float* out_data = result.mutable_data();
+    {
+        py::gil_scoped_release release;
+        masksegx::resize_area_boxes(image_data, c, h, w, box_data, n, size.first, size.second,
+                                    out_data);
+    }
+    return result;
+}
+
+py::array_t<float> resize_area_boxes_u8(const py::handle& image_obj, const py::handle& boxes_obj,
+                                        Pair size, bool reverse_channels, float scale,
+                                        float offset, const py::object& out_obj) {
+    auto image = require_array<std::uint8_t>(image_obj, "image", 3, 3);
+    auto boxes = require_array<std::int64_t>(boxes_obj, "boxes", 2, 2);
+    if (boxes.shape(1) != 4) {
+        throw py::value_error("boxes: expected shape (N, 4), got (" +
+                              std::to_string(boxes.shape(0)) + ", " +
+                              std::to_string(boxes.shape(1)) + ")");
+    }
+    if (size.first < 1 || size.second < 1) {
+        throw py::value_error("size: expected positive (height, width)");
+    }
+    const std::int64_t h = image.shape(0), w = image.shape(1), c = image.shape(2);
+    const std::int64_t n = boxes.shape(0);
+    F32 result = output_array(out_obj, {n, c, size.first, size.second});
+    const std::uint8_t* image_data = image.data();
+    const std::int64_t* box_data = boxes.data();
+    float* out_data = result.mutable_data();
+    {
+        py::gil_scoped_release release;
+        masksegx::resize_area_boxes_u8(image_data, h, w, c, reverse_channels, scale, offset,
+                                       box_data, n, size.first, size.second, out_data);
+    }
+    return result;
+}
+
 }  // namespace
 
 void register_nn(py::module_& m) {
     m.def("conv2d", &conv2d, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
           py::arg("stride") = Pair{1, 1}, py::arg("padding") = Pair{0, 0}, py::arg("groups") = 1,
-          "float32 NCHW convolution with ONNX weights [M, C/groups, kh, kw] -> [N, M, Ho, Wo].");
+          py::arg("slope") = py::none(), py::arg("out") = py::none(),
+          "float32 NCHW convolution with ONNX weights [M, C/groups, kh, kw] -> [N, M, Ho, Wo];\n"
+          "slope [M]: PReLU fused into the convolution.");
+    m.def("resize_area_boxes", &resize_area_boxes, py::arg("image"), py::arg("boxes"),
+          py::arg("size"), py::arg("out") = py::none(),
+          "Area resampling of int64 boxes [N, 4] (x0, y0, x1, y1, end exclusive) of a planar\n"
+          "float32 image [C, H, W] to size (height, width) -> float32 [N, C, height, width].");
+    m.def("resize_area_boxes_u8", &resize_area_boxes_u8, py::arg("image"), py::arg("boxes"),
+          py::arg("size"), py::arg("reverse_channels") = false, py::arg("scale") = 1.0f,
+          py::arg("offset") = 0.0f, py::arg("out") = py::none(),
+          "The same from an interleaved uint8 image [H, W, C] (channels reversed on request),\n"
+          "each output scale * mean + offset -> planar float32 [N, C, height, width].");
     m.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("kernel"), py::arg("stride"),
+          py::arg("out") = py::none(),
           "float32 NCHW max pooling, ceil mode, no padding (windows clipped to the input).");
     m.def("prelu", &prelu, py::arg("x"), py::arg("slope"), py::arg("inplace") = false,
           "x > 0 ? x : slope[c] * x over channel axis 1 of a 2- to 4-D float32 array.");

@@ -4,11 +4,17 @@ Supported operators: Conv (2-D, symmetric padding, no dilation; depthwise and po
 included), PRelu, Relu, MaxPool (2-D, no padding, ceil_mode 0 or 1), Gemm, MatMul, Add,
 Softmax, Transpose, Reshape, Flatten, Identity, and the shape arithmetic a dynamic-batch export
 emits (Shape, Gather, Unsqueeze, Squeeze, Concat, Constant), evaluated with numpy.
+
+A Conv whose only reader is a PRelu with constant per-channel slopes runs as one fused kernel;
+Conv and MaxPool results go into per-thread buffers reused from run to run (graph outputs are
+always fresh arrays).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -18,7 +24,10 @@ from ._onnx_graph import Graph, Node, load_graph
 from ._validation import as_float_array
 
 Values = List[Optional[np.ndarray]]
-Kernel = Callable[[Values], List[np.ndarray]]
+Kernel = Callable[..., List[np.ndarray]]
+# A kernel is called with the input values; a Conv or MaxPool kernel also takes `alloc`, which
+# returns a float32 array of a given shape to write the result into (reused between runs).
+Alloc = Callable[[Tuple[int, ...]], np.ndarray]
 # A builder reads a node (attributes, constant inputs) once and returns the kernel to call.
 Builder = Callable[[Node, Values, int, bool], Kernel]
 
@@ -41,7 +50,9 @@ class UnsupportedOperator(ValueError):
 class NativeNet:
     """An ONNX graph executed with :mod:`masksegx.nn` kernels (GIL released in the layers).
 
-    Immutable after construction, so one instance may serve several threads at once.
+    Immutable after construction, so one instance may serve several threads at once; each thread
+    keeps its own output buffers for the large intermediate layers, reused from run to run
+    (fresh arrays of a few megabytes would be mapped and page-faulted on every call).
     """
 
     def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
@@ -53,6 +64,7 @@ class NativeNet:
             self._constants, self._steps = _compile(graph)
         except ValueError as error:
             raise type(error)(f"{self.path}: {error}") from None
+        self._local = threading.local()
 
     def run(self, feed: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Evaluate the graph; ``feed`` maps every input name to a float32 NCHW array."""
@@ -61,12 +73,23 @@ class NativeNet:
             if name not in feed:
                 raise ValueError(f"{self.path}: missing input {name!r}")
             values[name] = as_float_array(feed[name], name, ndim=np.ndim(feed[name]))
-        for kernel, inputs, outputs, released in self._steps:
-            results = kernel([values[name] if name else None for name in inputs])
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = [None] * len(self._steps)
+        for index, (kernel, inputs, outputs, released, pooled) in enumerate(self._steps):
+            args = [values[name] if name else None for name in inputs]
+            if pooled:
+                results = kernel(args, lambda shape, i=index: _buffer(buffers, i, shape))
+            else:
+                results = kernel(args)
             values.update(zip(outputs, results))
             for name in released:  # free intermediates after their last use
                 del values[name]
-        return {name: values[name] for name in self.output_names}
+        # An output may be a view (Reshape, Flatten) of a reused buffer: the caller gets a copy.
+        return {
+            name: values[name] if values[name].flags.owndata else values[name].copy()
+            for name in self.output_names
+        }
 
     def __call__(self, x: np.ndarray) -> Dict[str, np.ndarray]:
         """Run a single-input net on ``x``."""
@@ -95,6 +118,7 @@ def _compile(graph: Graph):
             raise ValueError(f"node inputs never produced: {missing[:5]}")
         pending = waiting
 
+    ordered = _fuse_conv_prelu(ordered, constants, graph.outputs)
     last_use: Dict[str, int] = {}
     uses: Dict[str, int] = {}
     for index, node in enumerate(ordered):
@@ -123,11 +147,70 @@ def _compile(graph: Graph):
             if name and last_use[name] == index and name not in constants
             and name not in graph.outputs
         )
-        steps.append((kernel, node.inputs, node.outputs, released))
+        # Conv and MaxPool write into per-thread buffers, except for the graph's outputs (the
+        # caller keeps those).
+        pooled = node.op_type in _POOLED and not any(name in graph.outputs for name in node.outputs)
+        steps.append((kernel, node.inputs, node.outputs, released, pooled))
     missing = [name for name in graph.outputs if name not in known]
     if missing:
         raise ValueError(f"graph outputs never produced: {missing}")
     return constants, steps
+
+
+_FUSED_PRELU = "masksegx_fused_prelu"
+_POOLED = ("Conv", "MaxPool")
+
+
+#: Results larger than this (floats; 32 MB) get a fresh array instead of a kept buffer, so a
+#: very large image does not leave hundreds of megabytes behind in every thread.
+MAX_KEPT_FLOATS = 8 << 20
+
+
+def _buffer(buffers: list, index: int, shape: Tuple[int, ...]) -> np.ndarray:
+    """A float32 array of ``shape`` on the step's buffer, grown when too small."""
+    size = math.prod(shape)
+    if size > MAX_KEPT_FLOATS:
+        return np.empty(shape, np.float32)
+    buffer = buffers[index]
+    if buffer is None or buffer.size < size:
+        buffer = buffers[index] = np.empty(max(size, 1), np.float32)
+    return buffer[:size].reshape(shape)
+
+
+def _fuse_conv_prelu(
+    nodes: List[Node], constants: Mapping[str, np.ndarray], outputs: Sequence[str]
+) -> List[Node]:
+    """Conv followed by a PRelu that alone reads it, with a constant per-channel (or scalar)
+    slope, becomes one Conv node: the kernel applies PReLU while the output is in registers."""
+    readers: Dict[str, int] = {}
+    for node in nodes:
+        for name in node.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    producer = {node.outputs[0]: i for i, node in enumerate(nodes) if node.outputs}
+    fused: Dict[int, Node] = {}
+    dropped = set()
+    for index, node in enumerate(nodes):
+        if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx"):
+            continue
+        source = node.inputs[0]
+        conv_index = producer.get(source)
+        slope = constants.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        if conv_index is None or slope is None or readers.get(source) != 1 or source in outputs:
+            continue
+        conv = nodes[conv_index]
+        weight = constants.get(conv.inputs[1]) if len(conv.inputs) > 1 else None
+        if conv.op_type != "Conv" or len(conv.outputs) != 1 or weight is None or weight.ndim != 4:
+            continue
+        channels = weight.shape[0]
+        # [M], [M, 1, 1] (PyTorch's export) or a scalar: one slope per output channel.
+        if not (slope.size == 1 or (slope.size == channels and slope.shape[0] == channels
+                                    and slope.ndim <= 3)):
+            continue
+        inputs = tuple(conv.inputs) + ("",) * (3 - len(conv.inputs)) + (node.inputs[1],)
+        attributes = dict(conv.attributes, **{_FUSED_PRELU: 1})
+        fused[conv_index] = Node("Conv", inputs, tuple(node.outputs), attributes, conv.domain)
+        dropped.add(index)
+    return [fused.get(i, node) for i, node in enumerate(nodes) if i not in dropped]
 
 
 def _ints(node: Node, name: str, default: Sequence[int]) -> List[int]:
@@ -158,7 +241,24 @@ def _conv(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
     _require(weight is not None and weight.ndim == 4, node, "non-constant or non-4-D weight")
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     bias = None if bias is None else np.ascontiguousarray(bias.reshape(-1), dtype=np.float32)
-    return lambda v: [_core.conv2d(v[0], weight, bias, stride, padding, groups)]
+    slope = None
+    if node.attributes.get(_FUSED_PRELU):  # see _fuse_conv_prelu
+        slope = np.ascontiguousarray(
+            np.broadcast_to(given[3].reshape(-1), (weight.shape[0],)), dtype=np.float32
+        )
+    kh, kw = weight.shape[2:]
+
+    def conv(v: Values, alloc: Optional[Alloc] = None) -> List[np.ndarray]:
+        x = v[0]
+        out = None
+        if alloc is not None and x.ndim == 4:
+            h = (x.shape[2] + 2 * padding[0] - kh) // stride[0] + 1
+            w = (x.shape[3] + 2 * padding[1] - kw) // stride[1] + 1
+            if h >= 1 and w >= 1:
+                out = alloc((x.shape[0], weight.shape[0], h, w))
+        return [_core.conv2d(x, weight, bias, stride, padding, groups, slope, out)]
+
+    return conv
 
 
 @_op("MaxPool")
@@ -169,9 +269,20 @@ def _max_pool(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
     kernel = tuple(_ints(node, "kernel_shape", []))
     _require(len(kernel) == 2, node, "kernel_shape")
     if node.attributes.get("ceil_mode", 0):
-        return lambda v: [_core.max_pool2d(v[0], kernel, stride)]
 
-    def floor_mode(v: Values) -> List[np.ndarray]:
+        def ceil_mode(v: Values, alloc: Optional[Alloc] = None) -> List[np.ndarray]:
+            x, out = v[0], None
+            if alloc is not None and x.ndim == 4 and all(x.shape[2 + i] >= kernel[i] for i in (0, 1)):
+                # Windows that start inside the input (as masksegx.nn.max_pool2d counts them).
+                h, w = (-(-(x.shape[2 + i] - kernel[i]) // stride[i]) + 1 for i in (0, 1))
+                h -= (h - 1) * stride[0] >= x.shape[2]
+                w -= (w - 1) * stride[1] >= x.shape[3]
+                out = alloc((x.shape[0], x.shape[1], h, w))
+            return [_core.max_pool2d(x, kernel, stride, out)]
+
+        return ceil_mode
+
+    def floor_mode(v: Values, alloc: Optional[Alloc] = None) -> List[np.ndarray]:
         # Ceil-mode windows start where floor-mode ones do; floor mode only drops the last one.
         h, w = ((v[0].shape[2 + i] - kernel[i]) // stride[i] + 1 for i in (0, 1))
         return [np.ascontiguousarray(_core.max_pool2d(v[0], kernel, stride)[:, :, :h, :w])]
@@ -248,7 +359,7 @@ def _softmax(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
         if opset >= 13 or along == x.ndim - 1:
             return [_core.softmax(np.ascontiguousarray(x), along)]
         # Before opset 13, Softmax flattened the axes from `axis` on into one.
-        flat = np.ascontiguousarray(x.reshape(int(np.prod(x.shape[:along])), -1))
+        flat = np.ascontiguousarray(x.reshape(math.prod(x.shape[:along]), -1))
         return [_core.softmax(flat, 1).reshape(x.shape)]
 
     return softmax

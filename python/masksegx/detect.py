@@ -4,7 +4,9 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
 
 1. Image pyramid: scales ``s_k = (12 / min_face_size) * scale_factor**k`` while
    ``min(H, W) * s_k >= 12``; level k is the image resized to ``(int(H s_k + 1), int(W s_k + 1))``
-   with area interpolation, normalised as ``(pixel - 127.5) / 128`` (RGB, NCHW).
+   with area interpolation, normalised as ``(pixel - 127.5) / 128`` (RGB, NCHW). Levels 0-2
+   are resampled from the image, level k >= 3 from level k - 3 (a deviation from facenet-pytorch
+   for speed; area of area, at least 2.8x smaller each time).
 2. P-net on every level; each output cell ``(row, col)`` with face probability
    ``>= thresholds[0]`` proposes ``floor((2 col + 1) / s)``, ``floor((2 row + 1) / s)``,
    ``floor((2 col + 12) / s)``, ``floor((2 row + 12) / s)``; NMS ``nms_thresholds[0]`` per level,
@@ -18,7 +20,9 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
 The IoU of the first two stages is measured without the +1 pixel (torchvision's ``nms``, as
 facenet-pytorch uses there) and the last NMS with the +1 (its ``batched_nms_numpy``). A crop is
 the part of its box inside the image (corners truncated to integers, then clipped), resized to
-the net input; boxes entirely outside the image are dropped. Returned boxes are not clipped.
+the net input by area resampling (:func:`masksegx.nn.resize_area`, OpenCV's ``INTER_AREA``
+where both sides shrink or both grow); boxes entirely outside the image are dropped. Returned
+boxes are not clipped.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 
-from ._executor import NativeNet
+from . import _core
+from ._executor import MAX_KEPT_FLOATS, NativeNet
 from ._validation import MAX_SIDE, as_image, check_order
 from .nms import nms
 
@@ -124,17 +128,13 @@ class FaceDetector:
 
     def __call__(self, image: np.ndarray) -> Detections:
         """Detect the faces of a uint8 HxWx3 image (channel order as ``order``)."""
-        image = as_image(image)
-        code = cv2.COLOR_BGR2RGB if self.order == "bgr" else None
-        rgb = cv2.cvtColor(image, code) if code is not None else image
-        # Area resizing is linear, so normalising first equals normalising each resized copy.
-        normalised = (rgb.astype(np.float32) - np.float32(127.5)) * np.float32(0.0078125)
+        source = _Source(as_image(image), self.order == "bgr")
         pnet, rnet, onet = self._nets
-        boxes = self._propose(normalised, pnet)
+        boxes = self._propose(source, pnet)
         if len(boxes):
-            boxes = self._refine(normalised, boxes, rnet)
+            boxes = self._refine(source, boxes, rnet)
         if len(boxes):
-            return self._output(normalised, boxes, onet)
+            return self._output(source, boxes, onet)
         return _empty()
 
     def _scales(self, height: int, width: int) -> list:
@@ -149,15 +149,31 @@ class FaceDetector:
             shortest *= self.scale_factor
         return scales
 
-    def _propose(self, image: np.ndarray, pnet: Runner) -> np.ndarray:
+    def _propose(self, image: "_Source", pnet: Runner) -> np.ndarray:
         """P-net stage: squared candidate boxes [K, 5] (x1, y1, x2, y2, score)."""
-        height, width = image.shape[:2]
+        height, width = image.pixels.shape[:2]
         candidates = []
-        for scale in self._scales(height, width):
-            size = (int(width * scale + 1), int(height * scale + 1))
-            level = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            out = pnet(_to_batch(level[None]))
-            found = _cells_to_boxes(out["reg"][0], out["prob"][0, 1], scale, self.thresholds[0])
+        levels: list = []  # planar [3, h, w] levels (see _PYRAMID_STEP)
+        scales = self._scales(height, width)
+        total = sum(3 * int(height * s + 1) * int(width * s + 1) for s in scales)  # all levels
+        buffer, used = _level_buffer(total), 0
+        for index, scale in enumerate(scales):
+            size = (int(height * scale + 1), int(width * scale + 1))
+            count = 3 * size[0] * size[1]
+            level = buffer[used : used + count].reshape(1, 3, *size)
+            used += count
+            if index < _PYRAMID_STEP:
+                image.resample(np.array([[0, 0, width, height]], np.int64), size, level)
+            else:
+                source = levels[index - _PYRAMID_STEP]
+                whole = np.array([[0, 0, source.shape[2], source.shape[1]]], np.int64)
+                _core.resize_area_boxes(source, whole, size, level)
+            levels.append(level[0])
+            out = pnet(level)
+            prob = out["prob"][0, 1]
+            if prob.max() < self.thresholds[0]:
+                continue
+            found = _cells_to_boxes(out["reg"][0], prob, scale, self.thresholds[0])
             keep = _nms_exclusive(found, self.nms_thresholds[0])
             candidates.append(found[keep])
         if not candidates:
@@ -168,9 +184,11 @@ class FaceDetector:
         corners = boxes[:, :4] + boxes[:, 5:9] * np.concatenate([size, size], axis=1)
         return _square(np.concatenate([corners, boxes[:, 4:5]], axis=1))
 
-    def _refine(self, image: np.ndarray, boxes: np.ndarray, rnet: Runner) -> np.ndarray:
+    def _refine(self, image: "_Source", boxes: np.ndarray, rnet: Runner) -> np.ndarray:
         """R-net stage: squared boxes [K, 5]."""
         crops, boxes = _crops(image, boxes, 24)
+        if len(boxes) == 0:
+            return np.zeros((0, 5), np.float32)
         out = rnet(crops)
         score = out["prob"][:, 1]
         passed = score > self.thresholds[1]
@@ -179,8 +197,10 @@ class FaceDetector:
         keep = _nms_exclusive(boxes, self.nms_thresholds[1])
         return _square(_regress(boxes[keep], offsets[keep]))
 
-    def _output(self, image: np.ndarray, boxes: np.ndarray, onet: Runner) -> Detections:
+    def _output(self, image: "_Source", boxes: np.ndarray, onet: Runner) -> Detections:
         crops, boxes = _crops(image, boxes, 48)
+        if len(boxes) == 0:
+            return _empty()
         out = onet(crops)
         score = out["prob"][:, 1]
         passed = score > self.thresholds[2]
@@ -231,15 +251,29 @@ def detect_faces(
     return detector(image)
 
 
+_SCRATCH = threading.local()
+#: Pyramid level k is resampled from level k - 3 (at least 2.8 times its size), the first three
+#: from the image: 0.6x the time of resampling the image every time. AP50 on the facemask
+#: validation split, measured with the nets of the time: ours 0.659 either way, the standard
+#: weights 0.616 (0.608 from the image); from the level before instead: ours 0.648.
+_PYRAMID_STEP = 3
+
+
+def _level_buffer(size: int) -> np.ndarray:
+    """``size`` float32 values on this thread's buffer for pyramid levels (reused: fresh levels
+    on every call would be mapped and page-faulted every time)."""
+    if size > MAX_KEPT_FLOATS:  # a very large image: not kept for the next call
+        return np.empty(size, np.float32)
+    buffer = getattr(_SCRATCH, "level", None)
+    if buffer is None or buffer.size < size:
+        buffer = _SCRATCH.level = np.empty(size, np.float32)
+    return buffer[:size]
+
+
 def _empty() -> Detections:
     return Detections(
         np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
     )
-
-
-def _to_batch(images: np.ndarray) -> np.ndarray:
-    """[N, H, W, 3] -> contiguous [N, 3, H, W]."""
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
 def _cells_to_boxes(
@@ -284,21 +318,37 @@ def _square(boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _crops(image: np.ndarray, boxes: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
-    """The in-image part of every box resized to side x side, as a batch, and the boxes kept."""
-    height, width = image.shape[:2]
-    corners = np.trunc(boxes[:, :4]).astype(np.int64)
-    x0 = np.maximum(corners[:, 0], 1) - 1
-    y0 = np.maximum(corners[:, 1], 1) - 1
-    x1 = np.minimum(corners[:, 2], width)
-    y1 = np.minimum(corners[:, 3], height)
-    inside = np.nonzero((x1 > x0) & (y1 > y0))[0]
-    batch = np.empty((len(inside), side, side, 3), np.float32)
-    for slot, k in enumerate(inside):
-        batch[slot] = cv2.resize(
-            image[y0[k] : y1[k], x0[k] : x1[k]], (side, side), interpolation=cv2.INTER_AREA
+class _Source:
+    """The uint8 image a detection runs on, resampled straight into normalised planar RGB:
+    ``(pixel - 127.5) / 128`` of the area mean (area resampling is linear, so normalising first
+    is the same), no float copy of the whole image."""
+
+    def __init__(self, pixels: np.ndarray, bgr: bool) -> None:
+        self.pixels = pixels
+        self.bgr = bgr
+
+    def resample(
+        self, boxes: np.ndarray, size: Tuple[int, int], out: Optional[np.ndarray] = None
+    ) -> np.ndarray:
+        return _core.resize_area_boxes_u8(
+            self.pixels, boxes, size, self.bgr, np.float32(0.0078125), np.float32(-0.99609375),
+            out,
         )
-    return _to_batch(batch), boxes[inside]
+
+
+def _crops(image: _Source, boxes: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The in-image part of every box resized to side x side (area resampling), as a normalised
+    NCHW batch, and the boxes kept."""
+    height, width = image.pixels.shape[:2]
+    corners = np.trunc(boxes[:, :4]).astype(np.int64)
+    corners[:, :2] = np.maximum(corners[:, :2], 1) - 1
+    corners[:, 2] = np.minimum(corners[:, 2], width)
+    corners[:, 3] = np.minimum(corners[:, 3], height)
+    inside = np.nonzero((corners[:, 2] > corners[:, 0]) & (corners[:, 3] > corners[:, 1]))[0]
+    if len(inside) == 0:
+        return np.zeros((0, 3, side, side), np.float32), boxes[inside]
+    batch = image.resample(np.ascontiguousarray(corners[inside]), (side, side))
+    return batch, boxes[inside]
 
 
 def _model_paths(models: Optional[Sequence[PathLike]]) -> Tuple[str, str, str]:

@@ -5,9 +5,10 @@ Tensors are float32 NCHW with batch N >= 1; weights use the ONNX layouts (Conv w
 be passed unchanged. Inputs of another numeric dtype are converted to float32; NaN or infinity
 raises ValueError.
 
-The hot loops (pointwise/im2col GEMM, depthwise 3x3, fully connected dot products) use AVX2+FMA
-on x86-64 CPUs that have it (chosen at run time) and NEON on aarch64; :func:`set_simd` or the
-environment variable ``MASKSEGX_FORCE_SCALAR=1`` selects the portable scalar code instead.
+The hot loops (pointwise/im2col GEMM, depthwise 3x3, fully connected dot products) use AVX-512
+or AVX2+FMA on x86-64 CPUs that have them (chosen at run time; ``MASKSEGX_NO_AVX512=1`` stops
+at AVX2) and NEON on aarch64; :func:`set_simd` or the environment variable
+``MASKSEGX_FORCE_SCALAR=1`` selects the portable scalar code instead.
 """
 
 from __future__ import annotations
@@ -30,16 +31,20 @@ def conv2d(
     stride: IntPair = 1,
     padding: IntPair = 0,
     groups: int = 1,
+    slope: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """2-D convolution (cross-correlation, ONNX ``Conv``) of ``x`` [N, C, H, W].
 
     ``weight`` is [M, C / groups, kh, kw], ``bias`` [M] or None; ``padding`` adds zeros on both
     sides. Returns [N, M, (H + 2 ph - kh) // sh + 1, (W + 2 pw - kw) // sw + 1].
-    Depthwise 3x3 (groups == C == M) and pointwise 1x1 layers take dedicated fast paths.
+    ``slope`` [M]: PReLU fused into the convolution (``y if y > 0 else slope[m] * y``).
+    Depthwise 3x3 (groups == C == M) and pointwise 1x1 layers take dedicated fast paths; batches
+    of small output planes (under 64 pixels) run as one matrix product over the samples.
     """
     x = _as_tensor(x, "x", (4,))
     weight = _as_tensor(weight, "weight", (4,))
     bias = None if bias is None else _as_tensor(bias, "bias", (1,))
+    slope = None if slope is None else _as_tensor(slope, "slope", (1,))
     return _core.conv2d(
         x,
         weight,
@@ -47,6 +52,27 @@ def conv2d(
         _pair(stride, "stride", minimum=1),
         _pair(padding, "padding", minimum=0),
         _int(groups, "groups", minimum=1),
+        slope,
+    )
+
+
+def resize_area(image: np.ndarray, boxes: np.ndarray, size: IntPair) -> np.ndarray:
+    """Area resampling of boxes of a planar image ``image`` [C, H, W] to ``size``
+    (height, width, or one side for squares): [N, C, height, width] float32.
+
+    ``boxes`` [N, 4] integer ``x0, y0, x1, y1`` (end exclusive, inside the image, not empty).
+    Every output pixel is the mean of the input over its footprint, pixels partly inside
+    weighted by the covered fraction: OpenCV's ``INTER_AREA`` when both sides shrink or both
+    grow (OpenCV interpolates linearly when one side shrinks and the other grows).
+    """
+    image = _as_tensor(image, "image", (3,))
+    boxes = np.asarray(boxes)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.shape[0] == 0:
+        raise ValueError(f"boxes: expected shape (N, 4) with N >= 1, got {boxes.shape}")
+    if not np.issubdtype(boxes.dtype, np.integer):
+        raise TypeError(f"boxes: expected integers, got dtype {boxes.dtype}")
+    return _core.resize_area_boxes(
+        image, np.ascontiguousarray(boxes, np.int64), _pair(size, "size", minimum=1)
     )
 
 
@@ -88,7 +114,8 @@ def softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
 
 
 def simd_level() -> str:
-    """The instruction set the kernels use now: ``"avx2"``, ``"neon"`` or ``"scalar"``."""
+    """The instruction set the kernels use now: ``"avx512"``, ``"avx2"``, ``"neon"`` or
+    ``"scalar"``."""
     return _core.simd_level()
 
 

@@ -5,18 +5,21 @@ Layout: the standard MTCNN nets (channel widths, pooling, heads as in facenet-py
 depthwise 3x3 convolution (``groups = C_in``) followed by a pointwise 1x1 convolution, with one
 PReLU after the pointwise conv only: the pair is one linear map followed by one non-linearity,
 like the 3x3 conv it replaces (MobileNet's separable block without batch norm). The first layer
-stays a standard 3x3 conv (3 input channels: separating it saves almost nothing). The 2x2 convs
+and the max-pool after it become one standard 4x4 stride-2 conv (3 input channels: separating it
+would save almost nothing; the same window and stride as conv + pool, computed on a quarter of
+the positions, without the full-resolution PReLU and pool that were most of the detector's
+time); the P-net's has 16 channels (MTCNN: 10) to make up for the lost pool. The 2x2 convs
 of R- and O-net stay standard too (the executor's general conv runs them; a 2x2 depthwise kernel
 would be one more kernel shape for little gain: they hold 12k / 33k of the 89k / 340k
 parameters).
 
 ``separable=False`` builds the plain-conv MTCNN layout, for counting (eq. 1-10) and as an ablation.
 
-Export contract (our C++ executor runs these graphs): only Conv (standard, depthwise and 1x1),
+Export contract (our C++ executor runs these graphs): only Conv (standard, strided, depthwise, 1x1),
 PRelu, MaxPool (ceil_mode=1), Flatten, Gemm and Softmax. No batch norm; the R/O-net features are
 flattened in NCHW order (no Transpose, unlike the Caffe-converted reference weights).
 Input ``input`` = RGB, ``(pixel - 127.5) / 128``, NCHW. Outputs: P-net ``reg`` [N,4,h,w] and
-``prob`` [N,2,h,w] with ``h = ceil((H - 2) / 2) - 4``; R-net ``reg`` [N,4], ``prob`` [N,2];
+``prob`` [N,2,h,w] with ``h = pnet_output_side(H)``; R-net ``reg`` [N,4], ``prob`` [N,2];
 O-net ``reg`` [N,4], ``landmarks`` [N,10] (x1..x5, y1..y5 as fractions of the box), ``prob``
 [N,2]. Channel/column 1 of ``prob`` is the face probability.
 """
@@ -54,18 +57,35 @@ def first_conv(out_channels: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(3, out_channels, 3), nn.PReLU(out_channels))
 
 
+#: Channels of our P-net's 4x4 stride-2 first layer.
+PNET_STEM = 16
+
+
 def pool(kernel: int) -> nn.MaxPool2d:
     return nn.MaxPool2d(kernel, 2, ceil_mode=True)
 
 
 class PNet(nn.Module):
-    """Fully convolutional proposal net: 12x12 window, stride 2."""
+    """Fully convolutional proposal net: 12x12 window, stride 2.
+
+    Standard layout: 3x3 conv (3 -> 10), 2x2 max-pool, 3x3 convs 10 -> 16 -> 32. Ours
+    (``separable=True``) starts with a 4x4 stride-2 conv (3 -> 16) in place of the 3x3 conv and
+    the pool (the same 12x12 window and stride 2 with a quarter of the first layer's outputs and no
+    full-resolution PReLU or pool: the first layer dominates the P-net's time on large pyramid
+    levels), then depthwise-separable 3x3 blocks 16 -> 16 -> 32.
+    """
 
     def __init__(self, separable: bool = True) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            first_conv(10), pool(2), conv3x3(10, 16, separable), conv3x3(16, 32, separable)
-        )
+        if separable:
+            stem = [nn.Conv2d(3, PNET_STEM, 4, stride=2), nn.PReLU(PNET_STEM)]
+            self.body = nn.Sequential(
+                *stem, conv3x3(PNET_STEM, 16, True), conv3x3(16, 32, True)
+            )
+        else:
+            self.body = nn.Sequential(
+                first_conv(10), pool(2), conv3x3(10, 16, False), conv3x3(16, 32, False)
+            )
         self.prob_head = nn.Conv2d(32, 2, 1)
         self.reg_head = nn.Conv2d(32, 4, 1)
 
@@ -84,8 +104,14 @@ class RNet(nn.Module):
 
     def __init__(self, separable: bool = True) -> None:
         super().__init__()
+        # Ours: a 4x4 stride-2 conv in place of the 3x3 conv and the 3x3 pool (24 -> 11 either
+        # way), as in our P-net; the 22x22 first layer and its pool were half the R-net's time.
+        stem = (
+            [nn.Conv2d(3, 28, 4, stride=2), nn.PReLU(28)] if separable
+            else [*first_conv(28), pool(3)]
+        )
         self.body = nn.Sequential(
-            first_conv(28), pool(3),
+            *stem,
             conv3x3(28, 48, separable), pool(3),
             nn.Conv2d(48, 64, 2), nn.PReLU(64),
             nn.Flatten(),
@@ -108,8 +134,14 @@ class ONet(nn.Module):
 
     def __init__(self, separable: bool = True) -> None:
         super().__init__()
+        # Ours: a 4x4 stride-2 conv in place of the 3x3 conv and the 3x3 pool (48 -> 23 either
+        # way), as in our P- and R-net.
+        stem = (
+            [nn.Conv2d(3, 32, 4, stride=2), nn.PReLU(32)] if separable
+            else [*first_conv(32), pool(3)]
+        )
         self.body = nn.Sequential(
-            first_conv(32), pool(3),
+            *stem,
             conv3x3(32, 64, separable), pool(3),
             conv3x3(64, 64, separable), pool(2),
             nn.Conv2d(64, 128, 2), nn.PReLU(128),
@@ -143,8 +175,12 @@ def build(stage: str, separable: bool = True) -> nn.Module:
     return NETS[stage](separable)
 
 
-def pnet_output_side(side: int) -> int:
-    """P-net output cells along an input side (>= 12): ``ceil((side - 2) / 2) - 4``."""
+def pnet_output_side(side: int, separable: bool = True) -> int:
+    """P-net output cells along an input side (>= 12): ``floor((side - 4) / 2) - 3`` for ours
+    (4x4 stride-2 stem), ``ceil((side - 2) / 2) - 4`` for the standard layout (its ceil-mode pool
+    adds a last, partial window on odd sides; the two agree on even sides)."""
+    if separable:
+        return (side - 4) // 2 - 3
     return -(-(side - 2) // 2) - 4
 
 
