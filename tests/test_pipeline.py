@@ -120,9 +120,9 @@ def test_soft_gender_prior_blends_and_falls_back_to_neutral():
 
 
 def test_coverage_constraint_empties_the_mask_of_an_unmasked_face(photo):
-    always = FaceMaskSegmenter(no_mask_probability=0.0)
+    always = FaceMaskSegmenter(coverage_constraint=True, no_mask_probability=0.0)
     assert all(not f.mask.any() for f in always(photo))
-    assert FaceMaskSegmenter(no_mask_probability=0.0, coverage_constraint=False)(photo)[0].mask.any()
+    assert FaceMaskSegmenter(no_mask_probability=0.0)(photo)[0].mask.any()
 
 
 @pytest.mark.parametrize(
