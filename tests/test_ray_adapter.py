@@ -86,7 +86,8 @@ def test_masksegx_never_imports_ray():
 
 def test_on_a_local_ray_instance_with_an_actor_pool(expected):
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Two actors hold one CPU each; a third keeps Ray Data's own tasks from waiting forever.
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     try:
         images = rgb_images()
         rows = [{"image": image, "name": f"{i}-{j}"}
