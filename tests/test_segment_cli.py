@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from masksegx import rle
-from masksegx.batch import expand_inputs
+from masksegx.batch import WORKER_DIED, expand_inputs, run_batch
 from masksegx.cli import main
 from masksegx.examples import EXAMPLES
 
@@ -128,6 +128,23 @@ def test_workers_give_the_same_outputs(inputs, tmp_path, capsys):
         )
     assert read_json(two / "example_navy_mask-2.json")["faces"] == read_json(
         one / "example_navy_mask.json")["faces"]
+
+
+class DiesOnTheNavyPhoto:
+    """A segmenter whose process exits on the 400x400 photo, as a worker killed for memory."""
+
+    def __call__(self, image):
+        if image.shape[:2] == (400, 400):
+            os._exit(1)
+        return []
+
+
+def test_a_dead_worker_is_reported_and_the_batch_ends(inputs, tmp_path):
+    sources, _ = expand_inputs([str(inputs)] * 3)
+    report = run_batch(sources, DiesOnTheNavyPhoto, str(tmp_path / "out"), workers=2)
+    assert report.written + len(report.failures) == 6
+    navy = [message for label, message in report.failures if label.endswith("navy_mask.jpg")]
+    assert navy and set(navy) == {WORKER_DIED}
 
 
 def test_threads_and_workers_together_exit_2(inputs, tmp_path, capsys):

@@ -26,7 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import List, Optional, TextIO
 
@@ -85,6 +85,7 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[List[Source], List[tuple]]:
 
 
 Segmenter = Callable[[np.ndarray], List[Face]]
+WORKER_DIED = "a worker process stopped unexpectedly (killed or out of memory?); not segmented"
 
 
 def run_batch(
@@ -107,7 +108,8 @@ def run_batch(
     :class:`~masksegx.pipeline.FaceMaskSegmenter` is). ``workers`` > 1 instead starts that many
     worker processes (spawned, each single-threaded), each calling ``make_segmenter`` once (it
     must pickle); this process reads the images and hands them out. Outputs do not depend on
-    either setting. ``progress`` gets a progress bar.
+    either setting. If a worker dies (killed, out of memory), its image and every later one are
+    reported as failures. ``progress`` gets a progress bar.
     """
     if threads > 1 and workers > 1:
         raise ValueError("threads and workers: use one or the other")
@@ -138,6 +140,8 @@ def run_batch(
             report.written += 1
         except (ValueError, OSError) as err:
             report.failures.append((label, str(err)))
+        except BrokenExecutor:
+            report.failures.append((label, WORKER_DIED))
         bar.advance()
 
     with pool:
@@ -146,7 +150,13 @@ def run_batch(
                 report.failures.append((label, error))
                 bar.advance()
                 continue
-            pending.append((label, pool.submit(task, names.claim(name), label, image)))
+            try:
+                future = pool.submit(task, names.claim(name), label, image)
+            except BrokenExecutor:
+                report.failures.append((label, WORKER_DIED))
+                bar.advance()
+                continue
+            pending.append((label, future))
             # Bounded look-ahead keeps memory flat on long videos and big folders.
             while len(pending) > 2 * parallel:
                 finish(pending.pop(0))
