@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from masksegx import rle
-from masksegx.batch import expand_inputs
+from masksegx.batch import WORKER_DIED, expand_inputs, run_batch
 from masksegx.cli import main
 from masksegx.examples import EXAMPLES
 
@@ -104,6 +104,56 @@ def test_threads_give_the_same_results(inputs, tmp_path):
         assert read_json(one / name) == read_json(two / name)
 
 
+def test_workers_give_the_same_outputs(inputs, tmp_path, capsys):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["segment", str(inputs), "-o", str(one)]) == 0
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff garbage")
+    same_stem = tmp_path / "other" / "example_navy_mask.jpg"
+    same_stem.parent.mkdir()
+    shutil.copy(EXAMPLES[1].path, same_stem)
+    capsys.readouterr()
+    code = main(
+        ["segment", str(inputs), str(broken), str(same_stem), "-o", str(two), "--workers", "2",
+         "--progress"]
+    )
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "broken.jpg" in captured.err and "wrote 3 result(s)" in captured.out
+    assert "4/4" in captured.err  # the progress bar counted every input
+    for name in ("example_blue_mask", "example_navy_mask"):
+        assert read_json(one / f"{name}.json") == read_json(two / f"{name}.json")
+        np.testing.assert_array_equal(
+            cv2.imread(str(one / f"{name}_mask.png")), cv2.imread(str(two / f"{name}_mask.png"))
+        )
+    assert read_json(two / "example_navy_mask-2.json")["faces"] == read_json(
+        one / "example_navy_mask.json")["faces"]
+
+
+class DiesOnTheNavyPhoto:
+    """A segmenter whose process exits on the 400x400 photo, as a worker killed for memory."""
+
+    def __call__(self, image):
+        if image.shape[:2] == (400, 400):
+            os._exit(1)
+        return []
+
+
+def test_a_dead_worker_is_reported_and_the_batch_ends(inputs, tmp_path):
+    sources, _ = expand_inputs([str(inputs)] * 3)
+    report = run_batch(sources, DiesOnTheNavyPhoto, str(tmp_path / "out"), workers=2)
+    assert report.written + len(report.failures) == 6
+    navy = [message for label, message in report.failures if label.endswith("navy_mask.jpg")]
+    assert navy and set(navy) == {WORKER_DIED}
+
+
+def test_threads_and_workers_together_exit_2(inputs, tmp_path, capsys):
+    code = main(["segment", str(inputs), "-o", str(tmp_path / "out"), "--threads", "2",
+                 "--workers", "2"])
+    assert code == 2
+    assert "threads and workers" in capsys.readouterr().err
+
+
 def test_expand_inputs_reports_empty_patterns_and_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     sources, problems = expand_inputs([str(tmp_path / "empty"), str(tmp_path / "*.png")])
@@ -111,7 +161,7 @@ def test_expand_inputs_reports_empty_patterns_and_folders(tmp_path):
     assert [p[1] for p in problems] == ["folder holds no images or videos", "pattern matches no files"]
 
 
-@pytest.mark.parametrize("extra", [["--method", "magic"], ["--threads", "0"], ["--frame-step", "x"]])
+@pytest.mark.parametrize("extra", [["--method", "magic"], ["--threads", "0"], ["--workers", "0"], ["--frame-step", "x"]])
 def test_bad_options_exit_2(inputs, tmp_path, extra):
     with pytest.raises(SystemExit) as exit_info:
         main(["segment", str(inputs), "-o", str(tmp_path / "out"), *extra])

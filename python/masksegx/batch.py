@@ -8,18 +8,25 @@ files (every ``frame_step``-th frame). Each image or frame gives three files in 
 ``<name>_overlay.jpg``  the image with masks tinted, boxes, landmarks and attributes drawn.
 
 ``<name>`` is the file stem (``<stem>_f<frame>`` for video frames), made unique with a ``-2``,
-``-3``... suffix when two inputs share a stem. Unreadable inputs are reported and skipped.
+``-3``... suffix when two inputs share a stem (in input order, so names do not depend on which
+image finishes first). Unreadable inputs are reported and skipped.
+
+Images run in parallel on threads sharing one segmenter (``threads``), or in worker processes
+each holding its own segmenter (``workers``): the pipeline's Python steps hold the GIL, so
+processes scale further on many cores, at the cost of one set of models per worker.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
+import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import List, Optional, TextIO
 
@@ -77,50 +84,104 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[List[Source], List[tuple]]:
     return sources, problems
 
 
+Segmenter = Callable[[np.ndarray], List[Face]]
+WORKER_DIED = "a worker process stopped unexpectedly (killed or out of memory?); not segmented"
+
+
 def run_batch(
     sources: List[Source],
-    segment: Callable[[np.ndarray], List[Face]],
+    make_segmenter: Callable[[], Segmenter],
     output: str,
     *,
     threads: int = 1,
+    workers: int = 1,
     frame_step: int = 1,
     progress: Optional[TextIO] = None,
 ) -> BatchReport:
     """Segment every image and sampled video frame of ``sources``, writing into ``output``.
 
-    ``threads`` images are processed at once (``segment`` must be thread-safe, as
-    :class:`~masksegx.pipeline.FaceMaskSegmenter` is); ``progress`` gets a progress bar.
+    ``make_segmenter`` builds the segmenter (a callable image -> faces), for example
+    ``functools.partial(FaceMaskSegmenter, method="spectral")``. It is called once here first,
+    so that bad settings or model files fail before any image is read.
+
+    ``threads`` images are processed at once on that one segmenter (it must be thread-safe, as
+    :class:`~masksegx.pipeline.FaceMaskSegmenter` is). ``workers`` > 1 instead starts that many
+    worker processes (spawned, each single-threaded), each calling ``make_segmenter`` once (it
+    must pickle); this process reads the images and hands them out. Outputs do not depend on
+    either setting. If a worker dies (killed, out of memory), its image and every later one are
+    reported as failures. ``progress`` gets a progress bar.
     """
+    if threads > 1 and workers > 1:
+        raise ValueError("threads and workers: use one or the other")
+    segment = make_segmenter()
     os.makedirs(output, exist_ok=True)
     report = BatchReport()
     names = _UniqueNames()
     bar = _ProgressBar(_count_items(sources, frame_step), progress)
     pending: List[tuple] = []
+    pool: Executor
+    if workers > 1:
+        del segment  # each worker builds its own
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(make_segmenter,),
+        )
+        task, parallel = functools.partial(_worker_task, output), workers
+    else:
+        pool = ThreadPoolExecutor(threads)
+        task, parallel = functools.partial(_segment_and_write, segment, output), threads
 
     def finish(entry: tuple) -> None:
-        name, label, image, future = entry
+        label, future = entry
         try:
-            faces = future.result()
-            write_results(output, name, label, image, faces)
+            future.result()
             report.written += 1
         except (ValueError, OSError) as err:
             report.failures.append((label, str(err)))
+        except BrokenExecutor:
+            report.failures.append((label, WORKER_DIED))
         bar.advance()
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with pool:
         for label, name, image, error in _read_items(sources, frame_step):
             if error is not None:
                 report.failures.append((label, error))
                 bar.advance()
                 continue
-            pending.append((names.claim(name), label, image, pool.submit(segment, image)))
+            try:
+                future = pool.submit(task, names.claim(name), label, image)
+            except BrokenExecutor:
+                report.failures.append((label, WORKER_DIED))
+                bar.advance()
+                continue
+            pending.append((label, future))
             # Bounded look-ahead keeps memory flat on long videos and big folders.
-            while len(pending) > 2 * threads:
+            while len(pending) > 2 * parallel:
                 finish(pending.pop(0))
         for entry in pending:
             finish(entry)
     bar.close()
     return report
+
+
+def _segment_and_write(segment: Segmenter, output: str, name: str, label: str, image: np.ndarray) -> None:
+    write_results(output, name, label, image, segment(image))
+
+
+_worker_segment: Optional[Segmenter] = None
+
+
+def _start_worker(make_segmenter: Callable[[], Segmenter]) -> None:
+    global _worker_segment
+    cv2.setNumThreads(1)  # the parallelism is the processes; OpenCV threads would oversubscribe
+    _worker_segment = make_segmenter()
+
+
+def _worker_task(output: str, name: str, label: str, image: np.ndarray) -> None:
+    assert _worker_segment is not None, "_start_worker runs first in every worker"
+    _segment_and_write(_worker_segment, output, name, label, image)
 
 
 def write_results(output: str, name: str, label: str, image: np.ndarray, faces: List[Face]) -> None:

@@ -6,6 +6,7 @@ Subcommands:
               glob patterns and videos; writes JSON (COCO RLE masks), mask PNGs and overlays::
 
     masksegx segment photos/ "more/*.jpg" clip.mp4 -o out --threads 2
+    masksegx segment big-folder/ -o out --workers 8      # 8 processes, one segmenter each
 
 ``demo``      ``segment`` on the bundled example photos::
 
@@ -286,7 +287,12 @@ def _add_segmenter_arguments(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument(
         "--threads", type=_positive_int, default=1, metavar="N",
-        help="images processed at once (default 1)",
+        help="images processed at once on threads sharing one segmenter (default 1)",
+    )
+    command.add_argument(
+        "--workers", type=_positive_int, default=1, metavar="N",
+        help="worker processes, each with its own segmenter, for large folders on many cores "
+        "(default 1; not with --threads)",
     )
     command.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -298,21 +304,22 @@ def _segment(inputs: Sequence[str], args: argparse.Namespace, frame_step: int = 
     from .batch import expand_inputs, progress_stream, run_batch
     from .pipeline import FaceMaskSegmenter
 
+    make_segmenter = functools.partial(
+        FaceMaskSegmenter,
+        method=args.method,
+        gender_constraint=args.gender_constraint,
+        faces=args.faces,
+        min_face_size=args.min_face_size,
+    )
+    sources, problems = expand_inputs(inputs)
     try:
-        segmenter = FaceMaskSegmenter(
-            method=args.method,
-            gender_constraint=args.gender_constraint,
-            faces=args.faces,
-            min_face_size=args.min_face_size,
+        report = run_batch(
+            sources, make_segmenter, args.output, threads=args.threads, workers=args.workers,
+            frame_step=frame_step, progress=progress_stream(args.progress),
         )
     except (ValueError, OSError) as err:
         print(f"masksegx segment: error: {err}", file=sys.stderr)
         return 2
-    sources, problems = expand_inputs(inputs)
-    report = run_batch(
-        sources, segmenter, args.output, threads=args.threads, frame_step=frame_step,
-        progress=progress_stream(args.progress),
-    )
     for label, message in problems + report.failures:
         print(f"masksegx segment: {label}: {message}", file=sys.stderr)
     print(f"wrote {report.written} result(s) to {args.output}/")

@@ -1,0 +1,56 @@
+"""One FaceMaskSegmenter shared by 8 threads returns exactly what sequential calls return."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pytest
+
+from masksegx import FaceMaskSegmenter
+from masksegx.detect import FaceDetector
+from masksegx.examples import EXAMPLES
+
+THREADS = 8
+FIELDS = ("box", "score", "landmarks", "gender", "gender_prob", "coverage_probs", "coverage",
+          "wearing", "mask")
+
+
+def photos():
+    """The bundled photos, mirrored and shrunk too: six images with different faces and sizes."""
+    images = []
+    for example in EXAMPLES:
+        image = cv2.imread(example.path)
+        images += [image, image[:, ::-1].copy(), cv2.resize(image, None, fx=0.7, fy=0.7)]
+    return images
+
+
+def assert_same_faces(got, expected):
+    assert len(got) == len(expected)
+    for face, reference in zip(got, expected):
+        for field in FIELDS:
+            np.testing.assert_array_equal(getattr(face, field), getattr(reference, field), field)
+
+
+@pytest.mark.parametrize("method", ["fused", "spectral"])
+def test_eight_threads_match_sequential_calls(method):
+    segmenter = FaceMaskSegmenter(method=method)
+    images = photos()
+    sequential = [segmenter(image) for image in images]
+    assert any(sequential), "the photos show faces"
+    # Each image several times, interleaved, so threads overlap on the same and different inputs.
+    jobs = list(range(len(images))) * 4
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(lambda i: (i, segmenter(images[i])), jobs))
+    for index, faces in results:
+        assert_same_faces(faces, sequential[index])
+
+
+def test_onnxruntime_detector_backend_is_thread_safe_too():
+    segmenter = FaceMaskSegmenter(method="learned")
+    segmenter.detector = FaceDetector(backend="onnxruntime", onnxruntime_threads=1)
+    images = photos()
+    sequential = [segmenter(image) for image in images]
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(segmenter, images * 3))
+    for index, faces in enumerate(results):
+        assert_same_faces(faces, sequential[index % len(images)])
