@@ -1,13 +1,15 @@
 """Second pass on the shipped O-net: more landmark training, detection kept as it was.
 
     python -m masksegx.training.tune_onet_landmarks --data ../shared/data \\
-        --models python/masksegx/models --out python/masksegx/models [--mode head|finetune]
+        --models python/masksegx/models [--start ONET.onnx] --out python/masksegx/models
+        [--mode head|finetune] [--landmark-loss mse|l1] [--landmark-weight W] [--lr LR]
         [--samples-scale F] [--epochs N] [--time-limit S] [--cache DIR] [--seed S]
 
 The first O-net training (:mod:`.train_detector`, ``--stage onet``) left coarse landmarks
 (held-out cuhk5pt NME 0.107 against 0.058 for the standard MTCNN weights) with good detection.
-This pass starts from the weights in ``--models/ds_mtcnn_onet.onnx`` (read back into
-:class:`.nets.ONet`) and trains on many more landmark samples:
+This pass starts from the weights in ``--start`` (default ``--models/ds_mtcnn_onet.onnx``,
+read back into :class:`.nets.ONet`; the P- and R-net come from ``--models``) and trains on
+many more landmark samples:
 
 - landmark crops of every cuhk5pt training line (even 0-based lines) and ``attr/mtfl_train``
   face, half of them wearing a synthetic mask (:mod:`.samples`), ``--samples-scale`` times
@@ -25,6 +27,8 @@ Modes:
   O-net's usual classification (OHEM) and box losses, plus a distillation term that keeps the
   face probability and box offsets close to the starting net's on every sample (so AP holds).
 
+The validation samples (reported losses only, nothing is selected on them) come from the
+held-out images: det/facemask numbers ending in 1 and the odd cuhk5pt lines.
 Adam, cosine decay from ``--lr``; ``--time-limit`` stops training cleanly between batches.
 Writes ``ds_mtcnn_onet.onnx`` into ``--out`` (same export checks as :mod:`.train_detector`) and
 ``onet_landmarks.json`` (settings, sample counts, per-epoch losses) into the cache.
@@ -239,6 +243,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--models", type=Path, default=Path("python/masksegx/models"),
                         help="folder with the starting ds_mtcnn_{pnet,rnet,onet}.onnx")
+    parser.add_argument("--start", type=Path, default=None,
+                        help="starting O-net .onnx (default: --models/ds_mtcnn_onet.onnx)")
     parser.add_argument("--out", type=Path, default=Path("python/masksegx/models"))
     parser.add_argument("--cache", type=Path, default=Path("build/onet_landmarks"))
     parser.add_argument("--mode", choices=("head", "finetune"), default="finetune")
@@ -255,7 +261,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     torch.set_num_threads(1)
     args.cache.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    start_weights = args.models / "ds_mtcnn_onet.onnx"
+    start_weights = args.start or args.models / "ds_mtcnn_onet.onnx"
     net = load_onnx_onet(start_weights)
     teacher = load_onnx_onet(start_weights)
     for p in teacher.parameters():
