@@ -85,11 +85,13 @@ def load_onnx_onet(path: Path) -> torch.nn.Module:
     return net.eval()
 
 
-def cascade_crops(landmark_images, detector, seed: int, per_face: int) -> sampling.SampleSet:
-    """Landmark samples from the detector's boxes on the landmark images (module docstring)."""
+def cascade_crops(landmark_images, detector, seed: int, per_face: int,
+                  templates=()) -> sampling.SampleSet:
+    """Landmark samples from the detector's boxes on the landmark images (module docstring);
+    the images get synthetic masks as in :func:`.samples.generate` (``templates``)."""
     rng = np.random.default_rng(seed)
     collector = sampling._Collector(48, rng)
-    templates = cascade_crops.templates
+    templates = list(templates)
     for face_image in landmark_images:
         image = sampling._load_rgb(face_image, templates, rng)
         boxes = detector(image)
@@ -117,9 +119,6 @@ def cascade_crops(landmark_images, detector, seed: int, per_face: int) -> sampli
     return collector.result()
 
 
-cascade_crops.templates = ()
-
-
 def concatenate(sets: list[sampling.SampleSet]) -> sampling.SampleSet:
     return sampling.SampleSet(*(
         np.concatenate([getattr(s, name) for s in sets])
@@ -143,10 +142,9 @@ def make_samples(args, templates, split: str) -> sampling.SampleSet:
     folder = args.cache / "samples" / split
     drawn = sampling.cached(folder / "drawn", meta, lambda: sampling.generate(
         box_images, landmark_images, 48, quota, seed, templates, detector))
-    cascade_crops.templates = templates
     crops = sampling.cached(folder / "cascade", {k: v for k, v in meta.items() if k != "quota"},
                             lambda: cascade_crops(
-        landmark_images, detector, seed + 10, CASCADE_CROPS_PER_FACE))
+        landmark_images, detector, seed + 10, CASCADE_CROPS_PER_FACE, templates))
     log(f"{split}: drawn {drawn.counts()}, cascade crops {crops.counts()}")
     return concatenate([drawn, crops])
 
