@@ -192,3 +192,25 @@ def test_landmark_crops_keep_all_points_inside(nets):
     for x, y, side in crops:
         fractions = samples.landmark_fractions(points, samples.crop_box(x, y, side))
         assert (fractions > 0).all() and (fractions <= 1).all()
+
+
+def test_onet_reads_back_from_its_onnx_export(nets, tmp_path):
+    pytest.importorskip("onnx")
+    import torch
+
+    from masksegx.training.train_detector import export_onnx
+    from masksegx.training.tune_onet_landmarks import load_onnx_onet
+
+    torch.manual_seed(0)
+    net = nets.build("onet").eval()
+    with torch.no_grad():  # PReLU slopes off their default, so a mix-up would show
+        for module in net.modules():
+            if isinstance(module, torch.nn.PReLU):
+                module.weight.uniform_(0.05, 0.5)
+    path = tmp_path / "onet.onnx"
+    export_onnx(net, "onet", path)
+    back = load_onnx_onet(path)
+    x = torch.rand(3, 3, 48, 48) * 2 - 1
+    with torch.no_grad():
+        for expected, got in zip(net(x), back(x)):
+            torch.testing.assert_close(got, expected)

@@ -132,11 +132,33 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def previous_ms(path: Path) -> dict[str, float]:
+    """The ``ms 640x480`` column of an earlier table written by this script, by detector."""
+    lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.startswith("| ")]
+    if not lines:
+        return {}
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    column = header.index("ms 640x480")
+    kept = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        try:
+            kept[cells[0]] = float(cells[column])
+        except ValueError:
+            pass
+    return kept
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--limit", type=int, help="use only the first N images of each set")
+    parser.add_argument(
+        "--keep-ms", action="store_true",
+        help="take the ms column from the existing --out table (for a rerun on a loaded machine "
+             "after a change that leaves the graphs' shapes alone, e.g. retrained weights)",
+    )
     args = parser.parse_args()
 
     facemask = args.data / "det" / "facemask"
@@ -154,15 +176,20 @@ def main() -> int:
     if args.limit:
         pairs, landmark_items = pairs[: args.limit], landmark_items[: args.limit]
 
+    kept = previous_ms(args.out) if args.keep_ms and args.out and args.out.is_file() else {}
     rows = [
         _row(label, factory, pairs, landmark_items, cuhk / "images", timing_image)
         for label, factory in _detectors(args.data / "models")
     ]
+    for row in rows:
+        if kept:
+            row["ms"] = kept.get(row["detector"])
     table = markdown(rows)
     note = (
         f"facemask val: {len(pairs)} images; cuhk5pt held-out lines: {len(landmark_items)} faces; "
         f"ms: median of {TIMING_RUNS} calls at {TIMING_SIZE[0]}x{TIMING_SIZE[1]}, "
-        "reference models on 1 onnxruntime thread."
+        "reference models on 1 onnxruntime thread"
+        + (" (kept from the previous run of this script: --keep-ms)." if kept else ".")
     )
     print(table + "\n\n" + note)
     if args.out:
