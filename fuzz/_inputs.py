@@ -35,7 +35,7 @@ class Inputs:
             return self.fdp.ConsumeIntInRange(low, high)
         if pick < 14:
             return self.choice(EDGE_INTS)
-        return self.choice((1.5, None, "3", True, np.int64(3), (2, 2)))
+        return self.choice((1.5, float("inf"), None, "3", True, np.int64(3), (2, 2)))
 
     def float(self, low: float = 0.0, high: float = 8.0):
         pick = self.fdp.ConsumeIntInRange(0, 15)

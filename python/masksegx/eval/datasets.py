@@ -19,6 +19,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from .._validation import check_size
 from .metrics import SegmentationScores
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -40,14 +41,37 @@ def _decode(path: str | os.PathLike, flags: int) -> np.ndarray:
         raise DatasetError(
             f"cannot read image file {os.fspath(path)!r}: {err.strerror or err}"
         ) from err
-    image = cv2.imdecode(data, flags) if data.size else None
+    try:
+        image = cv2.imdecode(data, flags) if data.size else None
+    except cv2.error as err:
+        # OpenCV checks the header's size before decoding (at most 2**30 pixels) and raises.
+        raise DatasetError(
+            f"cannot decode image file {os.fspath(path)!r}: {_cv_message(err)}"
+        ) from err
     if image is None:
         raise DatasetError(f"cannot decode image file {os.fspath(path)!r} (empty or not an image)")
+    try:
+        check_size(image.shape, os.fspath(path))
+    except ValueError as err:
+        raise DatasetError(str(err)) from err
     return image
 
 
+def _cv_message(err: Exception) -> str:
+    """The useful line of an OpenCV error ("... error: (-215:Assertion failed) pixels <= ...")."""
+    text = str(err).strip()
+    return text.split("error: ", 1)[-1] if "error: " in text else text
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a colour image as uint8 HxWx3 BGR (like ``cv2.imread``); DatasetError if unreadable."""
+    """Read a colour image as uint8 HxWx3 BGR (like ``cv2.imread``); DatasetError if unreadable.
+
+    Files are converted, arrays passed to the API are not: grayscale becomes three equal
+    channels, an alpha channel is dropped, 16-bit samples are scaled to 8 bits (divided by
+    256). DatasetError (a ValueError) for an empty, truncated, corrupt or non-image file, a
+    header claiming over 2**30 pixels (checked by OpenCV before decoding) or a side over
+    32768 pixels (``MAX_SIDE``, the limit of every kernel).
+    """
     return _decode(path, cv2.IMREAD_COLOR)
 
 
