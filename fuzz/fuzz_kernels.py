@@ -50,6 +50,12 @@ def _rle(g: Inputs):
                      {"size": counts, "counts": size}, [size, counts]))
 
 
+def _max_iter(g: Inputs):
+    """Iterations: small, or out of range. A valid huge count with tol=0 runs that long, as
+    documented, so it is no finding."""
+    return g.choice((g.rank(0, 30), -1, 2**31, 2**63, 2.5))
+
+
 def _components(g: Inputs):
     mask = g.array(2, np.bool_)
     variance = g.array(2, F32, fixed={0: mask.shape[0] if mask.ndim else 1}) if g.flag() else None
@@ -77,7 +83,7 @@ TARGETS = [
     lambda g: regions.geometric_filter(_components(g), g.float(0, 10), g.float(0, 2)),
     lambda g: _components(g).select(g.array(1, np.bool_)),
     lambda g: fcm.fuzzy_cmeans(g.array(2, F32), g.int(0, 5), m=g.float(1, 4), tol=g.float(0, 1),
-                               max_iter=g.int(0, 20), seed=g.int(0, 9),
+                               max_iter=_max_iter(g), seed=g.int(0, 9),
                                init_centers=g.array(2, F32) if g.flag() else None),
     lambda g: fcm.seed_centers(g.array(2, F32), g.int(0, 5), seed=g.int(0, 99)),
     lambda g: nn.conv2d(g.array(4, F32, max_side=6), g.array(4, F32, max_side=4),
@@ -106,7 +112,7 @@ TARGETS = [
     lambda g: _core.analyze_components(g.array(2, np.bool_), g.array(2, F32) if g.flag() else None,
                                        g.int(3, 9)),
     lambda g: _core.fuzzy_cmeans(g.array(2, F32), g.int(-1, 5), g.float(0, 4), g.float(-1, 1),
-                                 g.int(-1, 20), g.int(0, 9), g.array(2, F32) if g.flag() else None),
+                                 _max_iter(g), g.int(0, 9), g.array(2, F32) if g.flag() else None),
     lambda g: _core.fcm_seed_centers(g.array(2, F32), g.int(-1, 5), g.int(0, 9)),
     lambda g: _core.conv2d(g.array(4, F32, max_side=6), g.array(4, F32, max_side=4),
                            g.array(1, F32) if g.flag() else None, (g.int(-1, 3), g.int(-1, 3)),

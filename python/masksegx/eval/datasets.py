@@ -51,7 +51,7 @@ def _decode(path: str | os.PathLike, flags: int) -> np.ndarray:
     if image is None:
         raise DatasetError(f"cannot decode image file {os.fspath(path)!r} (empty or not an image)")
     try:
-        check_size(image.shape, os.fspath(path))
+        check_size(image.shape, f"image file {os.fspath(path)!r}")
     except ValueError as err:
         raise DatasetError(str(err)) from err
     return image
