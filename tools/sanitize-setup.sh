@@ -6,10 +6,11 @@
 sanitize_build_dir=build/sanitize
 sanitize_stage="$sanitize_build_dir/python/masksegx"
 
-if ! command -v g++ >/dev/null || ! command -v ninja >/dev/null || ! command -v cmake >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ cmake ninja-build >/dev/null
+if ! command -v g++ >/dev/null; then  # Debian's g++ brings libasan and libubsan
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null
 fi
-python -m pip install -q pybind11 >/dev/null
+# The wheel build got these in an isolated environment; this build needs its own.
+python -m pip install -q pybind11 cmake ninja >/dev/null
 
 cmake -S . -B "$sanitize_build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMASKSEGX_SANITIZE=ON -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" >/dev/null
