@@ -29,6 +29,13 @@ def png_header_only(width: int, height: int) -> bytes:
             + _png_chunk(b"IEND", b""))
 
 
+def png_huge_chunk() -> bytes:
+    """A 60-byte PNG whose IDAT chunk claims 4 GB (fuzz finding: OpenCV allocated it)."""
+    ihdr = struct.pack(">IIBBBBB", 64, 64, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
+            + struct.pack(">I", 0xFFFFF90C) + b"IDAT" + b"x\x9cc`\x18\xe2")
+
+
 def _encoded(ext: str, image: np.ndarray) -> bytes:
     ok, data = cv2.imencode(ext, image)
     assert ok
@@ -63,6 +70,7 @@ FILES = {
     "bomb.png": png_header_only(100_000, 100_000),
     "wide.png": _encoded(".png", np.zeros((1, 40_000, 3), np.uint8)),
     "bomb_in_limit.png": png_header_only(30_000, 30_000),
+    "huge_chunk.png": png_huge_chunk(),
     "gray.png": _encoded(".png", _face_like()[:, :, 0]),
     "rgba.png": _encoded(".png", np.dstack([_face_like(), np.full((48, 48), 128, np.uint8)])),
     "deep16.png": _encoded(".png", _face_like().astype(np.uint16) * 257),

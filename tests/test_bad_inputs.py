@@ -88,6 +88,23 @@ def test_bomb_header_within_the_pixel_limit_fails_fast(corpus):
     assert "cannot decode image file" in done.stdout
 
 
+def test_png_chunk_longer_than_the_file_is_rejected_before_decoding(corpus, tmp_path):
+    name = "huge_chunk.png"
+    # Fuzz finding: OpenCV allocated the 4 GB this 60-byte file's IDAT claims (9.6 s, 4.2 GB).
+    done = _read_in_subprocess(corpus[name])
+    assert done.returncode == 3, done.stderr
+    assert "PNG chunk at byte 33 claims 4294965516 bytes" in done.stdout
+    with pytest.raises(DatasetError, match="truncated or corrupt"):
+        read_mask(corpus[name], 2)
+    fuzz_found = tmp_path / "oom.png"  # the fuzzer's own input: IHDR 100000 x 100000 too
+    fuzz_found.write_bytes(bytes.fromhex(
+        "89504e470d0a1a0a0000000d49484452000186a0000186a008020000002730"
+        "9c9efffff90c49444154789c636018e2000000c10001ffffffffffff0029014f"
+        "1d000000000049454e44ae426082"))
+    with pytest.raises(DatasetError, match="PNG chunk at byte 33 claims"):
+        read_image(fuzz_found)
+
+
 def test_image_wider_than_max_side_is_rejected(corpus):
     with pytest.raises(DatasetError, match="side exceeds 32768 pixels .*1x40000"):
         read_image(corpus["wide.png"])

@@ -24,6 +24,7 @@ from .metrics import SegmentationScores
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 MASK_VALUES = (255, 2)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Suffix some datasets append to a mask's file stem (``cwm_03042.jpg`` -> ``cwm_03042_gt.png``).
 MASK_STEM_SUFFIX = "_gt"
 
@@ -41,6 +42,8 @@ def _decode(path: str | os.PathLike, flags: int) -> np.ndarray:
         raise DatasetError(
             f"cannot read image file {os.fspath(path)!r}: {err.strerror or err}"
         ) from err
+    if data[:8].tobytes() == PNG_SIGNATURE:
+        _check_png_chunks(data, path)
     try:
         image = cv2.imdecode(data, flags) if data.size else None
     except cv2.error as err:
@@ -55,6 +58,25 @@ def _decode(path: str | os.PathLike, flags: int) -> np.ndarray:
     except ValueError as err:
         raise DatasetError(str(err)) from err
     return image
+
+
+def _check_png_chunks(data: np.ndarray, path: str | os.PathLike) -> None:
+    """OpenCV's PNG reader allocates a chunk's declared length before reading it, so a 90-byte
+    file whose chunk claims 4 GB costs 4 GB (found by fuzz/fuzz_images.py). No chunk can be
+    longer than the rest of the file: check that first."""
+    raw = data.data
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(raw):
+        length = int.from_bytes(raw[pos:pos + 4], "big")
+        left = len(raw) - pos - 12  # after the length, type and CRC fields
+        if length > left:
+            raise DatasetError(
+                f"cannot decode image file {os.fspath(path)!r}: PNG chunk at byte {pos} claims "
+                f"{length} bytes, the file has {max(left, 0)} left (truncated or corrupt)"
+            )
+        if raw[pos + 4:pos + 8] == b"IEND":
+            return
+        pos += 12 + length
 
 
 def _cv_message(err: Exception) -> str:
