@@ -5,6 +5,7 @@
 #include <utility>
 
 namespace py = pybind11;
+using masksegx::bindings::kMaxSide;
 using masksegx::bindings::require_array;
 
 namespace {
@@ -185,6 +186,15 @@ F32 softmax(const py::handle& x_obj, int axis) {
     return result;
 }
 
+// Checked before the output is allocated: (65535, 65535) for a few boxes is tens of gigabytes.
+void require_output_size(Pair size) {
+    if (size.first < 1 || size.second < 1 || size.first > kMaxSide || size.second > kMaxSide) {
+        throw py::value_error("size: expected (height, width) in [1, " + std::to_string(kMaxSide) +
+                              "], got (" + std::to_string(size.first) + ", " +
+                              std::to_string(size.second) + ")");
+    }
+}
+
 py::array_t<float> resize_area_boxes(const py::handle& image_obj, const py::handle& boxes_obj,
                                      Pair size, const py::object& out_obj) {
     auto image = require_array<float>(image_obj, "image", 3, 3);
@@ -194,9 +204,7 @@ py::array_t<float> resize_area_boxes(const py::handle& image_obj, const py::hand
                               std::to_string(boxes.shape(0)) + ", " +
                               std::to_string(boxes.shape(1)) + ")");
     }
-    if (size.first < 1 || size.second < 1) {
-        throw py::value_error("size: expected positive (height, width)");
-    }
+    require_output_size(size);
     const std::int64_t c = image.shape(0), h = image.shape(1), w = image.shape(2);
     const std::int64_t n = boxes.shape(0);
     F32 result = output_array(out_obj, {n, c, size.first, size.second});
@@ -221,9 +229,7 @@ py::array_t<float> resize_area_boxes_u8(const py::handle& image_obj, const py::h
                               std::to_string(boxes.shape(0)) + ", " +
                               std::to_string(boxes.shape(1)) + ")");
     }
-    if (size.first < 1 || size.second < 1) {
-        throw py::value_error("size: expected positive (height, width)");
-    }
+    require_output_size(size);
     const std::int64_t h = image.shape(0), w = image.shape(1), c = image.shape(2);
     const std::int64_t n = boxes.shape(0);
     F32 result = output_array(out_obj, {n, c, size.first, size.second});

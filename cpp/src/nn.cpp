@@ -673,6 +673,15 @@ void require_shape(const Tensor4Shape& s, const char* what) {
             std::string(what) + ": every dimension must be at least 1");
 }
 
+// Largest padding, stride and output side (the image side limit of the bindings): keeps the
+// shape arithmetic far from int64 overflow and a typo from allocating gigabytes.
+constexpr i64 kMaxSpatial = 1 << 15;
+
+void require_spatial(i64 value, const char* what) {
+    require(value <= kMaxSpatial, std::string(what) + " exceeds " + std::to_string(kMaxSpatial) +
+                                      ", got " + std::to_string(value));
+}
+
 }  // namespace
 
 // ---- public API ---------------------------------------------------------------------------
@@ -702,13 +711,18 @@ Tensor4Shape conv2d_output_shape(const Tensor4Shape& input, const Conv2dSpec& sp
     require(spec.groups >= 1 && input.c % spec.groups == 0 && spec.out_channels % spec.groups == 0,
             "conv2d: groups must divide the input channels (" + std::to_string(input.c) +
                 ") and the output channels (" + std::to_string(spec.out_channels) + ")");
+    require_spatial(std::max(spec.pad_h, spec.pad_w), "conv2d: padding");
+    require_spatial(std::max(spec.stride_h, spec.stride_w), "conv2d: stride");
     const std::int64_t padded_h = input.h + 2 * spec.pad_h, padded_w = input.w + 2 * spec.pad_w;
     require(padded_h >= spec.kernel_h && padded_w >= spec.kernel_w,
             "conv2d: kernel " + std::to_string(spec.kernel_h) + "x" +
                 std::to_string(spec.kernel_w) + " is larger than the padded input " +
                 std::to_string(padded_h) + "x" + std::to_string(padded_w));
-    return {input.n, spec.out_channels, (padded_h - spec.kernel_h) / spec.stride_h + 1,
-            (padded_w - spec.kernel_w) / spec.stride_w + 1};
+    const Tensor4Shape out{input.n, spec.out_channels,
+                           (padded_h - spec.kernel_h) / spec.stride_h + 1,
+                           (padded_w - spec.kernel_w) / spec.stride_w + 1};
+    require_spatial(std::max(out.h, out.w), "conv2d: output side");
+    return out;
 }
 
 void conv2d(const float* input, const Tensor4Shape& input_shape, const float* weight,
@@ -775,6 +789,7 @@ Tensor4Shape max_pool2d_output_shape(const Tensor4Shape& input, const Pool2dSpec
     require_shape(input, "max_pool2d input");
     require(spec.kernel_h >= 1 && spec.kernel_w >= 1, "max_pool2d: kernel must be at least 1");
     require(spec.stride_h >= 1 && spec.stride_w >= 1, "max_pool2d: stride must be at least 1");
+    require_spatial(std::max(spec.stride_h, spec.stride_w), "max_pool2d: stride");
     require(input.h >= spec.kernel_h && input.w >= spec.kernel_w,
             "max_pool2d: input " + std::to_string(input.h) + "x" + std::to_string(input.w) +
                 " is smaller than the kernel " + std::to_string(spec.kernel_h) + "x" +
@@ -1083,6 +1098,7 @@ void resize_area(const AreaSource<T>& source, const std::int64_t* boxes, std::in
     const std::int64_t channels = source.channels, width = source.width;
     require(channels >= 1 && source.height >= 1 && width >= 1 && out_h >= 1 && out_w >= 1,
             "resize_area_boxes: every dimension must be at least 1");
+    require_spatial(std::max(out_h, out_w), "resize_area_boxes: output side");
     for (std::int64_t k = 0; k < count; ++k) {
         const std::int64_t* b = boxes + 4 * k;
         require(0 <= b[0] && b[0] < b[2] && b[2] <= width && 0 <= b[1] && b[1] < b[3] &&

@@ -17,13 +17,17 @@ def as_image(image: object, name: str = "image", *, channels: int | None = 3) ->
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(image).__name__}")
     if image.dtype != np.uint8:
-        raise TypeError(f"{name}: expected dtype uint8, got {image.dtype}")
+        # Arrays are never converted (unlike files, see eval.datasets.read_image): a guess at
+        # the range of a float or 16-bit image would silently change results.
+        raise TypeError(f"{name}: expected dtype uint8, got {image.dtype}"
+                        " (scale 16-bit or float images to 0..255 uint8 first)")
     if channels == 0:
         if image.ndim != 2:
             raise ValueError(f"{name}: expected a 2-D (H, W) image, got shape {image.shape}")
     elif image.ndim != 3 or (channels is not None and image.shape[2] != channels):
         want = "(H, W, 3)" if channels == 3 else f"(H, W, {channels})"
-        raise ValueError(f"{name}: expected shape {want}, got {image.shape}")
+        hint = " (convert grayscale or BGRA with cv2.cvtColor)" if channels == 3 else ""
+        raise ValueError(f"{name}: expected shape {want}, got {image.shape}{hint}")
     check_size(image.shape[:2], name)
     return np.ascontiguousarray(image)
 

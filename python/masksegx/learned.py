@@ -72,11 +72,14 @@ def _session(path: str, threads: int):
             raise ValueError(f"model: onnxruntime cannot load {path}: {error}") from None
         inputs, outputs = session.get_inputs(), session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else None
+        out_shape = outputs[0].shape if len(outputs) == 1 else None
         if (shape is None or len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int)
-                or shape[2] != shape[3] or len(outputs) != 1):
+                or shape[2] != shape[3] or out_shape is None or len(out_shape) != 4
+                or out_shape[1] != 1):
             raise ValueError(
                 f"model: {path} is not a mask net (expected one input [N, 3, S, S] and one output "
-                f"[N, 1, S, S]; got inputs {[i.shape for i in inputs]}, {len(outputs)} outputs)"
+                f"[N, 1, S, S]; got inputs {[i.shape for i in inputs]}, "
+                f"outputs {[o.shape for o in outputs]})"
             )
         _SESSIONS[key] = (session, inputs[0].name, outputs[0].name, int(shape[2]))
         return _SESSIONS[key]

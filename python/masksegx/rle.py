@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ._validation import as_mask
+from ._validation import MAX_SIDE, as_mask
 
 __all__ = ["encode", "decode"]
 
@@ -38,10 +38,13 @@ def decode(rle: Mapping) -> np.ndarray:
     try:
         height, width = (int(v) for v in rle["size"])
         text = rle["counts"]
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, OverflowError) as err:  # Overflow: int(inf)
         raise ValueError(f"rle: expected {{'size': [h, w], 'counts': str}}, got {rle!r}") from err
     if not isinstance(text, str) or height < 0 or width < 0:
         raise ValueError(f"rle: expected {{'size': [h, w], 'counts': str}}, got {rle!r}")
+    if height > MAX_SIDE or width > MAX_SIDE:
+        # Checked before decoding: seven characters of counts can claim 10**10 pixels.
+        raise ValueError(f"rle: size {height}x{width} exceeds {MAX_SIDE} pixels per side")
     counts = _string_to_counts(text)
     if sum(counts) != height * width:
         raise ValueError(

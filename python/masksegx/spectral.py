@@ -247,9 +247,14 @@ def _resolve_region(region, shape) -> Tuple[Box, Optional[np.ndarray]]:
             raise ValueError("region: mask selects no pixels")
         return box, limit
     try:
-        x0, y0, x1, y1 = (int(round(float(v))) for v in region)
+        corners = [float(v) for v in region]
+        if len(corners) != 4:
+            raise ValueError
     except (TypeError, ValueError):
         raise TypeError("region: expected None, a box (x0, y0, x1, y1) or a bool HxW mask") from None
+    if not np.isfinite(corners).all():
+        raise ValueError(f"region: box values must be finite, got {tuple(region)}")
+    x0, y0, x1, y1 = (int(round(v)) for v in corners)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 - x0 < 4 or y1 - y0 < 4:
         raise ValueError(f"region: box {tuple(region)} leaves less than 4x4 pixels inside the image")

@@ -19,10 +19,12 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from .._validation import check_size
 from .metrics import SegmentationScores
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 MASK_VALUES = (255, 2)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Suffix some datasets append to a mask's file stem (``cwm_03042.jpg`` -> ``cwm_03042_gt.png``).
 MASK_STEM_SUFFIX = "_gt"
 
@@ -40,14 +42,58 @@ def _decode(path: str | os.PathLike, flags: int) -> np.ndarray:
         raise DatasetError(
             f"cannot read image file {os.fspath(path)!r}: {err.strerror or err}"
         ) from err
-    image = cv2.imdecode(data, flags) if data.size else None
+    if data[:8].tobytes() == PNG_SIGNATURE:
+        _check_png_chunks(data, path)
+    try:
+        image = cv2.imdecode(data, flags) if data.size else None
+    except cv2.error as err:
+        # OpenCV checks the header's size before decoding (at most 2**30 pixels) and raises.
+        raise DatasetError(
+            f"cannot decode image file {os.fspath(path)!r}: {_cv_message(err)}"
+        ) from err
     if image is None:
         raise DatasetError(f"cannot decode image file {os.fspath(path)!r} (empty or not an image)")
+    try:
+        check_size(image.shape, f"image file {os.fspath(path)!r}")
+    except ValueError as err:
+        raise DatasetError(str(err)) from err
     return image
 
 
+def _check_png_chunks(data: np.ndarray, path: str | os.PathLike) -> None:
+    """OpenCV's PNG reader allocates a chunk's declared length before reading it, so a 90-byte
+    file whose chunk claims 4 GB costs 4 GB (found by fuzz/fuzz_images.py). No chunk can be
+    longer than the rest of the file: check that first."""
+    raw = data.data
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(raw):
+        length = int.from_bytes(raw[pos:pos + 4], "big")
+        left = len(raw) - pos - 12  # after the length, type and CRC fields
+        if length > left:
+            raise DatasetError(
+                f"cannot decode image file {os.fspath(path)!r}: PNG chunk at byte {pos} claims "
+                f"{length} bytes, the file has {max(left, 0)} left (truncated or corrupt)"
+            )
+        if raw[pos + 4:pos + 8] == b"IEND":
+            return
+        pos += 12 + length
+
+
+def _cv_message(err: Exception) -> str:
+    """The useful line of an OpenCV error ("... error: (-215:Assertion failed) pixels <= ...")."""
+    text = str(err).strip()
+    return text.split("error: ", 1)[-1] if "error: " in text else text
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a colour image as uint8 HxWx3 BGR (like ``cv2.imread``); DatasetError if unreadable."""
+    """Read a colour image as uint8 HxWx3 BGR (like ``cv2.imread``); DatasetError if unreadable.
+
+    Files are converted, arrays passed to the API are not: grayscale becomes three equal
+    channels, an alpha channel is dropped, 16-bit samples are scaled to 8 bits (divided by
+    256). DatasetError (a ValueError) for an empty, truncated, corrupt or non-image file, a
+    header claiming over 2**30 pixels (checked by OpenCV before decoding) or a side over
+    32768 pixels (``MAX_SIDE``, the limit of every kernel).
+    """
     return _decode(path, cv2.IMREAD_COLOR)
 
 
