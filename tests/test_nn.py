@@ -448,3 +448,69 @@ def test_max_pool2d_narrow_rows_stride_2(rng, w, kernel):
     for stride in ((2, 2), (1, 2)):
         got = nn.max_pool2d(x, kernel, stride)
         np.testing.assert_array_equal(got, max_pool2d_ref(x, (kernel, kernel), stride))
+
+
+# ---- SIMD (NEON on aarch64, AVX2/AVX-512 on x86-64) against scalar at every tile edge ---------
+# Tolerance: every path sums k in the same order, so SIMD and scalar differ only by FMA rounding:
+# |simd - scalar| <= 1e-5 * sum_k |w_k x_k| (the magnitude of the summed terms), per element.
+
+
+def test_simd_level_matches_the_machine():
+    """NEON is part of the aarch64 baseline, so an aarch64 build must always report it."""
+    import platform
+
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        assert nn.simd_level() == "neon"
+    else:
+        assert nn.simd_level() in ("avx512", "avx2", "scalar")
+
+
+# Output rows 1..9 and planes of 1..17 and 72/81 pixels: the NEON 4x8 and 1x8 GEMM tiles, the
+# AVX2 4x16 and AVX-512 8x32 tiles, their scalar column tails, and batched small planes.
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("plane", [(1, 1), (1, 7), (3, 3), (1, 17), (8, 9), (9, 9)])
+def test_simd_matches_scalar_gemm_tile_edges(rng, scalar_and_simd, rows, plane):
+    x = random_tensor(rng, (2, 6) + plane)
+    weight, bias = random_tensor(rng, (rows, 6, 1, 1)), random_tensor(rng, (rows,))
+    slope = random_tensor(rng, (rows,))
+    scale = conv2d_ref(np.abs(x), np.abs(weight), None, (1, 1), (0, 0), 1)
+    for kwargs in ({}, {"slope": slope}):
+        simd, scalar = scalar_and_simd(nn.conv2d, x, weight, bias, **kwargs)
+        assert np.all(np.abs(simd - scalar) <= 1e-5 * scale)
+
+
+# Output widths 1..9 and 13: the 4-wide NEON, 8-wide AVX2 and 16-wide AVX-512 depthwise rows
+# and their scalar tails, at stride 1 and 2, with and without padding and fused PReLU.
+@pytest.mark.parametrize("width", [3, 4, 5, 6, 7, 8, 10, 11, 15])
+@pytest.mark.parametrize("stride, padding", [(1, 0), (1, 1), (2, 1)])
+def test_simd_matches_scalar_depthwise_row_edges(rng, scalar_and_simd, width, stride, padding):
+    x = random_tensor(rng, (2, 5, 6, width))
+    weight, bias = random_tensor(rng, (5, 1, 3, 3)), random_tensor(rng, (5,))
+    slope = random_tensor(rng, (5,))
+    kwargs = dict(stride=stride, padding=padding, groups=5)
+    scale = conv2d_ref(np.abs(x), np.abs(weight), None, (stride,) * 2, (padding,) * 2, 5)
+    for fused in ({}, {"slope": slope}):
+        simd, scalar = scalar_and_simd(nn.conv2d, x, weight, bias, **kwargs, **fused)
+        assert np.all(np.abs(simd - scalar) <= 1e-5 * scale)
+
+
+@pytest.mark.parametrize("n, m, k", [(1, 1, 1), (3, 5, 7), (2, 9, 17), (4, 16, 64)])
+def test_simd_matches_scalar_fully_connected_edges(rng, scalar_and_simd, n, m, k):
+    x, weight, bias = random_tensor(rng, (n, k)), random_tensor(rng, (m, k)), random_tensor(rng, (m,))
+    simd, scalar = scalar_and_simd(nn.fully_connected, x, weight, bias)
+    assert np.all(np.abs(simd - scalar) <= 1e-5 * (np.abs(x) @ np.abs(weight).T))
+
+
+def test_simd_matches_scalar_face_detection(scalar_and_simd):
+    """The whole MTCNN cascade on a bundled photo: the same faces, boxes within 0.01 px and
+    scores within 1e-4 (rounding differences stay far from the cascade's thresholds)."""
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.detect import FaceDetector
+    from masksegx.examples import EXAMPLES
+
+    image = cv2.imread(EXAMPLES[1].path)
+    simd, scalar = scalar_and_simd(FaceDetector(backend="native"), image)
+    assert len(simd.scores) == len(scalar.scores) >= 1
+    np.testing.assert_allclose(simd.boxes, scalar.boxes, atol=1e-2)
+    np.testing.assert_allclose(simd.landmarks, scalar.landmarks, atol=1e-2)
+    np.testing.assert_allclose(simd.scores, scalar.scores, atol=1e-4)
