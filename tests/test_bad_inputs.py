@@ -21,7 +21,9 @@ from masksegx.eval.datasets import DatasetError, read_image, read_mask
 import bad_inputs
 
 TESTS = os.path.dirname(__file__)
-PYTHON_DIR = os.path.join(os.path.dirname(TESTS), "python")
+# The folder holding the imported masksegx (the installed package in CI, python/ in a dev
+# tree), so subprocesses import the same build as the tests.
+PYTHON_DIR = os.path.dirname(os.path.dirname(masksegx.__file__))
 LANDMARKS = np.array([[20, 25], [44, 25], [32, 35], [22, 48], [42, 48]], float)
 
 UNDECODABLE = ["empty.jpg", "empty.png", "text.png", "truncated.png", "corrupt.png"]
