@@ -195,15 +195,21 @@ void require_output_size(Pair size) {
     }
 }
 
-py::array_t<float> resize_area_boxes(const py::handle& image_obj, const py::handle& boxes_obj,
-                                     Pair size, const py::object& out_obj) {
-    auto image = require_array<float>(image_obj, "image", 3, 3);
+// Integer crop boxes (x0, y0, x1, y1) as an (N, 4) int64 array.
+auto require_boxes(const py::handle& boxes_obj) {
     auto boxes = require_array<std::int64_t>(boxes_obj, "boxes", 2, 2);
     if (boxes.shape(1) != 4) {
         throw py::value_error("boxes: expected shape (N, 4), got (" +
                               std::to_string(boxes.shape(0)) + ", " +
                               std::to_string(boxes.shape(1)) + ")");
     }
+    return boxes;
+}
+
+py::array_t<float> resize_area_boxes(const py::handle& image_obj, const py::handle& boxes_obj,
+                                     Pair size, const py::object& out_obj) {
+    auto image = require_array<float>(image_obj, "image", 3, 3);
+    auto boxes = require_boxes(boxes_obj);
     require_output_size(size);
     const std::int64_t c = image.shape(0), h = image.shape(1), w = image.shape(2);
     const std::int64_t n = boxes.shape(0);
@@ -223,12 +229,7 @@ py::array_t<float> resize_area_boxes_u8(const py::handle& image_obj, const py::h
                                         Pair size, bool reverse_channels, float scale,
                                         float offset, const py::object& out_obj) {
     auto image = require_array<std::uint8_t>(image_obj, "image", 3, 3);
-    auto boxes = require_array<std::int64_t>(boxes_obj, "boxes", 2, 2);
-    if (boxes.shape(1) != 4) {
-        throw py::value_error("boxes: expected shape (N, 4), got (" +
-                              std::to_string(boxes.shape(0)) + ", " +
-                              std::to_string(boxes.shape(1)) + ")");
-    }
+    auto boxes = require_boxes(boxes_obj);
     require_output_size(size);
     const std::int64_t h = image.shape(0), w = image.shape(1), c = image.shape(2);
     const std::int64_t n = boxes.shape(0);

@@ -84,17 +84,23 @@ def check_order(order: str) -> str:
     return order
 
 
-def as_points(points: object, name: str, count: int | None = None) -> np.ndarray:
-    """Return ``points`` as a finite, C-contiguous float64 array of shape (count, 2) (x, y).
-
-    Lists and tuples are converted; integer points are accepted.
-    """
+def as_numeric_points(points: object, name: str) -> np.ndarray:
+    """``points`` as a numpy array of integers or floats (lists and tuples are converted)."""
     if isinstance(points, (list, tuple)):
         points = np.asarray(points)
     if not isinstance(points, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(points).__name__}")
     if points.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected numeric points, got {points.dtype}")
+    return points
+
+
+def as_points(points: object, name: str, count: int | None = None) -> np.ndarray:
+    """Return ``points`` as a finite, C-contiguous float64 array of shape (count, 2) (x, y).
+
+    Lists and tuples are converted; integer points are accepted.
+    """
+    points = as_numeric_points(points, name)
     if points.ndim != 2 or points.shape[1] != 2 or (count is not None and points.shape[0] != count):
         want = f"({count}, 2)" if count is not None else "(N, 2)"
         raise ValueError(f"{name}: expected shape {want}, got {points.shape}")

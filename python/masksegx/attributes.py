@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from ._validation import as_image
+from ._validation import as_image, as_numeric_points
 from .align import align_face
 from .detect import MODEL_DIR, ModelNotFoundError
 
@@ -228,12 +228,7 @@ def predict_attributes(
 
 
 def _as_landmark_array(landmarks: object) -> np.ndarray:
-    if isinstance(landmarks, (list, tuple)):
-        landmarks = np.asarray(landmarks)
-    if not isinstance(landmarks, np.ndarray):
-        raise TypeError(f"landmarks: expected a numpy.ndarray, got {type(landmarks).__name__}")
-    if landmarks.dtype.kind not in "fiu":
-        raise TypeError(f"landmarks: expected numeric points, got {landmarks.dtype}")
+    landmarks = as_numeric_points(landmarks, "landmarks")
     if landmarks.shape[-2:] != (5, 2) or landmarks.ndim not in (2, 3):
         raise ValueError(f"landmarks: expected shape (5, 2) or (N, 5, 2), got {landmarks.shape}")
     out = np.asarray(landmarks, dtype=np.float64)
