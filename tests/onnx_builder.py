@@ -196,14 +196,19 @@ def tiny_rnet(rng: np.random.Generator, *, face_bias: float = 3.0) -> bytes:
     )
 
 
-def tiny_onet(rng: np.random.Generator, *, face_bias: float = 3.0) -> bytes:
-    net = _NetBuilder(rng)
+def _tiny_trunk48(net: _NetBuilder) -> str:
+    """48x48 input -> a 16-wide hidden vector, O-net style."""
     x = net.pool(net.prelu(net.conv("input", 3, 6, 3), 6), 3)
     x = net.pool(net.prelu(net.separable(x, 6, 8, 3), 8), 3)
     x = net.pool(net.prelu(net.conv(x, 8, 8, 3), 8), 2)
     x = net.prelu(net.conv(x, 8, 12, 2), 12)  # [N, 12, 3, 3]
     net.nodes.append(node("Flatten", [x], ["flat"], axis=1))
-    hidden = net.prelu(net.gemm("flat", 108, 16), 16, spatial=False)
+    return net.prelu(net.gemm("flat", 108, 16), 16, spatial=False)
+
+
+def tiny_onet(rng: np.random.Generator, *, face_bias: float = 3.0) -> bytes:
+    net = _NetBuilder(rng)
+    hidden = _tiny_trunk48(net)
     net.softmax(net.gemm(hidden, 16, 2, bias_shift=face_bias), "prob")
     net.gemm(hidden, 16, 4, out="reg", weight_scale=0.05)
     net.gemm(hidden, 16, 10, out="landmarks")
@@ -211,3 +216,12 @@ def tiny_onet(rng: np.random.Generator, *, face_bias: float = 3.0) -> bytes:
         net.nodes, net.weights, [("input", ["N", 3, 48, 48])],
         [("reg", ["N", 4]), ("landmarks", ["N", 10]), ("prob", ["N", 2])],
     )
+
+
+def tiny_lnet(rng: np.random.Generator, *, weight_scale: float = 1.0) -> bytes:
+    """A landmark net on 48x48 crops: output ``landmarks`` [N, 10] only. ``weight_scale=0``
+    makes it answer its bias for every crop."""
+    net = _NetBuilder(rng)
+    hidden = _tiny_trunk48(net)
+    net.gemm(hidden, 16, 10, out="landmarks", weight_scale=weight_scale)
+    return model(net.nodes, net.weights, [("input", ["N", 3, 48, 48])], [("landmarks", ["N", 10])])

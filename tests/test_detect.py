@@ -8,7 +8,7 @@ import pytest
 import masksegx
 from masksegx import detect
 from masksegx.detect import Detections, FaceDetector, ModelNotFoundError, detect_faces
-from onnx_builder import tiny_onet, tiny_pnet, tiny_rnet
+from onnx_builder import tiny_lnet, tiny_onet, tiny_pnet, tiny_rnet
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,57 @@ def test_backends_give_identical_detections(models, image):
     np.testing.assert_allclose(native.landmarks, reference.landmarks, atol=1e-3)
     assert np.all(native.scores > 0.7) and np.all(np.diff(native.scores) <= 0)
     assert np.all(native.boxes[:, 2:] > native.boxes[:, :2])
+
+
+def test_landmark_net_gives_the_landmarks_of_the_kept_faces(models, image, tmp_path):
+    rng = np.random.default_rng(11)
+    lnet = tmp_path / "lnet.onnx"
+    lnet.write_bytes(tiny_lnet(rng))
+    with_lnet = models + (str(lnet),)
+    native = detect_faces(image, models=with_lnet, backend="native")
+    reference = detect_faces(image, models=with_lnet, backend="onnxruntime")
+    o_net_only = detect_faces(image, models=models)
+    _check_shapes(native)
+    # Same faces as without it; the landmarks are the landmark net's, on both backends alike.
+    np.testing.assert_array_equal(native.boxes, o_net_only.boxes)
+    np.testing.assert_array_equal(native.scores, o_net_only.scores)
+    assert not np.allclose(native.landmarks, o_net_only.landmarks)
+    np.testing.assert_allclose(native.landmarks, reference.landmarks, atol=1e-3)
+    # A landmark net that answers its bias for every crop: averaged with its answer on the
+    # mirrored crop, the face comes out mirror-symmetric (eyes level, nose on the midline).
+    constant = tmp_path / "lnet_constant.onnx"
+    constant.write_bytes(tiny_lnet(np.random.default_rng(12), weight_scale=0.0))
+    found = detect_faces(image, models=models + (str(constant),))
+    assert len(found) > 0
+    x, y = found.landmarks[..., 0], found.landmarks[..., 1]
+    np.testing.assert_allclose(y[:, 0], y[:, 1], atol=1e-3)
+    np.testing.assert_allclose(y[:, 3], y[:, 4], atol=1e-3)
+    np.testing.assert_allclose(x[:, 0] + x[:, 1], 2 * x[:, 2], atol=1e-3)
+    np.testing.assert_allclose(x[:, 3] + x[:, 4], 2 * x[:, 2], atol=1e-3)
+
+
+def test_mirrored_landmarks_map_back_to_the_same_pixels():
+    # A "net" that finds five bright pixels exactly: u / S in the crop it is given.
+    side = 48
+    truth = np.array([[10, 30, 21, 13, 29], [12, 11, 25, 36, 37]], np.float64)  # x row, y row
+    crop = np.zeros((1, 3, side, side), np.float32)
+    for point, (u, v) in enumerate(truth.T.astype(int)):
+        crop[0, 0, v, u] = 1.0 + point  # channel 0 value names the point
+
+    def bright_pixels(batch):
+        answers = []
+        for picture in batch[:, 0]:
+            found = [np.argwhere(np.isclose(picture, 1.0 + p))[0] for p in range(5)]
+            # A mirrored crop shows the left eye where the right one was: name points by side.
+            rows = np.array([f[0] for f in found], np.float64)
+            cols = np.array([f[1] for f in found], np.float64)
+            if cols[0] > cols[1]:
+                cols, rows = cols[[1, 0, 2, 4, 3]], rows[[1, 0, 2, 4, 3]]
+            answers.append(np.concatenate([cols, rows]) / side)
+        return {"landmarks": np.array(answers, np.float32)}
+
+    got = detect._landmarks_with_mirror(bright_pixels, crop, np.array([[side]], np.float32))
+    np.testing.assert_allclose(got[0], np.concatenate(truth) / side, atol=1e-6)
 
 
 def test_channel_order_and_settings(models, image):

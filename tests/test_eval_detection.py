@@ -269,6 +269,29 @@ def test_nme_on_a_synthetic_case(tmp_path):
     assert result == {"detected": 0.5, "nme": pytest.approx(0.1), "n_images": 2}
 
 
+def test_landmark_images_can_be_prepared_per_face(tmp_path):
+    from masksegx.eval.detection import LandmarkItem
+
+    images = write_images(tmp_path / "images", ["a.png"])
+    items = [LandmarkItem("a.png", FACE_BOX, GT_POINTS, {})]
+    seen = []
+
+    def cover_face(image, item):
+        changed = image.copy()
+        changed[:] = 7
+        seen.append(item.path)
+        return changed
+
+    def detect(image):
+        # Points exact only on the prepared image: prepare runs before detection.
+        error = 0.0 if (image == 7).all() else 5.0
+        return FACE_BOX[None], np.ones(1), (GT_POINTS + error)[None]
+
+    assert evaluate_landmarks(items, images, detect, prepare=cover_face)["nme"] == 0.0
+    assert seen == ["a.png"]
+    assert evaluate_landmarks(items, images, detect)["nme"] > 0.0
+
+
 def test_mtfl_match_needs_both_eyes_in_the_box_then_nearest_centroid(tmp_path):
     from masksegx.eval.detection import LandmarkItem
 

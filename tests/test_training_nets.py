@@ -13,6 +13,7 @@ ONNX_CASES = [
     ("pnet", (1, 3, 37, 50), {"reg": (1, 4, 13, 20), "prob": (1, 2, 13, 20)}),
     ("rnet", (3, 3, 24, 24), {"reg": (3, 4), "prob": (3, 2)}),
     ("onet", (2, 3, 48, 48), {"reg": (2, 4), "landmarks": (2, 10), "prob": (2, 2)}),
+    ("lnet", (3, 3, 48, 48), {"landmarks": (3, 10)}),
 ]
 
 
@@ -31,8 +32,8 @@ def test_shipped_onnx_names_and_shapes(stage, shape, outputs):
     results = dict(zip(names, session.run(names, {"input": x})))
     for name, expected in outputs.items():
         assert results[name].shape == expected
-    prob = results["prob"]
-    np.testing.assert_allclose(prob.sum(axis=1), 1.0, atol=1e-5)
+    if "prob" in results:
+        np.testing.assert_allclose(results["prob"].sum(axis=1), 1.0, atol=1e-5)
 
 
 # --- torch-only tests below -------------------------------------------------------------------
@@ -82,6 +83,21 @@ def test_separable_nets_use_depthwise_convs(nets):
     depthwise = [m for m in convs if m.groups > 1]
     assert [m.groups for m in depthwise] == [32, 64]
     assert all(m.groups == m.in_channels == m.out_channels for m in depthwise)
+
+
+def test_landmark_net_output_and_size(nets):
+    import torch
+
+    with torch.no_grad():
+        (landmarks,) = nets.build("lnet").eval()(torch.rand(4, 3, 48, 48))
+    assert landmarks.shape == (4, 10)
+    # Separable blocks 32 -> 64 and 64 -> 96 after a full-resolution 3x3 stem.
+    _, macs = nets.count_parameters_and_macs(nets.build("lnet"), (3, 48, 48))
+    onet = nets.count_parameters_and_macs(nets.build("onet"), (3, 48, 48))
+    standard = nets.count_parameters_and_macs(nets.build("onet", False), (3, 48, 48))
+    assert onet[1] < macs < standard[1] / 3
+    with pytest.raises(ValueError, match="lnet"):
+        nets.build("qnet")
 
 
 @pytest.mark.parametrize("stage", ["pnet", "rnet", "onet"])
@@ -143,10 +159,11 @@ def test_iou_labels_and_crop_geometry(nets):
     image = np.full((20, 20, 3), 200, np.uint8)
     patch = samples.crop_square(image, -5, -5, 10, 10)
     assert (patch[:5, :5] == 0).all() and (patch[5:, 5:] == 200).all()
-    # Landmarks: l = (p - x1 + 1) / S, so p = x1 + S l - 1 (the cascade's mapping).
+    # Landmarks: l = (p - x) / S for a crop at x; the cascade crops box [x1, ...] from pixel
+    # x1 - 1, so its p = x1 + S l - 1 gives p back.
     points = np.array([[12.0, 14.0]] * 5)
     fractions = samples.landmark_fractions(points, samples.crop_box(10, 10, 10))
-    np.testing.assert_allclose(fractions, [0.3] * 5 + [0.5] * 5)
+    np.testing.assert_allclose(fractions, [0.2] * 5 + [0.4] * 5)
 
 
 def test_mirrored_crops_keep_box_and_landmarks_on_the_face(nets):
@@ -174,8 +191,8 @@ def test_mirrored_crops_keep_box_and_landmarks_on_the_face(nets):
         inside[y1 : y2 + 1, x1 : x2 + 1] = True
         assert ((patch[..., 0] > 0) == inside).all()
         # Landmarks land on the white dots, the eyes and the mouth corners left to right.
-        columns = np.rint(side * fractions[:5] - 1).astype(int)
-        rows = np.rint(side * fractions[5:] - 1).astype(int)
+        columns = np.rint(side * fractions[:5]).astype(int)
+        rows = np.rint(side * fractions[5:]).astype(int)
         assert (patch[rows, columns, 0] == 255).all()
         assert columns[0] < columns[1] and columns[3] < columns[4]
     assert 0 < mirrored < 10

@@ -10,9 +10,13 @@ Columns, from ``--data`` (default ``../shared/data`` next to the repository):
   boxes (AP50), with boxes narrower than 20 px ignored (AP50 min20), recall per mask class over
   every box the detector returns (its own thresholds); see :mod:`masksegx.eval.detection`.
 - ``det/cuhk5pt`` (its odd 0-based lines, held out from our training): share of faces detected
-  and NME (mean point error / inter-ocular distance).
+  and NME (mean point error / inter-ocular distance), on the photos as they are and with a
+  synthetic mask on each face (:class:`masksegx.eval.attributes.MaskPainter`, template and colour
+  fixed by the image path).
 - ms: median wall time of one call on the first validation image resized to 640x480 (after 2
-  warm-up calls), single thread for the onnxruntime reference models.
+  warm-up calls); ms val: the mean over all validation images, each resized to 640x480, of the
+  median of 3 calls (after one warm-up call). Single thread for the onnxruntime reference
+  models.
 
 A detector that cannot be built or run (module or model missing, ``models=`` not supported)
 gets "n/a" and the reason on stderr; landmark columns are "n/a" for detectors without landmarks.
@@ -25,12 +29,14 @@ import math
 import statistics
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from masksegx.eval.attributes import MaskPainter
 from masksegx.eval.datasets import DatasetError, read_image
 from masksegx.eval.detection import (
     FACEMASK_CLASSES,
@@ -85,21 +91,41 @@ def _milliseconds(detect: Callable, image: np.ndarray) -> float:
     return 1000.0 * statistics.median(times)
 
 
-def _row(label: str, factory: Factory, pairs, landmark_items, cuhk_images, timing_image) -> dict:
+def _mean_milliseconds(detect: Callable, images: list) -> float:
+    per_image = []
+    for image in images:
+        detect(image)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            detect(image)
+            times.append(time.perf_counter() - start)
+        per_image.append(statistics.median(times))
+    return 1000.0 * statistics.fmean(per_image)
+
+
+def _row(label: str, factory: Factory, pairs, landmark_items, cuhk_images, timing_images,
+         painter) -> dict:
     row = {"detector": label}
     try:
         detect = factory()
-        has_landmarks = detect(timing_image)[2] is not None  # also probes that it runs
+        has_landmarks = detect(timing_images[0])[2] is not None  # also probes that it runs
     except Exception as err:  # noqa: BLE001 - any failure to build or run means "n/a"
         print(f"{label}: n/a ({type(err).__name__}: {err})", file=sys.stderr)
         return row
-    row["ms"] = _milliseconds(detect, timing_image)
+    row["ms"] = _milliseconds(detect, timing_images[0])
+    row["ms_val"] = _mean_milliseconds(detect, timing_images)
     scores = evaluate_detector(pairs, detect)
     row.update(ap50=scores["ap50"], ap50_min20=scores["ap50_min20"])
     row.update({f"recall_{name}": value for name, value in scores["recall"].items()})
     if has_landmarks:
         landmarks = evaluate_landmarks(landmark_items, cuhk_images, detect)
         row.update(nme=landmarks["nme"], detected=landmarks["detected"])
+        masked = evaluate_landmarks(
+            landmark_items, cuhk_images, detect,
+            lambda image, item: painter(image, item.landmarks, zlib.crc32(item.path.encode())),
+        )
+        row.update(nme_masked=masked["nme"], detected_masked=masked["detected"])
     print(f"{label}: done", file=sys.stderr)
     return row
 
@@ -111,7 +137,10 @@ COLUMNS = (
     *((f"recall_{name}", f"R {name}", "{:.3f}") for name in FACEMASK_CLASSES),
     ("nme", "cuhk NME", "{:.4f}"),
     ("detected", "cuhk detected", "{:.3f}"),
+    ("nme_masked", "cuhk NME masked", "{:.4f}"),
+    ("detected_masked", "cuhk detected masked", "{:.3f}"),
     ("ms", "ms 640x480", "{:.1f}"),
+    ("ms_val", "ms 640x480 val", "{:.1f}"),
 )
 
 
@@ -132,20 +161,21 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def previous_ms(path: Path) -> dict[str, float]:
-    """The ``ms 640x480`` column of an earlier table written by this script, by detector."""
+def previous_ms(path: Path) -> dict[str, dict[str, float]]:
+    """The timing columns of an earlier table written by this script, by detector."""
     lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.startswith("| ")]
     if not lines:
         return {}
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    column = header.index("ms 640x480")
-    kept = {}
+    columns = {key: header.index(title) for key, title, _ in COLUMNS[-2:] if title in header}
+    kept: dict[str, dict[str, float]] = {}
     for line in lines[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        try:
-            kept[cells[0]] = float(cells[column])
-        except ValueError:
-            pass
+        for key, column in columns.items():
+            try:
+                kept.setdefault(cells[0], {})[key] = float(cells[column])
+            except ValueError:
+                pass
     return kept
 
 
@@ -169,25 +199,28 @@ def main() -> int:
         landmark_items = read_cuhk(cuhk / "annotations.txt")[1::2]
         if not pairs:
             raise DatasetError(f"no validation images in {str(facemask)!r}")
-        timing_image = cv2.resize(read_image(pairs[0][0]), TIMING_SIZE)
+        if args.limit:
+            pairs, landmark_items = pairs[: args.limit], landmark_items[: args.limit]
+        timing_images = [cv2.resize(read_image(image), TIMING_SIZE) for image, _ in pairs]
+        painter = MaskPainter(args.data / "masktemplates")
     except DatasetError as err:
         print(f"compare_detectors: error: {err}", file=sys.stderr)
         return 2
-    if args.limit:
-        pairs, landmark_items = pairs[: args.limit], landmark_items[: args.limit]
 
     kept = previous_ms(args.out) if args.keep_ms and args.out and args.out.is_file() else {}
     rows = [
-        _row(label, factory, pairs, landmark_items, cuhk / "images", timing_image)
+        _row(label, factory, pairs, landmark_items, cuhk / "images", timing_images, painter)
         for label, factory in _detectors(args.data / "models")
     ]
     for row in rows:
         if kept:
-            row["ms"] = kept.get(row["detector"])
+            row.update(dict.fromkeys(("ms", "ms_val")), **kept.get(row["detector"], {}))
     table = markdown(rows)
     note = (
         f"facemask val: {len(pairs)} images; cuhk5pt held-out lines: {len(landmark_items)} faces; "
-        f"ms: median of {TIMING_RUNS} calls at {TIMING_SIZE[0]}x{TIMING_SIZE[1]}, "
+        f"ms: median of {TIMING_RUNS} calls at {TIMING_SIZE[0]}x{TIMING_SIZE[1]} on the first "
+        f"validation image; ms val: mean over the {len(timing_images)} validation images at "
+        f"{TIMING_SIZE[0]}x{TIMING_SIZE[1]} (median of 3 calls each); "
         "reference models on 1 onnxruntime thread"
         + (" (kept from the previous run of this script: --keep-ms)." if kept else ".")
     )

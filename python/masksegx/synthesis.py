@@ -48,7 +48,7 @@ import configparser
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterable, Optional, Union
 
 import cv2
 import numpy as np
@@ -179,6 +179,12 @@ def estimate_face_box(landmarks: np.ndarray) -> np.ndarray:
     ]
     image_corners = frame.to_image(np.array(corners))
     return np.concatenate([image_corners.min(axis=0), image_corners.max(axis=0)])
+
+
+def frontal(templates: Iterable[MaskTemplate]) -> list[MaskTemplate]:
+    """The templates for frontal faces (MaskTheFace's ``*_left`` / ``*_right`` side views are for
+    turned heads)."""
+    return [t for t in templates if not t.name.endswith(("_left", "_right"))]
 
 
 def apply_mask(

@@ -149,10 +149,9 @@ class MaskPainter:
     and anchor jitter drawn from seed k; worn correctly (coverage 1)."""
 
     def __init__(self, templates_root: str | os.PathLike) -> None:
-        from ..synthesis import load_templates
+        from ..synthesis import frontal, load_templates
 
-        templates = load_templates(templates_root)
-        self.templates = [t for t in templates if not t.name.endswith(("_left", "_right"))]
+        self.templates = frontal(load_templates(templates_root))
         if not self.templates:
             raise DatasetError(f"no mask templates in {os.fspath(templates_root)!r}")
 

@@ -465,9 +465,12 @@ def evaluate_landmarks(
     items: Sequence[LandmarkItem],
     images_dir: str | os.PathLike,
     detect_fn: DetectFn,
+    prepare: Optional[Callable[[np.ndarray, LandmarkItem], np.ndarray]] = None,
 ) -> dict:
     """Score the 5 landmarks of ``detect_fn`` (returning ``(boxes, scores, landmarks [N,5,2])``).
 
+    ``prepare(image, item)``, when given, changes each image before detection (for instance puts
+    a synthetic mask on the annotated face); the annotations stay as they are.
     Returns ``{"detected", "nme", "n_images"}`` as defined in the module docstring.
     DatasetError when there are no items, an image is unreadable, or the detector gives no
     landmarks.
@@ -477,7 +480,8 @@ def evaluate_landmarks(
     root = _existing_dir(images_dir, "images")
     errors = []
     for item in items:
-        result = detect_fn(read_image(root / item.path))
+        image = read_image(root / item.path)
+        result = detect_fn(prepare(image, item) if prepare else image)
         boxes = as_boxes(result[0])
         landmarks = result[2] if len(result) > 2 else None
         if landmarks is None:

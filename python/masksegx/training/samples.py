@@ -18,8 +18,10 @@ mouth corners swap, so the faces are also seen the other way round.
 Geometry (the cascade's convention, shared with facenet-pytorch's MTCNN): boxes are inclusive
 pixel boxes ``[x1, y1, x2, y2]``; a crop of side ``S`` at ``(x, y)`` covers pixels ``x .. x+S-1``
 and is the box ``[x, y, x+S-1, y+S-1]``. Regression targets are ``(face - crop) / S`` for each
-of the 4 coordinates. Landmarks are ``x1..x5, y1..y5`` with ``l = (p - crop_origin + 1) / S``,
-so that the cascade's ``p = box_x1 + S l - 1`` (facenet-pytorch) maps them back. Pixels outside
+of the 4 coordinates. Landmarks are ``x1..x5, y1..y5`` with ``l = (p - crop_origin) / S``: the
+cascade (facenet-pytorch's 1-based boxes) crops from pixel ``box_x1 - 1``, so its
+``p = box_x1 + S l - 1`` maps them back. (Sample format 3; earlier formats added 1 to ``p`` and
+put every landmark of a net trained on them 1 px right of and below the truth.) Pixels outside
 the image are black. Crops are resized to the stage's side (12, 24 or 48) with area
 interpolation when shrinking, bilinear when enlarging, and stored as RGB uint8.
 
@@ -29,7 +31,7 @@ Sources (``data`` = the shared data folder):
   the random negatives. Images whose number ends in 1 are the validation split.
 - ``det/cuhk5pt``: box + 5 landmarks, one face per image. Lines with an odd 0-based index are
   held out for validation (they stay unseen for the landmark NME evaluation).
-- ``attr/mtfl_train``: 5 landmarks only; the box is :func:`masksegx.synthesis.estimate_face_box`
+- ``attr/mtfl_train``: 5 landmarks only (1-based in the list, made 0-based here); the box is :func:`masksegx.synthesis.estimate_face_box`
   (midline +- 1.15 inter-ocular distances, from 0.85 eye-to-mouth heights above the eyes to 1.55
   below). All lines are training data.
 
@@ -52,7 +54,7 @@ import cv2
 import numpy as np
 
 from ..eval.datasets import read_image
-from ..synthesis import MaskTemplate, apply_mask, estimate_face_box, load_templates
+from ..synthesis import MaskTemplate, apply_mask, estimate_face_box, frontal, load_templates
 
 LABEL_POSITIVE, LABEL_NEGATIVE, LABEL_PART = 1, 0, -1
 POSITIVE_IOU, PART_IOU, NEGATIVE_IOU = 0.65, 0.4, 0.3
@@ -176,7 +178,11 @@ def read_mtfl(data: Path) -> list[FaceImage]:
             continue
         fields = line.split()
         values = np.array(fields[1:11], dtype=np.float64)
-        points = np.stack([values[:5], values[5:]], axis=1)
+        # MTFL's points are 1-based (pixel (0, 0) is at 1, 1); cuhk5pt's and the cascade's are
+        # 0-based. Left as they were, they put every landmark of a net trained on both 1 px
+        # below and right of cuhk5pt's (the standard MTCNN weights, 1-based too, show the same
+        # offset on cuhk5pt and none on MTFL).
+        points = np.stack([values[:5], values[5:]], axis=1) - 1.0
         box = estimate_face_box(points)
         images.append(FaceImage(
             folder / "images" / fields[0], box[None], points[None], negatives_allowed=False
@@ -232,7 +238,7 @@ def box_offsets(face: np.ndarray, crop: np.ndarray) -> np.ndarray:
 
 def landmark_fractions(points: np.ndarray, crop: np.ndarray) -> np.ndarray:
     side = crop[2] - crop[0] + 1
-    fractions = (points - crop[:2] + 1) / side
+    fractions = (points - crop[:2]) / side
     return np.concatenate([fractions[:, 0], fractions[:, 1]]).astype(np.float32)
 
 
@@ -473,5 +479,4 @@ def cached(folder: Path, meta: dict, make: Callable[[], SampleSet]) -> SampleSet
 
 def mask_templates(data: Path) -> list[MaskTemplate]:
     """The frontal MaskTheFace templates (side views are for turned heads, left out)."""
-    templates = load_templates(Path(data) / "masktemplates")
-    return [t for t in templates if not t.name.endswith(("_left", "_right"))]
+    return frontal(load_templates(Path(data) / "masktemplates"))

@@ -72,7 +72,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..attributes import METADATA_KEY, N_LEVELS
-from ..synthesis import apply_mask, coverage_level, estimate_face_box, load_templates, load_textures
+from ..synthesis import (
+    apply_mask, coverage_level, estimate_face_box, frontal, load_templates, load_textures,
+)
 from .attr_cache import read_cache
 from .attr_net import AttributeNet, ExportWrapper, count_macs, mirrored_probs
 
@@ -141,7 +143,7 @@ class Synthesizer:
 
     def __init__(self, root: Path) -> None:
         self.templates = load_templates(root)
-        self.frontal = [t for t in self.templates if not t.name.endswith(("_left", "_right"))]
+        self.frontal = frontal(self.templates)
         self.textures = list(load_textures(root).values())
 
     def __call__(self, crop, landmarks, rng, coverage=None):

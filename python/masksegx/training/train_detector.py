@@ -40,7 +40,9 @@ from torch import nn
 from ..eval.datasets import read_image
 from . import samples as sampling
 from .cascade import Cascade, OnnxNet, normalise
-from .nets import INPUT_SIZE, OUTPUT_NAMES, STAGES, build, count_parameters_and_macs
+from .nets import (
+    INPUT_SIZE, LANDMARK_STAGE, OUTPUT_NAMES, STAGES, build, count_parameters_and_macs,
+)
 
 #: Samples per stage at --samples-scale 1 (CPU-sized; MTCNN used millions).
 QUOTAS = {
@@ -259,7 +261,7 @@ def run_stage(stage: str, args: argparse.Namespace, templates) -> dict:
     for split, fraction, seed in splits:
         split_quota = quota.scaled(fraction)
         meta = {"stage": stage, "split": split, "quota": vars(split_quota), "seed": seed,
-                "detector": detector_id, "format": 2}
+                "detector": detector_id, "format": 3}
         box_images, landmark_images = sampling.sources(args.data, split == "val")
         sets[split] = sampling.cached(
             args.cache / "samples" / stage / split, meta,
@@ -344,6 +346,10 @@ def print_counts() -> None:
         print(f"{stage} {side}x{side}: parameters {ours[0]:,} vs standard {standard[0]:,} "
               f"({ours[0] / standard[0]:.2f}x), multiply-adds {ours[1]:,} vs {standard[1]:,} "
               f"({ours[1] / standard[1]:.2f}x)")
+    # The landmark net has no standard counterpart: the standard O-net does its job there.
+    lnet = count_parameters_and_macs(build(LANDMARK_STAGE), (3, 48, 48))
+    print(f"lnet 48x48 (per kept face): parameters {lnet[0]:,}, multiply-adds {lnet[1]:,} "
+          f"({lnet[1] / standard[1]:.2f}x the standard O-net's)")
 
 
 def stage_commands(results: dict) -> list[tuple[str, list[str]]]:
@@ -374,6 +380,11 @@ def write_card(out: Path, results: dict) -> None:
         "`prob` channel/column 1 = face. Difference from the reference graphs: R/O-net flatten",
         "in NCHW order (no Transpose). Ops used: Conv (standard, strided, depthwise, 1x1),",
         "PRelu, MaxPool (ceil mode), Flatten, Gemm, Softmax.",
+        "",
+        "The shipped cascade takes its landmarks from a fourth net, `ds_mtcnn_lnet.onnx`, run",
+        "on the O-net's crops of the faces it keeps (model card `ds_mtcnn_lnet.md`, trained by",
+        "`masksegx.training.train_landmarks`); the O-net's `landmarks` output is what a",
+        "three-net cascade returns.",
         "",
         "Architecture: the MTCNN layout (channel widths of Zhang et al. 2016) with every 3x3",
         "convolution after the first layer replaced by depthwise 3x3 + pointwise 1x1 + PReLU",

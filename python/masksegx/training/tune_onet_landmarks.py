@@ -134,7 +134,7 @@ def make_samples(args, templates, split: str) -> sampling.SampleSet:
     pnet, rnet = (OnnxNet(args.models / f"ds_mtcnn_{s}.onnx") for s in ("pnet", "rnet"))
     detector = Cascade(pnet, rnet)
     box_images, landmark_images = sampling.sources(args.data, validation)
-    meta = {"quota": vars(quota), "seed": seed, "split": split, "format": 1,
+    meta = {"quota": vars(quota), "seed": seed, "split": split, "format": 2,
             "cascade_per_face": CASCADE_CROPS_PER_FACE,
             "pnet_rnet": [hashlib.sha256(
                 (args.models / f"ds_mtcnn_{s}.onnx").read_bytes()).hexdigest()[:16]
