@@ -64,12 +64,21 @@ def test_landmark_net_gives_the_landmarks_of_the_kept_faces(models, image, tmp_p
     np.testing.assert_array_equal(native.scores, o_net_only.scores)
     assert not np.allclose(native.landmarks, o_net_only.landmarks)
     np.testing.assert_allclose(native.landmarks, reference.landmarks, atol=1e-3)
-    # A landmark net that answers its bias for every crop: averaged with its answer on the
-    # mirrored crop, the face comes out mirror-symmetric (eyes level, nose on the midline).
+    mirrored = detect_faces(image, models=with_lnet, mirror_landmarks=True)
+    np.testing.assert_array_equal(mirrored.boxes, native.boxes)
+    assert not np.allclose(mirrored.landmarks, native.landmarks)
+    # A landmark net that answers its bias b for every crop puts point i at box_x1 + side b_i - 1
+    # of the box the O-net was given: the same shape, in each face's own frame.
     constant = tmp_path / "lnet_constant.onnx"
     constant.write_bytes(tiny_lnet(np.random.default_rng(12), weight_scale=0.0))
     found = detect_faces(image, models=models + (str(constant),))
-    assert len(found) > 0
+    assert len(found) >= 2
+    spans = found.landmarks.max(axis=1) - found.landmarks.min(axis=1)
+    relative = (found.landmarks - found.landmarks.min(axis=1, keepdims=True)) / spans[:, None]
+    np.testing.assert_allclose(relative, np.broadcast_to(relative[:1], relative.shape), atol=1e-3)
+    # Averaged with its answer on the mirrored crop, the face comes out mirror-symmetric (eyes
+    # level, nose on the midline).
+    found = detect_faces(image, models=models + (str(constant),), mirror_landmarks=True)
     x, y = found.landmarks[..., 0], found.landmarks[..., 1]
     np.testing.assert_allclose(y[:, 0], y[:, 1], atol=1e-3)
     np.testing.assert_allclose(y[:, 3], y[:, 4], atol=1e-3)
@@ -157,6 +166,7 @@ def test_bad_images(models, image):
         ({"scale_factor": 1.0}, ValueError),
         ({"backend": "torch"}, ValueError),
         ({"order": "hsv"}, ValueError),
+        ({"mirror_landmarks": "yes"}, TypeError),
     ],
 )
 def test_bad_settings(models, image, settings, error):

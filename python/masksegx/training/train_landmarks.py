@@ -143,17 +143,21 @@ def evaluate(args, lnet_path: Path) -> list[dict]:
     images = args.data / "det" / "cuhk5pt" / "images"
     ours = [args.models / f"ds_mtcnn_{s}.onnx" for s in ("pnet", "rnet", "onet")]
     standard = [args.data / "models" / name for name in STANDARD_MTCNN_MODELS]
-    candidates = [("ours, O-net landmarks", ours), ("ours, landmark net", ours + [lnet_path])]
+    candidates = [
+        ("ours, O-net landmarks", ours, False),
+        ("ours, landmark net", ours + [lnet_path], False),
+        ("ours, landmark net, mirror_landmarks=True", ours + [lnet_path], True),
+    ]
     if all(path.is_file() for path in standard):
-        candidates.append(("standard MTCNN weights", standard))
+        candidates.append(("standard MTCNN weights", standard, False))
     painter = MaskPainter(args.data / "masktemplates")
 
     def prepare(image: np.ndarray, item: LandmarkItem) -> np.ndarray:
         return painter(image, item.landmarks, zlib.crc32(item.path.encode()))
 
     rows = []
-    for label, models in candidates:
-        detector = FaceDetector(models)
+    for label, models, mirror in candidates:
+        detector = FaceDetector(models, mirror_landmarks=mirror)
 
         def detect(image, detector=detector):
             found = detector(image)
@@ -191,9 +195,10 @@ image from the box the O-net was given). Points: left eye, right eye, nose, left
 corner. Ops: Conv (standard, depthwise, 1x1), PRelu, MaxPool (ceil mode), Flatten, Gemm.
 
 `masksegx.FaceDetector` runs it on the faces the O-net keeps, after the last NMS (a few per
-photo), on each crop and its mirror image in one batch, and takes the mean of the two answers
-(the mirrored one mapped back) as the landmarks; the O-net's own landmark head is used only for
-three-net model sets such as the standard MTCNN weights.
+photo), and takes their landmarks from it; with `mirror_landmarks=True` it also runs it on each
+face's mirror image and takes the mean of the two answers (the mirrored one mapped back). The
+O-net's own landmark head is used only for three-net model sets such as the standard MTCNN
+weights.
 
 Architecture (`masksegx.training.nets.LNet`): the O-net layout with a full-resolution 3x3 stem
 (32 channels) and its 3x3 max-pool, depthwise-separable 3x3 blocks 32 -> 64 and 64 -> 96, a 2x2
