@@ -29,7 +29,6 @@ import math
 import statistics
 import sys
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,7 +122,7 @@ def _row(label: str, factory: Factory, pairs, landmark_items, cuhk_images, timin
         row.update(nme=landmarks["nme"], detected=landmarks["detected"])
         masked = evaluate_landmarks(
             landmark_items, cuhk_images, detect,
-            lambda image, item: painter(image, item.landmarks, zlib.crc32(item.path.encode())),
+            painter.landmark_item,
         )
         row.update(nme_masked=masked["nme"], detected_masked=masked["detected"])
     print(f"{label}: done", file=sys.stderr)

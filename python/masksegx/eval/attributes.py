@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from ..align import similarity_transform
 from .datasets import DatasetError, read_image
-from .detection import box_iou, read_mtfl, read_voc, split_pairs, voc_pairs
+from .detection import LandmarkItem, box_iou, read_mtfl, read_voc, split_pairs, voc_pairs
 
 VALIDATION_EVERY = 10
 MIN_UTK_AGE = 10
@@ -163,6 +164,12 @@ class MaskPainter:
         color = tuple(float(c) for c in rng.uniform(0, 255, 3))
         masked, _ = apply_mask(image, landmarks, template, color=color, coverage=1.0, rng=rng)
         return masked
+
+    def landmark_item(self, image: np.ndarray, item: LandmarkItem) -> np.ndarray:
+        """``prepare`` for :func:`masksegx.eval.detection.evaluate_landmarks`: the annotated
+        face of ``item`` (a ``LandmarkItem``) masked, seeded by its image path (the same mask
+        on every run)."""
+        return self(image, item.landmarks, zlib.crc32(item.path.encode()))
 
 
 # --- evaluation --------------------------------------------------------------------------------

@@ -36,7 +36,6 @@ import hashlib
 import json
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -46,7 +45,7 @@ import torch.nn.functional as F
 
 from ..detect import FaceDetector
 from ..eval.attributes import MaskPainter
-from ..eval.detection import LandmarkItem, evaluate_landmarks, read_cuhk
+from ..eval.detection import evaluate_landmarks, read_cuhk
 from ..eval.reference_detectors import STANDARD_MTCNN_MODELS
 from . import samples as sampling
 from .cascade import Cascade, OnnxNet, normalise
@@ -68,7 +67,6 @@ def make_samples(args, split: str, masked: bool) -> sampling.SampleSet:
     seed = args.seed + (1 if validation else 0) + (2 if masked else 0)
     drawn_count = int(round(args.samples_scale * DRAWN * (0.1 if validation else 1.0)))
     templates = sampling.mask_templates(args.data) if masked else []
-    pnet, rnet = (OnnxNet(args.models / f"ds_mtcnn_{s}.onnx") for s in ("pnet", "rnet"))
     _, landmark_images = sampling.sources(args.data, validation)
     meta = {"drawn": drawn_count, "seed": seed, "split": split, "masked": masked,
             "format": FORMAT, "cascade_per_face": CASCADE_CROPS_PER_FACE,
@@ -80,7 +78,9 @@ def make_samples(args, split: str, masked: bool) -> sampling.SampleSet:
     drawn = sampling.cached(folder / "drawn", meta, lambda: sampling.generate(
         [], landmark_images, 48, quota, seed, templates))
     crops = sampling.cached(folder / "cascade", meta, lambda: cascade_crops(
-        landmark_images, Cascade(pnet, rnet), seed + 10, CASCADE_CROPS_PER_FACE, templates))
+        landmark_images,
+        Cascade(*(OnnxNet(args.models / f"ds_mtcnn_{s}.onnx") for s in ("pnet", "rnet"))),
+        seed + 10, CASCADE_CROPS_PER_FACE, templates))
     both = concatenate([drawn, crops])
     keep = both.has_landmarks
     log(f"{split} ({'masked' if masked else 'clean'}): {int(keep.sum())} landmark crops")
@@ -150,10 +150,7 @@ def evaluate(args, lnet_path: Path) -> list[dict]:
     ]
     if all(path.is_file() for path in standard):
         candidates.append(("standard MTCNN weights", standard, False))
-    painter = MaskPainter(args.data / "masktemplates")
-
-    def prepare(image: np.ndarray, item: LandmarkItem) -> np.ndarray:
-        return painter(image, item.landmarks, zlib.crc32(item.path.encode()))
+    prepare = MaskPainter(args.data / "masktemplates").landmark_item
 
     rows = []
     for label, models, mirror in candidates:
