@@ -110,6 +110,24 @@ def test_mirrored_landmarks_map_back_to_the_same_pixels():
     np.testing.assert_allclose(got[0], np.concatenate(truth) / side, atol=1e-6)
 
 
+def test_large_crop_batches_run_in_chunks_with_the_same_answers(models):
+    rnet = detect._load(models[1], "native", 0, ("reg", "prob"))
+    chunk = detect._CHUNK[24]
+    crops = np.random.default_rng(5).uniform(-1, 1, (2 * chunk + 7, 3, 24, 24)).astype(np.float32)
+    sizes = []
+
+    def spy(batch):
+        sizes.append(len(batch))
+        return rnet(batch)
+
+    chunked = detect._in_chunks(spy, crops)
+    whole = rnet(crops)
+    assert sizes == [chunk, chunk, 7]
+    assert chunked.keys() == whole.keys()
+    for name in whole:
+        np.testing.assert_allclose(chunked[name], whole[name], rtol=1e-6, atol=1e-6)
+
+
 def test_channel_order_and_settings(models, image):
     bgr = detect_faces(image, models=models)
     rgb = detect_faces(np.ascontiguousarray(image[:, :, ::-1]), models=models, order="rgb")

@@ -203,7 +203,7 @@ class FaceDetector:
         crops, boxes = _crops(image, boxes, 24)
         if len(boxes) == 0:
             return np.zeros((0, 5), np.float32)
-        out = rnet(crops)
+        out = _in_chunks(rnet, crops)
         score = out["prob"][:, 1]
         passed = score > self.thresholds[1]
         boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
@@ -217,7 +217,7 @@ class FaceDetector:
         crops, boxes = _crops(image, boxes, 48)
         if len(boxes) == 0:
             return _empty()
-        out = onet(crops)
+        out = _in_chunks(onet, crops)
         score = out["prob"][:, 1]
         passed = np.flatnonzero(score > self.thresholds[2])
         boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
@@ -232,7 +232,7 @@ class FaceDetector:
         if lnet and self.mirror_landmarks:
             points = _landmarks_with_mirror(lnet, crops[kept], side[:, :1])
         elif lnet:
-            points = lnet(crops[kept])["landmarks"]
+            points = _in_chunks(lnet, crops[kept])["landmarks"]
         else:
             points = out["landmarks"][kept]
         # landmarks = x1..x5, y1..y5 as fractions of the box; -1 as in facenet-pytorch.
@@ -327,13 +327,29 @@ def _landmarks_with_mirror(lnet: Runner, crops: np.ndarray, sides: np.ndarray) -
     the mirrored crop it is at ``S - 1 - u``, fraction ``1 - 1/S - l`` (``sides`` [N, 1]: ``S``).
     """
     count = len(crops)
-    answers = lnet(np.concatenate([crops, crops[..., ::-1]]))["landmarks"]
+    answers = _in_chunks(lnet, np.concatenate([crops, crops[..., ::-1]]))["landmarks"]
     mirrored = answers[count:]
     back = np.concatenate(
         [1 - 1 / sides - mirrored[:, :5][:, _MIRRORED_ORDER], mirrored[:, 5:][:, _MIRRORED_ORDER]],
         axis=1,
     )
     return (answers[:count] + back) / 2
+
+
+#: Crops per net call, by crop side: a net's layers run one after the other over the whole batch,
+#: so a large batch leaves the caches between layers. One thread, this machine's 2 MB L2: our
+#: R-net 13 us per crop in batches of 32-96, 24 us in one of 1024; O-net 52 us at 32, 107 us
+#: at 1024 (the standard weights: 36 vs 51, 229 vs 275; onnxruntime gains less, 72 vs 80).
+_CHUNK = {24: 64, 48: 32}
+
+
+def _in_chunks(net: Runner, crops: np.ndarray) -> Dict[str, np.ndarray]:
+    """``net`` on a batch of crops, in chunks of :data:`_CHUNK` crops (outputs concatenated)."""
+    chunk = _CHUNK.get(crops.shape[-1], 32)
+    if len(crops) <= chunk:
+        return net(crops)
+    parts = [net(crops[start : start + chunk]) for start in range(0, len(crops), chunk)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def _nms_exclusive(boxes: np.ndarray, threshold: float) -> np.ndarray:
