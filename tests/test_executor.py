@@ -61,6 +61,41 @@ def test_floor_mode_pooling_softmax_before_opset_13_and_matmul(tmp_path, rng):
         np.testing.assert_allclose(native[name], reference[name], atol=1e-5, rtol=0)
 
 
+def test_sibling_pointwise_convs_run_as_one(tmp_path, rng):
+    """Three 1x1 convs on one tensor (one with a fused PReLU, one without a bias) run as one
+    conv and a channel split, with onnxruntime's answers for batch 1 and 3."""
+    weights = {f"w{i}": rng.standard_normal((c, 4, 1, 1)).astype(np.float32)
+               for i, c in enumerate((2, 3, 5))}
+    weights.update(b0=rng.standard_normal(2).astype(np.float32),
+                   b2=rng.standard_normal(5).astype(np.float32),
+                   slope=rng.uniform(0.1, 0.3, (3, 1, 1)).astype(np.float32),
+                   w3=rng.standard_normal((3, 4, 3, 3)).astype(np.float32))
+    data = model(
+        [
+            node("Conv", ["input", "w0", "b0"], ["a"], kernel_shape=[1, 1]),
+            node("Conv", ["input", "w1"], ["b_raw"], kernel_shape=[1, 1]),
+            node("PRelu", ["b_raw", "slope"], ["b"]),
+            node("Conv", ["input", "w2", "b2"], ["c"], kernel_shape=[1, 1]),
+            node("Softmax", ["c"], ["c_prob"], axis=1),
+            node("Conv", ["input", "w3"], ["d"], kernel_shape=[3, 3]),  # not 1x1: stays
+        ],
+        weights,
+        [("input", ["N", 4, 6, 7])],
+        [("a", ["N", 2, 6, 7]), ("b", ["N", 3, 6, 7]), ("c_prob", ["N", 5, 6, 7]),
+         ("d", ["N", 3, 4, 5])],
+    )
+    path = tmp_path / "heads.onnx"
+    path.write_bytes(data)
+    net = NativeNet(path)
+    assert len(net._steps) == 4  # merged conv, split, softmax, 3x3 conv
+    for batch in (1, 3):
+        x = rng.standard_normal((batch, 4, 6, 7)).astype(np.float32)
+        native, reference = net(x), _onnxruntime(path, x)
+        for name in reference:
+            assert native[name].flags.c_contiguous and native[name].flags.owndata
+            np.testing.assert_allclose(native[name], reference[name], atol=1e-5, rtol=0)
+
+
 def test_unsupported_operator_and_dangling_input_name_the_file(tmp_path):
     path = tmp_path / "lstm.onnx"
     io = ([("input", [1, 3])], [("y", [1, 3])])
