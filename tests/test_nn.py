@@ -80,6 +80,9 @@ def test_conv2d_pointwise_matches_reference(case):
         ((3, 32, 7, 9), (64, 32, 1, 1), 1, 0, 1),  # pointwise
         ((1, 5, 1, 1), (7, 5, 1, 1), 1, 0, 1),  # pointwise on a 1x1 map
         ((2, 64, 3, 3), (128, 64, 3, 3), 1, 0, 1),  # conv to a 1x1 map (R/O-net end)
+        ((5, 3, 24, 24), (16, 3, 4, 4), 2, 0, 1),  # our R-net stem: 11x11 planes, batched
+        ((2, 3, 48, 48), (32, 3, 4, 4), 2, 0, 1),  # our O-net stem: rows of 23 at stride 2
+        ((6, 32, 4, 4), (64, 32, 2, 2), 1, 0, 1),  # 2x2 conv on 4x4 planes, batched
     ],
 )
 def test_conv2d_named_layers(rng, x_shape, w_shape, stride, padding, groups):
@@ -124,6 +127,9 @@ def scalar_and_simd():
         ((2, 10, 33, 41), (10, 1, 3, 3), 2, 1, 10),
         ((1, 10, 29, 37), (16, 10, 1, 1), 1, 0, 1),
         ((4, 64, 5, 5), (128, 64, 3, 3), 1, 0, 1),
+        ((5, 3, 24, 24), (16, 3, 4, 4), 2, 0, 1),
+        ((2, 3, 48, 48), (32, 3, 4, 4), 2, 0, 1),
+        ((6, 32, 4, 4), (64, 32, 2, 2), 1, 0, 1),
     ],
 )
 def test_simd_matches_scalar_conv(rng, scalar_and_simd, x_shape, w_shape, stride, padding, groups):
@@ -423,7 +429,8 @@ def test_avx2_path_matches_scalar_on_avx512_cpus():
         "assert nn.simd_level() == 'avx2', nn.simd_level()\n"
         "rng = np.random.default_rng(0)\n"
         "cases = [((1, 3, 37, 45), (16, 3, 4, 4), 2, 0, 1), ((2, 10, 33, 41), (10, 1, 3, 3), 1, 0, 10),\n"
-        "         ((5, 48, 4, 4), (64, 48, 2, 2), 1, 0, 1), ((1, 10, 29, 37), (16, 10, 1, 1), 1, 0, 1)]\n"
+        "         ((5, 48, 4, 4), (64, 48, 2, 2), 1, 0, 1), ((1, 10, 29, 37), (16, 10, 1, 1), 1, 0, 1),\n"
+        "         ((5, 3, 24, 24), (16, 3, 4, 4), 2, 0, 1), ((2, 3, 48, 48), (32, 3, 4, 4), 2, 0, 1)]\n"
         "for xs, ws, s, p, g in cases:\n"
         "    x = rng.uniform(-1, 1, xs).astype(np.float32)\n"
         "    w = rng.uniform(-1, 1, ws).astype(np.float32)\n"

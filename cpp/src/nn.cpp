@@ -509,11 +509,76 @@ GatherStride2 gather_stride2_for(SimdLevel level) {
     return gather_stride2_scalar;
 }
 
+// dst[r * count + x] = src[r * src_stride + x * step] for r < rows, x < count, step 1 or 2:
+// the im2col rows of one kernel tap of an unpadded convolution. Nothing past
+// src[(rows - 1) * src_stride + (count - 1) * step] is read.
+void copy_rows_scalar(const float* src, i64 src_stride, i64 step, float* __restrict dst,
+                      i64 count, i64 rows) {
+    for (i64 r = 0; r < rows; ++r, src += src_stride, dst += count) {
+        for (i64 x = 0; x < count; ++x) dst[x] = src[x * step];
+    }
+}
+
+#if defined(MASKSEGX_AVX2_PATH)
+MASKSEGX_TARGET_AVX2 void copy_rows_avx2(const float* src, i64 src_stride, i64 step, float* dst,
+                                         i64 count, i64 rows) {
+    if (step != 1) {
+        for (i64 r = 0; r < rows; ++r) {
+            gather_stride2_avx2(src + r * src_stride, dst + r * count, count);
+        }
+        return;
+    }
+    for (i64 r = 0; r < rows; ++r, src += src_stride, dst += count) {
+        i64 x = 0;
+        for (; x + 8 <= count; x += 8) _mm256_storeu_ps(dst + x, _mm256_loadu_ps(src + x));
+        for (; x < count; ++x) dst[x] = src[x];
+    }
+}
+
+// Short rows (R/O-net crops) cost one masked load and store each (two loads and a permute at
+// step 2) instead of a call per row.
+MASKSEGX_TARGET_AVX512 void copy_rows_avx512(const float* src, i64 src_stride, i64 step,
+                                             float* dst, i64 count, i64 rows) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const auto lanes = [](i64 n) {
+        return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
+    };
+    for (i64 r = 0; r < rows; ++r, src += src_stride, dst += count) {
+        for (i64 x = 0; x < count; x += 16) {
+            const i64 n = std::min<i64>(16, count - x);
+            if (step == 1) {
+                const __mmask16 mask = lanes(n);
+                _mm512_mask_storeu_ps(dst + x, mask, _mm512_maskz_loadu_ps(mask, src + x));
+            } else {
+                // Elements 2x .. 2x + 2n - 2: the last odd one is not needed and not read.
+                const float* from = src + 2 * x;
+                const __m512 low = _mm512_maskz_loadu_ps(lanes(2 * n - 1), from);
+                const __m512 high = _mm512_maskz_loadu_ps(lanes(2 * n - 1 - 16), from + 16);
+                _mm512_mask_storeu_ps(dst + x, lanes(n),
+                                      _mm512_permutex2var_ps(low, even, high));
+            }
+        }
+    }
+}
+#endif
+
+using CopyRows = void (*)(const float*, i64, i64, float*, i64, i64);
+
+CopyRows copy_rows_for(SimdLevel level) {
+#if defined(MASKSEGX_AVX2_PATH)
+    if (level == SimdLevel::Avx512) return copy_rows_avx512;
+    if (level == SimdLevel::Avx2) return copy_rows_avx2;
+#endif
+    (void)level;
+    return copy_rows_scalar;
+}
+
 // A band's column matrix is at most this many floats (256 KiB: stays in L2).
 constexpr i64 kColumnBufferFloats = 1 << 16;
 // Output planes smaller than this are batched: the columns of several samples form one GEMM
-// (a 3x3 plane alone fills only 9 of a 16-column tile).
-constexpr i64 kFoldPlane = 64;
+// (a 3x3 plane alone fills only 9 of a 16-column tile; 64 11x11 R-net planes took 0.19 ms one
+// GEMM per sample, 0.14 ms folded).
+constexpr i64 kFoldPlane = 256;
 
 // Writes rows [oy0, oy0 + rows) of the im2col matrix of one group of one sample: matrix row
 // (ci, i, j) starts at dst + ((ci * kh + i) * kw + j) * row_stride and holds rows * out.w values.
@@ -524,11 +589,13 @@ struct ColumnFiller {
     i64 in_group;
     std::vector<i64> first_x, end_x;  // output columns read inside the input, per kernel column
     GatherStride2 gather2;
+    CopyRows copy_rows;
 
     ColumnFiller(const Tensor4Shape& in_, const Conv2dSpec& spec_, const Tensor4Shape& out_,
                  SimdLevel level)
         : in(in_), spec(spec_), out(out_), in_group(in_.c / spec_.groups),
-          first_x(spec_.kernel_w), end_x(spec_.kernel_w), gather2(gather_stride2_for(level)) {
+          first_x(spec_.kernel_w), end_x(spec_.kernel_w), gather2(gather_stride2_for(level)),
+          copy_rows(copy_rows_for(level)) {
         const i64 sw = spec.stride_w;
         for (i64 j = 0; j < spec.kernel_w; ++j) {
             const i64 lead = spec.pad_w - j;
@@ -541,6 +608,20 @@ struct ColumnFiller {
 
     void fill(const float* group_input, i64 oy0, i64 rows, float* dst, i64 row_stride) const {
         const i64 kh = spec.kernel_h, kw = spec.kernel_w, sh = spec.stride_h, sw = spec.stride_w;
+        if (spec.pad_h == 0 && spec.pad_w == 0 && sw <= 2) {
+            // Every tap reads inside the input: one strided block copy per tap (per-row calls
+            // were most of an R-net layer's time: its rows are 3-11 values long).
+            for (i64 ci = 0; ci < in_group; ++ci) {
+                for (i64 i = 0; i < kh; ++i) {
+                    for (i64 j = 0; j < kw; ++j) {
+                        copy_rows(group_input + ci * in.plane() + (oy0 * sh + i) * in.w + j,
+                                  sh * in.w, sw, dst + ((ci * kh + i) * kw + j) * row_stride,
+                                  out.w, rows);
+                    }
+                }
+            }
+            return;
+        }
         for (i64 ci = 0; ci < in_group; ++ci) {
             for (i64 i = 0; i < kh; ++i) {
                 for (i64 j = 0; j < kw; ++j) {
