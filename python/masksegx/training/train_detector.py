@@ -392,8 +392,8 @@ def write_card(out: Path, results: dict) -> None:
         "the max-pool after it are one 4x4 stride-2 conv in each net (same window and stride,",
         "a quarter of the first layer's outputs and no full-resolution PReLU or pool: they were",
         "the larger part of the detector's time); the P-net's first layer has 16 channels",
-        "(MTCNN: 10). Counts below are per 12x12 / 24x24 / 48x48 input against the standard",
-        "layout.",
+        "(MTCNN: 10), the R-net's first two 16 and 32 (MTCNN: 28 and 48). Counts below are per",
+        "12x12 / 24x24 / 48x48 input against the standard layout.",
         "",
         "## Status",
         "",
@@ -431,8 +431,10 @@ def write_card(out: Path, results: dict) -> None:
         "",
         *(f"    {command}  # {', '.join(stages)}" for command, stages in stage_commands(results)),
         "",
-        # Free-text provenance kept in the cache's results.json ("notes": list of lines).
+        # Free-text provenance kept in the cache's results.json ("notes": list of lines), and
+        # sections on later passes made by other commands ("sections": list of lines).
         *([*results["notes"], ""] if results.get("notes") else []),
+        *results.get("sections", []),
         "## Results",
         "",
         "| net | params (ours / standard) | MACs (ours / standard) |"

@@ -217,7 +217,7 @@ each had put every point about 1 px right of and below the truth.
 Landmark crops only, 48x48, from the training images: cuhk5pt even 0-based lines and
 `attr/mtfl_train` (research use only), half of the faces wearing a synthetic MaskTheFace
 template (`masksegx.synthesis.apply_mask`), half of the crops mirrored. Drawn crops (side 0.8-1.25
-of the face, centre moved by up to 0.2 of it) plus cascade crops (the shipped P- and R-net's
+of the face, centre moved by up to 0.2 of it) plus cascade crops (the P- and R-net in `--models`:
 squared boxes with IoU >= 0.4 and all five points inside, up to
 {CASCADE_CROPS_PER_FACE} per face). No distillation: the labels are the datasets' own.
 Samples: {report['samples']['train']:,} training crops; validation (held-out cuhk5pt lines)
