@@ -6,7 +6,7 @@ anything else (another exception, a crash, a sanitizer report) is a finding.
 
     python fuzz/fuzz_kernels.py -max_total_time=60 [corpus_dir]
 
-Run it against the sanitizer build (tools/ci-fuzz does) so that memory errors in the C++
+Run it against the sanitizer build (.ci/ci-fuzz does) so that memory errors in the C++
 kernels abort at once instead of passing silently.
 """
 

@@ -1,12 +1,14 @@
-#!/usr/bin/env python3
 """Run the kernel latency suites and print the README's speed table (markdown).
 
 Each benchmark group holds one C++ kernel and its peers; a test's implementation is the word
 ``cpp``, ``numpy`` or ``opencv`` in its name. Ratios are peer median / C++ median (> 1: C++ is
 faster). Single-threaded: the suites pin OpenCV to one thread.
 
-    python tools/bench_table.py                      # runs pytest-benchmark
-    python tools/bench_table.py --from-json run.json # reuse a --benchmark-json file
+    python -m tools.bench_table                      # runs pytest-benchmark
+    python -m tools.bench_table --from-json run.json # reuse a --benchmark-json file
+
+The benchmarks import masksegx as this process would: the installed package, or the working
+tree with ``PYTHONPATH=python``.
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ import sys
 import tempfile
 from collections import defaultdict
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from masksegx.eval.tables import markdown_table
+
+from . import REPO
+
 IMPLEMENTATIONS = ("cpp", "numpy", "opencv")
 
 
 def run_benchmarks(path: str) -> None:
-    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "python"))
     subprocess.run(
-        [sys.executable, "-m", "pytest", os.path.join(HERE, "..", "benchmarks"), "-q",
+        [sys.executable, "-m", "pytest", str(REPO / "benchmarks"), "-q",
          "--benchmark-only", f"--benchmark-json={path}", "-k", "not pipeline and not threads"],
-        check=True, env=env, stdout=sys.stderr,  # stdout carries only the table
+        check=True, stdout=sys.stderr,  # stdout carries only the table
     )
 
 
@@ -44,20 +48,22 @@ def table(report: dict) -> str:
     groups: dict = defaultdict(dict)
     for bench in report["benchmarks"]:
         groups[bench["group"]][implementation(bench["name"])] = bench["stats"]["median"] * 1e3
-    lines = ["| kernel, image | C++ ms | numpy ms (x) | OpenCV ms (x) |", "|---|---|---|---|"]
+    rows = []
     for name in sorted(groups):
         times = groups[name]
         cpp = times.get("cpp")
-        cells = [f"{cpp:.3f}" if cpp else "-"]
+        cells = [name, f"{cpp:.3f}" if cpp else "-"]
         for peer in ("numpy", "opencv"):
             t = times.get(peer)
             cells.append(f"{t:.3f} ({t / cpp:.1f}x)" if t and cpp else "-")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(["kernel, image", "C++ ms", "numpy ms (x)", "OpenCV ms (x)"], rows)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--from-json", help="pytest-benchmark JSON to read instead of running")
     args = parser.parse_args(argv)
     path = args.from_json

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Check that the native and onnxruntime backends give the same MTCNN detections, and time them.
 
-    PYTHONPATH=python python3 tools/check_detector_backends.py [--count 20] [--repeat 3]
+    python -m tools.check_detector_backends [--count 20] [--repeat 3]
 
 Runs the cascade with the reference MTCNN weights (``models/mtcnn_{pnet,rnet,onet}.onnx`` of
 ``--data``, default ``../shared/data``) on the first ``--count`` images (sorted by name) of
@@ -24,7 +23,8 @@ import numpy as np
 
 from masksegx.detect import Detections, FaceDetector
 
-REPO = Path(__file__).resolve().parent.parent
+from . import DATA
+
 TOLERANCE_PX = 0.5
 
 
@@ -55,12 +55,10 @@ def time_per_image(detector: FaceDetector, images: list, repeat: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    if not (args.data / "models").is_dir():
-        args.data = Path("/work/shared/data")
     cv2.setNumThreads(1)
     models = tuple(args.data / "models" / f"mtcnn_{net}.onnx" for net in ("pnet", "rnet", "onet"))
     detectors = {

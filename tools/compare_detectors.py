@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Compare face detectors in one process and one run: the package's MTCNN (both backends), the
 same cascade on the standard MTCNN weights, and the Ultra-Light and RetinaFace reference models.
 
-    PYTHONPATH=python python3 tools/compare_detectors.py --out docs/detectors.md
+    python -m tools.compare_detectors --out docs/detectors.md
 
 Columns, from ``--data`` (default ``../shared/data`` next to the repository):
 
@@ -51,8 +50,10 @@ from masksegx.eval.reference_detectors import (
     UltraLightDetector,
     mtcnn_detector,
 )
+from masksegx.eval.tables import markdown_table
 
-REPO = Path(__file__).resolve().parent.parent
+from . import DATA
+
 TIMING_SIZE = (640, 480)
 TIMING_RUNS = 20
 
@@ -151,18 +152,16 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [
-        "| " + " | ".join(header for _, header, _ in COLUMNS) + " |",
-        "| " + " | ".join("---" if key == "detector" else "---:" for key, _, _ in COLUMNS) + " |",
-    ]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row, key, fmt) for key, _, fmt in COLUMNS) + " |")
-    return "\n".join(lines)
+    return markdown_table(
+        [header for _, header, _ in COLUMNS],
+        ([_cell(row, key, fmt) for key, _, fmt in COLUMNS] for row in rows),
+        ["left" if key == "detector" else "right" for key, _, _ in COLUMNS],
+    )
 
 
 def previous_ms(path: Path) -> dict[str, dict[str, float]]:
     """The timing columns of an earlier table written by this script, by detector."""
-    lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.startswith("| ")]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
     if not lines:
         return {}
     header = [c.strip() for c in lines[0].strip("|").split("|")]
@@ -180,7 +179,7 @@ def previous_ms(path: Path) -> dict[str, dict[str, float]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--limit", type=int, help="use only the first N images of each set")
     parser.add_argument(

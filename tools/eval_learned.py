@@ -1,14 +1,13 @@
-#!/usr/bin/env python3
 """Score the segmentation methods spectral / learned / fused (and the U-Net baseline) on the
 validation and test sets, in both framings, and pick the fused settings on validation data.
 
-    PYTHONPATH=python python3 tools/eval_learned.py --out docs/learned_seg.md --json docs/learned_seg.json
-    PYTHONPATH=python python3 tools/eval_learned.py --tune-fused      # also search FusedParams
+    python -m tools.eval_learned --out docs/learned_seg.md --json docs/learned_seg.json
+    python -m tools.eval_learned --tune-fused      # also search FusedParams
 
-Sets (``--data``, default ``../shared/data`` beside the repository):
+Sets (``--data``, default ``../shared/data`` beside the repository; :mod:`masksegx.eval.splits`):
 
 - ``real_dev_val``: every 4th sorted pair of ``seg/real_dev`` (indices 0, 4, 8, ...: never
-  trained on; as ``tools/paper_tables.py``);
+  trained on; as ``tools.paper_tables``);
 - ``ffhq_val``: every 10th sorted pair of ``seg/ffhq_synthmask/train`` (indices 0, 10, ...:
   held out of the learned path's training, see ``masksegx.training.seg_cache``);
 - ``ffhq_test``: ``seg/ffhq_synthmask/test`` (50; mask class 2).
@@ -27,34 +26,27 @@ import itertools
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from masksegx.detect import FaceDetector
-from masksegx.eval.datasets import pair_files, read_image, read_mask
 from masksegx.eval.metrics import SegmentationScores
-from masksegx.learned import MODEL_DIR, FusedParams, MaskNet, segment_fused
+from masksegx.eval.splits import FFHQ_TEST, FFHQ_VAL, REAL_DEV_VAL
+from masksegx.eval.tables import markdown_table
+from masksegx.learned import FusedParams, MaskNet, segment_fused
 from masksegx.spectral import segment_spectral
 
-REPO = Path(__file__).resolve().parent.parent
-UNET_MODEL = MODEL_DIR / "unet_baseline.onnx"
-SETS = (
-    ("real_dev_val", "seg/real_dev", "images", "masks", 255, 4),
-    ("ffhq_val", "seg/ffhq_synthmask/train", "images", "masks", 2, 10),
-    ("ffhq_test", "seg/ffhq_synthmask/test", "images", "masks", 2, 1),
-)
-VALIDATION = ("real_dev_val", "ffhq_val")
+from . import DATA, UNET_BASELINE
+
+SPLITS = (REAL_DEV_VAL, FFHQ_VAL, FFHQ_TEST)
+VALIDATION = (REAL_DEV_VAL.name, FFHQ_VAL.name)
 
 
 def load_sets(data: Path, limit=None):
-    sets = {}
-    for name, folder, images, masks, value, step in SETS:
-        pairs = pair_files(data / folder / images, data / folder / masks)[::step][:limit]
-        sets[name] = [(read_image(i), read_mask(m, value)) for i, m in pairs]
-    return sets
+    return {split.name: split.load(data, limit) for split in SPLITS}
 
 
 def methods(fused: FusedParams, with_unet: bool):
@@ -64,8 +56,8 @@ def methods(fused: FusedParams, with_unet: bool):
         "learned": lambda image, box: net.segment(image, box),
         "fused": lambda image, box: segment_fused(image, box, params=fused, model=net),
     }
-    if with_unet and UNET_MODEL.is_file():
-        unet = MaskNet(UNET_MODEL)
+    if with_unet and UNET_BASELINE.is_file():
+        unet = MaskNet(UNET_BASELINE)
         out["unet"] = lambda image, box: unet.segment(image, box)
     return out
 
@@ -138,7 +130,7 @@ class _Fixed:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, help="markdown table")
     parser.add_argument("--json", type=Path, help="all scores")
     parser.add_argument("--limit", type=int, help="first N pairs per set (quick runs)")
@@ -169,18 +161,21 @@ def main() -> int:
                     s["ms_per_image"] += 1000 * detect_seconds[name]
                 scores[f"{method}|{framing}|{name}"] = s
     record["scores"] = scores
-    lines = ["| method | framing | " + " | ".join(f"{n} mIoU | {n} ms" for n in sets) + " | validation mean |",
-             "|---|---|" + "---|---|" * len(sets) + "---|"]
+    header = ["method", "framing"]
+    for name in sets:
+        header += [f"{name} mIoU", f"{name} ms"]
+    rows = []
     for framing in args.framings:
         for method in table:
-            cells = []
+            cells = [method, framing]
             for name in sets:
                 s = scores[f"{method}|{framing}|{name}"]
                 cells += [f"{s['miou']:.4f}", f"{s['ms_per_image']:.1f}"]
             val = np.mean([scores[f"{method}|{framing}|{n}"]["miou"] for n in VALIDATION])
-            lines.append(f"| {method} | {framing} | " + " | ".join(cells) + f" | {val:.4f} |")
+            rows.append(cells + [f"{val:.4f}"])
     no_face = {k: sum(n == 0 for n in v) for k, v in record["faces_found"].items()}
-    markdown = "\n".join(lines) + (f"\n\nImages without a detected face: {no_face}\n" if no_face else "\n")
+    markdown = markdown_table(header + ["validation mean"], rows)
+    markdown += f"\n\nImages without a detected face: {no_face}\n" if no_face else "\n"
     print(markdown)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """How much of a FaceMaskSegmenter call runs without the GIL, and what 2 threads can gain.
 
-    python tools/gil_share.py [--method fused] [--rounds 40]
+    python -m tools.gil_share [--method fused] [--rounds 40]
 
 Profiles calls on the bundled photos (cProfile, one thread) and adds up the time spent inside
 the calls that release the GIL: masksegx's C++ kernels (every binding in cpp/bindings wraps its

@@ -1,19 +1,18 @@
-#!/usr/bin/env python3
 """Regenerate the paper's Table 4 (segmentation methods) and Table 3 (compensation methods
 inside the spectral pipeline) on our two dev sets, as markdown on stdout and in ``--out``.
 
-    PYTHONPATH=python python3 tools/paper_tables.py --out docs/paper_tables.md
+    python -m tools.paper_tables --out docs/paper_tables.md
 
 Sets (from ``--data``, default ``../shared/data`` next to the repository):
 ``seg/real_dev`` (92 real photos, masks 255), its held-out quarter ``real_dev_val`` (every 4th
-image in sorted order: never used by ``tools/tune_spectral.py``) and ``seg/ffhq_synthmask/test``
-("ffhq_test", 50 synthetic masked faces, label 2). Methods run on the whole image (no face
-region).
+image in sorted order: never used by ``tools.tune_spectral``; :mod:`masksegx.eval.splits`) and
+``seg/ffhq_synthmask/test`` ("ffhq_test", 50 synthetic masked faces, label 2). Methods run on
+the whole image (no face region).
 Table 4 also has the learned path: ``unet`` (a small standard U-Net, the paper's learned
-baseline, trained like MaskNet), ``learned`` (the shipped MaskNet) and ``fused`` (MaskNet +
-connectivity analysis); their training never saw ``real_dev_val`` or ``ffhq_test`` (the
-other three quarters of real_dev are in their training data, so for them only the
-``real_dev_val`` and ``ffhq_test`` columns are held-out figures).
+baseline, trained like MaskNet, in ``tools/models/``), ``learned`` (the shipped MaskNet) and
+``fused`` (MaskNet + connectivity analysis); their training never saw ``real_dev_val`` or
+``ffhq_test`` (the other three quarters of real_dev are in their training data, so for them
+only the ``real_dev_val`` and ``ffhq_test`` columns are held-out figures).
 """
 
 from __future__ import annotations
@@ -26,22 +25,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from masksegx.color import spectral_maps
 from masksegx.eval.baselines import SEGMENTATION_METHODS, spectral
 from masksegx.eval.compensations import COMPENSATION_METHODS
-from masksegx.color import spectral_maps
-from masksegx.eval.datasets import evaluate_segmentation, pair_files, read_image, read_mask
+from masksegx.eval.datasets import evaluate_segmentation, read_image, read_mask
 from masksegx.eval.metrics import SegmentationScores
-from masksegx.learned import MODEL_DIR, MaskNet, segment_fused
+from masksegx.eval.splits import FFHQ_TEST, REAL_DEV, REAL_DEV_VAL
+from masksegx.eval.tables import markdown_table
+from masksegx.learned import MaskNet, segment_fused
 
-REPO = Path(__file__).resolve().parent.parent
+from . import DATA, UNET_BASELINE
 
-#: (label, images folder, masks folder, mask value, step), relative to --data; step N keeps
-#: every N-th pair in sorted order.
-DATASETS = (
-    ("real_dev", "seg/real_dev/images", "seg/real_dev/masks", 255, 1),
-    ("real_dev_val", "seg/real_dev/images", "seg/real_dev/masks", 255, 4),
-    ("ffhq_test", "seg/ffhq_synthmask/test/images", "seg/ffhq_synthmask/test/masks", 2, 1),
-)
+#: The sets of every table, in column order.
+SPLITS = (REAL_DEV, REAL_DEV_VAL, FFHQ_TEST)
 
 #: The paper's mIoU (sample set 1, sample set 2). Its sets are not ours: for orientation only.
 PAPER_TABLE_4 = {
@@ -85,17 +81,17 @@ def _table(title, first_column, rows, paper, datasets, limit):
     for label, _, _ in datasets:
         header += [f"{label} mIoU", f"{label} pAcc", f"{label} ms/img"]
     header += ["paper mIoU set 1", "paper mIoU set 2"]
-    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines = []
     for name, segmenter in rows:
         cells = _score_row(name, segmenter, datasets, limit)
         cells += ["-" if value is None else f"{value:.4f}".rstrip("0") for value in paper[name]]
-        lines.append("| " + " | ".join([name] + cells) + " |")
-    return "\n".join(lines)
+        lines.append([name] + cells)
+    return f"### {title}\n\n" + markdown_table(header, lines)
 
 
 #: The learned rows: the shipped MaskNet ("learned"), the fused method, and a small standard
-#: U-Net trained by the same command on the same batches (``train_segmentation --arch unet``).
-UNET_MODEL = MODEL_DIR / "unet_baseline.onnx"
+#: U-Net trained by the same command on the same batches (``train_segmentation --arch unet``),
+#: kept in ``tools/models/``: it is not shipped.
 
 
 def learned_methods() -> dict:
@@ -105,11 +101,11 @@ def learned_methods() -> dict:
         "learned": lambda image, region: net.segment(image),
         "fused": lambda image, region: segment_fused(image, model=net),
     }
-    if UNET_MODEL.is_file():
-        unet = MaskNet(UNET_MODEL)
+    if UNET_BASELINE.is_file():
+        unet = MaskNet(UNET_BASELINE)
         methods["unet"] = lambda image, region: unet.segment(image)
     else:
-        print(f"note: {UNET_MODEL} missing, no unet row", file=sys.stderr)
+        print(f"note: {UNET_BASELINE} missing, no unet row", file=sys.stderr)
     return methods
 
 
@@ -139,19 +135,19 @@ def _appearance_table(pairs, mask_value, segmenters) -> str:
     data = [(read_image(i), read_mask(m, mask_value)) for i, m in pairs]
     groups = [mask_appearance(image, truth) for image, truth in data]
     header = ["method"] + [f"{a} ({groups.count(a)})" for a in APPEARANCES]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    rows = []
     for name in (m for m in APPEARANCE_METHODS if m in segmenters):
         scores = {a: SegmentationScores() for a in APPEARANCES}
         for (image, truth), group in zip(data, groups):
             scores[group].add(segmenters[name](image, None), truth)
         cells = [f"{np.mean(scores[a].image_ious):.3f}" if scores[a].image_ious else "-" for a in APPEARANCES]
-        lines.append("| " + " | ".join([name] + cells) + " |")
-    return "\n".join(lines)
+        rows.append([name] + cells)
+    return markdown_table(header, rows)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     parser.add_argument("--limit", type=int, help="first N pairs per set (quick runs)")
     parser.add_argument("--tables", nargs="+", choices=["3", "4"], default=["4", "3"])
@@ -159,14 +155,11 @@ def main() -> int:
 
     # One OpenCV thread: timings comparable across methods and machines with busy cores.
     cv2.setNumThreads(1)
-    datasets = [
-        (label, pair_files(args.data / images, args.data / masks)[::step], mask_value)
-        for label, images, masks, mask_value, step in DATASETS
-    ]
+    datasets = [(split.name, split.pairs(args.data), split.mask_value) for split in SPLITS]
     sections = [
         "## Paper tables on our dev sets",
         "",
-        "Generated by `tools/paper_tables.py`. mIoU = mean of mask and background IoU over all "
+        "Generated by `python -m tools.paper_tables`. mIoU = mean of mask and background IoU over all "
         "pixels of a set; pAcc = pixel accuracy; ms/img = wall time of the method alone "
         "(one OpenCV thread). Methods see the whole image, no face region. The paper's "
         "columns are its own numbers on its own (unpublished) sample sets, for orientation; "

@@ -1,13 +1,12 @@
-#!/usr/bin/env python3
 """Tune the gender priors of FaceMaskSegmenter and write the pipeline ablation table.
 
-    python3 tools/pipeline_ablation.py --data ../shared/data --tune      # print tuned priors
-    python3 tools/pipeline_ablation.py --data ../shared/data --out docs/pipeline.md
+    python -m tools.pipeline_ablation --data ../shared/data --tune      # print tuned priors
+    python -m tools.pipeline_ablation --data ../shared/data --out docs/pipeline_ablation.md
 
 Tuning never sees the evaluation images: it uses the tenth of ``seg/ffhq_synthmask/train`` that
 MaskNet's training held out (every 10th sorted pair; on the images it trained on, the net is too
 sure of itself for a threshold to be tuned) and the three quarters of ``seg/real_dev`` that are
-not held out (every 4th sorted image is ``real_dev_val``). Each image is
+not held out (every 4th sorted image is ``real_dev_val``; :mod:`masksegx.eval.splits`). Each image is
 one face crop (``faces="whole-image"``); its gender is the attribute network's P(male). For every
 method the script sweeps the method's prior value (probability threshold, or fuzzy membership
 threshold for spectral) and picks, by pooled mIoU, the best value for all faces (neutral), for
@@ -26,27 +25,19 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "python"))
-
-from masksegx.eval.datasets import pair_files, read_image, read_mask  # noqa: E402
-from masksegx.eval.metrics import SegmentationScores  # noqa: E402
-from masksegx.pipeline import (  # noqa: E402
+from masksegx.eval.datasets import read_image, read_mask
+from masksegx.eval.metrics import SegmentationScores
+from masksegx.eval.splits import FFHQ_TEST, FFHQ_VAL, REAL_DEV_TRAIN, REAL_DEV_VAL
+from masksegx.eval.tables import markdown_table
+from masksegx.pipeline import (
     GENDER_CONSTRAINTS,
     METHODS,
     FaceMaskSegmenter,
     GenderPriors,
 )
 
-#: (label, images, masks, mask value, keep) with keep(index) selecting the split's pairs.
-TRAIN_SETS = (
-    ("ffhq_val", "seg/ffhq_synthmask/train/images", "seg/ffhq_synthmask/train/masks", 2, lambda i: i % 10 == 0),
-    ("real_dev_train", "seg/real_dev/images", "seg/real_dev/masks", 255, lambda i: i % 4 != 0),
-)
-EVAL_SETS = (
-    ("real_dev_val", "seg/real_dev/images", "seg/real_dev/masks", 255, lambda i: i % 4 == 0),
-    ("ffhq_test", "seg/ffhq_synthmask/test/images", "seg/ffhq_synthmask/test/masks", 2, lambda i: True),
-)
+TRAIN_SETS = (FFHQ_VAL, REAL_DEV_TRAIN)
+EVAL_SETS = (REAL_DEV_VAL, FFHQ_TEST)
 #: Which SegmentationPrior field each method reads, and the values swept.
 SWEEP = {
     "fused": ("threshold", (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)),
@@ -58,9 +49,9 @@ SWEEP = {
 def load(data: Path, sets, step: int):
     """[(set label, image, truth)] of the selected pairs, every ``step``-th kept."""
     items = []
-    for label, images, masks, value, keep in sets:
-        pairs = [p for i, p in enumerate(pair_files(data / images, data / masks)) if keep(i)]
-        items += [(label, read_image(i), read_mask(m, value)) for i, m in pairs[::step]]
+    for split in sets:
+        pairs = split.pairs(data)[::step]
+        items += [(split.name, read_image(i), read_mask(m, split.mask_value)) for i, m in pairs]
     return items
 
 
@@ -105,12 +96,11 @@ def tune(data: Path, step: int) -> dict:
 
 def evaluate(data: Path, step: int) -> str:
     items = load(data, EVAL_SETS, step)
-    labels = [label for label, *_ in EVAL_SETS]
-    lines = [
-        "| method | gender constraint | coverage constraint | "
-        + " | ".join(f"{l} mIoU | {l} pAcc" for l in labels) + " |",
-        "| --- | --- | --- | " + " | ".join("--- | ---" for _ in labels) + " |",
-    ]
+    labels = [split.name for split in EVAL_SETS]
+    header = ["method", "gender constraint", "coverage constraint"]
+    for label in labels:
+        header += [f"{label} mIoU", f"{label} pAcc"]
+    rows = []
     for method in METHODS:
         for constraint in GENDER_CONSTRAINTS:
             for coverage in (True, False):
@@ -118,16 +108,13 @@ def evaluate(data: Path, step: int) -> str:
                 scores = {label: SegmentationScores() for label in labels}
                 for label, image, truth in items:
                     scores[label].add(seg(image)[0].mask, truth)
-                cells = []
+                cells = [method, constraint, "on" if coverage else "off"]
                 for label in labels:
                     summary = scores[label].summary()
                     cells += [f"{summary['miou']:.4f}", f"{summary['pacc']:.4f}"]
-                lines.append(
-                    f"| {method} | {constraint} | {'on' if coverage else 'off'} | "
-                    + " | ".join(cells) + " |"
-                )
-                print(lines[-1], flush=True)
-    return "\n".join(lines)
+                rows.append(cells)
+                print(" | ".join(cells), flush=True)
+    return markdown_table(header, rows)
 
 
 def main() -> int:
@@ -143,7 +130,7 @@ def main() -> int:
         table = evaluate(args.data, args.step)
         args.out.write_text(
             "# Pipeline ablation: segmentation method x gender constraint x coverage constraint\n\n"
-            "Generated by `tools/pipeline_ablation.py` (faces = whole image; real_dev_val = every "
+            "Generated by `python -m tools.pipeline_ablation` (faces = whole image; real_dev_val = every "
             "4th sorted real_dev image, never used for training or tuning).\n\n" + table + "\n"
         )
     return 0

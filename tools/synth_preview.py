@@ -1,27 +1,22 @@
-#!/usr/bin/env python3
 """Render a grid of synthetic masked faces to check the template placement by eye.
 
 Faces and their 5 landmarks come from ``attr/mtfl_train``; templates and textures from
 ``masktemplates``. Each tile shows the composited face, the mask outline (green), the face box
 from the landmarks (blue), the landmarks (red) and the coverage level::
 
-    python tools/synth_preview.py --data ../shared/data --out /tmp/synth_grid.png
+    python -m tools.synth_preview --data ../shared/data --out /tmp/synth_grid.png
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import cv2
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "python"))
-
-from masksegx.eval.datasets import read_image  # noqa: E402
-from masksegx.synthesis import (  # noqa: E402
+from masksegx.eval.datasets import read_image
+from masksegx.synthesis import (
     apply_mask,
     coverage_level,
     estimate_face_box,
@@ -29,6 +24,8 @@ from masksegx.synthesis import (  # noqa: E402
     load_templates,
     load_textures,
 )
+
+from . import DATA
 
 #: (template, recolour, texture, coverage) per tile, cycled; a mix of all the options.
 RECIPES = [
@@ -56,7 +53,7 @@ def read_mtfl(folder: str) -> list[tuple[str, np.ndarray]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
+    parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--out", default="/tmp/synth_grid.png")
     parser.add_argument("--count", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,18 +1,18 @@
-#!/usr/bin/env python3
 """Choose the defaults of ``masksegx.SpectralParams`` on the segmentation training data.
 
 Coordinate descent over a small grid per parameter, maximising the mean of the dataset mIoU
 on two tuning sets:
 
 - ``seg/ffhq_synthmask/train`` (every ``--ffhq-step``-th image, synthetic masks, mask value 2);
-- ``seg/real_dev`` without its validation images (every 4th image in sorted order is kept out,
-  the split the learned path uses too), mask value 255.
+- ``real_dev_train``: ``seg/real_dev`` without its validation images (every 4th image in sorted
+  order is kept out, the split the learned path uses too; :mod:`masksegx.eval.splits`), mask
+  value 255.
 
 The held-out sets (real_dev validation images, ffhq_synthmask/test) are scored once at the end
 with the chosen parameters. Prints the chosen parameters as a ``SpectralParams(...)`` literal
 and writes a JSON report with ``--json``. Rerun to reproduce the shipped defaults::
 
-    python tools/tune_spectral.py --data ../shared/data --json tune_report.json
+    python -m tools.tune_spectral --data ../shared/data --json tune_report.json
 """
 
 from __future__ import annotations
@@ -20,16 +20,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import sys
 import time
+from pathlib import Path
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "python"))
+from masksegx import SpectralParams, segment_spectral
+from masksegx.eval.datasets import read_image, read_mask
+from masksegx.eval.metrics import SegmentationScores
+from masksegx.eval.splits import FFHQ_SYNTHMASK_TRAIN, FFHQ_TEST, REAL_DEV_TRAIN, REAL_DEV_VAL
 
-from masksegx import SpectralParams, segment_spectral  # noqa: E402
-from masksegx.eval.datasets import pair_files, read_image, read_mask  # noqa: E402
-from masksegx.eval.metrics import SegmentationScores  # noqa: E402
+from . import DATA
 
 #: Values tried per parameter, in the order the descent visits them.
 GRID = {
@@ -54,11 +53,6 @@ GRID = {
 }
 
 
-def load_set(images: str, masks: str, mask_value: int, keep):
-    pairs = [p for i, p in enumerate(pair_files(images, masks)) if keep(i)]
-    return [(read_image(ip), read_mask(mp, mask_value)) for ip, mp in pairs]
-
-
 def miou(data, params: SpectralParams) -> float:
     scores = SegmentationScores()
     for image, truth in data:
@@ -71,20 +65,22 @@ def objective(sets, params: SpectralParams) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--ffhq-step", type=int, default=3, help="use every N-th ffhq training image")
     parser.add_argument("--rounds", type=int, default=2, help="passes of coordinate descent")
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args(argv)
 
-    seg = os.path.join(args.data, "seg")
-    ffhq_train = load_set(f"{seg}/ffhq_synthmask/train/images", f"{seg}/ffhq_synthmask/train/masks", 2,
-                          lambda i: i % args.ffhq_step == 0)
-    real_train = load_set(f"{seg}/real_dev/images", f"{seg}/real_dev/masks", 255, lambda i: i % 4 != 0)
-    real_val = load_set(f"{seg}/real_dev/images", f"{seg}/real_dev/masks", 255, lambda i: i % 4 == 0)
-    ffhq_test = load_set(f"{seg}/ffhq_synthmask/test/images", f"{seg}/ffhq_synthmask/test/masks", 2,
-                         lambda i: True)
+    ffhq_train = [
+        (read_image(image), read_mask(mask, FFHQ_SYNTHMASK_TRAIN.mask_value))
+        for image, mask in FFHQ_SYNTHMASK_TRAIN.pairs(args.data)[:: args.ffhq_step]
+    ]
+    real_train = REAL_DEV_TRAIN.load(args.data)
+    real_val = REAL_DEV_VAL.load(args.data)
+    ffhq_test = FFHQ_TEST.load(args.data)
     tuning = [ffhq_train, real_train]
     print(f"tuning on {len(ffhq_train)} ffhq + {len(real_train)} real_dev images", flush=True)
 
@@ -112,7 +108,9 @@ def main(argv=None) -> int:
     report = {
         "tuning_objective_start": start_score,
         "tuning_objective": best_score,
-        "changed_from_current_defaults": {k: list(v) if isinstance(v, tuple) else v for k, v in changed.items()},
+        "changed_from_current_defaults": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in changed.items()
+        },
         "held_out": {
             "real_dev_val_miou": miou(real_val, best),
             "ffhq_test_miou": miou(ffhq_test, best),

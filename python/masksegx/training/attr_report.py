@@ -2,14 +2,15 @@
 
     python -m masksegx.training.attr_report --data ../shared/data \\
         --metrics python/masksegx/models/attributes_metrics.json \\
-        [--model python/masksegx/models/attributes.onnx] [--evals out/attr_eval] \\
-        [--card python/masksegx/models/attributes.md] [--ablations docs/attributes_ablations.md]
+        --model python/masksegx/models/attributes.onnx --evals out/attr_eval \\
+        --card python/masksegx/models/attributes.md --ablations docs/attributes_ablations.md
 
 Runs ``masksegx eval-attr`` on the validation faces (MTFL lines 10, 20, ...; UTKFace every 10th
 file; with and without synthetic masks; gender-v1 on the same faces), the wearing state on the
 facemask validation crops (landmarks from RetinaFace, as in training), measures single-thread
 latency per variant in onnxruntime (random weights of the same architecture; the time does not
-depend on the values), and writes the markdown. CPU only; reads ``--data``.
+depend on the values), and writes the markdown. CPU only; reads ``--data``. Every path it
+writes is an argument (the command above rewrites the checkout's card and ablation page).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -25,9 +25,7 @@ from typing import Optional
 import numpy as np
 
 from ..cli import main as cli_main
-
-#: The repository root (for the default output paths) when run from a checkout.
-ROOT = Path(__file__).resolve().parents[3]
+from ..eval.tables import markdown_table
 
 RUNS = {
     # name: (format, annotations, images, synthetic)
@@ -61,32 +59,24 @@ def latencies(variants: dict, mirror: bool) -> dict:
     """Median single-thread onnxruntime ms per face for each variant's architecture (with the
     mirror average inside the graph when the run exported it that way)."""
     try:
-        import onnxruntime
-        import torch
+        import onnx  # noqa: F401 - write_onnx needs it: no latencies without the train extra
 
         from .attr_net import AttributeNet, ExportWrapper
+        from .export import onnxruntime_session, write_onnx
     except ImportError:
         return {}
     import tempfile
-    import warnings
 
     out = {}
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
     with tempfile.TemporaryDirectory() as folder:
         for name, entry in variants.items():
             v = entry["variant"]
             net = ExportWrapper(AttributeNet(v["width"], v["head"]), mirror=mirror).eval()
-            path = os.path.join(folder, f"{name}.onnx")
-            x = torch.zeros(1, 3, v["size"], v["size"])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(net, (x,), path, input_names=["input"], output_names=["probs"],
-                                  opset_version=17, dynamo=False)
-            session = onnxruntime.InferenceSession(path, options,
-                                                   providers=["CPUExecutionProvider"])
-            blob = np.random.default_rng(0).uniform(-1, 1, x.shape).astype(np.float32)
+            path = Path(folder) / f"{name}.onnx"
+            shape = (1, 3, v["size"], v["size"])
+            write_onnx(net, shape, path, ["probs"], 17)
+            session = onnxruntime_session(path, threads=1)
+            blob = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
             for _ in range(10):
                 session.run(None, {"input": blob})
             times = []
@@ -104,27 +94,29 @@ def fmt(value, digits=4):
     return f"{value:.{digits}f}"
 
 
+VARIANT_COLUMNS = (
+    "variant", "input", "width", "head", "loss", "x", "clean gender", "masked gender",
+    "wearing (facemask val)", "level MAE (ffhq test)", "level MAE (synthetic)", "MMACs", "ms/face",
+)
+
+
 def variant_rows(metrics: dict, names, lat: dict) -> list:
-    rows = ["| variant | input | width | head | loss | x | clean gender | masked gender | "
-            "wearing (facemask val) | level MAE (ffhq test) | level MAE (synthetic) | MMACs | "
-            "ms/face |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = []
     for name in names:
         if name not in metrics["variants"]:
             continue
         entry = metrics["variants"][name]
         v, m = entry["variant"], entry["metrics"]
-        rows.append(
-            f"| {name} | {v['size']} | {v['width']} | {v['head']} | {v['loss']} | {v['x']} | "
-            f"{fmt(m['val_clean']['gender_acc'])} | {fmt(m['val_masked']['gender_acc'])} | "
-            f"{fmt(m['val_facemask'].get('wearing_acc'))} | "
-            f"{fmt(m['val_ffhq'].get('level_mae'), 3)} | "
-            f"{fmt(m['val_masked'].get('level_mae'), 3)} | {entry['macs'] / 1e6:.1f} | "
-            f"{fmt(lat.get(name), 2)} |"
-        )
-    if len(rows) == 2:
+        rows.append([
+            name, v["size"], v["width"], v["head"], v["loss"], v["x"],
+            fmt(m["val_clean"]["gender_acc"]), fmt(m["val_masked"]["gender_acc"]),
+            fmt(m["val_facemask"].get("wearing_acc")), fmt(m["val_ffhq"].get("level_mae"), 3),
+            fmt(m["val_masked"].get("level_mae"), 3), f"{entry['macs'] / 1e6:.1f}",
+            fmt(lat.get(name), 2),
+        ])
+    if not rows:
         return ["(none of these variants was trained in this run)"]
-    return rows
+    return markdown_table(VARIANT_COLUMNS, rows).split("\n")
 
 
 def ablation_markdown(metrics: dict, lat: dict) -> str:
@@ -391,14 +383,14 @@ def pooled(evals: dict, *names) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--metrics", type=Path,
-                        default=ROOT / "python/masksegx/models/attributes_metrics.json")
-    parser.add_argument("--model", type=Path,
-                        default=ROOT / "python/masksegx/models/attributes.onnx")
-    parser.add_argument("--evals", type=Path, default=ROOT / "out/attr_eval")
-    parser.add_argument("--card", type=Path, default=ROOT / "python/masksegx/models/attributes.md")
-    parser.add_argument("--ablations", type=Path, default=ROOT / "docs/attributes_ablations.md")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--metrics", type=Path, required=True,
+                        help="attributes_metrics.json of the training run")
+    parser.add_argument("--model", type=Path, required=True, help="the attributes.onnx to evaluate")
+    parser.add_argument("--evals", type=Path, required=True,
+                        help="folder for the evaluation JSON (read back with --skip-eval)")
+    parser.add_argument("--card", type=Path, required=True, help="model card to write")
+    parser.add_argument("--ablations", type=Path, required=True, help="ablation page to write")
     parser.add_argument("--ablation-metrics", type=Path,
                         help="metrics JSON of the run with all variants, for the ablation "
                         "tables (default: --metrics)")

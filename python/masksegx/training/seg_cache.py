@@ -11,8 +11,8 @@ Everything :mod:`masksegx.training.train_segmentation` needs, packed into a few 
   405 portraits, downscaled 512 -> 256 (area), JPEG quality 90; target = label 2 (face mask),
   area-downscaled to a *soft* 8-bit mask (sub-pixel edges kept); face box = bounding box of the
   face labels 1 and 2.
-- ``seg/real_dev`` minus ``real_dev_val`` (every 4th sorted pair, indices 0, 4, 8..., as in
-  ``tools/paper_tables.py``: never trained on): 69 photos, source bytes unchanged; face box
+- ``seg/real_dev`` minus ``real_dev_val`` (every 4th sorted pair, indices 0, 4, 8...; the
+  splits of :mod:`masksegx.eval.splits`: never trained on): 69 photos, source bytes unchanged; face box
   estimated from the mask (its columns widened by 10 %, from 0.9 mask heights above the mask to
   its bottom).
 
@@ -44,11 +44,10 @@ import numpy as np
 
 from ..eval.datasets import pair_files, read_image, read_mask
 from ..eval.detection import read_mtfl
+from ..eval.splits import FFHQ_VAL, REAL_DEV_VAL
 from ..synthesis import estimate_face_box, load_templates, load_textures
 
 FFHQ_SIDE = 256
-FFHQ_VAL_STEP = 10
-REAL_DEV_VAL_STEP = 4
 FACE_STEP = 4
 FACE_SIDE = 176
 FACE_CONTEXT = 2.0
@@ -102,7 +101,7 @@ def _ffhq(data: Path):
         scale = FFHQ_SIDE / labels.shape[1]
         box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32) * scale
         item = (_encode(small, ".jpg", 90), _encode(np.rint(soft * 255).astype(np.uint8), ".png"), box)
-        (val if index % FFHQ_VAL_STEP == 0 else train).append(item)
+        (val if FFHQ_VAL.keeps(index) else train).append(item)
     return train, val
 
 
@@ -114,7 +113,7 @@ def _real_dev(data: Path):
         mask = read_mask(mask_path, 255)
         png = _encode(mask.astype(np.uint8) * 255, ".png")
         item = (Path(image_path).read_bytes(), png, mask_face_box(mask))
-        (val if index % REAL_DEV_VAL_STEP == 0 else train).append(item)
+        (val if REAL_DEV_VAL.keeps(index) else train).append(item)
     return train, val
 
 
@@ -193,8 +192,8 @@ def build(data: Path, out: Path) -> dict:
         "counts": {"ffhq_train": len(ffhq_train), "real_dev_train": len(real_train), "faces": len(blobs),
                    "templates": len(names), "textures": len(textures), "real_dev_val": len(real_val),
                    "ffhq_val": len(ffhq_val)},
-        "rules": {"ffhq_val": f"sorted ffhq_synthmask/train pairs, index % {FFHQ_VAL_STEP} == 0",
-                  "real_dev_val": f"sorted real_dev pairs, index % {REAL_DEV_VAL_STEP} == 0",
+        "rules": {"ffhq_val": f"sorted ffhq_synthmask/train pairs, index % {FFHQ_VAL.step} == 0",
+                  "real_dev_val": f"sorted real_dev pairs, index % {REAL_DEV_VAL.step} == 0",
                   "faces": f"attr/mtfl_train lines [::{FACE_STEP}]"},
         "bytes": files,
         "total_mib": round(sum(files.values()) / 2**20, 2),

@@ -10,8 +10,8 @@ One command from the shared data to the shipped model and its card (CPU works, s
         --out python/masksegx/models --device cpu --variants w0.5 --batch 64 --time-limit 420
 
 (``--data`` builds the cache when missing and, after the export, runs :mod:`.attr_report`:
-evaluation on the validation faces, ``attributes.md`` in ``--out`` and
-``docs/attributes_ablations.md``). On a GPU machine without the shared data, build the cache
+evaluation on the validation faces into ``--out``/attr_eval, ``attributes.md`` and
+``attributes_ablations.md`` in ``--out``). On a GPU machine without the shared data, build the cache
 here first (:mod:`.attr_cache`) and carry it.
 
 Reads only the cache (:mod:`.attr_cache`). Several variants train side by side on the *same*
@@ -60,7 +60,6 @@ import json
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -77,6 +76,7 @@ from ..synthesis import (
 )
 from .attr_cache import read_cache
 from .attr_net import AttributeNet, ExportWrapper, count_macs, mirrored_probs
+from .export import max_abs_difference, onnxruntime_session, write_onnx
 
 MEAN, SCALE = 127.5, 1.0 / 128.0
 SIGMA = 1.0
@@ -417,18 +417,11 @@ def selection_score(metrics: dict) -> float:
 
 def export_onnx(net: AttributeNet, variant: Variant, thresholds, path: Path, info: dict) -> dict:
     import onnx
-    import onnxruntime
 
     wrapper = ExportWrapper(net).cpu().eval()
     size = variant.size
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper, (torch.zeros(1, 3, size, size),), str(path), input_names=["input"],
-            output_names=["probs"], opset_version=OPSET, dynamo=False,
-            dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}},
-        )
-    model = onnx.load(str(path))
+    model = write_onnx(wrapper, (1, 3, size, size), path, ["probs"], OPSET,
+                       {"input": {0: "batch"}, "probs": {0: "batch"}})
     settings = {
         "crop_size": info["crop_size"], "input_size": size, "padding": info["padding"],
         "mean": MEAN, "scale": SCALE, "channels": "bgr",
@@ -440,12 +433,8 @@ def export_onnx(net: AttributeNet, variant: Variant, thresholds, path: Path, inf
     entry.key, entry.value = METADATA_KEY, json.dumps(settings)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    with torch.no_grad():
-        expected = wrapper(x).numpy()
-    got = session.run(None, {"input": x.numpy()})[0]
-    diff = float(np.abs(expected - got).max())
+    diff = max_abs_difference(wrapper, onnxruntime_session(path), [x], ["probs"])
     ops = sorted({node.op_type for node in model.graph.node})
     log(f"exported {path} ({path.stat().st_size} bytes); onnxruntime vs torch {diff:.2e}")
     return {"max_abs_diff": diff, "bytes": path.stat().st_size, "ops": ops,
@@ -501,7 +490,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--data", type=Path,
                         help="../shared/data: build the cache first when --cache has none, and "
                         "after the export evaluate the model and write its card attributes.md "
-                        "into --out (masksegx.training.attr_report); the one-command CPU path")
+                        "and attributes_ablations.md into --out (masksegx.training.attr_report); "
+                        "the one-command CPU path")
     args = parser.parse_args(argv)
     if args.data is not None and not (args.cache / "info.json").is_file():
         from .attr_cache import main as build_cache
@@ -640,7 +630,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         return report(["--data", str(args.data), "--metrics",
                        str(args.out / "attributes_metrics.json"), "--model",
-                       str(args.out / "attributes.onnx"), "--card", str(args.out / "attributes.md")])
+                       str(args.out / "attributes.onnx"), "--card", str(args.out / "attributes.md"),
+                       "--ablations", str(args.out / "attributes_ablations.md"),
+                       "--evals", str(args.out / "attr_eval")])
     return 0
 
 

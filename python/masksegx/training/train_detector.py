@@ -27,7 +27,6 @@ import hashlib
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -40,6 +39,7 @@ from torch import nn
 from ..eval.datasets import read_image
 from . import samples as sampling
 from .cascade import Cascade, OnnxNet, normalise
+from .export import max_abs_difference, onnxruntime_session, write_onnx
 from .nets import (
     INPUT_SIZE, LANDMARK_STAGE, OUTPUT_NAMES, STAGES, build, count_parameters_and_macs,
 )
@@ -188,42 +188,22 @@ def train(net: nn.Module, train_set, val_set, stage: str, weights, epochs: int, 
 def export_onnx(net: nn.Module, stage: str, path: Path) -> dict:
     """Export with the TorchScript exporter (opset 13, dynamic batch; P-net dynamic H/W), check
     the op set and compare with onnxruntime; returns {"ops", "max_abs_diff", "bytes"}."""
-    import onnx
-    import onnxruntime
-
     net = net.cpu().eval()
     side = INPUT_SIZE[stage]
     dynamic = {0: "batch", 2: "height", 3: "width"} if stage == "pnet" else {0: "batch"}
     output_axes = {0: "batch", 2: "h", 3: "w"} if stage == "pnet" else {0: "batch"}
     names = OUTPUT_NAMES[stage]
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated, but it gives the plain graph our executor
-        # reads (and that the reference mtcnn_*.onnx files were made with).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            net, (torch.zeros(1, 3, side, side),), str(path), input_names=["input"],
-            output_names=list(names), opset_version=OPSET, dynamo=False,
-            dynamic_axes={"input": dynamic, **{name: output_axes for name in names}},
-        )
-    model = onnx.load(str(path))
-    onnx.checker.check_model(model)
+    model = write_onnx(net, (1, 3, side, side), path, names, OPSET,
+                       {"input": dynamic, **{name: output_axes for name in names}},
+                       quiet=DeprecationWarning)
     ops = sorted({node.op_type for node in model.graph.node})
     if not set(ops) <= ALLOWED_OPS:
         extra = sorted(set(ops) - ALLOWED_OPS)
         raise RuntimeError(f"{path.name}: ops {extra} outside the executor's {ALLOWED_OPS}")
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     shapes = [(2, 3, side, side), (1, 3, 37, 50)] if stage == "pnet" else [(3, 3, side, side)]
     generator = torch.Generator().manual_seed(0)
-    max_diff = 0.0
-    for shape in shapes:
-        x = torch.rand(shape, generator=generator) * 2 - 1
-        with torch.no_grad():
-            expected = [t.numpy() for t in net(x)]
-        got = session.run(list(names), {"input": x.numpy()})
-        for e, g in zip(expected, got):
-            if e.shape != g.shape:
-                raise RuntimeError(f"{path.name}: onnxruntime shape {g.shape} != torch {e.shape}")
-            max_diff = max(max_diff, float(np.abs(e - g).max()))
+    inputs = [torch.rand(shape, generator=generator) * 2 - 1 for shape in shapes]
+    max_diff = max_abs_difference(net, onnxruntime_session(path), inputs, names)
     log(f"exported {path} ({path.stat().st_size} bytes, ops {ops}); "
         f"onnxruntime vs torch max abs diff {max_diff:.2e}")
     return {"ops": ops, "max_abs_diff": max_diff, "bytes": path.stat().st_size}
@@ -522,7 +502,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m masksegx.training.train_detector",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, default=Path("python/masksegx/models"))
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder for ds_mtcnn_*.onnx and the model card")
     parser.add_argument("--stage", choices=STAGES + ("all", "counts", "check"), default="all",
                         help="'counts' prints parameter/MAC counts vs the standard layout; "
                              "'check' runs the cascade check on the exported files")

@@ -257,9 +257,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m masksegx.training.train_landmarks",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--models", type=Path, default=Path("python/masksegx/models"),
+    parser.add_argument("--models", type=Path, required=True,
                         help="folder with the P- and R-net that make the cascade crops")
-    parser.add_argument("--out", type=Path, default=Path("python/masksegx/models"))
+    parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cache", type=Path, default=Path("build/lnet"))
     parser.add_argument("--samples-scale", type=float, default=1.0)
     parser.add_argument("--epochs", type=int, default=10)

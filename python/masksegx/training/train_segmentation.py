@@ -35,7 +35,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import cv2
@@ -45,6 +44,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..eval.metrics import SegmentationScores
+from .export import max_abs_difference, onnxruntime_session, write_onnx
 from .seg_augment import SegmentationCache, make_sample
 from .seg_nets import ARCHS, INPUT_SIZE, build, count_parameters_and_macs
 
@@ -121,27 +121,12 @@ def evaluate(net: torch.nn.Module, items, size: int, device: str) -> dict:
 
 
 def export_onnx(net: torch.nn.Module, path: Path, size: int) -> dict:
-    import onnx
-    import onnxruntime
-
     net = copy.deepcopy(net).cpu().float().eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net, (torch.zeros(1, 3, size, size),), str(path), input_names=["input"],
-            output_names=["prob"], opset_version=OPSET, dynamo=False,
-            dynamic_axes={"input": {0: "batch"}, "prob": {0: "batch"}},
-        )
-    model = onnx.load(str(path))
-    onnx.checker.check_model(model)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = write_onnx(net, (1, 3, size, size), path, ["prob"], OPSET,
+                       {"input": {0: "batch"}, "prob": {0: "batch"}})
+    session = onnxruntime_session(path, threads=1)
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)) * 255
-    with torch.no_grad():
-        expected = net(x).numpy()
-    got = session.run(["prob"], {"input": x.numpy()})[0]
+    max_diff = max_abs_difference(net, session, [x], ["prob"])
     one = x[:1].numpy()
     for _ in range(5):
         session.run(["prob"], {"input": one})
@@ -150,7 +135,7 @@ def export_onnx(net: torch.nn.Module, path: Path, size: int) -> dict:
         start = time.perf_counter()
         session.run(["prob"], {"input": one})
         times.append(time.perf_counter() - start)
-    return {"bytes": path.stat().st_size, "max_abs_diff": float(np.abs(expected - got).max()),
+    return {"bytes": path.stat().st_size, "max_abs_diff": max_diff,
             "ops": sorted({n.op_type for n in model.graph.node}),
             "ort_ms_single_thread": round(1000 * float(np.median(times)), 3)}
 

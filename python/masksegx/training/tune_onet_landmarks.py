@@ -239,11 +239,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m masksegx.training.tune_onet_landmarks",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--models", type=Path, default=Path("python/masksegx/models"),
+    parser.add_argument("--models", type=Path, required=True,
                         help="folder with the starting ds_mtcnn_{pnet,rnet,onet}.onnx")
     parser.add_argument("--start", type=Path, default=None,
                         help="starting O-net .onnx (default: --models/ds_mtcnn_onet.onnx)")
-    parser.add_argument("--out", type=Path, default=Path("python/masksegx/models"))
+    parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cache", type=Path, default=Path("build/onet_landmarks"))
     parser.add_argument("--mode", choices=("head", "finetune"), default="finetune")
     parser.add_argument("--samples-scale", type=float, default=1.0)

@@ -1,7 +1,7 @@
 """Memory soak: call one FaceMaskSegmenter many times and check that resident memory stays flat.
 
-    python tools/soak.py                       # 10,000 calls, the figures in the README
-    python tools/soak.py --calls 500 --warmup 100 --every 50    # the CI version (tools/ci-soak)
+    python .ci/soak.py                       # 10,000 calls, the figures in the README
+    python .ci/soak.py --calls 500 --warmup 100 --every 50    # the CI version (.ci/ci-soak)
 
 Cycles through the bundled photos and their mirror images, encodes every face's mask as COCO
 RLE (what ``masksegx segment`` writes), and reads the resident set size (``VmRSS`` in

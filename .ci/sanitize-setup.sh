@@ -1,4 +1,4 @@
-# Sourced by tools/ci-sanitize and tools/ci-fuzz (from the repository root): builds
+# Sourced by .ci/ci-sanitize and .ci/ci-fuzz (from the repository root): builds
 # masksegx._core with AddressSanitizer + UndefinedBehaviorSanitizer (-DMASKSEGX_SANITIZE=ON)
 # into build/sanitize, stages a package that uses it in build/sanitize/python, and exports
 # the environment that runs Python against it. The developer build (build/dev,

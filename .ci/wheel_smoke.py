@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Smoke test of an installed masksegx wheel (cibuildwheel's test-command, tools/arm64-check).
+"""Smoke test of an installed masksegx wheel (cibuildwheel's test-command, .ci/arm64-check).
 
 Runs the whole pipeline on a bundled example photo and checks that the kernels use the SIMD
 path this CPU offers: NEON on aarch64 (part of its baseline), AVX2 or AVX-512 on x86-64 CPUs
