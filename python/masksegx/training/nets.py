@@ -26,7 +26,7 @@ O-net ``reg`` [N,4], ``landmarks`` [N,10] (x1..x5, y1..y5 as fractions of the bo
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -136,7 +136,7 @@ class RNet(nn.Module):
         return self.prob_head(features), self.reg_head(features)
 
 
-def trunk48(stem: list, third: int, separable: bool) -> nn.Sequential:
+def trunk48(stem: list[nn.Module], third: int, separable: bool) -> nn.Sequential:
     """The O-net's trunk on 48x48 crops after ``stem`` (which leaves 32 channels at 23x23):
     3x3 block 32 -> 64, 3x3 pool, 3x3 block 64 -> ``third``, 2x2 pool, 2x2 conv to 128,
     FC 1152 -> 256 (layer indices, hence weight names, as in the standard layout)."""
@@ -226,7 +226,9 @@ def count_parameters_and_macs(net: nn.Module, input_shape: Sequence[int]) -> tup
     softmax are left out (they are not multiply-adds)."""
     counts = {"parameters": 0, "macs": 0}
 
-    def record(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+    def record(
+        module: nn.Conv2d | nn.Linear, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+    ) -> None:
         weights = module.weight.numel()
         counts["parameters"] += weights + (module.bias.numel() if module.bias is not None else 0)
         # Each weight is used once per output pixel of its own output channel.
