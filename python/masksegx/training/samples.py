@@ -385,8 +385,8 @@ def _load_rgb(
         template = templates[int(rng.integers(len(templates)))]
         color: tuple[float, float, float] | None = None
         if rng.random() < 0.5:
-            red, green, blue = rng.uniform(0, 255, 3)
-            color = (red, green, blue)
+            blue, green, red = rng.uniform(0, 255, 3)
+            color = (blue, green, red)
         for points in face_image.landmarks:
             try:
                 bgr, _ = apply_mask(bgr, points, template, color=color,
