@@ -27,11 +27,14 @@ O-net ``reg`` [N,4], ``landmarks`` [N,10] (x1..x5, y1..y5 as fractions of the bo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, Union, overload
 
 import torch
 from torch import nn
 
-STAGES = ("pnet", "rnet", "onet")
+#: The detector's stages, in cascade order.
+DetectorStage = Literal["pnet", "rnet", "onet"]
+STAGES: tuple[DetectorStage, ...] = ("pnet", "rnet", "onet")
 #: The landmark net: run on the O-net's crops of the faces it keeps (:class:`LNet`).
 LANDMARK_STAGE = "lnet"
 #: Input side of each stage (P-net: the training crop; it is fully convolutional).
@@ -201,6 +204,22 @@ class LNet(nn.Module):
 
 
 NETS = {"pnet": PNet, "rnet": RNet, "onet": ONet, LANDMARK_STAGE: LNet}
+#: A detector stage's net (what training calls ``logits`` on).
+DetectorNet = Union[PNet, RNet, ONet]
+
+
+@overload
+def build(stage: Literal["pnet"], separable: bool = True) -> PNet: ...
+@overload
+def build(stage: Literal["rnet"], separable: bool = True) -> RNet: ...
+@overload
+def build(stage: Literal["onet"], separable: bool = True) -> ONet: ...
+@overload
+def build(stage: Literal["lnet"], separable: bool = True) -> LNet: ...
+@overload
+def build(stage: DetectorStage, separable: bool = True) -> DetectorNet: ...
+@overload
+def build(stage: str, separable: bool = True) -> nn.Module: ...
 
 
 def build(stage: str, separable: bool = True) -> nn.Module:

@@ -608,8 +608,7 @@ def main(argv: list[str] | None = None) -> int:
             terms = losses(log_joint.float(), gender, level, set_mask)
             loss = total_loss(terms, variant)
             optim.zero_grad(set_to_none=True)
-            # torch leaves Tensor.backward unannotated.
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
             optim.step()
             update_ema(emas[variant.name], net, min(EMA_DECAY, (1 + step) / (10 + step)))
             # Running mean kept on the device (no synchronisation per step).
