@@ -24,6 +24,8 @@ widths 16/32/64/128, 2x2 max pooling, bilinear x2 + concatenation in the decoder
 
 from __future__ import annotations
 
+from typing import Union
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -152,7 +154,11 @@ class UNet(nn.Module):
         return logits
 
 
-def build(arch: str) -> nn.Module:
+#: A segmentation net: both map a BGR batch to ``logits`` (and ``forward`` to probabilities).
+SegmentationNet = Union[MaskNet, UNet]
+
+
+def build(arch: str) -> SegmentationNet:
     if arch == "masknet":
         return MaskNet()
     if arch == "unet":
