@@ -43,11 +43,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TypedDict, TypeVar
 
 import cv2
 import numpy as np
@@ -75,24 +74,53 @@ MATCH_IOU = 0.3
 SOURCES = ("mtfl", "utk", "ffhq", "real_dev", "facemask")
 RETINAFACE = "models/retinaface_mnet025_512.onnx"
 
+_Item = TypeVar("_Item")
+
+
+class CropRow(TypedDict):
+    """The labels of one crop (a row of ``meta.npz``; see the module docstring)."""
+
+    source: str
+    name: str
+    split: int
+    gender: int
+    level: int
+    wearing: int
+    synth: bool
+    landmarks: np.ndarray
+
+
+class CacheInfo(TypedDict):
+    """``info.json``: settings, counts and per-source statistics of a cache."""
+
+    crop_size: int
+    padding: float
+    tile: int
+    mosaic_columns: int
+    mosaic_tiles: int
+    jpeg_quality: int
+    count: int
+    stats: dict[str, dict[str, int]]
+    command: str
+
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 class Builder:
-    def __init__(self, data: Path, limit: Optional[int], crop_size: int = CROP_SIZE,
+    def __init__(self, data: Path, limit: int | None, crop_size: int = CROP_SIZE,
                  quality: int = JPEG_QUALITY) -> None:
         self.data = data
         self.crop_size, self.quality = crop_size, quality
         self.limit = limit
         self.detector = RetinaFaceDetector(data / RETINAFACE, threads=1)
-        self.rows: list[dict] = []
+        self.rows: list[CropRow] = []
         self.crops: list[np.ndarray] = []
-        self.stats: dict = {}
+        self.stats: dict[str, dict[str, int]] = {}
 
-    def add(self, image, landmarks, source, name, split, gender=-1, level=-1, wearing=-1,
-            synth=False) -> None:
+    def add(self, image: np.ndarray, landmarks: np.ndarray, source: str, name: str, split: int,
+            gender: int = -1, level: int = -1, wearing: int = -1, synth: bool = False) -> None:
         crop, matrix = align_face(image, landmarks, self.crop_size, PADDING)
         self.crops.append(crop)
         self.rows.append({
@@ -101,12 +129,15 @@ class Builder:
             "landmarks": transform_points(np.asarray(landmarks, np.float64), matrix),
         })
 
-    def best_face(self, image: np.ndarray, box: Optional[np.ndarray] = None):
+    def best_face(
+        self, image: np.ndarray, box: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """(landmarks, box) of the RetinaFace detection: the best-scoring one, or the one
         overlapping ``box`` most (IoU >= MATCH_IOU); None if there is none."""
         boxes, scores, points = self.detector(image)
         if len(scores) == 0:
             return None
+        assert points is not None  # RetinaFace always returns landmarks
         if box is None:
             i = int(np.argmax(scores))
         else:
@@ -116,7 +147,7 @@ class Builder:
                 return None
         return points[i].astype(np.float64), boxes[i].astype(np.float64)
 
-    def _take(self, items):
+    def _take(self, items: list[_Item]) -> list[_Item]:
         return items if self.limit is None else items[: self.limit]
 
     def mtfl(self) -> None:
@@ -206,7 +237,7 @@ class Builder:
                 counts["faces"] += 1
         self.stats["facemask"] = counts
 
-    def write(self, out: Path, command: str) -> dict:
+    def write(self, out: Path, command: str) -> CacheInfo:
         out.mkdir(parents=True, exist_ok=True)
         for old in out.glob("crops_*.jpg"):
             old.unlink()
@@ -221,20 +252,19 @@ class Builder:
                 mosaic[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = crop
             ok, data = cv2.imencode(".jpg", mosaic, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             (out / f"crops_{start // MOSAIC_TILES:03d}.jpg").write_bytes(data.tobytes())
-        columns = {key: [row[key] for row in self.rows] for key in self.rows[0]}
         np.savez_compressed(
             out / "meta.npz",
-            source=np.array(columns["source"]),
-            name=np.array(columns["name"]),
-            split=np.array(columns["split"], np.int8),
-            gender=np.array(columns["gender"], np.int8),
-            level=np.array(columns["level"], np.int8),
-            wearing=np.array(columns["wearing"], np.int8),
-            synth=np.array(columns["synth"], bool),
-            landmarks=np.array(columns["landmarks"], np.float32),
+            source=np.array([row["source"] for row in self.rows]),
+            name=np.array([row["name"] for row in self.rows]),
+            split=np.array([row["split"] for row in self.rows], np.int8),
+            gender=np.array([row["gender"] for row in self.rows], np.int8),
+            level=np.array([row["level"] for row in self.rows], np.int8),
+            wearing=np.array([row["wearing"] for row in self.rows], np.int8),
+            synth=np.array([row["synth"] for row in self.rows], bool),
+            landmarks=np.array([row["landmarks"] for row in self.rows], np.float32),
         )
         write_templates(self.data / "masktemplates", out / "templates")
-        info = {
+        info: CacheInfo = {
             "crop_size": self.crop_size, "padding": PADDING, "tile": tile,
             "mosaic_columns": MOSAIC_COLUMNS, "mosaic_tiles": MOSAIC_TILES,
             "jpeg_quality": self.quality, "count": len(crops), "stats": self.stats,
@@ -244,7 +274,7 @@ class Builder:
         return info
 
 
-def parse_utk_name(name: str) -> Optional[tuple[int, int]]:
+def parse_utk_name(name: str) -> tuple[int, int] | None:
     """(age, gender 0 female / 1 male) of a UTKFace file name, None without a gender field."""
     fields = name.split("_")
     if len(fields) < 4 or fields[1] not in ("0", "1"):
@@ -252,7 +282,7 @@ def parse_utk_name(name: str) -> Optional[tuple[int, int]]:
     return int(fields[0]), 1 - int(fields[1])  # UTK: 0 male, 1 female
 
 
-def facemask_landmarks(builder: "Builder", image: np.ndarray, box: np.ndarray):
+def facemask_landmarks(builder: Builder, image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
     """RetinaFace landmarks of the annotated face ``box``, see
     :func:`masksegx.eval.attributes.neighbourhood_landmarks` (IoU >= MATCH_IOU)."""
     return neighbourhood_landmarks(builder.detector, image, box, MATCH_IOU)
@@ -286,14 +316,14 @@ def write_templates(source: Path, target: Path) -> None:
         cv2.imwrite(str(folder / f"{name}.jpg"), small, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def read_cache(folder: Path) -> tuple[np.ndarray, dict, dict]:
+def read_cache(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray], CacheInfo]:
     """(crops uint8 [N, S, S, 3] BGR, meta arrays, info) of a cache folder."""
     folder = Path(folder)
     info_file = folder / "info.json"
     if not info_file.is_file():
         raise DatasetError(f"no attribute cache in {str(folder)!r} (build it with attr_cache)")
-    info = json.loads(info_file.read_text())
-    meta = dict(np.load(folder / "meta.npz"))
+    info: CacheInfo = json.loads(info_file.read_text())
+    meta: dict[str, np.ndarray] = dict(np.load(folder / "meta.npz"))
     tile, columns, count = info["tile"], info["mosaic_columns"], info["count"]
     crops = np.empty((count, tile, tile, 3), np.uint8)
     for m, start in enumerate(range(0, count, info["mosaic_tiles"])):
@@ -304,7 +334,7 @@ def read_cache(folder: Path) -> tuple[np.ndarray, dict, dict]:
     return crops, meta, info
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path(".data/attr"))

@@ -14,16 +14,18 @@ Heads: ``joint`` = one 1x1x22 layer + softmax over {female, male} x {level 0..10
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 N_LEVELS = 11
-VGG11_TRIMMED = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, "M")
+VGG11_TRIMMED: tuple[int | Literal["M"], ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, "M")
 HEADS = ("joint", "separate")
 
 
-def channels(width: float) -> list:
+def channels(width: float) -> list[int | Literal["M"]]:
     return [v if v == "M" else max(8, int(round(v * width))) for v in VGG11_TRIMMED]
 
 
@@ -33,7 +35,7 @@ class AttributeNet(nn.Module):
         if head not in HEADS:
             raise ValueError(f"head: expected one of {HEADS}, got {head!r}")
         self.head_kind = head
-        layers: list = []
+        layers: list[nn.Module] = []
         cin = 3
         for v in channels(width):
             if v == "M":

@@ -19,13 +19,18 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import numpy as np
 
 from ..cli import main as cli_main
 from ..eval.tables import markdown_table
+
+#: A parsed JSON object: the training run's metrics (written by :mod:`.train_attributes`) or
+#: an ``eval-attr`` result. Its shape is the writer's; nothing here checks it.
+Json = dict[str, Any]
 
 RUNS = {
     # name: (format, annotations, images, synthetic)
@@ -36,12 +41,12 @@ RUNS = {
 }
 
 
-def run_evals(data: Path, model: Path, out: Path) -> dict:
+def run_evals(data: Path, model: Path, out: Path) -> dict[str, Json]:
     out.mkdir(parents=True, exist_ok=True)
     results = {}
-    for name, (fmt, annotations, images, synthetic) in RUNS.items():
+    for name, (fmt, annotation_file, images, synthetic) in RUNS.items():
         target = out / f"{name}.json"
-        argv = ["eval-attr", "--annotations", str(data / annotations), "--images",
+        argv = ["eval-attr", "--annotations", str(data / annotation_file), "--images",
                 str(data / images), "--format", fmt, "--split", "val", "--model", str(model),
                 "--reference", str(data / "models/gender-v1.onnx"), "--json", str(target)]
         if synthetic:
@@ -55,7 +60,7 @@ def run_evals(data: Path, model: Path, out: Path) -> dict:
     return results
 
 
-def latencies(variants: dict, mirror: bool) -> dict:
+def latencies(variants: dict[str, Json], mirror: bool) -> dict[str, float]:
     """Median single-thread onnxruntime ms per face for each variant's architecture (with the
     mirror average inside the graph when the run exported it that way)."""
     try:
@@ -88,7 +93,7 @@ def latencies(variants: dict, mirror: bool) -> dict:
     return out
 
 
-def fmt(value, digits=4):
+def fmt(value: float | None, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.{digits}f}"
@@ -100,8 +105,8 @@ VARIANT_COLUMNS = (
 )
 
 
-def variant_rows(metrics: dict, names, lat: dict) -> list:
-    rows = []
+def variant_rows(metrics: Json, names: Iterable[str], lat: dict[str, float]) -> list[str]:
+    rows: list[list[object]] = []
     for name in names:
         if name not in metrics["variants"]:
             continue
@@ -119,12 +124,12 @@ def variant_rows(metrics: dict, names, lat: dict) -> list:
     return markdown_table(VARIANT_COLUMNS, rows).split("\n")
 
 
-def ablation_markdown(metrics: dict, lat: dict) -> str:
+def ablation_markdown(metrics: Json, lat: dict[str, float]) -> str:
     lines = [
         "# Attribute network ablations",
         "",
-        "Written by `python -m masksegx.training.attr_report` from the training run's `attributes_metrics.json`. "
-        "All variants trained side by side on the same batches for the same time "
+        "Written by `python -m masksegx.training.attr_report` from the training run's "
+        "`attributes_metrics.json`. All variants trained side by side on the same batches for the same time "
         f"({metrics['training']['seconds']} s, {metrics['training']['steps']} steps, "
         f"{metrics['training']['samples']} samples, device {metrics['training']['device']}"
         f"{', ' + metrics['training']['gpu'] if metrics['training'].get('gpu') else ''}). "
@@ -164,7 +169,7 @@ def ablation_markdown(metrics: dict, lat: dict) -> str:
     return "\n".join(lines)
 
 
-def x_choice(metrics: dict, ablation: dict) -> str:
+def x_choice(metrics: Json, ablation: Json) -> str:
     chosen_x = metrics["variants"][metrics["chosen"]]["variant"]["x"]
     for source, label in ((metrics, "this run"), (ablation, "the all-variant run")):
         names = [n for n in ("x0.5", "x1", "x2") if n in source["variants"]]
@@ -178,8 +183,8 @@ def x_choice(metrics: dict, ablation: dict) -> str:
     return f"**x = {chosen_x}** (no run compared x alternatives)."
 
 
-def card_markdown(metrics: dict, evals: dict, lat: dict, model: Path, command: str,
-                  ablation: Optional[dict] = None) -> str:
+def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], model: Path,
+                  command: str, ablation: Json | None = None) -> str:
     ablation = metrics if ablation is None else ablation
     chosen = metrics["variants"][metrics["chosen"]]
     v = chosen["variant"]
@@ -188,7 +193,7 @@ def card_markdown(metrics: dict, evals: dict, lat: dict, model: Path, command: s
     stats = metrics["cache"]["stats"]
     wearing = evals["mtfl_val"].get("wearing", {})
 
-    def gender_row(name, label):
+    def gender_row(name: str, label: str) -> str:
         e = evals[name]
         r = e.get("reference", {})
         return (f"| {label} | {e['n_images']} | {fmt(e['gender_acc'])} | "
@@ -357,7 +362,7 @@ def card_markdown(metrics: dict, evals: dict, lat: dict, model: Path, command: s
     return "\n".join(lines)
 
 
-def size_reason(metrics: dict, lat: dict) -> str:
+def size_reason(metrics: Json, lat: dict[str, float]) -> str:
     variants, chosen = metrics["variants"], metrics["chosen"]
     best = max(variants, key=lambda n: variants[n]["score"])
     if best == chosen:
@@ -369,19 +374,21 @@ def size_reason(metrics: dict, lat: dict) -> str:
             f"`{chosen}` ships.")
 
 
-def pooled_reference(evals: dict, *names) -> float:
+def pooled_reference(evals: dict[str, Json], *names: str) -> float:
     if not all("reference" in evals[n] for n in names):
         return math.nan
     total = sum(evals[n]["n_images"] for n in names)
-    return sum(evals[n]["reference"]["gender_acc"] * evals[n]["n_images"] for n in names) / total
+    accuracy: float = sum(evals[n]["reference"]["gender_acc"] * evals[n]["n_images"] for n in names) / total
+    return accuracy
 
 
-def pooled(evals: dict, *names) -> float:
+def pooled(evals: dict[str, Json], *names: str) -> float:
     total = sum(evals[n]["n_images"] for n in names)
-    return sum(evals[n]["gender_acc"] * evals[n]["n_images"] for n in names) / total
+    accuracy: float = sum(evals[n]["gender_acc"] * evals[n]["n_images"] for n in names) / total
+    return accuracy
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--metrics", type=Path, required=True,

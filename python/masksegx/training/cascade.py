@@ -9,12 +9,14 @@ facenet-pytorch's MTCNN: pyramid factor 0.709 from ``12 / min_face``, P-net cell
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+from collections.abc import Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 import torch
-from torch import nn
 
 from .samples import crop_square
 
@@ -24,6 +26,18 @@ PNET_STRIDE, PNET_CELL = 2, 12
 #: fire on thousands of windows, and mining needs a sample of its mistakes, not all of them.
 MAX_PROPOSALS = 400
 
+#: Boxes ``[M, 4]`` as ``x1, y1, x2, y2`` (inclusive pixels).
+Boxes = npt.NDArray[np.float64]
+
+
+class StageNet(Protocol):
+    """A cascade stage: a PyTorch net (``nn.Module``) or an :class:`OnnxNet`; called on a
+    normalised NCHW batch, it returns the stage's outputs, ``prob`` last."""
+
+    def eval(self) -> StageNet: ...
+
+    def __call__(self, x: torch.Tensor) -> Sequence[torch.Tensor]: ...
+
 
 def normalise(images_rgb: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W, 3] RGB -> float NCHW, ``(x - 127.5) / 128``."""
@@ -31,7 +45,7 @@ def normalise(images_rgb: np.ndarray) -> torch.Tensor:
     return (tensor - 127.5) / 128.0
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+def nms(boxes: Boxes, scores: npt.NDArray[np.floating], threshold: float) -> npt.NDArray[np.int64]:
     """Indices kept by greedy IoU non-maximum suppression (inclusive pixel boxes)."""
     order = np.argsort(-scores)
     areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
@@ -48,23 +62,24 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
-def regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def regress(boxes: Boxes, offsets: npt.NDArray[np.float32]) -> Boxes:
     sides = np.stack([boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1], axis=1)
     return boxes + offsets * np.tile(sides, 2)
 
 
-def square(boxes: np.ndarray) -> np.ndarray:
+def square(boxes: Boxes) -> Boxes:
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])[:, None] / 2
     return np.concatenate([centres - half, centres + half], axis=1)
 
 
 @torch.no_grad()
-def propose(pnet: nn.Module, image: np.ndarray, min_face: int, threshold: float) -> np.ndarray:
+def propose(pnet: StageNet, image: np.ndarray, min_face: int, threshold: float) -> Boxes:
     """P-net stage: squared candidate boxes [M, 4] (scores dropped)."""
     height, width = image.shape[:2]
     scale = PNET_CELL / min_face
-    candidates, scores = [], []
+    candidates: list[Boxes] = []
+    scores: list[npt.NDArray[np.float32]] = []
     while min(height, width) * scale >= PNET_CELL:
         size = (int(width * scale + 1), int(height * scale + 1))
         resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -85,14 +100,14 @@ def propose(pnet: nn.Module, image: np.ndarray, min_face: int, threshold: float)
         scale *= PYRAMID_FACTOR
     if not candidates:
         return np.zeros((0, 4))
-    boxes, scores = np.concatenate(candidates), np.concatenate(scores)
-    keep = nms(boxes, scores, 0.7)[:MAX_PROPOSALS]
+    boxes, all_scores = np.concatenate(candidates), np.concatenate(scores)
+    keep = nms(boxes, all_scores, 0.7)[:MAX_PROPOSALS]
     return square(boxes[keep])
 
 
 @torch.no_grad()
-def refine(net: nn.Module, image: np.ndarray, boxes: np.ndarray, size: int,
-           threshold: float, batch: int = 512, squared: bool = True) -> np.ndarray:
+def refine(net: StageNet, image: np.ndarray, boxes: Boxes, size: int,
+           threshold: float, batch: int = 512, squared: bool = True) -> Boxes:
     """R- (or O-) net stage on square ``boxes``: kept and regressed boxes, squared for the
     next stage unless ``squared`` is False (the final output)."""
     if len(boxes) == 0:
@@ -101,14 +116,15 @@ def refine(net: nn.Module, image: np.ndarray, boxes: np.ndarray, size: int,
     crops = np.stack([
         crop_square(image, int(b[0]), int(b[1]), int(b[2] - b[0] + 1), size) for b in boxes
     ])
-    regs, probs = [], []
+    regs: list[npt.NDArray[np.float32]] = []
+    probs: list[npt.NDArray[np.float32]] = []
     for start in range(0, len(crops), batch):
         outputs = net(normalise(crops[start : start + batch]))
         regs.append(outputs[0].numpy())
         probs.append(outputs[-1][:, 1].numpy())
     reg, prob = np.concatenate(regs), np.concatenate(probs)
-    keep = prob > threshold
-    boxes, reg, prob = boxes[keep], reg[keep], prob[keep]
+    confident = prob > threshold
+    boxes, reg, prob = boxes[confident], reg[confident], prob[confident]
     keep = nms(boxes, prob, 0.7)
     boxes = regress(boxes[keep], reg[keep])
     return square(boxes) if squared else boxes
@@ -117,13 +133,13 @@ def refine(net: nn.Module, image: np.ndarray, boxes: np.ndarray, size: int,
 class OnnxNet:
     """An exported (or reference) ONNX net behind the PyTorch nets' call interface."""
 
-    def __init__(self, path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         import onnxruntime
 
         self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.names = [output.name for output in self.session.get_outputs()]
 
-    def eval(self) -> "OnnxNet":
+    def eval(self) -> OnnxNet:
         return self
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -134,14 +150,14 @@ class Cascade:
     """Callable ``image_rgb -> boxes [M, 4]``: P-net, then R-net and O-net when given (the
     last stage's boxes are not squared)."""
 
-    def __init__(self, pnet: nn.Module, rnet: Optional[nn.Module] = None,
-                 onet: Optional[nn.Module] = None, *, min_face: int = 20,
+    def __init__(self, pnet: StageNet, rnet: StageNet | None = None,
+                 onet: StageNet | None = None, *, min_face: int = 20,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)) -> None:
         self.pnet = pnet.eval()
         self.refiners = [(net.eval(), size) for net, size in ((rnet, 24), (onet, 48)) if net]
         self.min_face, self.thresholds = min_face, thresholds
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def __call__(self, image: np.ndarray) -> Boxes:
         boxes = propose(self.pnet, image, self.min_face, self.thresholds[0])
         for index, (net, size) in enumerate(self.refiners):
             last = index == len(self.refiners) - 1

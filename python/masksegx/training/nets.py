@@ -26,12 +26,15 @@ O-net ``reg`` [N,4], ``landmarks`` [N,10] (x1..x5, y1..y5 as fractions of the bo
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Literal, Union, overload
 
 import torch
 from torch import nn
 
-STAGES = ("pnet", "rnet", "onet")
+#: The detector's stages, in cascade order.
+DetectorStage = Literal["pnet", "rnet", "onet"]
+STAGES: tuple[DetectorStage, ...] = ("pnet", "rnet", "onet")
 #: The landmark net: run on the O-net's crops of the faces it keeps (:class:`LNet`).
 LANDMARK_STAGE = "lnet"
 #: Input side of each stage (P-net: the training crop; it is fully convolutional).
@@ -136,7 +139,7 @@ class RNet(nn.Module):
         return self.prob_head(features), self.reg_head(features)
 
 
-def trunk48(stem: list, third: int, separable: bool) -> nn.Sequential:
+def trunk48(stem: list[nn.Module], third: int, separable: bool) -> nn.Sequential:
     """The O-net's trunk on 48x48 crops after ``stem`` (which leaves 32 channels at 23x23):
     3x3 block 32 -> 64, 3x3 pool, 3x3 block 64 -> ``third``, 2x2 pool, 2x2 conv to 128,
     FC 1152 -> 256 (layer indices, hence weight names, as in the standard layout)."""
@@ -201,6 +204,22 @@ class LNet(nn.Module):
 
 
 NETS = {"pnet": PNet, "rnet": RNet, "onet": ONet, LANDMARK_STAGE: LNet}
+#: A detector stage's net (what training calls ``logits`` on).
+DetectorNet = Union[PNet, RNet, ONet]
+
+
+@overload
+def build(stage: Literal["pnet"], separable: bool = True) -> PNet: ...
+@overload
+def build(stage: Literal["rnet"], separable: bool = True) -> RNet: ...
+@overload
+def build(stage: Literal["onet"], separable: bool = True) -> ONet: ...
+@overload
+def build(stage: Literal["lnet"], separable: bool = True) -> LNet: ...
+@overload
+def build(stage: DetectorStage, separable: bool = True) -> DetectorNet: ...
+@overload
+def build(stage: str, separable: bool = True) -> nn.Module: ...
 
 
 def build(stage: str, separable: bool = True) -> nn.Module:
@@ -226,7 +245,9 @@ def count_parameters_and_macs(net: nn.Module, input_shape: Sequence[int]) -> tup
     softmax are left out (they are not multiply-adds)."""
     counts = {"parameters": 0, "macs": 0}
 
-    def record(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+    def record(
+        module: nn.Conv2d | nn.Linear, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+    ) -> None:
         weights = module.weight.numel()
         counts["parameters"] += weights + (module.bias.numel() if module.bias is not None else 0)
         # Each weight is used once per output pixel of its own output channel.

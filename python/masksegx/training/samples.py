@@ -31,9 +31,9 @@ Sources (``data`` = the shared data folder):
   the random negatives. Images whose number ends in 1 are the validation split.
 - ``det/cuhk5pt``: box + 5 landmarks, one face per image. Lines with an odd 0-based index are
   held out for validation (they stay unseen for the landmark NME evaluation).
-- ``attr/mtfl_train``: 5 landmarks only (1-based in the list, made 0-based here); the box is :func:`masksegx.synthesis.estimate_face_box`
-  (midline +- 1.15 inter-ocular distances, from 0.85 eye-to-mouth heights above the eyes to 1.55
-  below). All lines are training data.
+- ``attr/mtfl_train``: 5 landmarks only (1-based in the list, made 0-based here); the box is
+  :func:`masksegx.synthesis.estimate_face_box` (midline +- 1.15 inter-ocular distances, from 0.85
+  eye-to-mouth heights above the eyes to 1.55 below). All lines are training data.
 
 cuhk5pt and mtfl faces give positives, parts and landmark samples but no negatives (only the one
 face of each photo is annotated). Half of them (chosen by the seed) wear a synthetic mask
@@ -46,12 +46,14 @@ from __future__ import annotations
 import hashlib
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from ..eval.datasets import read_image
 from ..synthesis import MaskTemplate, apply_mask, estimate_face_box, frontal, load_templates
@@ -68,7 +70,7 @@ MIRRORED_LANDMARKS = [1, 0, 2, 4, 3]
 SHARD_SIZE = 20000
 
 #: A detector for hard-negative mining: RGB uint8 image -> boxes float [M, 4].
-Detector = Callable[[np.ndarray], np.ndarray]
+Detector = Callable[[np.ndarray], npt.NDArray[np.float64]]
 
 
 @dataclass
@@ -79,11 +81,11 @@ class FaceImage:
     negatives."""
 
     path: Path
-    boxes: np.ndarray
-    landmarks: Optional[np.ndarray] = None
+    boxes: npt.NDArray[np.float64]
+    landmarks: npt.NDArray[np.float64] | None = None
     negatives_allowed: bool = True
     #: Class name of each face where the dataset has one (det/facemask: with_mask...).
-    classes: Optional[list[str]] = None
+    classes: list[str] | None = None
 
 
 @dataclass
@@ -91,11 +93,11 @@ class SampleSet:
     """Samples of one stage: images uint8 [N, S, S, 3] RGB, labels int8 [N], offsets float32
     [N, 4], landmarks float32 [N, 10] (zeros where ``has_landmarks`` is False)."""
 
-    images: np.ndarray
-    labels: np.ndarray
-    offsets: np.ndarray
-    landmarks: np.ndarray
-    has_landmarks: np.ndarray
+    images: npt.NDArray[np.uint8]
+    labels: npt.NDArray[np.int8]
+    offsets: npt.NDArray[np.float32]
+    landmarks: npt.NDArray[np.float32]
+    has_landmarks: npt.NDArray[np.bool_]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -120,7 +122,7 @@ class Quota:
     #: Negatives (and detector positives/parts) taken from an earlier stage's detections.
     mined: int = 0
 
-    def scaled(self, factor: float) -> "Quota":
+    def scaled(self, factor: float) -> Quota:
         return Quota(*(int(round(v * factor)) for v in vars(self).values()))
 
 
@@ -133,22 +135,30 @@ def is_validation_facemask(path: Path) -> bool:
     return path.stem.rstrip("0123456789") != path.stem and path.stem[-1] == "1"
 
 
+def _text(element: ET.Element, path: str) -> str:
+    """The text of ``element``'s required child ``path``."""
+    text = element.findtext(path)
+    if text is None:
+        raise ValueError(f"annotation without <{path}>")
+    return text
+
+
 def read_facemask(data: Path, validation: bool) -> list[FaceImage]:
     folder = Path(data) / "det" / "facemask"
     images = []
     for xml_file in sorted((folder / "annotations").glob("*.xml")):
         root = ET.parse(xml_file).getroot()
-        path = folder / "images" / root.findtext("filename")
+        path = folder / "images" / _text(root, "filename")
         if is_validation_facemask(path) != validation:
             continue
         objects = list(root.iter("object"))
         boxes = [
-            [float(obj.findtext(f"bndbox/{key}")) for key in ("xmin", "ymin", "xmax", "ymax")]
+            [float(_text(obj, f"bndbox/{key}")) for key in ("xmin", "ymin", "xmax", "ymax")]
             for obj in objects
         ]
         images.append(FaceImage(
             path, np.array(boxes, dtype=np.float64).reshape(-1, 4),
-            classes=[obj.findtext("name") for obj in objects],
+            classes=[obj.findtext("name", "") for obj in objects],
         ))
     return images
 
@@ -157,7 +167,7 @@ def read_cuhk(data: Path, validation: bool) -> list[FaceImage]:
     folder = Path(data) / "det" / "cuhk5pt"
     images = []
     lines = (folder / "annotations.txt").read_text().split("\n")
-    for index, line in enumerate(l for l in lines if l.strip()):
+    for index, line in enumerate(text for text in lines if text.strip()):
         if (index % 2 == 1) != validation:
             continue
         fields = line.split()
@@ -202,7 +212,7 @@ def sources(data: Path, validation: bool) -> tuple[list[FaceImage], list[FaceIma
 # Geometry
 
 
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def iou(box: npt.NDArray[np.float64], boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """IoU of one inclusive box [4] with each of ``boxes`` [K, 4] (pixel counts, +1 sides)."""
     if len(boxes) == 0:
         return np.zeros(0)
@@ -213,7 +223,8 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(x2 - x1 + 1, 0, None) * np.clip(y2 - y1 + 1, 0, None)
     area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
     areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    return inter / (area + areas - inter)
+    overlap: npt.NDArray[np.float64] = inter / (area + areas - inter)
+    return overlap
 
 
 def crop_square(image: np.ndarray, x: int, y: int, side: int, size: int) -> np.ndarray:
@@ -227,22 +238,25 @@ def crop_square(image: np.ndarray, x: int, y: int, side: int, size: int) -> np.n
     return cv2.resize(patch, (size, size), interpolation=interpolation)
 
 
-def crop_box(x: int, y: int, side: int) -> np.ndarray:
+def crop_box(x: int, y: int, side: int) -> npt.NDArray[np.float64]:
     return np.array([x, y, x + side - 1, y + side - 1], dtype=np.float64)
 
 
-def box_offsets(face: np.ndarray, crop: np.ndarray) -> np.ndarray:
+def box_offsets(face: npt.NDArray[np.float64], crop: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
     side = crop[2] - crop[0] + 1
-    return ((face - crop) / side).astype(np.float32)
+    offsets: npt.NDArray[np.float64] = (face - crop) / side
+    return offsets.astype(np.float32)
 
 
-def landmark_fractions(points: np.ndarray, crop: np.ndarray) -> np.ndarray:
+def landmark_fractions(
+    points: npt.NDArray[np.float64], crop: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float32]:
     side = crop[2] - crop[0] + 1
-    fractions = (points - crop[:2]) / side
+    fractions: npt.NDArray[np.float64] = (points - crop[:2]) / side
     return np.concatenate([fractions[:, 0], fractions[:, 1]]).astype(np.float32)
 
 
-def label_for(overlap: float) -> Optional[int]:
+def label_for(overlap: float) -> int | None:
     """The kind of a crop whose best IoU with the faces is ``overlap`` (None: dropped)."""
     if overlap >= POSITIVE_IOU:
         return LABEL_POSITIVE
@@ -267,7 +281,9 @@ class _Collector:
         self.landmarks: list[np.ndarray] = []
         self.has_landmarks: list[bool] = []
 
-    def add(self, image, x, y, side, label, face=None, points=None) -> None:
+    def add(self, image: np.ndarray, x: int, y: int, side: int, label: int,
+            face: npt.NDArray[np.float64] | None = None,
+            points: npt.NDArray[np.float64] | None = None) -> None:
         """One crop, mirrored left-right with probability :data:`MIRRORED_FRACTION`."""
         crop = crop_box(x, y, side)
         patch = crop_square(image, x, y, side, self.size)
@@ -281,8 +297,7 @@ class _Collector:
                 points = np.stack([flip - points[:, 0], points[:, 1]], axis=1)[MIRRORED_LANDMARKS]
         self.images.append(patch)
         self.labels.append(label)
-        no_face = face is None
-        self.offsets.append(np.zeros(4, np.float32) if no_face else box_offsets(face, crop))
+        self.offsets.append(np.zeros(4, np.float32) if face is None else box_offsets(face, crop))
         self.has_landmarks.append(points is not None)
         self.landmarks.append(
             landmark_fractions(points, crop) if points is not None else np.zeros(10, np.float32)
@@ -307,10 +322,12 @@ def _share(total: int, parts: int, rng: np.random.Generator) -> int:
     return int(mean) + int(rng.random() < mean - int(mean))
 
 
-def _face_crops(face, boxes, want_label, count, rng, points=None, tries_per_crop=15):
+def _face_crops(face: npt.NDArray[np.float64], boxes: npt.NDArray[np.float64], want_label: int,
+                count: int, rng: np.random.Generator, points: npt.NDArray[np.float64] | None = None,
+                tries_per_crop: int = 15) -> list[tuple[int, int, int]]:
     """Up to ``count`` crops around ``face`` whose label is ``want_label``: (x, y, side)."""
     w, h = face[2] - face[0] + 1, face[3] - face[1] + 1
-    found = []
+    found: list[tuple[int, int, int]] = []
     for _ in range(count * tries_per_crop):
         if len(found) == count:
             break
@@ -334,10 +351,11 @@ def _face_crops(face, boxes, want_label, count, rng, points=None, tries_per_crop
     return found
 
 
-def _negative_crops(image_shape, boxes, count, rng, tries_per_crop=20):
+def _negative_crops(image_shape: tuple[int, ...], boxes: npt.NDArray[np.float64], count: int,
+                    rng: np.random.Generator, tries_per_crop: int = 20) -> list[tuple[int, int, int]]:
     height, width = image_shape[:2]
     largest = max(MIN_CROP_SIDE, min(width, height) // 2)
-    found = []
+    found: list[tuple[int, int, int]] = []
     for attempt in range(count * tries_per_crop):
         if len(found) == count:
             break
@@ -355,15 +373,20 @@ def _negative_crops(image_shape, boxes, count, rng, tries_per_crop=20):
     return found
 
 
-def _usable(box: np.ndarray) -> bool:
-    return min(box[2] - box[0] + 1, box[3] - box[1] + 1) >= MIN_FACE_SIDE
+def _usable(box: npt.NDArray[np.float64]) -> bool:
+    return bool(min(box[2] - box[0] + 1, box[3] - box[1] + 1) >= MIN_FACE_SIDE)
 
 
-def _load_rgb(face_image: FaceImage, templates, rng) -> np.ndarray:
+def _load_rgb(
+    face_image: FaceImage, templates: Sequence[MaskTemplate], rng: np.random.Generator
+) -> np.ndarray:
     bgr = read_image(face_image.path)
     if face_image.landmarks is not None and templates and rng.random() < MASKED_FRACTION:
-        template = templates[rng.integers(len(templates))]
-        color = tuple(rng.uniform(0, 255, 3)) if rng.random() < 0.5 else None
+        template = templates[int(rng.integers(len(templates)))]
+        color: tuple[float, float, float] | None = None
+        if rng.random() < 0.5:
+            blue, green, red = rng.uniform(0, 255, 3)
+            color = (blue, green, red)
         for points in face_image.landmarks:
             try:
                 bgr, _ = apply_mask(bgr, points, template, color=color,
@@ -380,7 +403,7 @@ def generate(
     quota: Quota,
     seed: int,
     templates: Iterable[MaskTemplate] = (),
-    detector: Optional[Detector] = None,
+    detector: Detector | None = None,
 ) -> SampleSet:
     """Draw ``quota`` samples of side ``size`` from the images; deterministic for ``seed``.
 
@@ -420,7 +443,8 @@ def generate(
     return collector.result()
 
 
-def _add_detections(collector, image, faces, detections, count, rng) -> None:
+def _add_detections(collector: _Collector, image: np.ndarray, faces: npt.NDArray[np.float64],
+                    detections: npt.NDArray[np.float64], count: int, rng: np.random.Generator) -> None:
     order = rng.permutation(len(detections))
     added = 0
     for box in detections[order]:
@@ -445,7 +469,7 @@ def _add_detections(collector, image, faces, detections, count, rng) -> None:
 # Cache
 
 
-def save(samples: SampleSet, folder: Path, meta: dict) -> None:
+def save(samples: SampleSet, folder: Path, meta: Mapping[str, object]) -> None:
     """Write ``samples`` as ``part-NNN.npz`` shards of up to 20k samples plus ``meta.json``."""
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("part-*.npz"):
@@ -465,7 +489,7 @@ def load(folder: Path) -> SampleSet:
     })
 
 
-def cached(folder: Path, meta: dict, make: Callable[[], SampleSet]) -> SampleSet:
+def cached(folder: Path, meta: Mapping[str, object], make: Callable[[], SampleSet]) -> SampleSet:
     """Load the shards in ``folder`` when they were made with the same ``meta``, else make,
     save and return them. ``meta`` must describe everything that changes the samples."""
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()

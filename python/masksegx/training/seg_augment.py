@@ -35,6 +35,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from ..synthesis import MaskTemplate, apply_mask
 from .seg_cache import unpack
@@ -58,15 +59,20 @@ class SegmentationCache:
 
     def __init__(self, folder: Path) -> None:
         folder = Path(folder)
-        missing = [n for n in ("real.npz", "faces.npz", "templates.npz", "val.npz") if not (folder / n).is_file()]
+        missing = [
+            n for n in ("real.npz", "faces.npz", "templates.npz", "val.npz") if not (folder / n).is_file()
+        ]
         if missing:
-            raise FileNotFoundError(f"cache {str(folder)!r} lacks {missing}: run python -m masksegx.training.seg_cache")
-        self.real = dict(np.load(folder / "real.npz"))
-        self.faces = dict(np.load(folder / "faces.npz"))
-        self.val = dict(np.load(folder / "val.npz"))
-        t = dict(np.load(folder / "templates.npz"))
+            raise FileNotFoundError(
+                f"cache {str(folder)!r} lacks {missing}: run python -m masksegx.training.seg_cache"
+            )
+        self.real: dict[str, np.ndarray] = dict(np.load(folder / "real.npz"))
+        self.faces: dict[str, np.ndarray] = dict(np.load(folder / "faces.npz"))
+        self.val: dict[str, np.ndarray] = dict(np.load(folder / "val.npz"))
+        t: dict[str, np.ndarray] = dict(np.load(folder / "templates.npz"))
         self.templates = [
-            MaskTemplate(str(name), _decode(unpack(t["templates"], t["template_offsets"], i), cv2.IMREAD_UNCHANGED),
+            MaskTemplate(str(name),
+                         _decode(unpack(t["templates"], t["template_offsets"], i), cv2.IMREAD_UNCHANGED),
                          t["anchors"][i])
             for i, name in enumerate(t["names"])
         ]
@@ -77,44 +83,56 @@ class SegmentationCache:
         sources = self.real["sources"]
         self.by_source = {"ffhq": np.flatnonzero(sources == 0), "real_dev": np.flatnonzero(sources == 1)}
 
-    def pair(self, store: dict, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def pair(self, store: dict[str, np.ndarray], index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(BGR image, float32 target in [0, 1], face box) of a stored labelled image."""
         image = _decode(unpack(store["images"], store["image_offsets"], index), cv2.IMREAD_COLOR)
         mask = _decode(unpack(store["masks"], store["mask_offsets"], index), cv2.IMREAD_GRAYSCALE)
         return image, mask.astype(np.float32) / 255.0, store["boxes"][index]
 
-    def validation(self):
+    def validation(self) -> list[tuple[str, np.ndarray, npt.NDArray[np.bool_]]]:
         """[(name, BGR image, bool truth)]: real_dev_val and ffhq_val (truth = soft mask > 0.5)."""
-        out = []
+        out: list[tuple[str, np.ndarray, npt.NDArray[np.bool_]]] = []
         for i, source in enumerate(self.val["sources"]):
             image, target, _ = self.pair(self.val, i)
             out.append(("real_dev_val" if source == 1 else "ffhq_val", image, target > 0.5))
         return out
 
 
-def _random_colour(rng: np.random.Generator) -> tuple:
+def _bgr_of_hsv(hsv: npt.NDArray[np.uint8]) -> tuple[float, float, float]:
+    """The BGR colour of a [1, 1, 3] OpenCV HSV pixel."""
+    blue, green, red = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    return float(blue), float(green), float(red)
+
+
+def _random_colour(rng: np.random.Generator) -> tuple[float, float, float]:
     kind = rng.random()
     if kind < 0.35:  # any hue
-        hsv = np.uint8([[[rng.integers(0, 180), rng.integers(40, 256), rng.integers(40, 256)]]])
-        return tuple(float(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+        hsv = np.array([[[rng.integers(0, 180), rng.integers(40, 256), rng.integers(40, 256)]]], np.uint8)
+        return _bgr_of_hsv(hsv)
     if kind < 0.50:  # white / light
         v = rng.uniform(200, 255)
-        return tuple(float(np.clip(v + rng.normal(0, 8), 0, 255)) for _ in range(3))
+        blue, green, red = (float(np.clip(v + rng.normal(0, 8), 0, 255)) for _ in range(3))
+        return blue, green, red
     if kind < 0.65:  # black / dark
         v = rng.uniform(10, 70)
-        return tuple(float(np.clip(v + rng.normal(0, 6), 0, 255)) for _ in range(3))
+        blue, green, red = (float(np.clip(v + rng.normal(0, 6), 0, 255)) for _ in range(3))
+        return blue, green, red
     if kind < 0.75:  # grey
         v = rng.uniform(70, 200)
         return (v, v, v)
     if kind < 0.90:  # surgical blues / greens
-        hsv = np.uint8([[[rng.integers(80, 115), rng.integers(60, 200), rng.integers(120, 240)]]])
-        return tuple(float(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+        hsv = np.array(
+            [[[rng.integers(80, 115), rng.integers(60, 200), rng.integers(120, 240)]]], np.uint8
+        )
+        return _bgr_of_hsv(hsv)
     # skin tones, beige, pink
-    hsv = np.uint8([[[rng.integers(0, 22), rng.integers(40, 140), rng.integers(120, 240)]]])
-    return tuple(float(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+    hsv = np.array([[[rng.integers(0, 22), rng.integers(40, 140), rng.integers(120, 240)]]], np.uint8)
+    return _bgr_of_hsv(hsv)
 
 
-def synthetic(cache: SegmentationCache, rng: np.random.Generator):
+def synthetic(
+    cache: SegmentationCache, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     faces = cache.faces
     index = int(rng.integers(len(faces["image_offsets"]) - 1))
     image = _decode(unpack(faces["images"], faces["image_offsets"], index), cv2.IMREAD_COLOR)
@@ -124,7 +142,8 @@ def synthetic(cache: SegmentationCache, rng: np.random.Generator):
         return image, target, box
     template = cache.templates[int(rng.integers(len(cache.templates)))]
     style = rng.random()
-    colour = texture = None
+    colour: tuple[float, float, float] | None = None
+    texture: np.ndarray | None = None
     if style >= 0.45:
         colour = _random_colour(rng)
     elif style >= 0.20:
@@ -139,7 +158,9 @@ def synthetic(cache: SegmentationCache, rng: np.random.Generator):
     return image, mask.astype(np.float32), box
 
 
-def _view_matrix(shape, box, whole: bool, size: int, rng: np.random.Generator) -> np.ndarray:
+def _view_matrix(
+    shape: tuple[int, ...], box: np.ndarray, whole: bool, size: int, rng: np.random.Generator
+) -> np.ndarray:
     h, w = shape
     if whole:
         cx, cy = w / 2 + rng.normal(0, 0.03 * w), h / 2 + rng.normal(0, 0.03 * h)
@@ -162,7 +183,7 @@ def _view_matrix(shape, box, whole: bool, size: int, rng: np.random.Generator) -
 
 
 def _photometric(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    x = view.astype(np.float32)
+    x: np.ndarray = view.astype(np.float32)
     x = x * rng.uniform(0.65, 1.35) + rng.uniform(-35, 35)
     if rng.random() < 0.5:
         x *= rng.uniform(0.85, 1.15, 3).astype(np.float32)
@@ -191,7 +212,7 @@ def _photometric(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = np.clip(x.astype(np.float32) + noise, 0, 255).astype(np.uint8)
     if rng.random() < 0.3:
         ok, data = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 91))])
-        x = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        x = _decode(data, cv2.IMREAD_COLOR)
     return x
 
 
@@ -200,7 +221,7 @@ def _occlude(view: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> 
     centre = (int(rng.uniform(0.2, 0.8) * s), int(rng.uniform(0.5, 0.95) * s))
     axes = (int(rng.uniform(0.06, 0.2) * s), int(rng.uniform(0.06, 0.25) * s))
     if rng.random() < 0.5:
-        hsv = np.uint8([[[rng.integers(0, 22), rng.integers(40, 140), rng.integers(90, 230)]]])
+        hsv = np.array([[[rng.integers(0, 22), rng.integers(40, 140), rng.integers(90, 230)]]], np.uint8)
         colour = tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
     else:
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
@@ -211,7 +232,7 @@ def _occlude(view: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> 
     target[inside] = 0.0
 
 
-def make_sample(cache: SegmentationCache, seed: int, index: int, size: int):
+def make_sample(cache: SegmentationCache, seed: int, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 [S, S, 3] BGR view, float32 [S, S] target) for sample ``index`` of run ``seed``."""
     rng = np.random.default_rng([seed, index])
     source = SOURCES[int(rng.choice(3, p=SOURCE_SHARES))]
@@ -225,8 +246,10 @@ def make_sample(cache: SegmentationCache, seed: int, index: int, size: int):
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if scale < 0.6:  # shrinking a lot: low-pass first against aliasing
         image = cv2.GaussianBlur(image, (0, 0), 0.45 / scale)
-    view = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    target = cv2.warpAffine(target, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    view = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    target = cv2.warpAffine(target, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
     view = _photometric(view, rng)
     if rng.random() < 0.15:
         _occlude(view, target, rng)

@@ -37,6 +37,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -55,6 +56,9 @@ TEMPLATE_MAX_WIDTH = 320
 TEXTURE_MAX_SIDE = 128
 FORMAT = 1
 
+#: A stored labelled image: (image file bytes, mask PNG bytes, face box float32 [4]).
+StoredPair = tuple[bytes, bytes, np.ndarray]
+
 
 def _encode(image: np.ndarray, ext: str, quality: int = 92) -> bytes:
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 9]
@@ -64,7 +68,7 @@ def _encode(image: np.ndarray, ext: str, quality: int = 92) -> bytes:
     return data.tobytes()
 
 
-def _pack(blobs: list) -> tuple[np.ndarray, np.ndarray]:
+def _pack(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(len(blobs) + 1, np.int64)
     offsets[1:] = np.cumsum([len(b) for b in blobs])
     return np.frombuffer(b"".join(blobs), np.uint8).copy(), offsets
@@ -87,15 +91,19 @@ def mask_face_box(mask: np.ndarray) -> np.ndarray:
     return np.array([x0 - pad, y0 - 0.9 * (y1 - y0), x1 + pad, y1], np.float32)
 
 
-def _ffhq(data: Path):
+def _ffhq(data: Path) -> tuple[list[StoredPair], list[StoredPair]]:
     root = data / "seg/ffhq_synthmask/train"
     pairs = pair_files(root / "images", root / "masks")
-    train, val = [], []
+    train: list[StoredPair] = []
+    val: list[StoredPair] = []
     for index, (image_path, mask_path) in enumerate(pairs):
         image = read_image(image_path)
         labels = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+        if labels is None:
+            raise ValueError(f"cannot read {mask_path}")
         small = cv2.resize(image, (FFHQ_SIDE, FFHQ_SIDE), interpolation=cv2.INTER_AREA)
-        soft = cv2.resize((labels == 2).astype(np.float32), (FFHQ_SIDE, FFHQ_SIDE), interpolation=cv2.INTER_AREA)
+        soft = cv2.resize((labels == 2).astype(np.float32), (FFHQ_SIDE, FFHQ_SIDE),
+                          interpolation=cv2.INTER_AREA)
         face = labels > 0
         rows, cols = np.flatnonzero(face.any(1)), np.flatnonzero(face.any(0))
         scale = FFHQ_SIDE / labels.shape[1]
@@ -105,10 +113,11 @@ def _ffhq(data: Path):
     return train, val
 
 
-def _real_dev(data: Path):
+def _real_dev(data: Path) -> tuple[list[StoredPair], list[StoredPair]]:
     root = data / "seg/real_dev"
     pairs = pair_files(root / "images", root / "masks")
-    train, val = [], []
+    train: list[StoredPair] = []
+    val: list[StoredPair] = []
     for index, (image_path, mask_path) in enumerate(pairs):
         mask = read_mask(mask_path, 255)
         png = _encode(mask.astype(np.uint8) * 255, ".png")
@@ -117,10 +126,12 @@ def _real_dev(data: Path):
     return train, val
 
 
-def _faces(data: Path):
+def _faces(data: Path) -> tuple[list[bytes], np.ndarray, np.ndarray]:
     root = data / "attr/mtfl_train"
     items = read_mtfl(root / "annotations.txt")[::FACE_STEP]
-    blobs, landmarks, boxes = [], [], []
+    blobs: list[bytes] = []
+    landmarks: list[np.ndarray] = []
+    boxes: list[np.ndarray] = []
     for item in items:
         image = read_image(root / "images" / item.path)
         box = estimate_face_box(item.landmarks)
@@ -129,7 +140,8 @@ def _faces(data: Path):
         scale = FACE_SIDE / side
         matrix = np.array([[scale, 0, FACE_SIDE / 2 - scale * centre[0]],
                            [0, scale, FACE_SIDE / 2 - scale * centre[1]]])
-        crop = cv2.warpAffine(image, matrix, (FACE_SIDE, FACE_SIDE), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        crop = cv2.warpAffine(image, matrix, (FACE_SIDE, FACE_SIDE),
+                              flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
         points = item.landmarks @ matrix[:, :2].T + matrix[:, 2]
         corners = box.reshape(2, 2) @ matrix[:, :2].T + matrix[:, 2]
@@ -139,9 +151,11 @@ def _faces(data: Path):
     return blobs, np.asarray(landmarks, np.float32), np.asarray(boxes, np.float32)
 
 
-def _templates(data: Path):
+def _templates(data: Path) -> tuple[list[str], list[bytes], np.ndarray, list[bytes]]:
     root = data / "masktemplates"
-    names, blobs, anchors = [], [], []
+    names: list[str] = []
+    blobs: list[bytes] = []
+    anchors: list[np.ndarray] = []
     for template in load_templates(root):
         bgra, points = template.bgra, template.anchors
         if bgra.shape[1] > TEMPLATE_MAX_WIDTH:
@@ -153,8 +167,8 @@ def _templates(data: Path):
         names.append(template.name)
         blobs.append(_encode(bgra, ".png"))
         anchors.append(points)
-    textures = []
-    for name, texture in load_textures(root).items():
+    textures: list[bytes] = []
+    for texture in load_textures(root).values():
         factor = TEXTURE_MAX_SIDE / max(texture.shape[:2])
         if factor < 1:
             size = (max(1, round(texture.shape[1] * factor)), max(1, round(texture.shape[0] * factor)))
@@ -163,14 +177,14 @@ def _templates(data: Path):
     return names, blobs, np.asarray(anchors, np.float64), textures
 
 
-def _save_pairs(path: Path, items: list, sources: list) -> None:
+def _save_pairs(path: Path, items: list[StoredPair], sources: list[int]) -> None:
     images, image_offsets = _pack([i[0] for i in items])
     masks, mask_offsets = _pack([i[1] for i in items])
     np.savez(path, images=images, image_offsets=image_offsets, masks=masks, mask_offsets=mask_offsets,
              boxes=np.asarray([i[2] for i in items], np.float32), sources=np.asarray(sources, np.int8))
 
 
-def build(data: Path, out: Path) -> dict:
+def build(data: Path, out: Path) -> dict[str, object]:
     start = time.time()
     out.mkdir(parents=True, exist_ok=True)
     ffhq_train, ffhq_val = _ffhq(data)
@@ -203,7 +217,7 @@ def build(data: Path, out: Path) -> dict:
     return manifest
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder")
     parser.add_argument("--out", type=Path, default=Path(".data/seg"))

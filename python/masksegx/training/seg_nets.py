@@ -24,6 +24,8 @@ widths 16/32/64/128, 2x2 max pooling, bilinear x2 + concatenation in the decoder
 
 from __future__ import annotations
 
+from typing import Union
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,7 +36,7 @@ ARCHS = ("masknet", "unet")
 MEAN, STD = 0.5, 0.25
 
 
-def _bn_relu(channels: int) -> list:
+def _bn_relu(channels: int) -> list[nn.Module]:
     return [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
 
 
@@ -56,7 +58,8 @@ class _Residual(nn.Module):
         self.block = block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x)
+        residual: torch.Tensor = self.block(x)
+        return x + residual
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +74,7 @@ class _Normalise(nn.Module):
 class MaskNet(nn.Module):
     """Depthwise-separable encoder-decoder (see the module docstring)."""
 
-    def __init__(self, widths=(24, 40, 80, 128)) -> None:
+    def __init__(self, widths: tuple[int, int, int, int] = (24, 40, 80, 128)) -> None:
         super().__init__()
         c0, c1, c2, c3 = widths
         self.normalise = _Normalise()
@@ -84,9 +87,15 @@ class MaskNet(nn.Module):
             _Residual(SeparableBlock(c3, c3, dilation=2)),
         )  # 1/16
         self.context = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c3, c3, 1), nn.ReLU(inplace=True))
-        self.dec2 = nn.Sequential(nn.Conv2d(c3 + c2, c2, 1, bias=False), *_bn_relu(c2), SeparableBlock(c2, c2))
-        self.dec1 = nn.Sequential(nn.Conv2d(c2 + c1, c1, 1, bias=False), *_bn_relu(c1), SeparableBlock(c1, c1))
-        self.dec0 = nn.Sequential(nn.Conv2d(c1 + c0, c0, 1, bias=False), *_bn_relu(c0), SeparableBlock(c0, c0))
+        self.dec2 = nn.Sequential(
+            nn.Conv2d(c3 + c2, c2, 1, bias=False), *_bn_relu(c2), SeparableBlock(c2, c2)
+        )
+        self.dec1 = nn.Sequential(
+            nn.Conv2d(c2 + c1, c1, 1, bias=False), *_bn_relu(c1), SeparableBlock(c1, c1)
+        )
+        self.dec0 = nn.Sequential(
+            nn.Conv2d(c1 + c0, c0, 1, bias=False), *_bn_relu(c0), SeparableBlock(c0, c0)
+        )
         self.head = nn.Conv2d(c0, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +124,7 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
 class UNet(nn.Module):
     """A small standard U-Net (see the module docstring)."""
 
-    def __init__(self, widths=(16, 32, 64, 128)) -> None:
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
         super().__init__()
         self.normalise = _Normalise()
         self.down = nn.ModuleList()
@@ -133,7 +142,7 @@ class UNet(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         x = self.normalise(x)
-        skips = []
+        skips: list[torch.Tensor] = []
         for i, block in enumerate(self.down):
             if i:
                 x = F.max_pool2d(x, 2)
@@ -141,10 +150,15 @@ class UNet(nn.Module):
             skips.append(x)
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = block(torch.cat([_up(x), skip], 1))
-        return self.head(x)
+        logits: torch.Tensor = self.head(x)
+        return logits
 
 
-def build(arch: str) -> nn.Module:
+#: A segmentation net: both map a BGR batch to ``logits`` (and ``forward`` to probabilities).
+SegmentationNet = Union[MaskNet, UNet]
+
+
+def build(arch: str) -> SegmentationNet:
     if arch == "masknet":
         return MaskNet()
     if arch == "unet":
@@ -156,7 +170,7 @@ def count_parameters_and_macs(net: nn.Module, size: int = INPUT_SIZE) -> tuple[i
     """Trainable parameters and multiply-accumulates of conv layers for one ``size``^2 input."""
     macs = 0
 
-    def hook(module, inputs, output):
+    def hook(module: nn.Conv2d, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal macs
         k = module.kernel_size[0] * module.kernel_size[1]
         macs += output.numel() // output.shape[0] * k * module.in_channels // module.groups

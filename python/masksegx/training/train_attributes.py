@@ -59,22 +59,21 @@ import copy
 import json
 import math
 import os
+import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TypedDict
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..attributes import METADATA_KEY, N_LEVELS
-from ..synthesis import (
-    apply_mask, coverage_level, estimate_face_box, frontal, load_templates, load_textures,
-)
-from .attr_cache import read_cache
+from ..synthesis import apply_mask, coverage_level, estimate_face_box, frontal, load_templates, load_textures
+from .attr_cache import CacheInfo, read_cache
 from .attr_net import AttributeNet, ExportWrapper, count_macs, mirrored_probs
 from .export import max_abs_difference, onnxruntime_session, write_onnx
 
@@ -122,6 +121,30 @@ VARIANTS = {
 }
 MAIN_VARIANTS = ("x0.5", "x1", "x2")
 
+#: Scores of one validation set (accuracies, level MAE, counts), by name.
+SetScores = dict[str, float]
+#: One training sample: images by input size (uint8 CHW), gender, level, allowed-level mask.
+Sample = tuple[dict[int, torch.Tensor], int, int, torch.Tensor]
+
+
+class LossTerms(TypedDict):
+    ce_gender: torch.Tensor
+    l1: torch.Tensor
+    kl: torch.Tensor
+    ce_level: torch.Tensor
+    set: torch.Tensor
+
+
+class VariantResult(TypedDict):
+    """A trained variant's entry in ``attributes_metrics.json``."""
+
+    variant: dict[str, object]
+    thresholds: tuple[float, float]
+    params: int
+    macs: int
+    metrics: dict[str, SetScores]
+    score: float
+
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -146,15 +169,18 @@ class Synthesizer:
         self.frontal = frontal(self.templates)
         self.textures = list(load_textures(root).values())
 
-    def __call__(self, crop, landmarks, rng, coverage=None):
+    def __call__(self, crop: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
+                 coverage: float | None = None) -> tuple[np.ndarray, int]:
         pool = self.frontal if rng.random() < 0.7 else self.templates
         template = pool[int(rng.integers(len(pool)))]
-        texture = color = None
+        texture: np.ndarray | None = None
+        color: tuple[float, float, float] | None = None
         choice = rng.random()
         if choice < 0.2 and self.textures:
             texture = self.textures[int(rng.integers(len(self.textures)))]
         elif choice < 0.85:
-            color = tuple(float(c) for c in rng.uniform(0, 255, 3))
+            blue, green, red = (float(c) for c in rng.uniform(0, 255, 3))
+            color = (blue, green, red)
         if coverage is None:
             coverage = 1.0 if rng.random() < CORRECT_PROBABILITY else float(rng.uniform(0, 0.9))
         image, mask = apply_mask(crop, landmarks, template, color=color, texture=texture,
@@ -163,7 +189,7 @@ class Synthesizer:
         return image, level
 
 
-def resize_all(crop: np.ndarray, sizes) -> dict:
+def resize_all(crop: np.ndarray, sizes: Iterable[int]) -> dict[int, np.ndarray]:
     out = {}
     for size in sizes:
         if size == crop.shape[0]:
@@ -173,18 +199,19 @@ def resize_all(crop: np.ndarray, sizes) -> dict:
     return out
 
 
-class TrainSet(Dataset):
-    def __init__(self, crops, meta, indices, templates: Path, sizes, seed: int) -> None:
+class TrainSet(Dataset[Sample]):
+    def __init__(self, crops: np.ndarray, meta: dict[str, np.ndarray], indices: np.ndarray,
+                 templates: Path, sizes: Iterable[int], seed: int) -> None:
         self.crops, self.meta, self.indices = crops, meta, indices
         self.templates, self.sizes, self.seed = templates, tuple(sizes), seed
-        self.synth: Optional[Synthesizer] = None
-        self.rng: Optional[np.random.Generator] = None
+        self.synth: Synthesizer | None = None
+        self.rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, k: int):
-        if self.synth is None:
+    def __getitem__(self, k: int) -> Sample:
+        if self.synth is None or self.rng is None:
             self.synth = Synthesizer(self.templates)
             info = torch.utils.data.get_worker_info()
             self.rng = np.random.default_rng([self.seed, 0 if info is None else info.id + 1,
@@ -211,7 +238,7 @@ class TrainSet(Dataset):
         )
 
 
-class EndlessWeightedSampler(Sampler):
+class EndlessWeightedSampler(Sampler[int]):
     """Indices drawn with replacement in proportion to ``weights``, without end (chunks of
     65536, so nothing large is allocated up front)."""
 
@@ -219,7 +246,7 @@ class EndlessWeightedSampler(Sampler):
         self.weights = torch.as_tensor(weights, dtype=torch.double)
         self.seed = seed
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed)
         while True:
             yield from torch.multinomial(self.weights, 65536, True, generator=generator).tolist()
@@ -244,21 +271,23 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = (out - out.mean()) * contrast + out.mean() + brightness
     if rng.random() < 0.05:
         out[:] = out.mean(axis=2, keepdims=True)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    augmented: np.ndarray = np.clip(out, 0, 255).astype(np.uint8)
+    return augmented
 
 
 @dataclass
 class EvalSet:
     name: str
-    images: dict  # size -> uint8 [N, 3, S, S]
+    images: dict[int, np.ndarray]  # size -> uint8 [N, 3, S, S]
     gender: np.ndarray
     level: np.ndarray
     wearing: np.ndarray
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
 
 
-def make_eval_set(name, crops, meta, indices, sizes, synth: Optional[Synthesizer] = None):
-    images = {s: [] for s in sizes}
+def make_eval_set(name: str, crops: np.ndarray, meta: dict[str, np.ndarray], indices: np.ndarray,
+                  sizes: Iterable[int], synth: Synthesizer | None = None) -> EvalSet:
+    images: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
     levels = meta["level"][indices].astype(np.int64).copy()
     wearing = meta["wearing"][indices].astype(np.int64).copy()
     for k, i in enumerate(indices):
@@ -283,13 +312,15 @@ def gaussian_targets(level: torch.Tensor) -> torch.Tensor:
     return weights / weights.sum(1, keepdim=True)
 
 
-def losses(log_joint: torch.Tensor, gender, level, set_mask) -> dict:
+def losses(log_joint: torch.Tensor, gender: torch.Tensor, level: torch.Tensor,
+           set_mask: torch.Tensor) -> LossTerms:
     """Loss terms (each a mean over the samples carrying its label; 0 when none does)."""
     log_joint = log_joint.view(-1, 2, N_LEVELS)
     log_gender = torch.logsumexp(log_joint, dim=2)
     log_level = torch.logsumexp(log_joint, dim=1)
 
-    def mean(values, keep):  # no host synchronisation: masked sum over the count (or 1)
+    def mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        # No host synchronisation: masked sum over the count (or 1).
         keep = keep.to(values.dtype)
         return (values * keep).sum() / keep.sum().clamp(min=1.0)
 
@@ -321,13 +352,14 @@ def make_optimizer(net: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
 
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
-    ema_params, params = list(ema.parameters()), list(net.parameters())
+    ema_params: list[torch.Tensor] = list(ema.parameters())
+    params: list[torch.Tensor] = list(net.parameters())
     torch._foreach_lerp_(ema_params, params, 1.0 - decay)
     for ema_buffer, buffer in zip(ema.buffers(), net.buffers()):
         ema_buffer.copy_(buffer)
 
 
-def total_loss(terms: dict, variant: Variant) -> torch.Tensor:
+def total_loss(terms: LossTerms, variant: Variant) -> torch.Tensor:
     if variant.loss == "ce":
         return variant.x * terms["ce_gender"] + terms["ce_level"] + terms["set"]
     if variant.loss == "ce_l1":
@@ -340,7 +372,7 @@ def total_loss(terms: dict, variant: Variant) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(net, images: np.ndarray, device: str, batch: int = 1024) -> np.ndarray:
+def predict(net: torch.nn.Module, images: np.ndarray, device: str, batch: int = 1024) -> np.ndarray:
     """Joint probabilities (mean over the crop and its mirror, as the exported file) [N, 22]."""
     was_training = net.training
     net.eval()
@@ -352,18 +384,18 @@ def predict(net, images: np.ndarray, device: str, batch: int = 1024) -> np.ndarr
     return np.concatenate(out) if out else np.zeros((0, 2 * N_LEVELS), np.float32)
 
 
-def summarise(joint: np.ndarray):
+def summarise(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     p_male = joint[:, N_LEVELS:].sum(1)
     levels = joint[:, :N_LEVELS] + joint[:, N_LEVELS:]
     return p_male, levels, levels @ np.arange(N_LEVELS)
 
 
-def wearing_from(expected: np.ndarray, thresholds) -> np.ndarray:
+def wearing_from(expected: np.ndarray, thresholds: tuple[float, float]) -> np.ndarray:
     low, high = thresholds
     return np.where(expected < low, 0, np.where(expected >= high, 2, 1))
 
 
-def fit_thresholds(expected: np.ndarray, wearing: np.ndarray) -> tuple:
+def fit_thresholds(expected: np.ndarray, wearing: np.ndarray) -> tuple[float, float]:
     """(a, b) on a 0.1 grid maximising the accuracy of :func:`wearing_from`."""
     best = (-1.0, (0.5, 4.5))
     grid = np.round(np.arange(0.1, 10.0, 0.1), 2)
@@ -375,7 +407,7 @@ def fit_thresholds(expected: np.ndarray, wearing: np.ndarray) -> tuple:
     return best[1]
 
 
-def gender_scores(p_male, gender) -> dict:
+def gender_scores(p_male: np.ndarray, gender: np.ndarray) -> SetScores:
     keep = gender >= 0
     correct = (p_male[keep] > 0.5).astype(int) == gender[keep]
     out = {"gender_acc": float(correct.mean()) if keep.any() else math.nan}
@@ -386,7 +418,8 @@ def gender_scores(p_male, gender) -> dict:
     return out
 
 
-def evaluate(net, variant: Variant, sets: dict, device: str, thresholds) -> dict:
+def evaluate(net: torch.nn.Module, variant: Variant, sets: dict[str, EvalSet], device: str,
+             thresholds: tuple[float, float]) -> dict[str, SetScores]:
     result = {}
     for name, data in sets.items():
         joint = predict(net, data.images[variant.size], device)
@@ -404,7 +437,7 @@ def evaluate(net, variant: Variant, sets: dict, device: str, thresholds) -> dict
     return result
 
 
-def selection_score(metrics: dict) -> float:
+def selection_score(metrics: dict[str, SetScores]) -> float:
     return float(np.mean([
         metrics["val_clean"]["gender_acc"], metrics["val_masked"]["gender_acc"],
         metrics["val_facemask"]["wearing_acc"],
@@ -415,7 +448,8 @@ def selection_score(metrics: dict) -> float:
 # Export
 
 
-def export_onnx(net: AttributeNet, variant: Variant, thresholds, path: Path, info: dict) -> dict:
+def export_onnx(net: AttributeNet, variant: Variant, thresholds: tuple[float, float], path: Path,
+                info: CacheInfo) -> dict[str, object]:
     import onnx
 
     wrapper = ExportWrapper(net).cpu().eval()
@@ -444,7 +478,8 @@ def export_onnx(net: AttributeNet, variant: Variant, thresholds, path: Path, inf
 # ---------------------------------------------------------------------------------------------
 
 
-def build_sets(crops, meta, sizes, templates: Path):
+def build_sets(crops: np.ndarray, meta: dict[str, np.ndarray], sizes: Iterable[int],
+               templates: Path) -> tuple[dict[str, EvalSet], EvalSet]:
     split, source = meta["split"], meta["source"]
     gendered = np.flatnonzero((split == 1) & (meta["gender"] >= 0))
     synth = Synthesizer(templates)
@@ -472,7 +507,7 @@ def build_sets(crops, meta, sizes, templates: Path):
     return sets, fit_set
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=Path(".data/attr"))
     parser.add_argument("--out", type=Path, required=True)
@@ -525,8 +560,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                         pin_memory=device.startswith("cuda"),
                         drop_last=True, persistent_workers=args.workers > 0,
                         prefetch_factor=4 if args.workers > 0 else None)
-    nets = {v.name: AttributeNet(v.width, v.head).to(device).to(memory_format=torch.channels_last)
-            for v in variants}
+    # torch's stubs give Module.to no memory_format overload (the call is valid).
+    nets: dict[str, AttributeNet] = {
+        v.name: AttributeNet(v.width, v.head).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        for v in variants
+    }
     optims = {n: make_optimizer(net, args.lr) for n, net in nets.items()}
     emas = {n: copy.deepcopy(net).eval() for n, net in nets.items()}
     for ema in emas.values():
@@ -535,8 +573,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     step, samples = 0, 0
     train_start = time.time()
     last_log = train_start
-    history = []
-    running: dict = {n: 0.0 for n in nets}
+    history: list[dict[str, object]] = []
+    running: dict[str, float | torch.Tensor] = {n: 0.0 for n in nets}
     for images, gender, level, set_mask in loader:
         elapsed = time.time() - train_start
         progress = elapsed / args.time_limit
@@ -560,7 +598,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             terms = losses(log_joint.float(), gender, level, set_mask)
             loss = total_loss(terms, variant)
             optim.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
             optim.step()
             update_ema(emas[variant.name], net, min(EMA_DECAY, (1 + step) / (10 + step)))
             # Running mean kept on the device (no synchronisation per step).
@@ -583,7 +621,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     train_seconds = time.time() - train_start
     log(f"trained {step} steps, {samples} samples in {train_seconds:.0f} s")
 
-    results = {}
+    results: dict[str, VariantResult] = {}
     for variant in variants:
         net = emas[variant.name]
         _, _, expected = summarise(predict(net, fit_set.images[variant.size], device))
@@ -612,15 +650,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         "chosen": chosen, "selection": {"best_score": best, "close": close,
                                         "tolerance": SELECTION_TOLERANCE},
         "export": export, "variants": results, "history": history,
-        "training": {"steps": step, "samples": samples, "weight_decay": WEIGHT_DECAY, "seconds": round(train_seconds, 1),
+        "training": {"steps": step, "samples": samples, "weight_decay": WEIGHT_DECAY,
+                     "seconds": round(train_seconds, 1),
                      "total_seconds": round(time.time() - start, 1), "device": device,
                      "batch": args.batch, "lr": args.lr, "workers": args.workers,
                      "time_limit": args.time_limit, "step_limit": args.steps,
                      "torch": torch.__version__,
                      "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None},
-        "cache": {k: info[k] for k in ("count", "stats", "crop_size", "padding", "command")},
+        "cache": {"count": info["count"], "stats": info["stats"], "crop_size": info["crop_size"],
+                  "padding": info["padding"], "command": info["command"]},
         "command": "python -m masksegx.training.train_attributes "
-                   + " ".join(os.sys.argv[1:] if argv is None else argv),
+                   + " ".join(sys.argv[1:] if argv is None else argv),
     }
     (args.out / "attributes_metrics.json").write_text(json.dumps(record, indent=1) + "\n")
     log(f"wrote {args.out / 'attributes.onnx'} and attributes_metrics.json "

@@ -27,8 +27,10 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,11 +39,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..eval.datasets import read_image
+from ..synthesis import MaskTemplate
 from . import samples as sampling
 from .cascade import Cascade, OnnxNet, normalise
 from .export import max_abs_difference, onnxruntime_session, write_onnx
 from .nets import (
-    INPUT_SIZE, LANDMARK_STAGE, OUTPUT_NAMES, STAGES, build, count_parameters_and_macs,
+    INPUT_SIZE,
+    LANDMARK_STAGE,
+    OUTPUT_NAMES,
+    STAGES,
+    DetectorNet,
+    DetectorStage,
+    build,
+    count_parameters_and_macs,
 )
 
 #: Samples per stage at --samples-scale 1 (CPU-sized; MTCNN used millions).
@@ -71,16 +81,28 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+#: Loss weights (classification, box, landmark).
+LossWeights = tuple[float, float, float]
+#: One batch on the device: images, labels, box offsets, landmarks, has-landmarks flags.
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+#: ``results.json`` in the cache: per stage :func:`run_stage`'s facts and its command, the
+#: cascade check, free-text ``notes`` and ``sections``. Read back from earlier runs (older
+#: formats included), so its shape is not checked.
+Results = dict[str, Any]
+
+
 # ---------------------------------------------------------------------------------------------
 # Losses and evaluation
 
 
-def loss_weights(stage: str, landmark_weight: float) -> tuple[float, float, float]:
+def loss_weights(stage: str, landmark_weight: float) -> LossWeights:
     """(classification, box, landmark) weights; only O-net has a landmark output."""
     return 1.0, 0.5, landmark_weight if stage == "onet" else 0.0
 
 
-def multitask_losses(outputs, labels, offsets, landmarks, has_landmarks, ohem: bool):
+def multitask_losses(outputs: Sequence[torch.Tensor], labels: torch.Tensor, offsets: torch.Tensor,
+                     landmarks: torch.Tensor, has_landmarks: torch.Tensor,
+                     ohem: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(classification, box, landmark) losses of one batch; see the module docstring."""
     logits, reg = outputs[0], outputs[1]
     zero = logits.sum() * 0.0
@@ -99,7 +121,13 @@ def multitask_losses(outputs, labels, offsets, landmarks, has_landmarks, ohem: b
     return cls, box, landmark
 
 
-def batches(data: sampling.SampleSet, device: str, order: Optional[np.ndarray] = None):
+def weighted_sum(weights: LossWeights,
+                 parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The training loss: (classification, box, landmark) losses times their weights."""
+    return weights[0] * parts[0] + weights[1] * parts[1] + weights[2] * parts[2]
+
+
+def batches(data: sampling.SampleSet, device: str, order: np.ndarray | None = None) -> Iterator[Batch]:
     order = np.arange(len(data)) if order is None else order
     for start in range(0, len(order), BATCH):
         index = order[start : start + BATCH]
@@ -113,7 +141,8 @@ def batches(data: sampling.SampleSet, device: str, order: Optional[np.ndarray] =
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, data: sampling.SampleSet, weights, device: str) -> dict:
+def evaluate(net: DetectorNet, data: sampling.SampleSet, weights: LossWeights,
+             device: str) -> dict[str, float]:
     """Mean losses (no OHEM) and classification accuracy at p(face) > 0.5 over ``data``."""
     net.eval()
     totals = np.zeros(4)
@@ -121,7 +150,7 @@ def evaluate(net: nn.Module, data: sampling.SampleSet, weights, device: str) -> 
     for images, labels, offsets, landmarks, has_landmarks in batches(data, device):
         outputs = net.logits(images)
         parts = multitask_losses(outputs, labels, offsets, landmarks, has_landmarks, ohem=False)
-        weighted = sum(w * p for w, p in zip(weights, parts))
+        weighted = weighted_sum(weights, parts)
         totals += len(labels) * np.array([float(weighted)] + [float(p) for p in parts])
         face = outputs[0].argmax(dim=1)
         for name, label in (("positive", 1), ("negative", 0)):
@@ -139,8 +168,8 @@ def evaluate(net: nn.Module, data: sampling.SampleSet, weights, device: str) -> 
     }
 
 
-def train(net: nn.Module, train_set, val_set, stage: str, weights, epochs: int, device: str,
-          seed: int):
+def train(net: DetectorNet, train_set: sampling.SampleSet, val_set: sampling.SampleSet, stage: str,
+          weights: LossWeights, epochs: int, device: str, seed: int) -> list[dict[str, object]]:
     """Train ``net`` in place with the loss ``weights`` (see :func:`loss_weights`). Returns the
     per-epoch history: the running (OHEM) training loss, validation metrics, and for the last
     epoch also full training-set metrics."""
@@ -150,7 +179,7 @@ def train(net: nn.Module, train_set, val_set, stage: str, weights, epochs: int, 
     optimiser = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
     steps = epochs * -(-len(train_set) // BATCH)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
-    history = []
+    history: list[dict[str, object]] = []
     for epoch in range(1, epochs + 1):
         net.train()
         started = time.perf_counter()
@@ -161,20 +190,20 @@ def train(net: nn.Module, train_set, val_set, stage: str, weights, epochs: int, 
             parts = multitask_losses(
                 net.logits(images), labels, offsets, landmarks, has_landmarks, ohem=True
             )
-            loss = sum(w * p for w, p in zip(weights, parts))
+            loss = weighted_sum(weights, parts)
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
             optimiser.step()
             schedule.step()
             running += loss.item() * len(labels)
             seen += len(labels)
         seconds = time.perf_counter() - started
+        val = evaluate(net, val_set, weights, device)
         metrics = {"epoch": epoch, "seconds": seconds, "running_loss": running / max(1, seen),
-                   "val": evaluate(net, val_set, weights, device)}
+                   "val": val}
         if epoch == epochs:  # a full pass without OHEM costs a third of an epoch: once is enough
             metrics["train"] = evaluate(net, train_set, weights, device)
         history.append(metrics)
-        val = metrics["val"]
         log(f"{stage} epoch {epoch}/{epochs} ({seconds:.1f} s): running OHEM loss "
             f"{metrics['running_loss']:.4f} | val loss {val['loss']:.4f} acc {val['accuracy']:.4f} "
             f"(pos {val['positive_recall']:.3f}, neg {val['negative_accuracy']:.3f})")
@@ -185,7 +214,7 @@ def train(net: nn.Module, train_set, val_set, stage: str, weights, epochs: int, 
 # Export
 
 
-def export_onnx(net: nn.Module, stage: str, path: Path) -> dict:
+def export_onnx(net: nn.Module, stage: str, path: Path) -> dict[str, object]:
     """Export with the TorchScript exporter (opset 13, dynamic batch; P-net dynamic H/W), check
     the op set and compare with onnxruntime; returns {"ops", "max_abs_diff", "bytes"}."""
     net = net.cpu().eval()
@@ -226,16 +255,18 @@ def load_net(stage: str, cache: Path) -> nn.Module:
     return net.eval()
 
 
-def run_stage(stage: str, args: argparse.Namespace, templates) -> dict:
+def run_stage(stage: DetectorStage, args: argparse.Namespace,
+              templates: list[MaskTemplate]) -> dict[str, object]:
     """Generate (or load cached) samples, train, save weights, export; returns the card facts."""
     index = STAGES.index(stage)
-    detector, detector_id = None, None
+    detector: Cascade | None = None
+    detector_id: list[str] | None = None
     if index > 0:
         earlier = [load_net(s, args.cache) for s in STAGES[:index]]
         detector = Cascade(*earlier)
         detector_id = [file_digest(args.cache / f"{s}.pt") for s in STAGES[:index]]
     quota = QUOTAS[stage].scaled(args.samples_scale)
-    sets = {}
+    sets: dict[str, sampling.SampleSet] = {}
     started = time.perf_counter()
     splits = (("train", 1.0, args.seed), ("val", VALIDATION_FRACTION, args.seed + 1))
     for split, fraction, seed in splits:
@@ -245,8 +276,8 @@ def run_stage(stage: str, args: argparse.Namespace, templates) -> dict:
         box_images, landmark_images = sampling.sources(args.data, split == "val")
         sets[split] = sampling.cached(
             args.cache / "samples" / stage / split, meta,
-            lambda: sampling.generate(box_images, landmark_images, INPUT_SIZE[stage],
-                                      split_quota, seed, templates, detector),
+            partial(sampling.generate, box_images, landmark_images, INPUT_SIZE[stage],
+                    split_quota, seed, templates, detector),
         )
         log(f"{stage} {split} samples: {sets[split].counts()}")
     sampling_seconds = time.perf_counter() - started
@@ -272,7 +303,7 @@ def run_stage(stage: str, args: argparse.Namespace, templates) -> dict:
     }
 
 
-def cascade_recall(prefix: Path, data: Path) -> dict:
+def cascade_recall(prefix: Path, data: Path) -> dict[str, float]:
     """A training-side check of the whole cascade (``<prefix>_{pnet,rnet,onet}.onnx``) on the
     det/facemask validation images: min face 20, thresholds 0.6/0.7/0.7, this module's private
     cascade. A face (>= 20 px both sides) is found when a detection has IoU >= 0.5 with it; a
@@ -287,6 +318,7 @@ def cascade_recall(prefix: Path, data: Path) -> dict:
         faces = face_image.boxes
         detections += len(boxes)
         correct += sum(float(sampling.iou(box, faces).max()) >= 0.5 for box in boxes)
+        assert face_image.classes is not None  # read_facemask names every face
         for face, name in zip(faces, face_image.classes):
             if min(face[2] - face[0] + 1, face[3] - face[1] + 1) < RECALL_MIN_FACE:
                 continue
@@ -302,7 +334,7 @@ def cascade_recall(prefix: Path, data: Path) -> dict:
     }
 
 
-def recall_check(args: argparse.Namespace) -> dict:
+def recall_check(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     checks = {"ours": cascade_recall(args.out / "ds_mtcnn", args.data)}
     reference = args.data / "models" / "mtcnn"
     if Path(f"{reference}_pnet.onnx").is_file():
@@ -332,7 +364,7 @@ def print_counts() -> None:
           f"({lnet[1] / standard[1]:.2f}x the standard O-net's)")
 
 
-def stage_commands(results: dict) -> list[tuple[str, list[str]]]:
+def stage_commands(results: Results) -> list[tuple[str, list[str]]]:
     """(command, stages it trained) in stage order; runs that predate the per-stage record were
     ``--stage all`` runs with the default command."""
     commands: dict[str, list[str]] = {}
@@ -342,7 +374,7 @@ def stage_commands(results: dict) -> list[tuple[str, list[str]]]:
     return list(commands.items())
 
 
-def write_card(out: Path, results: dict) -> None:
+def write_card(out: Path, results: Results) -> None:
     total_seconds = sum(
         results[stage]["sampling_seconds"] + results[stage]["training_seconds"]
         for stage in STAGES if stage in results
@@ -498,7 +530,7 @@ def write_card(out: Path, results: dict) -> None:
     (out / CARD).write_text("\n".join(lines))
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m masksegx.training.train_detector",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -524,7 +556,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print_counts()
     templates = sampling.mask_templates(args.data)
     results_file = args.cache / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    results: Results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     started = time.perf_counter()
     if args.stage != "check":
         command = "python -m masksegx.training.train_detector " + " ".join(

@@ -37,11 +37,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..detect import FaceDetector
 from ..eval.attributes import MaskPainter
@@ -60,8 +61,12 @@ BATCH = 128
 #: Sample format (bump when the sampling changes, so caches are rebuilt).
 FORMAT = 2
 
+#: ``lnet.json``: settings, sample counts, per-epoch losses, export facts and the evaluation;
+#: read back by ``--evaluate-only`` from an earlier run, so its shape is not checked.
+Report = dict[str, Any]
 
-def make_samples(args, split: str, masked: bool) -> sampling.SampleSet:
+
+def make_samples(args: argparse.Namespace, split: str, masked: bool) -> sampling.SampleSet:
     """Landmark crops of one split (module docstring); ``masked``: half the faces masked."""
     validation = split == "val"
     seed = args.seed + (1 if validation else 0) + (2 if masked else 0)
@@ -89,7 +94,7 @@ def make_samples(args, split: str, masked: bool) -> sampling.SampleSet:
 
 
 @torch.no_grad()
-def mean_l1(net, data: sampling.SampleSet) -> float:
+def mean_l1(net: nn.Module, data: sampling.SampleSet) -> float:
     net.eval()
     total = 0.0
     for start in range(0, len(data.labels), 1024):
@@ -99,14 +104,15 @@ def mean_l1(net, data: sampling.SampleSet) -> float:
     return total / max(1, data.landmarks.size)
 
 
-def train(net, train_set, val_sets: dict, args) -> list[dict]:
+def train(net: nn.Module, train_set: sampling.SampleSet, val_sets: dict[str, sampling.SampleSet],
+          args: argparse.Namespace) -> list[dict[str, object]]:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
     steps = args.epochs * -(-len(train_set.labels) // BATCH)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
     started = time.perf_counter()
-    history = []
+    history: list[dict[str, object]] = []
     for epoch in range(1, args.epochs + 1):
         net.train()
         total, seen, stopped = 0.0, 0, False
@@ -119,7 +125,7 @@ def train(net, train_set, val_sets: dict, args) -> list[dict]:
             (predicted,) = net(normalise(train_set.images[index]))
             loss = F.l1_loss(predicted, torch.from_numpy(train_set.landmarks[index]))
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
             optimiser.step()
             schedule.step()
             total += loss.item() * len(index)
@@ -137,7 +143,7 @@ def train(net, train_set, val_sets: dict, args) -> list[dict]:
     return history
 
 
-def evaluate(args, lnet_path: Path) -> list[dict]:
+def evaluate(args: argparse.Namespace, lnet_path: Path) -> list[dict[str, object]]:
     """Held-out cuhk5pt NME rows (module docstring): ``{"landmarks", "clean", "masked"}``."""
     items = read_cuhk(args.data / "det" / "cuhk5pt" / "annotations.txt")[1::2]
     images = args.data / "det" / "cuhk5pt" / "images"
@@ -152,22 +158,24 @@ def evaluate(args, lnet_path: Path) -> list[dict]:
         candidates.append(("standard MTCNN weights", standard, False))
     prepare = MaskPainter(args.data / "masktemplates").landmark_item
 
-    rows = []
+    rows: list[dict[str, object]] = []
     for label, models, mirror in candidates:
         detector = FaceDetector(models, mirror_landmarks=mirror)
 
-        def detect(image, detector=detector):
+        def detect(image: np.ndarray,
+                   detector: FaceDetector = detector) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             found = detector(image)
             return found.boxes, found.scores, found.landmarks
 
-        row = {"landmarks": label, "clean": evaluate_landmarks(items, images, detect),
-               "masked": evaluate_landmarks(items, images, detect, prepare)}
+        row: dict[str, object] = {
+            "landmarks": label, "clean": evaluate_landmarks(items, images, detect),
+            "masked": evaluate_landmarks(items, images, detect, prepare)}
         log(f"{label}: {row}")
         rows.append(row)
     return rows
 
 
-def card(report: dict) -> str:
+def card(report: Report) -> str:
     """The model card (markdown) of the exported net, from ``report``."""
     last = report["history"][-1]
     rows = "\n".join(
@@ -253,7 +261,7 @@ License: trained on research-only data (CUHK/MTFL); research use only.
 """
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m masksegx.training.train_landmarks",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -272,7 +280,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                              "the card from the cache's lnet.json (after a cascade change)")
     args = parser.parse_args(argv)
     if args.evaluate_only:
-        report = json.loads((args.cache / "lnet.json").read_text())
+        report: Report = json.loads((args.cache / "lnet.json").read_text())
         report["evaluated_by"] = "python -m masksegx.training.train_landmarks " + " ".join(
             sys.argv[1:] if argv is None else argv)
         return finish(args, report)
@@ -300,7 +308,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     return finish(args, report)
 
 
-def finish(args, report: dict) -> int:
+def finish(args: argparse.Namespace, report: Report) -> int:
     """Evaluate the exported net, then write the report and the model card."""
     report["evaluation"] = evaluate(args, args.out / "ds_mtcnn_lnet.onnx")
     for path in (args.cache / "lnet.json", args.out / "ds_mtcnn_lnet.json"):

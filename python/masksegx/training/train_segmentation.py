@@ -39,6 +39,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -46,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..eval.metrics import SegmentationScores
 from .export import max_abs_difference, onnxruntime_session, write_onnx
 from .seg_augment import SegmentationCache, make_sample
-from .seg_nets import ARCHS, INPUT_SIZE, build, count_parameters_and_macs
+from .seg_nets import ARCHS, INPUT_SIZE, SegmentationNet, build, count_parameters_and_macs
 
 OPSET = 17
 LEARNING_RATE = 3e-3
@@ -60,22 +61,23 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-class _Samples(Dataset):
+class _Samples(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __init__(self, cache_dir: Path, seed: int, size: int) -> None:
         self.cache_dir, self.seed, self.size = cache_dir, seed, size
-        self.cache = None
+        self.cache: SegmentationCache | None = None
 
     def __len__(self) -> int:
         return VIRTUAL_LENGTH
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cache is None:  # loaded per worker
             self.cache = SegmentationCache(self.cache_dir)
         view, target = make_sample(self.cache, self.seed, index, self.size)
-        return torch.from_numpy(view.transpose(2, 0, 1).copy()), torch.from_numpy((target * 255).astype(np.uint8))
+        return (torch.from_numpy(view.transpose(2, 0, 1).copy()),
+                torch.from_numpy((target * 255).astype(np.uint8)))
 
 
-def _worker_init(_):
+def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
@@ -106,10 +108,11 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, step: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(net: torch.nn.Module, items, size: int, device: str) -> dict:
+def evaluate(net: torch.nn.Module, items: list[tuple[str, np.ndarray, npt.NDArray[np.bool_]]], size: int,
+             device: str) -> dict[str, float]:
     """Whole-image mIoU (threshold 0.5) per validation set, as masksegx.learned does it."""
     net.eval()
-    scores: dict = {}
+    scores: dict[str, SegmentationScores] = {}
     for name, image, truth in items:
         h, w = truth.shape
         interp = cv2.INTER_AREA if max(h, w) > size else cv2.INTER_LINEAR
@@ -120,7 +123,7 @@ def evaluate(net: torch.nn.Module, items, size: int, device: str) -> dict:
     return {name: round(s.miou, 4) for name, s in scores.items()}
 
 
-def export_onnx(net: torch.nn.Module, path: Path, size: int) -> dict:
+def export_onnx(net: torch.nn.Module, path: Path, size: int) -> dict[str, object]:
     net = copy.deepcopy(net).cpu().float().eval()
     model = write_onnx(net, (1, 3, size, size), path, ["prob"], OPSET,
                        {"input": {0: "batch"}, "prob": {0: "batch"}})
@@ -140,7 +143,7 @@ def export_onnx(net: torch.nn.Module, path: Path, size: int) -> dict:
             "ort_ms_single_thread": round(1000 * float(np.median(times)), 3)}
 
 
-def train(args: argparse.Namespace) -> dict:
+def train(args: argparse.Namespace) -> dict[str, object]:
     start = time.time()
     torch.manual_seed(args.seed)
     device = args.device
@@ -149,25 +152,32 @@ def train(args: argparse.Namespace) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     cache = SegmentationCache(args.cache)
     validation = cache.validation()
-    nets = {arch: build(arch).to(device) for arch in args.arch}
+    nets: dict[str, SegmentationNet] = {arch: build(arch).to(device) for arch in args.arch}
     if device == "cuda":
-        nets = {a: n.to(memory_format=torch.channels_last) for a, n in nets.items()}
+        # torch's stubs give Module.to no memory_format overload (the call is valid).
+        nets = {a: n.to(memory_format=torch.channels_last) for a, n in nets.items()}  # type: ignore[call-overload]
     emas = {arch: copy.deepcopy(net).eval() for arch, net in nets.items()}
-    optimisers = {arch: torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
-                  for arch, net in nets.items()}
-    workers = args.workers if args.workers is not None else max(1, min(8, (os.cpu_count() or 2) - 1))
+    optimisers = {
+        arch: torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+        for arch, net in nets.items()
+    }
+    workers = (args.workers if args.workers is not None
+               else max(1, min(8, (os.cpu_count() or 2) - 1)))
     loader = DataLoader(
         _Samples(args.cache, args.seed, args.size), batch_size=args.batch_size, shuffle=False,
-        num_workers=workers, pin_memory=device == "cuda", drop_last=True, worker_init_fn=_worker_init,
+        num_workers=workers, pin_memory=device == "cuda", drop_last=True,
+        worker_init_fn=_worker_init,
         persistent_workers=workers > 0, prefetch_factor=6 if workers > 0 else None,
     )
     train_until = start + args.time_limit - args.reserve
     budget = max(train_until - time.time(), 1.0)
     train_start = time.time()
-    log(f"training {list(nets)} on {device}: size {args.size}, batch {args.batch_size}, {workers} workers, "
-        f"{budget:.0f} s budget")
-    step, losses, last_log, wait = 0, {a: [] for a in nets}, time.time(), 0.0
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    log(f"training {list(nets)} on {device}: size {args.size}, batch {args.batch_size}, "
+        f"{workers} workers, {budget:.0f} s budget")
+    losses: dict[str, list[float]] = {a: [] for a in nets}
+    step, last_log, wait = 0, time.time(), 0.0
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda"
+                else torch.autocast("cpu", enabled=False))
     batch_start = time.time()
     for images, targets in loader:
         wait += time.time() - batch_start
@@ -190,7 +200,7 @@ def train(args: argparse.Namespace) -> dict:
                 logits = net.logits(x)
             loss = segmentation_loss(logits.float(), t)
             optimisers[arch].zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
             optimisers[arch].step()
             _ema_update(emas[arch], net, step)
             if step % 10 == 0:  # .item() synchronises: not every step
@@ -205,15 +215,19 @@ def train(args: argparse.Namespace) -> dict:
     train_seconds = time.time() - train_start
     del loader
     log(f"stopped after {step} steps, {train_seconds:.0f} s; evaluating and exporting")
-    report = {"command": " ".join(sys.argv), "device": device, "size": args.size, "batch_size": args.batch_size,
-              "workers": workers, "seed": args.seed, "steps": step, "samples": step * args.batch_size,
-              "train_seconds": round(train_seconds, 1), "data_wait_seconds": round(wait, 1),
-              "cache_manifest": json.loads((args.cache / "manifest.json").read_text())
-              if (args.cache / "manifest.json").is_file() else None, "nets": {}}
+    net_reports: dict[str, dict[str, object]] = {}
+    report: dict[str, object] = {
+        "command": " ".join(sys.argv), "device": device, "size": args.size,
+        "batch_size": args.batch_size, "workers": workers, "seed": args.seed, "steps": step,
+        "samples": step * args.batch_size,
+        "train_seconds": round(train_seconds, 1), "data_wait_seconds": round(wait, 1),
+        "cache_manifest": json.loads((args.cache / "manifest.json").read_text())
+        if (args.cache / "manifest.json").is_file() else None, "nets": net_reports}
     for arch, ema in emas.items():
         params, macs = count_parameters_and_macs(copy.deepcopy(ema).cpu().float(), args.size)
-        entry = {"params": params, "macs": macs, "final_loss": round(float(np.mean(losses[arch][-10:])), 4)
-                 if losses[arch] else None}
+        entry: dict[str, object] = {
+            "params": params, "macs": macs,
+            "final_loss": round(float(np.mean(losses[arch][-10:])), 4) if losses[arch] else None}
         try:
             entry["val_miou_whole_image"] = evaluate(ema, validation, args.size, device)
         except Exception as error:  # never lose the trained weights to the log's evaluation
@@ -226,7 +240,7 @@ def train(args: argparse.Namespace) -> dict:
             save_state = True
         if save_state:
             torch.save({k: v.cpu() for k, v in ema.state_dict().items()}, args.out / f"{arch}.pt")
-        report["nets"][arch] = entry
+        net_reports[arch] = entry
         log(f"{arch}: {entry}")
     report["total_seconds"] = round(time.time() - start, 1)
     (args.out / "seg_metrics.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -234,7 +248,7 @@ def train(args: argparse.Namespace) -> dict:
     return report
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--export", type=Path, metavar="STATE.pt",
@@ -244,7 +258,8 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", nargs="+", choices=ARCHS, default=list(ARCHS))
     parser.add_argument("--time-limit", type=float, default=240.0, help="seconds for the whole command")
     parser.add_argument("--reserve", type=float, default=None,
-                        help="seconds kept for evaluation and export (default 20, CPU 10 %% of the limit + 15)")
+                        help="seconds kept for evaluation and export "
+                        "(default 20, CPU 10 %% of the limit + 15)")
     parser.add_argument("--max-steps", type=int, default=0)
     parser.add_argument("--size", type=int, default=INPUT_SIZE, help="net input side, a multiple of 16")
     parser.add_argument("--batch-size", type=int, default=128)

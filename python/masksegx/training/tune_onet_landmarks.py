@@ -41,17 +41,18 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..synthesis import MaskTemplate
 from . import samples as sampling
 from .cascade import Cascade, OnnxNet, normalise
-from .nets import build
-from .train_detector import BATCH, export_onnx, log, multitask_losses
+from .nets import ONet, build
+from .train_detector import BATCH, Batch, export_onnx, log, multitask_losses
 
 #: Samples at --samples-scale 1 (the O-net's own training used 16k landmark samples).
 QUOTA = sampling.Quota(positive=6000, part=6000, negative=7000, landmark=40000, mined=8000)
@@ -63,7 +64,7 @@ DISTILL_WEIGHT = 1.0
 _ONET_PRELUS = ("body.1.weight", "body.2.2.weight", "body.4.2.weight", "body.7.weight")
 
 
-def load_onnx_onet(path: Path) -> torch.nn.Module:
+def load_onnx_onet(path: Path) -> ONet:
     """:class:`.nets.ONet` with the weights of an exported ``ds_mtcnn_onet.onnx``."""
     import onnx
     from onnx import numpy_helper
@@ -85,8 +86,8 @@ def load_onnx_onet(path: Path) -> torch.nn.Module:
     return net.eval()
 
 
-def cascade_crops(landmark_images, detector, seed: int, per_face: int,
-                  templates=()) -> sampling.SampleSet:
+def cascade_crops(landmark_images: list[sampling.FaceImage], detector: sampling.Detector, seed: int,
+                  per_face: int, templates: Iterable[MaskTemplate] = ()) -> sampling.SampleSet:
     """Landmark samples from the detector's boxes on the landmark images (module docstring);
     the images get synthetic masks as in :func:`.samples.generate` (``templates``)."""
     rng = np.random.default_rng(seed)
@@ -109,6 +110,7 @@ def cascade_crops(landmark_images, detector, seed: int, per_face: int,
             best = int(overlaps.argmax())
             if overlaps[best] < CASCADE_IOU:
                 continue
+            assert face_image.landmarks is not None  # landmark images have landmarks
             points = face_image.landmarks[best]
             if not ((points >= crop[:2]).all() and (points <= crop[2:]).all()):
                 continue
@@ -126,7 +128,7 @@ def concatenate(sets: list[sampling.SampleSet]) -> sampling.SampleSet:
     ))
 
 
-def make_samples(args, templates, split: str) -> sampling.SampleSet:
+def make_samples(args: argparse.Namespace, templates: list[MaskTemplate], split: str) -> sampling.SampleSet:
     validation = split == "val"
     fraction = 0.1 if validation else 1.0
     seed = args.seed + (1 if validation else 0)
@@ -149,8 +151,16 @@ def make_samples(args, templates, split: str) -> sampling.SampleSet:
     return concatenate([drawn, crops])
 
 
-def losses(net, teacher, images, labels, offsets, landmarks, has_landmarks, mode, weight,
-           landmark_loss="mse"):
+def sample_tensors(data: sampling.SampleSet, index: np.ndarray | slice) -> Batch:
+    """Images (normalised), labels, offsets, landmarks and has-landmarks flags of ``data[index]``."""
+    return (normalise(data.images[index]), torch.from_numpy(data.labels[index]),
+            torch.from_numpy(data.offsets[index]), torch.from_numpy(data.landmarks[index]),
+            torch.from_numpy(data.has_landmarks[index]))
+
+
+def losses(net: ONet, teacher: ONet, images: torch.Tensor, labels: torch.Tensor,
+           offsets: torch.Tensor, landmarks: torch.Tensor, has_landmarks: torch.Tensor, mode: str,
+           weight: float, landmark_loss: str = "mse") -> tuple[torch.Tensor, dict[str, float]]:
     logits, reg, lmk = net.logits(images)
     distance = F.l1_loss if landmark_loss == "l1" else F.mse_loss
     landmark = distance(lmk[has_landmarks], landmarks[has_landmarks]) \
@@ -168,7 +178,8 @@ def losses(net, teacher, images, labels, offsets, landmarks, has_landmarks, mode
                    "distill": distill.item()}
 
 
-def train(net, teacher, train_set, val_set, args) -> list[dict]:
+def train(net: ONet, teacher: ONet, train_set: sampling.SampleSet, val_set: sampling.SampleSet,
+          args: argparse.Namespace) -> list[dict[str, object]]:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     if args.mode == "head":
@@ -179,12 +190,13 @@ def train(net, teacher, train_set, val_set, args) -> list[dict]:
     steps = args.epochs * -(-len(train_set) // BATCH)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
     started = time.perf_counter()
-    history = []
+    history: list[dict[str, object]] = []
     for epoch in range(1, args.epochs + 1):
         net.train()
         if args.mode == "head":
             net.eval()  # no batch norm or dropout; eval keeps the frozen trunk exactly as is
-        totals, seen = {}, 0
+        totals: dict[str, float] = {}
+        seen = 0
         stopped = False
         order = rng.permutation(len(train_set))
         for start in range(0, len(order), BATCH):
@@ -192,13 +204,11 @@ def train(net, teacher, train_set, val_set, args) -> list[dict]:
                 stopped = True
                 break
             index = order[start : start + BATCH]
-            tensors = (normalise(train_set.images[index]),
-                       *(torch.from_numpy(getattr(train_set, n)[index])
-                         for n in ("labels", "offsets", "landmarks", "has_landmarks")))
+            tensors = sample_tensors(train_set, index)
             loss, parts = losses(net, teacher, *tensors, args.mode, args.landmark_weight,
                                  args.landmark_loss)
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
             optimiser.step()
             schedule.step()
             for k, v in parts.items():
@@ -218,14 +228,14 @@ def train(net, teacher, train_set, val_set, args) -> list[dict]:
 
 
 @torch.no_grad()
-def evaluate(net, teacher, data, args) -> dict:
+def evaluate(net: ONet, teacher: ONet, data: sampling.SampleSet,
+             args: argparse.Namespace) -> dict[str, float]:
     net.eval()
-    totals, seen = {}, 0
+    totals: dict[str, float] = {}
+    seen = 0
     for start in range(0, len(data), 1024):
         sl = slice(start, start + 1024)
-        tensors = (normalise(data.images[sl]),
-                   *(torch.from_numpy(getattr(data, n)[sl])
-                     for n in ("labels", "offsets", "landmarks", "has_landmarks")))
+        tensors = sample_tensors(data, sl)
         _, parts = losses(net, teacher, *tensors, "finetune", args.landmark_weight,
                           args.landmark_loss)
         n = len(data.labels[sl])
@@ -235,7 +245,7 @@ def evaluate(net, teacher, data, args) -> dict:
     return {k: round(v / max(1, seen), 6) for k, v in totals.items()}
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m masksegx.training.tune_onet_landmarks",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
