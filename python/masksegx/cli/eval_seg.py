@@ -1,9 +1,4 @@
-"""``masksegx eval-seg``: score a segmentation method on a folder of images and ground-truth masks.
-
-``--method learned|fused`` runs the learned net (``--model`` another ONNX net, e.g. the Table 4
-U-Net); ``--faces detect`` segments inside each face the MTCNN detector finds (union of the
-faces; no face found = empty mask) instead of taking the whole image as the face.
-"""
+"""``masksegx eval-seg``: score a segmentation method on a folder of images and ground-truth masks."""
 
 from __future__ import annotations
 
