@@ -196,7 +196,7 @@ def det_args(images, annotations, *extra):
 
 
 def test_eval_det_writes_the_issue_keys(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("masksegx.cli.make_detector", fake_make_detector)
+    monkeypatch.setattr("masksegx.cli.eval_det.make_detector", fake_make_detector)
     images, annotations = make_voc_dataset(tmp_path / "data")
     out = tmp_path / "det.json"
     assert main(det_args(images, annotations, "--split", "val", "--json", str(out))) == 0
@@ -242,7 +242,7 @@ def test_unavailable_mtcnn_exits_2(tmp_path, capsys, monkeypatch):
     def unavailable(name, models_dir=None, **kwargs):
         raise DetectorUnavailable("the MTCNN cascade (masksegx.detect) is unavailable")
 
-    monkeypatch.setattr("masksegx.cli.make_detector", unavailable)
+    monkeypatch.setattr("masksegx.cli.eval_det.make_detector", unavailable)
     images, annotations = make_voc_dataset(tmp_path / "data", numbers=(1,))
     assert main(det_args(images, annotations)) == 2
     assert "masksegx.detect" in capsys.readouterr().err
@@ -264,7 +264,7 @@ def make_landmark_list(root, fmt):
 
 @pytest.mark.parametrize("fmt", ["cuhk", "mtfl"])
 def test_eval_landmarks_writes_the_issue_keys(tmp_path, capsys, monkeypatch, fmt):
-    monkeypatch.setattr("masksegx.cli.make_detector", fake_make_detector)
+    monkeypatch.setattr("masksegx.cli.eval_landmarks.make_detector", fake_make_detector)
     annotations, images = make_landmark_list(tmp_path, fmt)
     out = tmp_path / "lm.json"
     args = ["eval-landmarks", "--annotations", str(annotations), "--images", str(images),
@@ -278,7 +278,7 @@ def test_eval_landmarks_writes_the_issue_keys(tmp_path, capsys, monkeypatch, fmt
 
 @pytest.mark.parametrize("bad", ["annotations", "images"])
 def test_eval_landmarks_bad_paths_exit_2(tmp_path, capsys, monkeypatch, bad):
-    monkeypatch.setattr("masksegx.cli.make_detector", fake_make_detector)
+    monkeypatch.setattr("masksegx.cli.eval_landmarks.make_detector", fake_make_detector)
     annotations, images = make_landmark_list(tmp_path, "cuhk")
     paths = {"annotations": annotations, "images": images, bad: tmp_path / "nowhere"}
     args = ["eval-landmarks", "--annotations", str(paths["annotations"]),

@@ -166,7 +166,9 @@ def test_expand_inputs_reports_empty_patterns_and_folders(tmp_path):
     assert [p[1] for p in problems] == ["folder holds no images or videos", "pattern matches no files"]
 
 
-@pytest.mark.parametrize("extra", [["--method", "magic"], ["--threads", "0"], ["--workers", "0"], ["--frame-step", "x"]])
+@pytest.mark.parametrize(
+    "extra", [["--method", "magic"], ["--threads", "0"], ["--workers", "0"], ["--frame-step", "x"]]
+)
 def test_bad_options_exit_2(inputs, tmp_path, extra):
     with pytest.raises(SystemExit) as exit_info:
         main(["segment", str(inputs), "-o", str(tmp_path / "out"), *extra])

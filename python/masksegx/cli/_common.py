@@ -1,0 +1,68 @@
+"""Pieces the subcommands share: argument types, detector options, tables, JSON and errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+
+from ..eval.reference_detectors import DETECTOR_NAMES
+
+#: Table columns: (summary key, header, format).
+Columns = Sequence[tuple[str, str, str]]
+
+
+class UsageError(Exception):
+    """Options that argparse accepts one by one but not together; ``main`` reports it as
+    argparse does (usage line, ``masksegx: error: ...``, exit code 2)."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def add_detector_arguments(command: argparse.ArgumentParser) -> None:
+    """``--detector``, ``--models-dir`` and ``--json`` of the detector scoring commands."""
+    command.add_argument(
+        "--detector",
+        choices=DETECTOR_NAMES,
+        default="mtcnn",
+        help="mtcnn: the package's cascade; others: reference models in --models-dir",
+    )
+    command.add_argument("--models-dir", help="folder of the reference .onnx models")
+    command.add_argument("--json", metavar="OUT.json", help="also write the scores to this file")
+
+
+def format_table(label: str, summary: Mapping[str, object], columns: Columns, first: str) -> str:
+    """A header row and one row of ``summary`` values, right-aligned; ``first`` heads ``label``."""
+    headers = [first] + [header for _, header, _ in columns]
+    cells = [label] + [fmt.format(summary[key]) for key, _, fmt in columns]
+    widths = [max(len(h), len(c)) for h, c in zip(headers, cells)]
+    return "\n".join(
+        "  ".join(text.rjust(width) for text, width in zip(row, widths)) for row in (headers, cells)
+    )
+
+
+def write_json(path: str, record: Mapping[str, object]) -> None:
+    """Write ``record`` as indented JSON."""
+
+    # NaN (e.g. AP with no ground truth) is not JSON: write null.
+    def clean(value: object) -> object:
+        if isinstance(value, dict):
+            return {key: clean(v) for key, v in value.items()}
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(clean(record), out, indent=2)
+        out.write("\n")
+
+
+def print_error(command: str, error: object) -> None:
+    """``masksegx <command>: error: <error>`` on stderr (bad data: exit code 2, no traceback)."""
+    print(f"masksegx {command}: error: {error}", file=sys.stderr)
