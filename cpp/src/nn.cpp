@@ -108,8 +108,8 @@ void gemm_scalar(const GemmArgs& g) {
 // (6-row tiles measured 1.5x slower: GCC spills them). Tail tiles (fewer than 16 columns
 // left) use masked loads and stores.
 template <int Rows, bool Tail>
-MASKSEGX_TARGET_AVX2 inline void gemm_tile_avx2(const GemmArgs& g, i64 m0, i64 p0,
-                                                __m256i mask0, __m256i mask1) {
+MASKSEGX_TARGET_AVX2 inline void gemm_tile_avx2(const GemmArgs& g, i64 m0, i64 p0, __m256i mask0,
+                                                __m256i mask1) {
     __m256 acc0[Rows], acc1[Rows];
     for (int r = 0; r < Rows; ++r) {
         acc0[r] = acc1[r] = _mm256_set1_ps(g.bias ? g.bias[m0 + r] : 0.0f);
@@ -333,8 +333,8 @@ void depthwise_row_scalar(const float* const* taps, const float* w, float bias,
 }
 
 #if defined(MASKSEGX_AVX2_PATH)
-MASKSEGX_TARGET_AVX2 void depthwise_row_avx2(const float* const* taps, const float* w,
-                                             float bias, float* out, i64 width) {
+MASKSEGX_TARGET_AVX2 void depthwise_row_avx2(const float* const* taps, const float* w, float bias,
+                                             float* out, i64 width) {
     __m256 wv[9];
     for (int t = 0; t < 9; ++t) wv[t] = _mm256_set1_ps(w[t]);
     const __m256 bv = _mm256_set1_ps(bias);
@@ -492,8 +492,8 @@ MASKSEGX_TARGET_AVX2 void gather_stride2_avx2(const float* src, float* dst, i64 
     for (; i + 8 < count; i += 8) {  // reads src[2 i .. 2 i + 15], 2 i + 15 <= 2 count - 3
         const __m256 a = _mm256_loadu_ps(src + 2 * i), b = _mm256_loadu_ps(src + 2 * i + 8);
         const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-        _mm256_storeu_ps(dst + i, _mm256_castpd_ps(_mm256_permute4x64_pd(
-                                      _mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0))));
+        _mm256_storeu_ps(dst + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even),
+                                                                         _MM_SHUFFLE(3, 1, 2, 0))));
     }
     gather_stride2_scalar(src + 2 * i, dst + i, count - i);
 }
@@ -512,8 +512,8 @@ GatherStride2 gather_stride2_for(SimdLevel level) {
 // dst[r * count + x] = src[r * src_stride + x * step] for r < rows, x < count, step 1 or 2:
 // the im2col rows of one kernel tap of an unpadded convolution. Nothing past
 // src[(rows - 1) * src_stride + (count - 1) * step] is read.
-void copy_rows_scalar(const float* src, i64 src_stride, i64 step, float* __restrict dst,
-                      i64 count, i64 rows) {
+void copy_rows_scalar(const float* src, i64 src_stride, i64 step, float* __restrict dst, i64 count,
+                      i64 rows) {
     for (i64 r = 0; r < rows; ++r, src += src_stride, dst += count) {
         for (i64 x = 0; x < count; ++x) dst[x] = src[x * step];
     }
@@ -537,9 +537,10 @@ MASKSEGX_TARGET_AVX2 void copy_rows_avx2(const float* src, i64 src_stride, i64 s
 
 // Short rows (R/O-net crops) cost one masked load and store each (two loads and a permute at
 // step 2) instead of a call per row.
-MASKSEGX_TARGET_AVX512 void copy_rows_avx512(const float* src, i64 src_stride, i64 step,
-                                             float* dst, i64 count, i64 rows) {
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+MASKSEGX_TARGET_AVX512 void copy_rows_avx512(const float* src, i64 src_stride, i64 step, float* dst,
+                                             i64 count, i64 rows) {
+    const __m512i even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const auto lanes = [](i64 n) {
         return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
     };
@@ -554,8 +555,7 @@ MASKSEGX_TARGET_AVX512 void copy_rows_avx512(const float* src, i64 src_stride, i
                 const float* from = src + 2 * x;
                 const __m512 low = _mm512_maskz_loadu_ps(lanes(2 * n - 1), from);
                 const __m512 high = _mm512_maskz_loadu_ps(lanes(2 * n - 1 - 16), from + 16);
-                _mm512_mask_storeu_ps(dst + x, lanes(n),
-                                      _mm512_permutex2var_ps(low, even, high));
+                _mm512_mask_storeu_ps(dst + x, lanes(n), _mm512_permutex2var_ps(low, even, high));
             }
         }
     }
@@ -593,8 +593,13 @@ struct ColumnFiller {
 
     ColumnFiller(const Tensor4Shape& in_, const Conv2dSpec& spec_, const Tensor4Shape& out_,
                  SimdLevel level)
-        : in(in_), spec(spec_), out(out_), in_group(in_.c / spec_.groups),
-          first_x(spec_.kernel_w), end_x(spec_.kernel_w), gather2(gather_stride2_for(level)),
+        : in(in_),
+          spec(spec_),
+          out(out_),
+          in_group(in_.c / spec_.groups),
+          first_x(spec_.kernel_w),
+          end_x(spec_.kernel_w),
+          gather2(gather_stride2_for(level)),
           copy_rows(copy_rows_for(level)) {
         const i64 sw = spec.stride_w;
         for (i64 j = 0; j < spec.kernel_w; ++j) {
@@ -615,8 +620,8 @@ struct ColumnFiller {
                 for (i64 i = 0; i < kh; ++i) {
                     for (i64 j = 0; j < kw; ++j) {
                         copy_rows(group_input + ci * in.plane() + (oy0 * sh + i) * in.w + j,
-                                  sh * in.w, sw, dst + ((ci * kh + i) * kw + j) * row_stride,
-                                  out.w, rows);
+                                  sh * in.w, sw, dst + ((ci * kh + i) * kw + j) * row_stride, out.w,
+                                  rows);
                     }
                 }
             }
@@ -711,9 +716,7 @@ void convolution_folded(const float* input, const Tensor4Shape& in, const float*
                 filler.fill(sample, 0, out.h, columns + k * plane, cols);
             }
         }
-        gemm(GemmArgs{weight, columns, bias, result, out.c, depth, cols, cols, cols,
-                      slope},
-             level);
+        gemm(GemmArgs{weight, columns, bias, result, out.c, depth, cols, cols, cols, slope}, level);
         for (i64 k = 0; k < count; ++k) {
             float* dst = output + (n0 + k) * out.c * plane;
             for (i64 m = 0; m < out.c; ++m) {
@@ -724,9 +727,9 @@ void convolution_folded(const float* input, const Tensor4Shape& in, const float*
     }
 }
 
-void pointwise(const float* input, const Tensor4Shape& in, const float* weight,
-               const float* bias, const float* slope, const Conv2dSpec& spec,
-               const Tensor4Shape& out, float* output, SimdLevel level) {
+void pointwise(const float* input, const Tensor4Shape& in, const float* weight, const float* bias,
+               const float* slope, const Conv2dSpec& spec, const Tensor4Shape& out, float* output,
+               SimdLevel level) {
     const i64 in_group = in.c / spec.groups, out_group = out.c / spec.groups;
     for (i64 n = 0; n < in.n; ++n) {
         for (i64 g = 0; g < spec.groups; ++g) {
@@ -836,14 +839,18 @@ MASKSEGX_TARGET_AVX512 void max_pool_narrow_s2_avx512(const float* input, const 
                                                       const Tensor4Shape& out, float* output) {
     const std::int64_t w = in.w;
     const __mmask16 mask0 = static_cast<__mmask16>(w >= 16 ? 0xFFFF : (1u << w) - 1);
-    const __mmask16 mask1 =
-        static_cast<__mmask16>(w <= 16 ? 0 : w >= 32 ? 0xFFFF : (1u << (w - 16)) - 1);
+    const __mmask16 mask1 = static_cast<__mmask16>(w <= 16   ? 0
+                                                   : w >= 32 ? 0xFFFF
+                                                             : (1u << (w - 16)) - 1);
     const __mmask16 out_mask = static_cast<__mmask16>((1u << out.w) - 1);  // out.w <= 16
     const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd =
+        _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     // 2 ox + 2, or 31 for the last lane: v[31] is in that window already (see the note above).
-    const __m512i next = _mm512_setr_epi32(2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 31);
+    const __m512i next =
+        _mm512_setr_epi32(2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 31);
     const bool three = spec.kernel_w == 3;
     for (std::int64_t plane = 0; plane < out.n * out.c; ++plane) {
         const float* src = input + plane * in.plane();
@@ -938,7 +945,9 @@ void max_pool2d(const float* input, const Tensor4Shape& input_shape, const Pool2
             std::copy(m, m + spans, p);
             for (std::int64_t t = 1; t < kw; ++t) {
                 const float* __restrict shifted = m + t;
-                for (std::int64_t x = 0; x < spans; ++x) p[x] = shifted[x] > p[x] ? shifted[x] : p[x];
+                for (std::int64_t x = 0; x < spans; ++x) {
+                    p[x] = shifted[x] > p[x] ? shifted[x] : p[x];
+                }
             }
             for (std::int64_t ox = 0; ox < full; ++ox) dst[ox] = p[ox * sw];
             for (std::int64_t ox = full; ox < out.w; ++ox) {
@@ -988,8 +997,8 @@ MASKSEGX_TARGET_AVX2 void fully_connected_rows_avx2(const float* input, std::int
             }
         }
         for (int j = 0; j < N; ++j) {
-            const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[j]),
-                                           _mm256_extractf128_ps(acc[j], 1));
+            const __m128 half =
+                _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
             const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
             float sum = _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
             for (std::int64_t i = full; i < k; ++i) sum += w[i] * input[j * k + i];
@@ -1247,8 +1256,8 @@ void resize_area(const AreaSource<T>& source, const std::int64_t* boxes, std::in
                 float* out_plane = output + (k * channels + c) * out_h * out_w;
                 for (std::int64_t oy = 0; oy < out_h; ++oy) {
                     float* dst = out_plane + oy * out_w;
-                    resample_row(rows + oy * row_len + lane, step, x_start.data(),
-                                 x_weight.data(), dst, out_w, x_taps);
+                    resample_row(rows + oy * row_len + lane, step, x_start.data(), x_weight.data(),
+                                 dst, out_w, x_taps);
                     if (affine) {
                         for (std::int64_t x = 0; x < out_w; ++x) {
                             dst[x] = source.scale * dst[x] + source.offset;

@@ -33,8 +33,7 @@ Tensor4Shape conv2d_output_shape(const Tensor4Shape& input, const Conv2dSpec& sp
 // paths; everything else goes through im2col bands and the same GEMM as pointwise. Batches of
 // small output planes (under 64 pixels, groups == 1) run as one GEMM over several samples.
 void conv2d(const float* input, const Tensor4Shape& input_shape, const float* weight,
-            const float* bias, const Conv2dSpec& spec, float* output,
-            const float* slope = nullptr);
+            const float* bias, const Conv2dSpec& spec, float* output, const float* slope = nullptr);
 
 // Max pooling without padding in Caffe's ceil mode (MTCNN): every window that starts inside
 // the input counts, the last one clipped to it. Output side: ceil((H - k) / s) + 1, minus one
