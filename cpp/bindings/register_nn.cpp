@@ -276,7 +276,7 @@ void register_nn(py::module_& m) {
           "Softmax of a 1- to 4-D float32 array along `axis`.");
     m.def(
         "simd_level", [] { return std::string(masksegx::simd_level_name(masksegx::simd_level())); },
-        "Instruction set the nn kernels use now: 'avx2', 'neon' or 'scalar'.");
+        "Instruction set the nn kernels use now: 'avx512', 'avx2', 'neon' or 'scalar'.");
     m.def("set_simd", &masksegx::set_simd_enabled, py::arg("enabled"),
           "Enable (default) or disable the SIMD paths of the nn kernels, process-wide.");
 }

@@ -10,7 +10,8 @@ constexpr float kTwoPi = 6.28318530717958647692f;
 constexpr float kSqrt3 = 1.73205080756887729353f;
 
 // atan2 by octant reduction and a minimax polynomial on [0, 1]; |error| < 1e-6 rad.
-// Branch-light so the compiler can vectorise the pixel loop; std::atan2 is ~5x slower.
+// Branch-light so the compiler can vectorise the pixel loop; std::atan2 is a scalar library
+// call and much slower.
 inline float fast_atan2(float y, float x) {
     const float ax = std::fabs(x);
     const float ay = std::fabs(y);

@@ -252,7 +252,7 @@ class FcmPasses {
 };
 
 // The m = 2 centre sums for the usual 2-5 clusters of 1-4 features, in one loop per block
-// whose per-point values stay in registers: 2.5-4x faster than FcmPasses. Each of kLanes
+// whose per-point values stay in registers, which makes it faster than FcmPasses. Each of kLanes
 // consecutive points runs the same code, so the compiler maps the lanes onto SIMD registers.
 constexpr int kLanes = 4;
 
