@@ -29,10 +29,15 @@ void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weigh
     const i64 phase_size = padded_h * phase_w;
     float* const phases = in_place ? nullptr : scratch(kPhases, sw * phase_size);
     if (!in_place) std::fill(phases, phases + sw * phase_size, 0.0f);
-    // Padded column X = x + pad_w lives in phase X % sw at X / sw: the first input column of
-    // each phase, and each tap's offset within a phase-split plane, computed once.
-    std::vector<i64> phase_first_x(sw);
-    for (i64 q = 0; q < sw; ++q) phase_first_x[q] = ((q - spec.pad_w) % sw + sw) % sw;
+    const auto depthwise_row = kernels.depthwise_row;
+    // Padded column X = x + pad_w lives in phase X % sw at X / sw. Per phase, computed once:
+    // its first input column, where that column lands in a phase row, and how many follow.
+    std::vector<i64> phase_first_x(sw), phase_offset(sw), phase_count(sw);
+    for (i64 q = 0; q < sw; ++q) {
+        phase_first_x[q] = ((q - spec.pad_w) % sw + sw) % sw;
+        phase_offset[q] = q * phase_size + (phase_first_x[q] + spec.pad_w) / sw;
+        phase_count[q] = (in.w - phase_first_x[q] + sw - 1) / sw;
+    }
     const i64 row_stride = in_place ? in.w : phase_w, phase_stride = in_place ? 0 : phase_size;
     i64 tap_offset[9];
     for (i64 i = 0; i < 3; ++i) {
@@ -51,12 +56,17 @@ void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weigh
             const float* base = in_place ? plane : phases;
             if (!in_place) {
                 for (i64 y = 0; y < in.h; ++y) {
-                    const float* src = plane + y * in.w;
+                    float* const phase_row = phases + (y + spec.pad_h) * phase_w;
                     for (i64 q = 0; q < sw; ++q) {
-                        const i64 first = phase_first_x[q];
-                        float* dst = phases + q * phase_size + (y + spec.pad_h) * phase_w +
-                                     (first + spec.pad_w) / sw;
-                        for (i64 x = first; x < in.w; x += sw) *dst++ = src[x];
+                        const float* src = plane + y * in.w + phase_first_x[q];
+                        float* dst = phase_row + phase_offset[q];
+                        if (sw == 1) {
+                            std::copy(src, src + phase_count[q], dst);
+                        } else if (sw == 2) {
+                            kernels.gather_stride2(src, dst, phase_count[q]);
+                        } else {
+                            for (i64 i = 0; i < phase_count[q]; ++i) dst[i] = src[i * sw];
+                        }
                     }
                 }
             }
@@ -69,7 +79,7 @@ void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weigh
                 // dropped), then the rows copied out.
                 const float* taps[9];
                 for (int t = 0; t < 9; ++t) taps[t] = base + tap_offset[t];
-                kernels.depthwise_row(taps, w9, b, wide, wide_len);
+                depthwise_row(taps, w9, b, wide, wide_len);
                 for (i64 oy = 0; oy < out_shape.h; ++oy) {
                     std::copy(wide + oy * row_stride, wide + oy * row_stride + out_shape.w,
                               out_plane + oy * out_shape.w);
@@ -79,7 +89,7 @@ void depthwise3x3(const float* input, const Tensor4Shape& in, const float* weigh
                     const float* row = base + oy * sh * row_stride;
                     const float* taps[9];
                     for (int t = 0; t < 9; ++t) taps[t] = row + tap_offset[t];
-                    kernels.depthwise_row(taps, w9, b, out_plane + oy * out_shape.w, out_shape.w);
+                    depthwise_row(taps, w9, b, out_plane + oy * out_shape.w, out_shape.w);
                 }
             }
             if (slope) prelu_run(out_plane, out_shape.plane(), slope[c]);
