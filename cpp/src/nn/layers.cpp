@@ -1,7 +1,6 @@
 // Max pooling, PReLU / ReLU, fully connected (ONNX Gemm) and softmax.
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <string>
 #include <vector>
 

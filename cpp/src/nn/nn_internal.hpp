@@ -1,10 +1,10 @@
 // Private to the nn layers (cpp/src/nn/). The files:
-//   conv.cpp            conv2d: depthwise 3x3, pointwise, im2col bands, batches folded into one
-//   GEMM layers.cpp          max pooling, PReLU / ReLU, fully connected, softmax resize.cpp area
-//   resampling of boxes kernels_scalar.cpp  the plain C++ kernels: every level's fallback and the
-//   reference kernels_avx2.cpp, kernels_avx512.cpp, kernels_neon.cpp: the same kernels per
-//   instruction set runtime.cpp         the instruction set in use, the kernel table of each,
-//   per-thread scratch
+//   conv.cpp        conv2d: depthwise 3x3, pointwise, im2col bands, small planes batched
+//   layers.cpp      max pooling, PReLU / ReLU, fully connected, softmax
+//   resize.cpp      area resampling of boxes
+//   runtime.cpp     the SIMD level in use, the kernel table of each level, per-thread scratch
+//   kernels_scalar.cpp  plain C++ kernels: every level's fallback, the reference for the rest
+//   kernels_avx2.cpp, kernels_avx512.cpp, kernels_neon.cpp  the same kernels with intrinsics
 // The layer files reach SIMD code only through the Kernels table of the current SimdLevel, so
 // set_simd_enabled(false) and MASKSEGX_FORCE_SCALAR=1 run the plain C++ kernels everywhere.
 #pragma once
@@ -54,8 +54,10 @@ struct GemmArgs {
     const float* slope = nullptr;  // per row: PReLU applied to the output (null: none)
 };
 
-// One function per kernel; a level without its own version of a kernel uses the scalar one.
-// The optional kernels are null where a level has none; the caller then takes its general path.
+// One function per kernel (runtime.cpp fills one table per level): a level without its own
+// version of a kernel takes the next one down, AVX-512 the AVX2 one and the others the scalar
+// one. The optional kernels are null where a level has none; the caller then takes its general
+// path.
 struct Kernels {
     void (*gemm)(const GemmArgs& g) = nullptr;
     // out[x] = bias + sum_t w[t] * taps[t][x], x < width, for the 9 taps of a 3x3 depthwise row.
