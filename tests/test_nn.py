@@ -252,7 +252,11 @@ def test_non_contiguous_and_integer_inputs_are_accepted(rng):
         (lambda: nn.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), np.zeros(2)), ValueError, "bias"),
         (lambda: nn.conv2d(np.zeros((1, 5, 5)), np.zeros((1, 1, 3, 3))), ValueError, "x"),
         (lambda: nn.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), stride=0), ValueError, "stride"),
-        (lambda: nn.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), padding=-1), ValueError, "padding"),
+        (
+            lambda: nn.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), padding=-1),
+            ValueError,
+            "padding",
+        ),
         (lambda: nn.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), stride=1.5), TypeError, "stride"),
         (lambda: nn.conv2d(np.full((1, 1, 5, 5), np.nan), np.zeros((1, 1, 3, 3))), ValueError, "NaN"),
         (lambda: nn.conv2d(np.zeros((1, 1, 5, 5), complex), np.zeros((1, 1, 3, 3))), TypeError, "x"),
@@ -506,6 +510,20 @@ def test_simd_matches_scalar_fully_connected_edges(rng, scalar_and_simd, n, m, k
     x, weight, bias = random_tensor(rng, (n, k)), random_tensor(rng, (m, k)), random_tensor(rng, (m,))
     simd, scalar = scalar_and_simd(nn.fully_connected, x, weight, bias)
     assert np.all(np.abs(simd - scalar) <= 1e-5 * (np.abs(x) @ np.abs(weight).T))
+
+
+def test_simd_matches_scalar_resize_and_two_class_softmax(rng, scalar_and_simd):
+    """Elementwise loops compiled per instruction set: the same bits on every path."""
+    image = rng.integers(0, 256, (40, 57, 3), dtype=np.uint8)
+    planar = random_tensor(rng, (3, 40, 57))
+    boxes = np.array([[0, 0, 57, 40], [3, 4, 50, 31], [40, 25, 45, 31]], np.int64)
+    simd, scalar = scalar_and_simd(_core.resize_area_boxes_u8, image, boxes, (24, 24), True, 0.5, -1.0)
+    np.testing.assert_array_equal(simd, scalar)
+    simd, scalar = scalar_and_simd(_core.resize_area_boxes, planar, boxes, (13, 17))
+    np.testing.assert_array_equal(simd, scalar)
+    logits = random_tensor(rng, (3, 2, 37)) * 50
+    simd, scalar = scalar_and_simd(nn.softmax, logits, 1)
+    np.testing.assert_array_equal(simd, scalar)
 
 
 def test_simd_matches_scalar_face_detection(scalar_and_simd):

@@ -29,7 +29,7 @@ template <> inline const char* dtype_name<bool>() { return "bool"; }
 // with ndim in [min_ndim, max_ndim]; `name` is the argument name used in messages.
 template <class T>
 py::array_t<T, py::array::c_style> require_array(const py::handle& obj, const char* name,
-                                                  int min_ndim, int max_ndim) {
+                                                 int min_ndim, int max_ndim) {
     if (!py::isinstance<py::array>(obj)) {
         throw py::type_error(std::string(name) + ": expected a numpy array, got " +
                              std::string(py::str(py::type::of(obj).attr("__name__"))));
@@ -37,8 +37,8 @@ py::array_t<T, py::array::c_style> require_array(const py::handle& obj, const ch
     auto arr = py::reinterpret_borrow<py::array>(obj);
     // Equality, not identity: equal dtype objects (e.g. from np.frombuffer) are distinct objects.
     if (!arr.dtype().equal(py::dtype::of<T>())) {
-        throw py::type_error(std::string(name) + ": expected dtype " + dtype_name<T>() +
-                             ", got " + std::string(py::str(arr.dtype())));
+        throw py::type_error(std::string(name) + ": expected dtype " + dtype_name<T>() + ", got " +
+                             std::string(py::str(arr.dtype())));
     }
     if (arr.ndim() < min_ndim || arr.ndim() > max_ndim) {
         throw py::value_error(std::string(name) + ": expected " + std::to_string(min_ndim) +
@@ -60,7 +60,7 @@ py::array_t<T, py::array::c_style> require_array(const py::handle& obj, const ch
 // An HxW or HxWxC image with side lengths within kMaxSide.
 template <class T>
 py::array_t<T, py::array::c_style> require_image(const py::handle& obj, const char* name,
-                                                  int channels) {
+                                                 int channels) {
     auto arr = require_array<T>(obj, name, channels == 0 ? 2 : 3, channels == 0 ? 2 : 3);
     if (channels > 0 && arr.shape(2) != channels) {
         throw py::value_error(std::string(name) + ": expected " + std::to_string(channels) +
@@ -76,7 +76,7 @@ py::array_t<T, py::array::c_style> require_image(const py::handle& obj, const ch
 // A 2-D mask with the same height and width as a reference image.
 template <class T>
 py::array_t<T, py::array::c_style> require_mask_like(const py::handle& obj, const char* name,
-                                                      py::ssize_t height, py::ssize_t width) {
+                                                     py::ssize_t height, py::ssize_t width) {
     auto arr = require_array<T>(obj, name, 2, 2);
     if (arr.shape(0) != height || arr.shape(1) != width) {
         throw py::value_error(std::string(name) + ": expected shape (" + std::to_string(height) +

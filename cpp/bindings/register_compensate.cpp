@@ -24,9 +24,13 @@ struct ImageAndRegion {
 
     const std::uint8_t* pixels() const { return image.data(); }
     // numpy bools are single 0/1 bytes, the layout the kernels take.
-    const std::uint8_t* mask() const { return reinterpret_cast<const std::uint8_t*>(region.data()); }
+    const std::uint8_t* mask() const {
+        return reinterpret_cast<const std::uint8_t*>(region.data());
+    }
     std::int64_t n_pixels() const { return static_cast<std::int64_t>(height) * width; }
-    py::array_t<std::uint8_t> new_image() const { return py::array_t<std::uint8_t>({height, width, py::ssize_t(3)}); }
+    py::array_t<std::uint8_t> new_image() const {
+        return py::array_t<std::uint8_t>({height, width, py::ssize_t(3)});
+    }
 };
 
 py::array_t<double> vector3(const double values[3]) {
@@ -35,8 +39,9 @@ py::array_t<double> vector3(const double values[3]) {
     return out;
 }
 
-py::array_t<std::uint8_t> blue_suppression(const py::handle& image_obj, const py::handle& region_obj,
-                                           double mu, const std::string& order_name) {
+py::array_t<std::uint8_t> blue_suppression(const py::handle& image_obj,
+                                           const py::handle& region_obj, double mu,
+                                           const std::string& order_name) {
     const auto order = parse_order(order_name);
     const ImageAndRegion in(image_obj, region_obj);
     auto out = in.new_image();
@@ -104,6 +109,6 @@ void register_compensate(py::module_& m) {
     m.def("compensate_region", &compensate_region, py::arg("image"), py::arg("region"),
           py::arg("mu") = 0.8, py::arg("t") = 6.0, py::arg("strength") = 1.0,
           py::arg("order") = "bgr",
-          "Blue suppression then Minkowski gray world of the region (gains raised to strength): (image, gain, "
-          "illuminant_region, illuminant_background), the last three float64 (3,).");
+          "Blue suppression then Minkowski gray world of the region (gains raised to strength): "
+          "(image, gain, illuminant_region, illuminant_background), the last three float64 (3,).");
 }

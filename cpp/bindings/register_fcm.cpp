@@ -49,8 +49,8 @@ py::tuple fuzzy_cmeans(const py::handle& features_obj, int clusters, double fuzz
             masksegx::fcm_seed_centers(points, n, static_cast<int>(dims), clusters, seed,
                                        center_data);
         }
-        summary = masksegx::fuzzy_cmeans(points, n, static_cast<int>(dims), settings,
-                                         center_data, membership_data);
+        summary = masksegx::fuzzy_cmeans(points, n, static_cast<int>(dims), settings, center_data,
+                                         membership_data);
     }
     return py::make_tuple(centers, memberships, summary.iterations, summary.objective);
 }

@@ -77,7 +77,8 @@ py::array_t<float> conv2d(const py::handle& x_obj, const py::handle& weight_obj,
     spec.pad_w = padding.second;
     spec.groups = groups;
     const auto in = shape_of(x);
-    const auto out = masksegx::conv2d_output_shape(in, spec);  // std::invalid_argument -> ValueError
+    // std::invalid_argument -> ValueError
+    const auto out = masksegx::conv2d_output_shape(in, spec);
     F32 result = output_array(out_obj, {out.n, out.c, out.h, out.w});
     const float* x_data = x.data();
     const float* w_data = weight.data();
@@ -226,8 +227,8 @@ py::array_t<float> resize_area_boxes(const py::handle& image_obj, const py::hand
 }
 
 py::array_t<float> resize_area_boxes_u8(const py::handle& image_obj, const py::handle& boxes_obj,
-                                        Pair size, bool reverse_channels, float scale,
-                                        float offset, const py::object& out_obj) {
+                                        Pair size, bool reverse_channels, float scale, float offset,
+                                        const py::object& out_obj) {
     auto image = require_array<std::uint8_t>(image_obj, "image", 3, 3);
     auto boxes = require_boxes(boxes_obj);
     require_output_size(size);
@@ -275,7 +276,7 @@ void register_nn(py::module_& m) {
           "Softmax of a 1- to 4-D float32 array along `axis`.");
     m.def(
         "simd_level", [] { return std::string(masksegx::simd_level_name(masksegx::simd_level())); },
-        "Instruction set the nn kernels use now: 'avx2', 'neon' or 'scalar'.");
+        "Instruction set the nn kernels use now: 'avx512', 'avx2', 'neon' or 'scalar'.");
     m.def("set_simd", &masksegx::set_simd_enabled, py::arg("enabled"),
           "Enable (default) or disable the SIMD paths of the nn kernels, process-wide.");
 }

@@ -55,9 +55,9 @@ void for_region_runs(const std::uint8_t* region, std::int64_t n, Visit&& visit) 
 
 // Adds pixels [begin, end) to two tables, fed by alternate pixels: neighbouring pixels often
 // share a value, and two increments of one counter in a row would wait on each other.
-inline void count_range(const std::uint8_t* __restrict pixels, const std::uint8_t* __restrict region,
-                        std::int64_t begin, std::int64_t end, std::uint32_t* __restrict even,
-                        std::uint32_t* __restrict odd) {
+inline void count_range(const std::uint8_t* __restrict pixels,
+                        const std::uint8_t* __restrict region, std::int64_t begin, std::int64_t end,
+                        std::uint32_t* __restrict even, std::uint32_t* __restrict odd) {
     std::int64_t p = begin;
     for (; p + 1 < end; p += 2) {
         const std::uint8_t* q = pixels + 3 * p;
@@ -135,7 +135,8 @@ double minkowski_from_counts(const std::int64_t* counts, double t) {
     for (int v = 1; v <= v_max; ++v) {
         if (counts[v] == 0) continue;
         const double x = v * inv_max;
-        const double power = integer_t ? integer_power(x, static_cast<long long>(t)) : std::pow(x, t);
+        const double power =
+            integer_t ? integer_power(x, static_cast<long long>(t)) : std::pow(x, t);
         weighted += static_cast<double>(counts[v]) * power;
     }
     return v_max * std::pow(weighted / static_cast<double>(total), 1.0 / t);
@@ -175,9 +176,8 @@ struct SideTables {
 // Region pixels of [begin, end) through their side's tables (side 0 is the identity, so
 // pixels outside the region need no branch).
 inline void remap_range(const std::uint8_t* __restrict pixels,
-                        const std::uint8_t* __restrict region, std::int64_t begin,
-                        std::int64_t end, const std::uint8_t* __restrict table,
-                        std::uint8_t* __restrict out) {
+                        const std::uint8_t* __restrict region, std::int64_t begin, std::int64_t end,
+                        const std::uint8_t* __restrict table, std::uint8_t* __restrict out) {
     for (std::int64_t p = begin; p < end; ++p) {
         const std::uint8_t* t = table + (region[p] != 0) * kSideStride;
         const std::uint8_t* q = pixels + 3 * p;
@@ -230,15 +230,16 @@ CompensationStats gray_world_stats(const ChannelCounts& counts, double t, double
         stats.illuminant_region[c] = minkowski_from_counts(counts.counts[1][c], t);
         const bool usable = both_sides && stats.illuminant_region[c] > 0.0;
         stats.gain[c] =
-            usable ? std::pow(stats.illuminant_background[c] / stats.illuminant_region[c], strength) : 1.0;
+            usable ? std::pow(stats.illuminant_background[c] / stats.illuminant_region[c], strength)
+                   : 1.0;
     }
     return stats;
 }
 
 }  // namespace
 
-void blue_suppression(const std::uint8_t* pixels, const std::uint8_t* region,
-                      std::int64_t n_pixels, ChannelOrder order, double mu, std::uint8_t* out) {
+void blue_suppression(const std::uint8_t* pixels, const std::uint8_t* region, std::int64_t n_pixels,
+                      ChannelOrder order, double mu, std::uint8_t* out) {
     check_mu(mu);
     SideTables tables;
     const int blue = blue_index(order);
@@ -257,7 +258,9 @@ void minkowski_illuminant(const std::uint8_t* pixels, const std::uint8_t* region
     if (counts.pixels(1) == 0) {
         throw std::invalid_argument("region: no pixels inside the region");
     }
-    for (int c = 0; c < 3; ++c) illuminant[c] = scale * minkowski_from_counts(counts.counts[1][c], t);
+    for (int c = 0; c < 3; ++c) {
+        illuminant[c] = scale * minkowski_from_counts(counts.counts[1][c], t);
+    }
 }
 
 CompensationStats gray_world_minkowski(const std::uint8_t* pixels, const std::uint8_t* region,
@@ -273,8 +276,8 @@ CompensationStats gray_world_minkowski(const std::uint8_t* pixels, const std::ui
 }
 
 CompensationStats compensate_region(const std::uint8_t* pixels, const std::uint8_t* region,
-                                    std::int64_t n_pixels, ChannelOrder order, double mu,
-                                    double t, double strength, std::uint8_t* out) {
+                                    std::int64_t n_pixels, ChannelOrder order, double mu, double t,
+                                    double strength, std::uint8_t* out) {
     check_mu(mu);
     check_exponent(t);
     if (!std::isfinite(strength)) {

@@ -91,9 +91,11 @@ inline float exp2_nonpositive(float y) {
     if (y < -126.f) return 0.f;
     const int whole = static_cast<int>(y - 0.5f);  // nearest integer, as y <= 0
     const float z = (y - static_cast<float>(whole)) * 0.693147181f;
+    // clang-format off: Horner's scheme reads better as written
     const float fraction =
         1.f + z * (1.f + z * (1.f / 2 + z * (1.f / 6 + z * (1.f / 24 + z * (1.f / 120 +
         z * (1.f / 720 + z * (1.f / 5040)))))));
+    // clang-format on
     return fraction * from_bits(static_cast<std::uint32_t>(whole + 127) << 23);
 }
 
@@ -250,7 +252,7 @@ class FcmPasses {
 };
 
 // The m = 2 centre sums for the usual 2-5 clusters of 1-4 features, in one loop per block
-// whose per-point values stay in registers: 2.5-4x faster than FcmPasses. Each of kLanes
+// whose per-point values stay in registers, which makes it faster than FcmPasses. Each of kLanes
 // consecutive points runs the same code, so the compiler maps the lanes onto SIMD registers.
 constexpr int kLanes = 4;
 
@@ -261,8 +263,8 @@ constexpr int kLanes = 4;
 // w_j = d2_min / d2_j of FcmPasses.
 template <int K, int D, bool kProducts>
 int fused_block(const float (&x)[D][kBlock], const float (&valid)[kBlock], int count,
-                const float* centers,
-                float (&weight_sums)[K][kLanes], float (&point_sums)[K][D][kLanes]) {
+                const float* centers, float (&weight_sums)[K][kLanes],
+                float (&point_sums)[K][D][kLanes]) {
     // Locals, so that no store can alias the centres and everything stays in registers.
     float c[K][D];
     for (int j = 0; j < K; ++j) {

@@ -77,7 +77,8 @@ void direct_row(const Acc* __restrict sum, const Acc* __restrict sum_sq, std::in
             s2 += sum_sq[x + k];
         }
         if constexpr (kInt32Numerator) {
-            out[x] = static_cast<float>(kWindow * kWindow * s2 - s * s) * static_cast<float>(inv_n2);
+            out[x] =
+                static_cast<float>(kWindow * kWindow * s2 - s * s) * static_cast<float>(inv_n2);
         } else {
             out[x] = variance_of(s, s2, n, inv_n2);
         }

@@ -149,8 +149,8 @@ RunComponents find_components(const std::uint8_t* mask, std::int64_t height, std
     return out;
 }
 
-void write_components(const RunComponents& components, const float* variance,
-                      std::int32_t* labels, const ComponentStats* stats) {
+void write_components(const RunComponents& components, const float* variance, std::int32_t* labels,
+                      const ComponentStats* stats) {
     const std::int64_t width = components.width;
     const std::int32_t count = components.count;
     const bool measure = stats != nullptr;
@@ -186,8 +186,8 @@ void write_components(const RunComponents& components, const float* variance,
                 y_min[label] = std::min(y_min[label], static_cast<std::int32_t>(y));
                 y_max[label] = static_cast<std::int32_t>(y);  // rows arrive in order
                 if (variance) {
-                    variance_sum[label] += sum_segment(variance + y * width + run.begin,
-                                                       run.end - run.begin);
+                    variance_sum[label] +=
+                        sum_segment(variance + y * width + run.begin, run.end - run.begin);
                 }
             }
         }
@@ -200,8 +200,8 @@ void write_components(const RunComponents& components, const float* variance,
         const std::int32_t box_w = x_max[label] - x_min[label] + 1;
         const std::int32_t box_h = y_max[label] - y_min[label] + 1;
         const double pixels = static_cast<double>(area[label]);
-        const double diagonal_sq = static_cast<double>(box_w) * box_w +
-                                   static_cast<double>(box_h) * box_h;
+        const double diagonal_sq =
+            static_cast<double>(box_w) * box_w + static_cast<double>(box_h) * box_h;
         const double eps = variance_sum[label] / pixels;
         stats->area[i] = area[label];
         stats->bbox[4 * i] = x_min[label];

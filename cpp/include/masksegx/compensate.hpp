@@ -18,8 +18,8 @@ namespace masksegx {
 //   Bad arguments throw std::invalid_argument whose message starts with the argument name.
 
 // Eq. 18: copy of `pixels` whose blue channel inside `region` is mu * B (mu finite, >= 0).
-void blue_suppression(const std::uint8_t* pixels, const std::uint8_t* region,
-                      std::int64_t n_pixels, ChannelOrder order, double mu, std::uint8_t* out);
+void blue_suppression(const std::uint8_t* pixels, const std::uint8_t* region, std::int64_t n_pixels,
+                      ChannelOrder order, double mu, std::uint8_t* out);
 
 // Eq. 19-20 over the pixels inside `region`; illuminant[c] follows the image's channel order.
 // Throws when the region has no pixels.
@@ -45,7 +45,7 @@ CompensationStats gray_world_minkowski(const std::uint8_t* pixels, const std::ui
 // from the background's). With strength 1 it equals, byte for byte,
 // gray_world_minkowski(blue_suppression(pixels)), in two passes over the image.
 CompensationStats compensate_region(const std::uint8_t* pixels, const std::uint8_t* region,
-                                    std::int64_t n_pixels, ChannelOrder order, double mu,
-                                    double t, double strength, std::uint8_t* out);
+                                    std::int64_t n_pixels, ChannelOrder order, double mu, double t,
+                                    double strength, std::uint8_t* out);
 
 }  // namespace masksegx

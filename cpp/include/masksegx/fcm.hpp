@@ -5,10 +5,10 @@
 namespace masksegx {
 
 struct FcmSettings {
-    int clusters = 2;       // k, 1 <= k <= n_points
-    double fuzziness = 2.0; // m > 1
-    double tolerance = 1e-4;  // stop once every centre moved less than this (Euclidean)
-    int max_iterations = 100; // >= 1
+    int clusters = 2;          // k, 1 <= k <= n_points
+    double fuzziness = 2.0;    // m > 1
+    double tolerance = 1e-4;   // stop once every centre moved less than this (Euclidean)
+    int max_iterations = 100;  // >= 1
 };
 
 struct FcmSummary {

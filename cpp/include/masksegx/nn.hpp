@@ -31,10 +31,9 @@ Tensor4Shape conv2d_output_shape(const Tensor4Shape& input, const Conv2dSpec& sp
 // `slope` is not null, PReLU with slope[m] per output channel (fused: no second pass).
 // Depthwise 3x3 (groups == C == M) and pointwise 1x1 (stride 1, no padding) take fast
 // paths; everything else goes through im2col bands and the same GEMM as pointwise. Batches of
-// small output planes (under 64 pixels, groups == 1) run as one GEMM over several samples.
+// small output planes (under 256 pixels, groups == 1) run as one GEMM over several samples.
 void conv2d(const float* input, const Tensor4Shape& input_shape, const float* weight,
-            const float* bias, const Conv2dSpec& spec, float* output,
-            const float* slope = nullptr);
+            const float* bias, const Conv2dSpec& spec, float* output, const float* slope = nullptr);
 
 // Max pooling without padding in Caffe's ceil mode (MTCNN): every window that starts inside
 // the input counts, the last one clipped to it. Output side: ceil((H - k) / s) + 1, minus one
@@ -82,8 +81,9 @@ void resize_area_boxes_u8(const std::uint8_t* image, std::int64_t height, std::i
 
 enum class SimdLevel { Scalar, Avx2, Avx512, Neon };
 // The instruction set the kernels use now: the best the CPU has, unless disabled by
-// set_simd_enabled(false) or the environment variable MASKSEGX_FORCE_SCALAR=1 (read once);
-// MASKSEGX_NO_AVX512=1 stops at AVX2 on AVX-512 CPUs.
+// set_simd_enabled(false) or the environment variable MASKSEGX_FORCE_SCALAR=1 (read once),
+// after which every kernel runs its plain C++ version; MASKSEGX_NO_AVX512=1 stops at AVX2 on
+// AVX-512 CPUs.
 SimdLevel simd_level();
 const char* simd_level_name(SimdLevel level);
 void set_simd_enabled(bool enabled);

@@ -46,8 +46,8 @@ struct ComponentStats {
 
 // Writes the HxW label image (0 = background) and, when `stats` is given (all six arrays set),
 // the measurements, in one pass over the runs. `variance` (HxW, may be null) feeds eps.
-void write_components(const RunComponents& components, const float* variance,
-                      std::int32_t* labels, const ComponentStats* stats);
+void write_components(const RunComponents& components, const float* variance, std::int32_t* labels,
+                      const ComponentStats* stats);
 
 // `filled` = mask plus every zero region (4-connected) that does not touch the image border;
 // the output holds 0/1 bytes.
