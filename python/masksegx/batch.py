@@ -34,10 +34,9 @@ import cv2
 import numpy as np
 
 from . import rle
-from .eval.datasets import DatasetError, read_image
+from .io import IMAGE_SUFFIXES, DatasetError, read_image
 from .pipeline import Face
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
@@ -67,7 +66,7 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[List[Source], List[tuple]]:
             found = [
                 _source(os.path.join(item, n))
                 for n in names
-                if n.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+                if n.lower().endswith(IMAGE_SUFFIXES + VIDEO_EXTENSIONS)
             ]
             if not found:
                 problems.append((item, "folder holds no images or videos"))

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Mapping
 import numpy as np
 
 from .batch import face_record
-from .eval.datasets import DatasetError, read_image
+from .io import DatasetError, read_image
 from .pipeline import FaceMaskSegmenter
 
 ORDERS = ("rgb", "bgr")

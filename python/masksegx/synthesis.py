@@ -55,7 +55,7 @@ import numpy as np
 
 from ._validation import as_image, as_mask
 from .align import as_landmarks
-from .eval.datasets import DatasetError, _decode, IMAGE_SUFFIXES
+from .io import IMAGE_SUFFIXES, DatasetError, read_image, read_unchanged
 
 ANCHOR_NAMES = ("mask_a", "mask_b", "mask_c", "mask_d", "mask_e", "mask_f")
 #: The config file inside a template root folder, as in MaskTheFace.
@@ -121,7 +121,7 @@ def load_templates(root: Union[str, os.PathLike]) -> list[MaskTemplate]:
         section = parser[name]
         if "template" not in section:
             continue
-        bgra = _decode(root / section["template"].strip(), cv2.IMREAD_UNCHANGED)
+        bgra = read_unchanged(root / section["template"].strip())
         if bgra.ndim != 3 or bgra.shape[2] != 4 or bgra.dtype != np.uint8:
             raise DatasetError(
                 f"template {name!r}: expected an 8-bit RGBA image, got shape {bgra.shape} "
@@ -138,7 +138,7 @@ def load_textures(root: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
     if not folder.is_dir():
         raise DatasetError(f"texture folder not found: {str(folder)!r}")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return {p.stem: _decode(p, cv2.IMREAD_COLOR) for p in files}
+    return {p.stem: read_image(p) for p in files}
 
 
 def face_anchors(landmarks: np.ndarray) -> np.ndarray:

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 
 from ..color import nbri, spectral_maps
+from ..fcm import fuzzy_cmeans
+from ..spectral import SpectralParams, segment_spectral
 from ._inputs import LOWER_CENTRE, box_part, image_and_region
 from .compensations import Compensation
 
@@ -53,15 +55,13 @@ def spectral(
     ``"combined"`` (the paper's), ``"none"`` or a callable from
     :data:`masksegx.eval.compensations.COMPENSATION_METHODS`.
     """
-    from .. import spectral as pipeline  # looked up per call so tests can watch it
-
     image, region = image_and_region(image, region)
     if region is not None and not region.any():
         return np.zeros(image.shape[:2], bool)  # as every baseline: empty region, empty mask
-    params = pipeline.SpectralParams()
+    params = SpectralParams()
     if compensation is not None:
         params = dataclasses.replace(params, compensation=compensation)
-    return _restrict(pipeline.segment_spectral(image, region=region, params=params).mask, region)
+    return _restrict(segment_spectral(image, region=region, params=params).mask, region)
 
 
 def threshold(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
@@ -77,7 +77,6 @@ def threshold(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndar
 def fcm(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
     """Fuzzy c-means (k=2, m=2) on per-pixel (NBRI, NMRI); mask = the cluster whose centre has
     the higher NBRI, each pixel assigned to its highest-membership cluster."""
-    from ..fcm import fuzzy_cmeans  # C++ kernel module, imported on use
 
     image, region = image_and_region(image, region)
     maps = spectral_maps(image, with_hsi=False)

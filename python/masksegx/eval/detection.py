@@ -55,7 +55,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .datasets import IMAGE_SUFFIXES, DatasetError, read_image
+from ..io import IMAGE_SUFFIXES, DatasetError, read_image
 
 #: The classes of ``det/facemask`` (Kaggle "Face Mask Detection").
 FACEMASK_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
