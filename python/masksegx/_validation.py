@@ -1,4 +1,10 @@
-"""Argument checks for the public API: clear TypeError/ValueError naming the argument."""
+"""Argument checks for the public API: clear TypeError/ValueError naming the argument.
+
+Public functions check their arguments once, with these helpers, and hand them to private
+functions (``_name``) that trust their array arguments; internal callers such as the pipeline
+call the private functions with arrays they made themselves, so an image is validated once on
+its way through. Cheap checks of scalar settings stay in the private functions.
+"""
 
 from __future__ import annotations
 
@@ -76,6 +82,17 @@ def as_float_array(values: object, name: str, *, ndim: int) -> np.ndarray:
     if not np.isfinite(out).all():
         raise ValueError(f"{name}: contains NaN or infinity")
     return out
+
+
+def check_threads(threads: object, name: str = "threads", *, minimum: int = 1) -> int:
+    """An onnxruntime intra-op thread count: an integer (Python or numpy, not a bool; TypeError
+    otherwise) of at least ``minimum`` (ValueError otherwise). ``minimum=0`` where 0 means
+    onnxruntime's default."""
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {type(threads).__name__}")
+    if threads < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {threads}")
+    return int(threads)
 
 
 def check_order(order: str) -> str:

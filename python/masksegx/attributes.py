@@ -27,17 +27,15 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
-from ._validation import as_image, as_numeric_points
+from ._models import ATTRIBUTES_MODEL, cached, model_file, onnx_session
+from ._validation import as_image, as_numeric_points, check_threads
 from .align import align_face
-from .detect import MODEL_DIR, ModelNotFoundError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -48,7 +46,7 @@ N_JOINT = 2 * N_LEVELS
 GENDERS = ("female", "male")
 WEARING_STATES = ("none", "incorrect", "correct")
 #: The shipped model.
-DEFAULT_MODEL = MODEL_DIR / "attributes.onnx"
+DEFAULT_MODEL = ATTRIBUTES_MODEL
 #: ONNX metadata key holding the preprocessing settings and the wearing thresholds (JSON).
 METADATA_KEY = "masksegx_attributes"
 #: Settings assumed when a model file carries no metadata.
@@ -135,13 +133,10 @@ class AttributePredictor:
     def __init__(
         self, model: Optional[PathLike] = None, *, threads: int = 1, mirror: bool = True
     ) -> None:
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-            raise TypeError(f"threads: expected an int, got {type(threads).__name__}")
-        if threads < 1:
-            raise ValueError(f"threads: expected at least 1, got {threads}")
-        self.model_path = _model_path(model)
-        self.threads = int(threads)
-        self._session, self._input, self.settings = _load(self.model_path, self.threads)
+        self.threads = check_threads(threads)
+        self.model_path = model_file(model, shipped=ATTRIBUTES_MODEL)
+        self._session = onnx_session(self.model_path, self.threads)
+        self._input, self.settings = _attribute_net_settings(self._session, self.model_path)
         self.crop_size = int(self.settings["crop_size"])
         self.input_size = int(self.settings["input_size"])
         self.padding = float(self.settings["padding"])
@@ -203,10 +198,6 @@ class AttributePredictor:
         )
 
 
-_PREDICTORS: Dict[Tuple[str, int], AttributePredictor] = {}
-_PREDICTORS_LOCK = threading.Lock()
-
-
 def predict_attributes(
     image: np.ndarray, landmarks: np.ndarray, *, model: Optional[PathLike] = None
 ) -> Union[FaceAttributes, List[FaceAttributes]]:
@@ -215,13 +206,7 @@ def predict_attributes(
     ``landmarks`` [5, 2] returns one :class:`FaceAttributes`, [N, 5, 2] a list of N. The model
     (default: the shipped one) is loaded once and reused (single-threaded session).
     """
-    path = _model_path(model)
-    stat = os.stat(path)
-    key = (path, stat.st_mtime_ns)
-    with _PREDICTORS_LOCK:
-        predictor = _PREDICTORS.get(key)  # type: ignore[arg-type]
-        if predictor is None:
-            predictor = _PREDICTORS[key] = AttributePredictor(path)  # type: ignore[index]
+    predictor = cached(model_file(model, shipped=ATTRIBUTES_MODEL), "AttributePredictor", AttributePredictor)
     points = _as_landmark_array(landmarks)
     result = predictor(image, points)
     return result[0] if points.ndim == 2 else result
@@ -260,32 +245,9 @@ def _thresholds(values: object) -> Tuple[float, float]:
     return low, high
 
 
-def _model_path(model: Optional[PathLike]) -> str:
-    if model is None:
-        if not DEFAULT_MODEL.is_file():
-            raise ModelNotFoundError(
-                f"no shipped attribute model {DEFAULT_MODEL}; pass model=PATH"
-            )
-        return str(DEFAULT_MODEL)
-    if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"model: expected a path or None, got {type(model).__name__}")
-    path = os.path.realpath(os.fspath(model))
-    if not os.path.isfile(path):
-        raise ModelNotFoundError(f"model: no such model file: {path}")
-    return path
-
-
-def _load(path: str, threads: int):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    try:
-        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime raises its own exception types
-        raise ValueError(f"model: onnxruntime cannot load {path}: {error}") from None
+def _attribute_net_settings(session: onnxruntime.InferenceSession, path: str) -> Tuple[str, Dict[str, Any]]:
+    """Input name and preprocessing settings (:data:`DEFAULT_SETTINGS` updated from the model's
+    metadata) of an attribute net; ValueError for any other net."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) < 1 or outputs[0].shape[-1] != N_JOINT:
         raise ValueError(f"model: {path} is not an attribute net (one input, output [N, 22])")
@@ -295,5 +257,5 @@ def _load(path: str, threads: int):
         try:
             settings.update(json.loads(raw))
         except json.JSONDecodeError as error:
-            raise ValueError(f"model: {path} has unreadable {METADATA_KEY} metadata: {error}")
-    return session, inputs[0].name, settings
+            raise ValueError(f"model: {path} has unreadable {METADATA_KEY} metadata: {error}") from None
+    return inputs[0].name, settings

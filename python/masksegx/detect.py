@@ -34,30 +34,21 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _core
 from ._executor import MAX_KEPT_FLOATS, NativeNet
-from ._validation import MAX_SIDE, as_image, check_order
+from ._models import DETECTOR_MODELS, MODEL_DIR, ModelNotFoundError, cached, model_file, onnx_session
+from ._validation import MAX_SIDE, as_image, check_order, check_threads
 from .nms import nms
 
 PathLike = Union[str, "os.PathLike[str]"]
 Runner = Callable[[np.ndarray], Dict[str, np.ndarray]]
 
-#: Where the package's own depthwise-separable nets are shipped.
-MODEL_DIR = Path(__file__).resolve().parent / "models"
-SHIPPED_MODELS = tuple(
-    MODEL_DIR / f"ds_mtcnn_{net}.onnx" for net in ("pnet", "rnet", "onet", "lnet")
-)
 BACKENDS = ("native", "onnxruntime")
 _NET_OUTPUTS = (("reg", "prob"), ("reg", "prob"), ("reg", "prob", "landmarks"), ("landmarks",))
-
-
-class ModelNotFoundError(FileNotFoundError, ValueError):
-    """A detector model file is missing (both a FileNotFoundError and a ValueError)."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +118,7 @@ class FaceDetector:
         if not 0.0 < self.scale_factor < 1.0:
             raise ValueError(f"scale_factor: must be in (0, 1), got {scale_factor}")
         self.order = check_order(order)
-        if isinstance(onnxruntime_threads, bool) or not isinstance(onnxruntime_threads, int):
-            raise TypeError("onnxruntime_threads: expected an integer")
-        if onnxruntime_threads < 0:
-            raise ValueError(f"onnxruntime_threads: must be >= 0, got {onnxruntime_threads}")
+        onnxruntime_threads = check_threads(onnxruntime_threads, "onnxruntime_threads", minimum=0)
         if not isinstance(mirror_landmarks, (bool, np.bool_)):
             raise TypeError(f"mirror_landmarks: expected a bool, got {type(mirror_landmarks)}")
         self.mirror_landmarks = bool(mirror_landmarks)
@@ -416,37 +404,25 @@ def _crops(image: _Source, boxes: np.ndarray, side: int) -> Tuple[np.ndarray, np
 
 def _model_paths(models: Optional[Sequence[PathLike]]) -> Tuple[str, ...]:
     if models is None:
-        if not all(path.is_file() for path in SHIPPED_MODELS):
+        if not all(path.is_file() for path in DETECTOR_MODELS):
             raise ModelNotFoundError(
                 f"no shipped detector models in {MODEL_DIR}; pass models=(pnet, rnet, onet)"
             )
-        paths = SHIPPED_MODELS
-    else:
-        if isinstance(models, (str, bytes, os.PathLike)) or len(models) not in (3, 4):
-            raise ValueError(
-                "models: expected None or three paths (pnet, rnet, onet) or four "
-                "(pnet, rnet, onet, lnet)"
-            )
-        paths = tuple(models)  # type: ignore[assignment]
-    resolved = tuple(os.path.realpath(os.fspath(path)) for path in paths)
-    for path in resolved:
-        if not os.path.isfile(path):
-            raise ModelNotFoundError(f"models: no such model file: {path}")
-    return resolved  # type: ignore[return-value]
-
-
-_LOADED: Dict[tuple, Tuple[Runner, Sequence[str]]] = {}
-_LOAD_LOCK = threading.Lock()
+        return tuple(str(path) for path in DETECTOR_MODELS)
+    if isinstance(models, (str, bytes, os.PathLike)) or len(models) not in (3, 4):
+        raise ValueError(
+            "models: expected None or three paths (pnet, rnet, onet) or four "
+            "(pnet, rnet, onet, lnet)"
+        )
+    return tuple(model_file(path, "models") for path in models)
 
 
 def _load(path: str, backend: str, threads: int, outputs: Tuple[str, ...]) -> Runner:
     """The net at ``path``, loaded once per (file version, backend, threads)."""
-    stat = os.stat(path)
-    key = (path, stat.st_mtime_ns, stat.st_size, backend, threads)
-    with _LOAD_LOCK:
-        if key not in _LOADED:
-            _LOADED[key] = _native(path) if backend == "native" else _onnxruntime(path, threads)
-        runner, names = _LOADED[key]
+    if backend == "native":
+        runner, names = cached(path, "native", _native)
+    else:
+        runner, names = _onnxruntime(path, threads)
     missing = [name for name in outputs if name not in names]
     if missing:
         raise ValueError(f"{path}: the net lacks the outputs {missing} (has {list(names)})")
@@ -461,17 +437,7 @@ def _native(path: str) -> Tuple[Runner, Sequence[str]]:
 
 
 def _onnxruntime(path: str, threads: int) -> Tuple[Runner, Sequence[str]]:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1 if threads else 0
-    try:
-        session = onnxruntime.InferenceSession(
-            path, options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as error:  # onnxruntime raises its own exception types
-        raise ValueError(f"{path}: onnxruntime cannot load the model: {error}") from None
+    session = onnx_session(path, threads, "models")
     if len(session.get_inputs()) != 1:
         raise ValueError(f"{path}: expected a net with one input")
     input_name = session.get_inputs()[0].name

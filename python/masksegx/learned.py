@@ -28,73 +28,39 @@ spectral pipeline's defaults too (it measured worse, see the README).
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from . import color, filters, regions
-from ._validation import as_image
-from .detect import ModelNotFoundError
+from ._models import MASKNET_MODEL, MODEL_DIR, cached, model_file, onnx_session
+from ._validation import as_image, check_threads
 
 PathLike = Union[str, "os.PathLike[str]"]
 Box = Union[Sequence[float], np.ndarray]
 
-MODEL_DIR = Path(__file__).resolve().parent / "models"
-SHIPPED_MODEL = MODEL_DIR / "masknet.onnx"
 #: Side of the square view around a face box, in units of the box's larger side.
 BOX_MARGIN = 1.4
 
 _NO_LIMIT = 1e30
-_LOCK = threading.Lock()
-_SESSIONS: dict = {}
-_DEFAULT_NETS: dict = {}
 
 
-def _session(path: str, threads: int):
-    """One onnxruntime session per (file version, threads), shared by every MaskNet."""
-    import onnxruntime
-
-    stat = os.stat(path)
-    key = (path, stat.st_mtime_ns, stat.st_size, threads)
-    with _LOCK:
-        if key in _SESSIONS:
-            return _SESSIONS[key]
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1 if threads else 0
-        try:
-            session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise ValueError(f"model: onnxruntime cannot load {path}: {error}") from None
-        inputs, outputs = session.get_inputs(), session.get_outputs()
-        shape = inputs[0].shape if len(inputs) == 1 else None
-        out_shape = outputs[0].shape if len(outputs) == 1 else None
-        if (shape is None or len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int)
-                or shape[2] != shape[3] or out_shape is None or len(out_shape) != 4
-                or out_shape[1] != 1):
-            raise ValueError(
-                f"model: {path} is not a mask net (expected one input [N, 3, S, S] and one output "
-                f"[N, 1, S, S]; got inputs {[i.shape for i in inputs]}, "
-                f"outputs {[o.shape for o in outputs]})"
-            )
-        _SESSIONS[key] = (session, inputs[0].name, outputs[0].name, int(shape[2]))
-        return _SESSIONS[key]
-
-
-def _model_path(model: Optional[PathLike]) -> str:
-    if model is None:
-        path = SHIPPED_MODEL
-    elif isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-    else:
-        raise TypeError(f"model: expected None or a path to an .onnx file, got {type(model).__name__}")
-    if not path.is_file():
-        raise ModelNotFoundError(f"model: no such model file: {path}")
-    return os.fspath(path.resolve())
+def _mask_net_signature(session: onnxruntime.InferenceSession, path: str) -> Tuple[str, str, int]:
+    """Input name, output name and input side of a mask net; ValueError for any other net."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    shape = inputs[0].shape if len(inputs) == 1 else None
+    out_shape = outputs[0].shape if len(outputs) == 1 else None
+    if (shape is None or len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int)
+            or shape[2] != shape[3] or out_shape is None or len(out_shape) != 4
+            or out_shape[1] != 1):
+        raise ValueError(
+            f"model: {path} is not a mask net (expected one input [N, 3, S, S] and one output "
+            f"[N, 1, S, S]; got inputs {[i.shape for i in inputs]}, "
+            f"outputs {[o.shape for o in outputs]})"
+        )
+    return inputs[0].name, outputs[0].name, int(shape[2])
 
 
 def _check_box(box: object, shape: Tuple[int, int]) -> Tuple[float, float, float, float]:
@@ -169,13 +135,10 @@ class MaskNet:
     """
 
     def __init__(self, model: Optional[PathLike] = None, *, threads: int = 1) -> None:
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-            raise TypeError(f"threads: expected an integer, got {type(threads).__name__}")
-        if threads < 1:
-            raise ValueError(f"threads: expected >= 1, got {threads}")
-        self.model_path = _model_path(model)
-        self.threads = int(threads)
-        self._session, self._input, self._output, self.input_size = _session(self.model_path, self.threads)
+        self.threads = check_threads(threads)
+        self.model_path = model_file(model, shipped=MASKNET_MODEL)
+        self._session = onnx_session(self.model_path, self.threads)
+        self._input, self._output, self.input_size = _mask_net_signature(self._session, self.model_path)
 
     def __repr__(self) -> str:
         return f"MaskNet({self.model_path!r}, threads={self.threads}, input_size={self.input_size})"
@@ -240,14 +203,7 @@ class MaskNet:
 def _net(model) -> MaskNet:
     if isinstance(model, MaskNet) or hasattr(model, "view_probability"):
         return model
-    path = _model_path(model)
-    with _LOCK:
-        net = _DEFAULT_NETS.get(path)
-    if net is None:
-        net = MaskNet(path)
-        with _LOCK:
-            _DEFAULT_NETS[path] = net
-    return net
+    return cached(model_file(model, shipped=MASKNET_MODEL), "MaskNet", MaskNet)
 
 
 def segment_learned(image: np.ndarray, box: Optional[Box] = None, *, threshold: float = 0.5,

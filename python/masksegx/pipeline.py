@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from . import learned
-from ._validation import as_image
+from ._validation import as_image, check_threads
 from .align import canonical_points
 from .attributes import AttributePredictor, FaceAttributes
 from .detect import FaceDetector
@@ -163,8 +163,7 @@ class FaceMaskSegmenter:
                 f"no_mask_probability: expected a value in [0, 1], got {no_mask_probability}"
             )
         self.no_mask_probability = float(no_mask_probability)
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+        threads = check_threads(threads)
         self.priors = priors or GenderPriors()
         self.spectral_params = spectral_params or SpectralParams()
         self.fused_params = fused_params or learned.FusedParams()

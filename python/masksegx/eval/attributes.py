@@ -31,6 +31,8 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
+from .._models import onnx_session
+from .._validation import check_threads
 from ..align import similarity_transform
 from .datasets import DatasetError, read_image
 from .detection import LandmarkItem, box_iou, read_mtfl, read_voc, split_pairs, voc_pairs
@@ -57,17 +59,10 @@ class GenderV1:
 
     SIZE, PADDING, OVERSAMPLE = 32, 0.2, 4
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
-        import onnxruntime
-
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
         if not Path(path).is_file():
             raise DatasetError(f"gender-v1 model not found: {os.fspath(path)!r}")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            os.fspath(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = onnx_session(os.path.realpath(path), check_threads(threads), "path")
         self.input = self.session.get_inputs()[0].name
         canonical = np.stack([_DLIB_EYE_IMAGE_LEFT, _DLIB_EYE_IMAGE_RIGHT, _DLIB_NOSE])
         big = self.SIZE * self.OVERSAMPLE

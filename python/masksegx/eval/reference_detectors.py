@@ -24,7 +24,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from .._validation import as_image
+from .._models import onnx_session
+from .._validation import as_image, check_threads
 from .detection import box_iou
 
 #: Detector output: boxes [N,4], scores [N], landmarks [N,5,2] or None.
@@ -58,21 +59,10 @@ def _nms_numpy(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> n
     return np.asarray(keep, dtype=np.int64)
 
 
-def _session(path: str | os.PathLike, threads: int):
-    import onnxruntime
-
+def _session(path: str | os.PathLike[str], threads: int) -> onnxruntime.InferenceSession:
     if not Path(path).is_file():
         raise DetectorUnavailable(f"model file not found: {os.fspath(path)!r}")
-    if threads < 1:
-        raise ValueError(f"threads: expected a positive integer, got {threads}")
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3  # the Ultra-Light graphs warn about every initializer
-    return onnxruntime.InferenceSession(
-        os.fspath(path), options, providers=["CPUExecutionProvider"]
-    )
+    return onnx_session(os.path.realpath(path), check_threads(threads), "path")
 
 
 def _finish(
