@@ -42,6 +42,7 @@ from . import _core
 from ._executor import MAX_KEPT_FLOATS, NativeNet
 from ._models import DETECTOR_MODELS, MODEL_DIR, ModelNotFoundError, cached, model_file, onnx_session
 from ._validation import MAX_SIDE, as_image, check_order, check_threads
+from .boxes import nms_exclusive
 from .nms import nms
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -176,12 +177,12 @@ class FaceDetector:
             if prob.max() < self.thresholds[0]:
                 continue
             found = _cells_to_boxes(out["reg"][0], prob, scale, self.thresholds[0])
-            keep = _nms_exclusive(found, self.nms_thresholds[0])
+            keep = nms_exclusive(found[:, :4], found[:, 4], self.nms_thresholds[0])
             candidates.append(found[keep])
         if not candidates:
             return np.zeros((0, 5), np.float32)
         boxes = np.concatenate(candidates)
-        boxes = boxes[_nms_exclusive(boxes, self.nms_thresholds[1])]
+        boxes = boxes[nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])]
         size = boxes[:, 2:4] - boxes[:, 0:2]  # facenet-pytorch regresses P-net boxes without +1
         corners = boxes[:, :4] + boxes[:, 5:9] * np.concatenate([size, size], axis=1)
         return _square(np.concatenate([corners, boxes[:, 4:5]], axis=1))
@@ -196,7 +197,7 @@ class FaceDetector:
         passed = score > self.thresholds[1]
         boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
         offsets = out["reg"][passed]
-        keep = _nms_exclusive(boxes, self.nms_thresholds[1])
+        keep = nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])
         return _square(_regress(boxes[keep], offsets[keep]))
 
     def _output(
@@ -338,18 +339,6 @@ def _in_chunks(net: Runner, crops: np.ndarray) -> Dict[str, np.ndarray]:
         return net(crops)
     parts = [net(crops[start : start + chunk]) for start in range(0, len(crops), chunk)]
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-
-
-def _nms_exclusive(boxes: np.ndarray, threshold: float) -> np.ndarray:
-    """NMS with the IoU of torchvision (areas ``(x2 - x1) * (y2 - y1)``, no +1 pixel).
-
-    :func:`masksegx.nms.nms` counts the last pixel; shrinking x2 and y2 by one gives exactly the
-    exclusive-corner overlap.
-    """
-    if len(boxes) == 0:
-        return np.zeros(0, np.int64)
-    shrunk = boxes[:, :4] - np.array([0, 0, 1, 1], np.float32)
-    return nms(shrunk, boxes[:, 4], threshold)
 
 
 def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:

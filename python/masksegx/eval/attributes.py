@@ -34,8 +34,9 @@ import numpy as np
 from .._models import onnx_session
 from .._validation import check_threads
 from ..align import similarity_transform
+from ..boxes import iou_exclusive
 from .datasets import DatasetError, read_image
-from .detection import LandmarkItem, box_iou, read_mtfl, read_voc, split_pairs, voc_pairs
+from .detection import LandmarkItem, read_mtfl, read_voc, split_pairs, voc_pairs
 
 VALIDATION_EVERY = 10
 MIN_UTK_AGE = 10
@@ -286,7 +287,7 @@ def neighbourhood_landmarks(detect_fn: Callable, image: np.ndarray, box,
     if len(boxes) == 0 or points is None:
         return None
     local = np.array([[x1 - left, y1 - top, x2 - left, y2 - top]])
-    overlaps = box_iou(local, np.asarray(boxes, np.float64))[0]
+    overlaps = iou_exclusive(local, np.asarray(boxes, np.float64))[0]
     best = int(np.argmax(overlaps))
     if overlaps[best] < match_iou:
         return None

@@ -3,7 +3,9 @@
 Conventions, used by every function here:
 
 - A box is ``(x1, y1, x2, y2)`` in pixels, continuous coordinates: its width is ``x2 - x1``
-  and its area ``(x2 - x1) * (y2 - y1)`` (no ``+ 1``, unlike the VOC devkit). VOC's integer
+  and its area ``(x2 - x1) * (y2 - y1)`` (no ``+ 1``, unlike the VOC devkit; the exclusive-end
+  convention of :mod:`masksegx.boxes`, whose :func:`~masksegx.boxes.iou_exclusive` is
+  ``box_iou`` here). VOC's integer
   ``xmin..xmax`` are taken as these continuous coordinates unchanged.
 - IoU = intersection area / union area; 0 when the union is empty.
 
@@ -55,6 +57,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from ..boxes import as_boxes
+from ..boxes import iou_exclusive as box_iou
 from ..io import IMAGE_SUFFIXES, DatasetError, read_image
 
 #: The classes of ``det/facemask`` (Kaggle "Face Mask Detection").
@@ -80,32 +84,6 @@ class LandmarkItem(NamedTuple):
     landmarks: np.ndarray
     #: Extra per-face labels (MTFL: ``gender``, ``smile``, ``glasses``, ``pose``), else empty.
     extra: dict
-
-
-def as_boxes(boxes: object, name: str = "boxes") -> np.ndarray:
-    """Return ``boxes`` as a float64 [N, 4] array (N may be 0); ValueError on a bad shape."""
-    out = np.asarray(boxes, dtype=np.float64)
-    if out.size == 0:
-        return out.reshape(0, 4)
-    if out.ndim != 2 or out.shape[1] != 4:
-        raise ValueError(f"{name}: expected shape (N, 4), got {out.shape}")
-    if not np.isfinite(out).all():
-        raise ValueError(f"{name}: contains NaN or infinity")
-    return out
-
-
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU matrix [A, B] of two box arrays (see the module conventions)."""
-    a, b = as_boxes(boxes_a, "boxes_a"), as_boxes(boxes_b, "boxes_b")
-    left = np.maximum(a[:, None, 0], b[None, :, 0])
-    top = np.maximum(a[:, None, 1], b[None, :, 1])
-    right = np.minimum(a[:, None, 2], b[None, :, 2])
-    bottom = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 # --- Pascal VOC ------------------------------------------------------------------------------

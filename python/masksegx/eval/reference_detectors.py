@@ -3,7 +3,8 @@
 The models are not shipped with the package (they live in ``shared/data/models``); every class
 takes the path of its ``.onnx`` file. Each detector is a callable
 ``detector(image_bgr) -> (boxes float32 [N,4] x1,y1,x2,y2 in pixels, scores float32 [N],
-landmarks float32 [N,5,2] or None)``, boxes clipped to the image, sorted by descending score.
+landmarks float32 [N,5,2] or None)``, boxes clipped to the image (exclusive ends, see
+:mod:`masksegx.boxes`), sorted by descending score.
 
 - :class:`UltraLightDetector`: Linzaer's Ultra-Light-Fast-Generic-Face-Detector
   (``version-RFB-320.onnx``, and the 3-class ``RFB-640-masked_face-v2.onnx`` whose face score
@@ -26,7 +27,7 @@ import numpy as np
 
 from .._models import onnx_session
 from .._validation import as_image, check_threads
-from .detection import box_iou
+from ..boxes import nms_exclusive
 
 #: Detector output: boxes [N,4], scores [N], landmarks [N,5,2] or None.
 Detections = tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
@@ -46,19 +47,6 @@ class DetectorUnavailable(RuntimeError):
     """A detector cannot be built: its model file or its module is missing."""
 
 
-def _nms_numpy(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy hard NMS: indices kept, by descending score; a box is dropped when its IoU with
-    an already kept box is above ``iou_threshold``."""
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        best = order[0]
-        keep.append(best)
-        overlaps = box_iou(boxes[best : best + 1], boxes[order[1:]])[0]
-        order = order[1:][overlaps <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
 def _session(path: str | os.PathLike[str], threads: int) -> onnxruntime.InferenceSession:
     if not Path(path).is_file():
         raise DetectorUnavailable(f"model file not found: {os.fspath(path)!r}")
@@ -73,7 +61,7 @@ def _finish(
     nms_iou: float,
 ) -> Detections:
     """NMS, then clip boxes to the image; float32 outputs."""
-    keep = _nms_numpy(boxes, scores, nms_iou)
+    keep = nms_exclusive(boxes, scores, nms_iou)
     boxes = boxes[keep]
     boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, shape[1])
     boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, shape[0])
