@@ -35,7 +35,7 @@ import numpy as np
 
 from ._models import ATTRIBUTES_MODEL, cached, model_file, onnx_session
 from ._validation import as_image, as_numeric_points, check_threads
-from .align import align_face
+from .align import _align_face
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -148,11 +148,15 @@ class AttributePredictor:
 
     def preprocess(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Network input float32 [N, 3, S, S] for landmarks [N, 5, 2] (validated by the caller)."""
+        return self._preprocess(as_image(image), landmarks)
+
+    def _preprocess(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """:meth:`preprocess` of an image already validated by :func:`as_image`."""
         batch = np.empty((len(landmarks), 3, self.input_size, self.input_size), np.float32)
         mean, scale = np.float32(self.settings["mean"]), np.float32(self.settings["scale"])
         for i, points in enumerate(landmarks):
             try:
-                crop, _ = align_face(image, points, self.crop_size, self.padding)
+                crop, _ = _align_face(image, points, self.crop_size, self.padding)
             except ValueError as error:  # degenerate points (all in one place)
                 raise ValueError(f"landmarks: face {i}: {error}") from None
             if self.input_size != self.crop_size:
@@ -166,11 +170,14 @@ class AttributePredictor:
 
     def joint_probs(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The network's joint probabilities float32 [N, 22] for landmarks [5, 2] / [N, 5, 2]."""
-        image = as_image(image)
-        points = _as_landmark_batch(landmarks)
-        if len(points) == 0:
+        return self._joint_probs(as_image(image), _as_landmark_batch(landmarks))
+
+    def _joint_probs(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """:meth:`joint_probs` of an image already validated by :func:`as_image` and finite
+        landmarks [N, 5, 2]."""
+        if len(landmarks) == 0:
             return np.zeros((0, N_JOINT), np.float32)
-        batch = self.preprocess(image, points)
+        batch = self._preprocess(image, landmarks)
         if self.mirror_here:
             both = np.ascontiguousarray(np.concatenate([batch, batch[:, :, :, ::-1]]))
             out = self._session.run(None, {self._input: both})[0]
@@ -181,6 +188,11 @@ class AttributePredictor:
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> List[FaceAttributes]:
         return [self.attributes(joint) for joint in self.joint_probs(image, landmarks)]
+
+    def _predict(self, image: np.ndarray, landmarks: np.ndarray) -> List[FaceAttributes]:
+        """The call of an image already validated by :func:`as_image` and finite landmarks
+        [N, 5, 2]."""
+        return [self.attributes(joint) for joint in self._joint_probs(image, landmarks)]
 
     def attributes(self, joint: np.ndarray) -> FaceAttributes:
         """:class:`FaceAttributes` of one face's joint probabilities (22,)."""

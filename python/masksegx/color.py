@@ -34,8 +34,12 @@ class SpectralMaps(NamedTuple):
 
 def spectral_maps(image: np.ndarray, *, order: str = "bgr", with_hsi: bool = True) -> SpectralMaps:
     """HSI, NBRI and NMRI of ``image`` in a single pass."""
-    image = as_image(image)
-    return SpectralMaps(*_core.spectral_maps(image, check_order(order), bool(with_hsi)))
+    return _spectral_maps(as_image(image), check_order(order), bool(with_hsi))
+
+
+def _spectral_maps(image: np.ndarray, order: str = "bgr", with_hsi: bool = True) -> SpectralMaps:
+    """:func:`spectral_maps` of an image already validated by :func:`as_image`."""
+    return SpectralMaps(*_core.spectral_maps(image, order, with_hsi))
 
 
 def rgb_to_hsi(image: np.ndarray, *, order: str = "bgr") -> np.ndarray:

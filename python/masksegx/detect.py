@@ -131,7 +131,11 @@ class FaceDetector:
 
     def __call__(self, image: np.ndarray) -> Detections:
         """Detect the faces of a uint8 HxWx3 image (channel order as ``order``)."""
-        source = _Source(as_image(image), self.order == "bgr")
+        return self._detect(as_image(image))
+
+    def _detect(self, image: np.ndarray) -> Detections:
+        """The call of an image already validated by :func:`as_image`."""
+        source = _Source(image, self.order == "bgr")
         pnet, rnet, onet, *lnet = self._nets
         boxes = self._propose(source, pnet)
         if len(boxes):

@@ -29,17 +29,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
-from . import color, filters, regions
+from . import color, filters, regions, spectral
 from ._models import MASKNET_MODEL, MODEL_DIR, cached, model_file, onnx_session
 from ._validation import as_image, check_threads
+from .spectral import SpectralParams
 
 PathLike = Union[str, "os.PathLike[str]"]
 Box = Union[Sequence[float], np.ndarray]
+#: What a net's ``view_probability`` returns: the probability over the view and the view's
+#: part of the image ``(x0, y0, x1, y1)`` (exclusive ends).
+ViewProbability = Tuple[np.ndarray, Tuple[int, int, int, int]]
 
 #: Side of the square view around a face box, in units of the box's larger side.
 BOX_MARGIN = 1.4
@@ -147,11 +151,14 @@ class MaskNet:
         x = view.transpose(2, 0, 1)[None].astype(np.float32)
         return self._session.run([self._output], {self._input: x})[0][0, 0]
 
-    def view_probability(self, image: np.ndarray, box: Optional[Box] = None):
+    def view_probability(self, image: np.ndarray, box: Optional[Box] = None) -> ViewProbability:
         """The probability inside the view only: ``(prob, (x0, y0, x1, y1))`` with ``prob``
         float32 of shape ``(y1 - y0, x1 - x0)`` covering the image pixels ``[y0:y1, x0:x1]``
         (the whole image for ``box=None``). :meth:`probability` pastes it into a full map."""
-        image = as_image(image)
+        return self._view_probability(as_image(image), box)
+
+    def _view_probability(self, image: np.ndarray, box: Optional[Box] = None) -> ViewProbability:
+        """:meth:`view_probability` of an image already validated by :func:`as_image`."""
         h, w = image.shape[:2]
         s = self.input_size
         if box is None:
@@ -193,8 +200,12 @@ class MaskNet:
 
     def segment(self, image: np.ndarray, box: Optional[Box] = None, threshold: float = 0.5) -> np.ndarray:
         """bool HxW: ``probability(image, box) > threshold``."""
+        return self._segment(as_image(image), box, threshold)
+
+    def _segment(self, image: np.ndarray, box: Optional[Box], threshold: float) -> np.ndarray:
+        """:meth:`segment` of an image already validated by :func:`as_image`."""
         threshold = _check_threshold(threshold)
-        prob, (x0, y0, x1, y1) = self.view_probability(image, box)
+        prob, (x0, y0, x1, y1) = self._view_probability(image, box)
         out = np.zeros(image.shape[:2], bool)
         out[y0:y1, x0:x1] = prob > threshold
         return out
@@ -267,15 +278,26 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
     elif not isinstance(params, FusedParams):
         raise TypeError(f"params: expected FusedParams or None, got {type(params).__name__}")
     image = as_image(image)
-    candidate, (x0, y0, x1, y1) = _net(model).view_probability(image, box)
+    net = _net(model)
+    view_probability = net._view_probability if isinstance(net, MaskNet) else net.view_probability
+    return _segment_fused(image, box, params, view_probability)
+
+
+def _segment_fused(
+    image: np.ndarray,
+    box: Optional[Box],
+    params: FusedParams,
+    view_probability: Callable[[np.ndarray, Optional[Box]], ViewProbability],
+) -> np.ndarray:
+    """:func:`segment_fused` of an image already validated by :func:`as_image`, with the net's
+    ``view_probability`` method."""
+    candidate, (x0, y0, x1, y1) = view_probability(image, box)
     crop = image[y0:y1, x0:x1]
     h, w = crop.shape[:2]
     if params.spectral_weight > 0 and min(h, w) >= 8:
-        from .spectral import segment_spectral
-
         scale = params.spectral_size / max(h, w) if params.spectral_size else 1.0
         small = _resize(crop, (max(8, round(w * scale)), max(8, round(h * scale)))) if scale < 1 else crop
-        membership = segment_spectral(np.ascontiguousarray(small)).membership
+        membership = spectral._segment_spectral(np.ascontiguousarray(small), None, SpectralParams()).membership
         if membership.shape != (h, w):
             membership = cv2.resize(membership, (w, h), interpolation=cv2.INTER_LINEAR)
         candidate = cv2.addWeighted(candidate, 1 - params.spectral_weight, membership,
@@ -287,8 +309,9 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
     # eps (NBRI texture) only matters for the Po test: skip its cost when p2 is infinite.
     variance = None
     if np.isfinite(params.p2):
-        variance = filters.local_variance(color.nbri(np.ascontiguousarray(crop)), params.variance_window)
-    comps = regions.analyze(candidates, variance)
+        nbri = color._spectral_maps(np.ascontiguousarray(crop), with_hsi=False).nbri
+        variance = filters._local_variance(nbri, params.variance_window)
+    comps = regions._analyze(candidates, variance)
     # regions.geometric_filter wants finite thresholds: inf (= no test) becomes a huge one.
     kept = regions.geometric_filter(comps, min(params.p1, _NO_LIMIT), min(params.p2, _NO_LIMIT))
     kept &= comps.area >= params.min_area_share * comps.area.max()
@@ -298,6 +321,6 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
     kept[int(np.argmax(comps.area))] = True
     crop_mask = candidates if kept.all() else comps.select(kept)
     if params.fill_holes:
-        crop_mask = regions.fill_holes(crop_mask)
+        crop_mask = regions._fill_holes(crop_mask)
     mask[y0:y1, x0:x1] = crop_mask
     return mask

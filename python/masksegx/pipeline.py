@@ -25,12 +25,12 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from . import learned
+from . import learned, spectral
 from ._validation import as_image, check_threads
 from .align import canonical_points
 from .attributes import AttributePredictor, FaceAttributes
 from .detect import FaceDetector
-from .spectral import SpectralParams, segment_spectral
+from .spectral import SpectralParams
 
 METHODS = ("fused", "learned", "spectral")
 GENDER_CONSTRAINTS = ("none", "hard", "soft")
@@ -179,7 +179,7 @@ class FaceMaskSegmenter:
         boxes, scores, landmarks = self._locate(image)
         if not len(scores):
             return []
-        attributes = self.attributes(image, landmarks)
+        attributes = self.attributes._predict(image, landmarks)
         return [
             Face(
                 box=box,
@@ -196,7 +196,7 @@ class FaceMaskSegmenter:
         ]
 
     def _locate(self, image: np.ndarray):
-        found = self.detector(image)
+        found = self.detector._detect(image)
         if self.faces == "detect":
             return found.boxes, found.scores, found.landmarks
         height, width = image.shape[:2]
@@ -217,12 +217,12 @@ class FaceMaskSegmenter:
                 self.spectral_params, membership_threshold=prior.membership_threshold
             )
             region = None if whole else _pixel_box(box, image.shape)
-            return segment_spectral(image, region=region, params=params).mask
+            return spectral._segment_spectral(image, region, params).mask
         view = None if whole else box
         if self.method == "learned":
-            return self.masknet.segment(image, view, threshold=prior.threshold)
-        params = dataclasses.replace(self.fused_params, threshold=prior.threshold)
-        return learned.segment_fused(image, view, params=params, model=self.masknet)
+            return self.masknet._segment(image, view, prior.threshold)
+        fused = dataclasses.replace(self.fused_params, threshold=prior.threshold)
+        return learned._segment_fused(image, view, fused, self.masknet._view_probability)
 
 
 def _pixel_box(box: np.ndarray, shape) -> tuple:

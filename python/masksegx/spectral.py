@@ -161,15 +161,20 @@ def segment_spectral(
         mask its bounding box is the crop and the result is limited to the mask.
     params : :class:`SpectralParams`, defaults if None.
     """
-    image = as_image(image)
-    params = params or SpectralParams()
+    return _segment_spectral(as_image(image), region, params or SpectralParams())
+
+
+def _segment_spectral(
+    image: np.ndarray, region: Union[None, Box, np.ndarray], params: SpectralParams
+) -> SpectralResult:
+    """:func:`segment_spectral` of an image already validated by :func:`as_image`."""
     box, limit = _resolve_region(region, image.shape[:2])
     x0, y0, x1, y1 = box
     crop = np.ascontiguousarray(image[y0:y1, x0:x1])
     h, w = crop.shape[:2]
 
     pre = _preprocess(crop, params)
-    maps = color.spectral_maps(pre)
+    maps = color._spectral_maps(pre)
     features = _features(maps, params)
 
     skin_win = _window(params.skin_probe, h, w)
@@ -192,14 +197,14 @@ def segment_spectral(
     if compensated is pre:
         final, comp_maps = first, maps
     else:
-        comp_maps = color.spectral_maps(compensated)
+        comp_maps = color._spectral_maps(compensated)
         final = _cluster(_features(comp_maps, params), top, first.centers, params)
     membership = final.memberships[..., mask_clusters].sum(-1)
     candidates = _candidates(final, mask_clusters, top, params)
 
     # Step 6: geometric-weighted connectivity analysis.
-    variance = filters.local_variance(comp_maps.nbri, params.variance_window)
-    comps = regions.analyze(candidates, variance, connectivity=params.connectivity)
+    variance = filters._local_variance(comp_maps.nbri, params.variance_window)
+    comps = regions._analyze(candidates, variance, params.connectivity)
     kept = regions.geometric_filter(comps, params.p1, params.p2)
     if params.require_mask_probe and comps.count:
         t, b, l, r = mask_win
@@ -208,7 +213,7 @@ def segment_spectral(
         kept &= touching[1:]
     crop_mask = comps.select(kept)
     if params.fill_holes:
-        crop_mask = regions.fill_holes(crop_mask)
+        crop_mask = regions._fill_holes(crop_mask)
 
     mask = np.zeros(image.shape[:2], bool)
     mask[y0:y1, x0:x1] = crop_mask
@@ -226,7 +231,7 @@ def _nothing_found(image, box, pre, maps, params) -> SpectralResult:
     """The result for crops too small to cluster: no mask, no components."""
     h, w = pre.shape[:2]
     empty = np.zeros((h, w), bool)
-    components = regions.analyze(empty)
+    components = regions._analyze(empty)
     return SpectralResult(
         mask=np.zeros(image.shape[:2], bool), box=box, preprocessed=pre, nbri=maps.nbri,
         nmri=maps.nmri, cluster_centers=np.zeros((params.clusters, 3), np.float32),
@@ -281,11 +286,11 @@ def _features(maps: color.SpectralMaps, params: SpectralParams) -> np.ndarray:
 def _cluster(features: np.ndarray, top: int, seeds: np.ndarray, params: SpectralParams):
     """FCM fitted below `top`; returns centres and HxWxk memberships of the whole crop."""
     h, w, d = features.shape
-    fit = fcm.fuzzy_cmeans(features[top:].reshape(-1, d), params.clusters, m=params.fuzzifier,
-                           max_iter=params.max_iter, init_centers=seeds)
+    fit = fcm._fuzzy_cmeans(features[top:].reshape(-1, d), params.clusters, m=params.fuzzifier,
+                            max_iter=params.max_iter, init_centers=seeds)
     # max_iter=0 evaluates memberships for fixed centres (also above `top`, for the probes).
-    whole = fcm.fuzzy_cmeans(features.reshape(-1, d), params.clusters, m=params.fuzzifier,
-                             max_iter=0, init_centers=fit.centers)
+    whole = fcm._fuzzy_cmeans(features.reshape(-1, d), params.clusters, m=params.fuzzifier,
+                              max_iter=0, init_centers=fit.centers)
     return _Clustering(whole.centers, whole.memberships.reshape(h, w, -1))
 
 
@@ -335,7 +340,7 @@ def _compensate(pre: np.ndarray, region: np.ndarray, params: SpectralParams) -> 
     if callable(params.compensation):
         out = params.compensation(pre, region)
         return as_image(out, "compensation result")
-    result = compensate.compensate_region(pre, region, mu=params.blue_mu, t=params.minkowski_t,
-                                          strength=params.compensation_strength)
+    result = compensate._compensate_region(pre, region, mu=params.blue_mu, t=params.minkowski_t,
+                                           strength=params.compensation_strength)
     return result.image
 
