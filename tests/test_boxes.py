@@ -45,7 +45,8 @@ def test_nms_of_each_convention_matches_greedy_numpy(rng, threshold):
     np.testing.assert_array_equal(
         nms_exclusive(boxes, scores, threshold), greedy(boxes, scores, threshold, iou_exclusive)
     )
-    np.testing.assert_array_equal(nms(boxes, scores, threshold), greedy(boxes, scores, threshold, iou_inclusive))
+    inclusive = greedy(boxes, scores, threshold, iou_inclusive)
+    np.testing.assert_array_equal(nms(boxes, scores, threshold), inclusive)
     np.testing.assert_array_equal(nms(boxes, scores, threshold), nms_ref(boxes, scores, threshold))
 
 

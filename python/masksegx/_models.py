@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, TypeVar, Union, cast
+from typing import TYPE_CHECKING, TypeVar, Union, cast
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -35,7 +35,7 @@ class ModelNotFoundError(FileNotFoundError, ValueError):
     """A model file is missing (both a FileNotFoundError and a ValueError)."""
 
 
-def model_file(model: Optional[PathLike], name: str = "model", *, shipped: Optional[Path] = None) -> str:
+def model_file(model: PathLike | None, name: str = "model", *, shipped: Path | None = None) -> str:
     """The real path of an existing model file: ``model``, or ``shipped`` when ``model`` is None.
 
     TypeError when ``model`` is not a path; :class:`ModelNotFoundError` when the file is missing.

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Union
 
 import cv2
 import numpy as np
@@ -131,7 +132,7 @@ class AttributePredictor:
     """
 
     def __init__(
-        self, model: Optional[PathLike] = None, *, threads: int = 1, mirror: bool = True
+        self, model: PathLike | None = None, *, threads: int = 1, mirror: bool = True
     ) -> None:
         self.threads = check_threads(threads)
         self.model_path = model_file(model, shipped=ATTRIBUTES_MODEL)
@@ -186,10 +187,10 @@ class AttributePredictor:
             out = self._session.run(None, {self._input: batch})[0]
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> List[FaceAttributes]:
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> list[FaceAttributes]:
         return [self.attributes(joint) for joint in self.joint_probs(image, landmarks)]
 
-    def _predict(self, image: np.ndarray, landmarks: np.ndarray) -> List[FaceAttributes]:
+    def _predict(self, image: np.ndarray, landmarks: np.ndarray) -> list[FaceAttributes]:
         """The call of an image already validated by :func:`as_image` and finite landmarks
         [N, 5, 2]."""
         return [self.attributes(joint) for joint in self._joint_probs(image, landmarks)]
@@ -211,8 +212,8 @@ class AttributePredictor:
 
 
 def predict_attributes(
-    image: np.ndarray, landmarks: np.ndarray, *, model: Optional[PathLike] = None
-) -> Union[FaceAttributes, List[FaceAttributes]]:
+    image: np.ndarray, landmarks: np.ndarray, *, model: PathLike | None = None
+) -> FaceAttributes | list[FaceAttributes]:
     """Attributes of the face(s) with ``landmarks`` in ``image`` (uint8 BGR [H, W, 3]).
 
     ``landmarks`` [5, 2] returns one :class:`FaceAttributes`, [N, 5, 2] a list of N. The model
@@ -247,7 +248,7 @@ def _as_joint(joint: object) -> np.ndarray:
     return joint
 
 
-def _thresholds(values: object) -> Tuple[float, float]:
+def _thresholds(values: object) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in values)  # type: ignore[union-attr]
     except (TypeError, ValueError):
@@ -257,7 +258,7 @@ def _thresholds(values: object) -> Tuple[float, float]:
     return low, high
 
 
-def _attribute_net_settings(session: onnxruntime.InferenceSession, path: str) -> Tuple[str, Dict[str, Any]]:
+def _attribute_net_settings(session: onnxruntime.InferenceSession, path: str) -> tuple[str, dict[str, Any]]:
     """Input name and preprocessing settings (:data:`DEFAULT_SETTINGS` updated from the model's
     metadata) of an attribute net; ValueError for any other net."""
     inputs, outputs = session.get_inputs(), session.get_outputs()

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import List, Optional, TextIO
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -53,13 +53,13 @@ class BatchReport:
     """What a batch did: images written and (input, message) pairs that failed."""
 
     written: int = 0
-    failures: List[tuple] = field(default_factory=list)
+    failures: list[tuple] = field(default_factory=list)
 
 
-def expand_inputs(inputs: Iterable[str]) -> tuple[List[Source], List[tuple]]:
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[Source], list[tuple]]:
     """Sources for files, folders and glob patterns; also ``(input, message)`` for bad ones."""
-    sources: List[Source] = []
-    problems: List[tuple] = []
+    sources: list[Source] = []
+    problems: list[tuple] = []
     for item in inputs:
         if os.path.isdir(item):
             names = sorted(os.listdir(item))
@@ -83,19 +83,19 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[List[Source], List[tuple]]:
     return sources, problems
 
 
-Segmenter = Callable[[np.ndarray], List[Face]]
+Segmenter = Callable[[np.ndarray], list[Face]]
 WORKER_DIED = "a worker process stopped unexpectedly (killed or out of memory?); not segmented"
 
 
 def run_batch(
-    sources: List[Source],
+    sources: list[Source],
     make_segmenter: Callable[[], Segmenter],
     output: str,
     *,
     threads: int = 1,
     workers: int = 1,
     frame_step: int = 1,
-    progress: Optional[TextIO] = None,
+    progress: TextIO | None = None,
 ) -> BatchReport:
     """Segment every image and sampled video frame of ``sources``, writing into ``output``.
 
@@ -117,7 +117,7 @@ def run_batch(
     report = BatchReport()
     names = _UniqueNames()
     bar = _ProgressBar(_count_items(sources, frame_step), progress)
-    pending: List[tuple] = []
+    pending: list[tuple] = []
     pool: Executor
     if workers > 1:
         del segment  # each worker builds its own
@@ -169,7 +169,7 @@ def _segment_and_write(segment: Segmenter, output: str, name: str, label: str, i
     write_results(output, name, label, image, segment(image))
 
 
-_worker_segment: Optional[Segmenter] = None
+_worker_segment: Segmenter | None = None
 
 
 def _start_worker(make_segmenter: Callable[[], Segmenter]) -> None:
@@ -183,7 +183,7 @@ def _worker_task(output: str, name: str, label: str, image: np.ndarray) -> None:
     _segment_and_write(_worker_segment, output, name, label, image)
 
 
-def write_results(output: str, name: str, label: str, image: np.ndarray, faces: List[Face]) -> None:
+def write_results(output: str, name: str, label: str, image: np.ndarray, faces: list[Face]) -> None:
     """Write ``<name>.json``, ``<name>_mask.png`` and ``<name>_overlay.jpg`` into ``output``."""
     union = np.zeros(image.shape[:2], bool)
     for face in faces:
@@ -197,7 +197,8 @@ def write_results(output: str, name: str, label: str, image: np.ndarray, faces: 
     with open(os.path.join(output, f"{name}.json"), "w", encoding="utf-8") as out:
         json.dump(record, out, indent=1)
         out.write("\n")
-    for suffix, picture in (("_mask.png", union.astype(np.uint8) * 255), ("_overlay.jpg", overlay(image, faces))):
+    pictures = (("_mask.png", union.astype(np.uint8) * 255), ("_overlay.jpg", overlay(image, faces)))
+    for suffix, picture in pictures:
         path = os.path.join(output, name + suffix)
         if not cv2.imwrite(path, picture):
             raise OSError(f"could not write {path!r}")
@@ -219,7 +220,7 @@ def face_record(face: Face) -> dict:
     }
 
 
-def overlay(image: np.ndarray, faces: List[Face]) -> np.ndarray:
+def overlay(image: np.ndarray, faces: list[Face]) -> np.ndarray:
     """The image with each face's mask tinted green, its box, landmarks and a label drawn."""
     out = image.copy()
     scale = max(1, round(max(image.shape[:2]) / 600))
@@ -242,7 +243,7 @@ def _source(path: str) -> Source:
     return Source(path, path.lower().endswith(VIDEO_EXTENSIONS))
 
 
-def _count_items(sources: List[Source], frame_step: int) -> int:
+def _count_items(sources: list[Source], frame_step: int) -> int:
     total = 0
     for source in sources:
         if source.is_video:
@@ -255,7 +256,7 @@ def _count_items(sources: List[Source], frame_step: int) -> int:
     return total
 
 
-def _read_items(sources: List[Source], frame_step: int) -> Iterator[tuple]:
+def _read_items(sources: list[Source], frame_step: int) -> Iterator[tuple]:
     """(label, name, image, error) for every image and sampled frame, read lazily."""
     for source in sources:
         stem = os.path.splitext(os.path.basename(source.path))[0]
@@ -300,7 +301,7 @@ class _UniqueNames:
 class _ProgressBar:
     """A one-line text bar on ``stream`` (redrawn at most 10 times a second); silent if None."""
 
-    def __init__(self, total: int, stream: Optional[TextIO]) -> None:
+    def __init__(self, total: int, stream: TextIO | None) -> None:
         self.total, self.done, self.stream = total, 0, stream
         self.start = self.last = time.perf_counter()
 
@@ -324,7 +325,7 @@ class _ProgressBar:
             self.stream.flush()
 
 
-def progress_stream(force: Optional[bool]) -> Optional[TextIO]:
+def progress_stream(force: bool | None) -> TextIO | None:
     """stderr when ``force`` is True, or when None and stderr is a terminal; else None."""
     if force is None:
         force = sys.stderr.isatty()

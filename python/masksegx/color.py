@@ -14,7 +14,7 @@ NMRI        [-1, 1]: ``(S - I) / (S + I)``; 0 where ``S + I == 0``.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,9 +25,9 @@ from ._validation import as_image, check_order
 class SpectralMaps(NamedTuple):
     """Per-pixel maps from :func:`spectral_maps` (HSI maps are None with ``with_hsi=False``)."""
 
-    hue: Optional[np.ndarray]
-    saturation: Optional[np.ndarray]
-    intensity: Optional[np.ndarray]
+    hue: np.ndarray | None
+    saturation: np.ndarray | None
+    intensity: np.ndarray | None
     nbri: np.ndarray
     nmri: np.ndarray
 

@@ -33,20 +33,23 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Union
 
 import numpy as np
 
 from . import _core
 from ._executor import MAX_KEPT_FLOATS, NativeNet
-from ._models import DETECTOR_MODELS, MODEL_DIR, ModelNotFoundError, cached, model_file, onnx_session
+from ._models import DETECTOR_MODELS, cached, model_file, onnx_session
+from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.detect.MODEL_DIR
+from ._models import ModelNotFoundError as ModelNotFoundError  # re-exported, users catch it here
 from ._validation import MAX_SIDE, as_image, check_order, check_threads
 from .boxes import nms_exclusive
 from .nms import nms
 
 PathLike = Union[str, "os.PathLike[str]"]
-Runner = Callable[[np.ndarray], Dict[str, np.ndarray]]
+Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 BACKENDS = ("native", "onnxruntime")
 _NET_OUTPUTS = (("reg", "prob"), ("reg", "prob"), ("reg", "prob", "landmarks"), ("landmarks",))
@@ -98,7 +101,7 @@ class FaceDetector:
 
     def __init__(
         self,
-        models: Optional[Sequence[PathLike]] = None,
+        models: Sequence[PathLike] | None = None,
         *,
         backend: str = "native",
         min_face_size: float = 20,
@@ -156,7 +159,7 @@ class FaceDetector:
             shortest *= self.scale_factor
         return scales
 
-    def _propose(self, image: "_Source", pnet: Runner) -> np.ndarray:
+    def _propose(self, image: _Source, pnet: Runner) -> np.ndarray:
         """P-net stage: squared candidate boxes [K, 5] (x1, y1, x2, y2, score)."""
         height, width = image.pixels.shape[:2]
         candidates = []
@@ -191,7 +194,7 @@ class FaceDetector:
         corners = boxes[:, :4] + boxes[:, 5:9] * np.concatenate([size, size], axis=1)
         return _square(np.concatenate([corners, boxes[:, 4:5]], axis=1))
 
-    def _refine(self, image: "_Source", boxes: np.ndarray, rnet: Runner) -> np.ndarray:
+    def _refine(self, image: _Source, boxes: np.ndarray, rnet: Runner) -> np.ndarray:
         """R-net stage: squared boxes [K, 5]."""
         crops, boxes = _crops(image, boxes, 24)
         if len(boxes) == 0:
@@ -205,7 +208,7 @@ class FaceDetector:
         return _square(_regress(boxes[keep], offsets[keep]))
 
     def _output(
-        self, image: "_Source", boxes: np.ndarray, onet: Runner, lnet: Optional[Runner]
+        self, image: _Source, boxes: np.ndarray, onet: Runner, lnet: Runner | None
     ) -> Detections:
         crops, boxes = _crops(image, boxes, 48)
         if len(boxes) == 0:
@@ -244,7 +247,7 @@ def detect_faces(
     min_face_size: float = 20,
     thresholds: Sequence[float] = (0.6, 0.7, 0.7),
     backend: str = "native",
-    models: Optional[Sequence[PathLike]] = None,
+    models: Sequence[PathLike] | None = None,
     scale_factor: float = 0.709,
     nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7),
     order: str = "bgr",
@@ -336,7 +339,7 @@ def _landmarks_with_mirror(lnet: Runner, crops: np.ndarray, sides: np.ndarray) -
 _CHUNK = {24: 64, 48: 32}
 
 
-def _in_chunks(net: Runner, crops: np.ndarray) -> Dict[str, np.ndarray]:
+def _in_chunks(net: Runner, crops: np.ndarray) -> dict[str, np.ndarray]:
     """``net`` on a batch of crops, in chunks of :data:`_CHUNK` crops (outputs concatenated)."""
     chunk = _CHUNK.get(crops.shape[-1], 32)
     if len(crops) <= chunk:
@@ -372,7 +375,7 @@ class _Source:
         self.bgr = bgr
 
     def resample(
-        self, boxes: np.ndarray, size: Tuple[int, int], out: Optional[np.ndarray] = None
+        self, boxes: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None
     ) -> np.ndarray:
         return _core.resize_area_boxes_u8(
             self.pixels, boxes, size, self.bgr, np.float32(0.0078125), np.float32(-0.99609375),
@@ -380,7 +383,7 @@ class _Source:
         )
 
 
-def _crops(image: _Source, boxes: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
+def _crops(image: _Source, boxes: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """The in-image part of every box resized to side x side (area resampling), as a normalised
     NCHW batch, and the boxes kept."""
     height, width = image.pixels.shape[:2]
@@ -395,7 +398,7 @@ def _crops(image: _Source, boxes: np.ndarray, side: int) -> Tuple[np.ndarray, np
     return batch, boxes[inside]
 
 
-def _model_paths(models: Optional[Sequence[PathLike]]) -> Tuple[str, ...]:
+def _model_paths(models: Sequence[PathLike] | None) -> tuple[str, ...]:
     if models is None:
         if not all(path.is_file() for path in DETECTOR_MODELS):
             raise ModelNotFoundError(
@@ -410,7 +413,7 @@ def _model_paths(models: Optional[Sequence[PathLike]]) -> Tuple[str, ...]:
     return tuple(model_file(path, "models") for path in models)
 
 
-def _load(path: str, backend: str, threads: int, outputs: Tuple[str, ...]) -> Runner:
+def _load(path: str, backend: str, threads: int, outputs: tuple[str, ...]) -> Runner:
     """The net at ``path``, loaded once per (file version, backend, threads)."""
     if backend == "native":
         runner, names = cached(path, "native", _native)
@@ -422,21 +425,21 @@ def _load(path: str, backend: str, threads: int, outputs: Tuple[str, ...]) -> Ru
     return runner
 
 
-def _native(path: str) -> Tuple[Runner, Sequence[str]]:
+def _native(path: str) -> tuple[Runner, Sequence[str]]:
     net = NativeNet(path)
     if len(net.input_names) != 1:
         raise ValueError(f"{path}: expected a net with one input, got {list(net.input_names)}")
     return net, net.output_names
 
 
-def _onnxruntime(path: str, threads: int) -> Tuple[Runner, Sequence[str]]:
+def _onnxruntime(path: str, threads: int) -> tuple[Runner, Sequence[str]]:
     session = onnx_session(path, threads, "models")
     if len(session.get_inputs()) != 1:
         raise ValueError(f"{path}: expected a net with one input")
     input_name = session.get_inputs()[0].name
     names = [output.name for output in session.get_outputs()]
 
-    def run(x: np.ndarray) -> Dict[str, np.ndarray]:
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(names, session.run(names, {input_name: x})))
 
     return run, names
@@ -452,7 +455,7 @@ def _number(value: object, name: str, *, low: float, high: float = float("inf"))
     return float(value)
 
 
-def _triple(values: Sequence[float], name: str) -> Tuple[float, float, float]:
+def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != 3:
         raise ValueError(f"{name}: expected three numbers (P-, R-, O-net), got {values!r}")
     a, b, c = (_number(v, name, low=0.0, high=1.0) for v in values)

@@ -8,7 +8,7 @@ Features are a float32 ``(N, D)`` array: one row per pixel, one column per featu
 from __future__ import annotations
 
 import operator
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def fuzzy_cmeans(
     tol: float = 1e-4,
     max_iter: int = 100,
     seed: int = 0,
-    init_centers: Optional[np.ndarray] = None,
+    init_centers: np.ndarray | None = None,
 ) -> FCMResult:
     """Cluster ``features`` into ``k`` fuzzy clusters.
 
@@ -119,7 +119,7 @@ def _fuzzy_cmeans(
     tol: float = 1e-4,
     max_iter: int = 100,
     seed: int = 0,
-    init_centers: Optional[np.ndarray] = None,
+    init_centers: np.ndarray | None = None,
 ) -> FCMResult:
     """:func:`fuzzy_cmeans` of finite, C-contiguous float32 features (and starting centres)
     already checked by :func:`as_float_array`; the settings are checked here."""

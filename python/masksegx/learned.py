@@ -28,14 +28,16 @@ spectral pipeline's defaults too (it measured worse, see the README).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence, Tuple, Union
+from typing import Callable, Union
 
 import cv2
 import numpy as np
 
 from . import color, filters, regions, spectral
-from ._models import MASKNET_MODEL, MODEL_DIR, cached, model_file, onnx_session
+from ._models import MASKNET_MODEL, cached, model_file, onnx_session
+from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.learned.MODEL_DIR
 from ._validation import as_image, check_threads
 from .spectral import SpectralParams
 
@@ -43,7 +45,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 Box = Union[Sequence[float], np.ndarray]
 #: What a net's ``view_probability`` returns: the probability over the view and the view's
 #: part of the image ``(x0, y0, x1, y1)`` (exclusive ends).
-ViewProbability = Tuple[np.ndarray, Tuple[int, int, int, int]]
+ViewProbability = tuple[np.ndarray, tuple[int, int, int, int]]
 
 #: Side of the square view around a face box, in units of the box's larger side.
 BOX_MARGIN = 1.4
@@ -51,7 +53,7 @@ BOX_MARGIN = 1.4
 _NO_LIMIT = 1e30
 
 
-def _mask_net_signature(session: onnxruntime.InferenceSession, path: str) -> Tuple[str, str, int]:
+def _mask_net_signature(session: onnxruntime.InferenceSession, path: str) -> tuple[str, str, int]:
     """Input name, output name and input side of a mask net; ValueError for any other net."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     shape = inputs[0].shape if len(inputs) == 1 else None
@@ -67,7 +69,7 @@ def _mask_net_signature(session: onnxruntime.InferenceSession, path: str) -> Tup
     return inputs[0].name, outputs[0].name, int(shape[2])
 
 
-def _check_box(box: object, shape: Tuple[int, int]) -> Tuple[float, float, float, float]:
+def _check_box(box: object, shape: tuple[int, int]) -> tuple[float, float, float, float]:
     if isinstance(box, (str, bytes)) or not isinstance(box, (Sequence, np.ndarray)):
         raise TypeError(f"box: expected None or (x1, y1, x2, y2), got {type(box).__name__}")
     try:
@@ -94,7 +96,7 @@ def _check_threshold(threshold: object) -> float:
     return value
 
 
-def view_square(box: Tuple[float, float, float, float], margin: float = BOX_MARGIN) -> Tuple[int, int, int]:
+def view_square(box: tuple[float, float, float, float], margin: float = BOX_MARGIN) -> tuple[int, int, int]:
     """The square view ``(x0, y0, side)`` (integer pixels) the net sees for a face box."""
     x1, y1, x2, y2 = box
     side = max(1, int(round(margin * max(x2 - x1, y2 - y1))))
@@ -109,7 +111,7 @@ def _unit(prob: np.ndarray) -> np.ndarray:
     return cv2.threshold(np.ascontiguousarray(prob), 1.0, 1.0, cv2.THRESH_TRUNC)[1]
 
 
-def _resize(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Area interpolation when shrinking, bilinear when enlarging; size = (width, height).
 
     Shrinking by more than 2x goes bilinearly to twice the size first, then by area (an exact
@@ -138,7 +140,7 @@ class MaskNet:
     shared by instances with the same file and threads; calls are thread-safe.
     """
 
-    def __init__(self, model: Optional[PathLike] = None, *, threads: int = 1) -> None:
+    def __init__(self, model: PathLike | None = None, *, threads: int = 1) -> None:
         self.threads = check_threads(threads)
         self.model_path = model_file(model, shipped=MASKNET_MODEL)
         self._session = onnx_session(self.model_path, self.threads)
@@ -151,13 +153,13 @@ class MaskNet:
         x = view.transpose(2, 0, 1)[None].astype(np.float32)
         return self._session.run([self._output], {self._input: x})[0][0, 0]
 
-    def view_probability(self, image: np.ndarray, box: Optional[Box] = None) -> ViewProbability:
+    def view_probability(self, image: np.ndarray, box: Box | None = None) -> ViewProbability:
         """The probability inside the view only: ``(prob, (x0, y0, x1, y1))`` with ``prob``
         float32 of shape ``(y1 - y0, x1 - x0)`` covering the image pixels ``[y0:y1, x0:x1]``
         (the whole image for ``box=None``). :meth:`probability` pastes it into a full map."""
         return self._view_probability(as_image(image), box)
 
-    def _view_probability(self, image: np.ndarray, box: Optional[Box] = None) -> ViewProbability:
+    def _view_probability(self, image: np.ndarray, box: Box | None = None) -> ViewProbability:
         """:meth:`view_probability` of an image already validated by :func:`as_image`."""
         h, w = image.shape[:2]
         s = self.input_size
@@ -184,7 +186,7 @@ class MaskNet:
         prob = prob[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
         return _unit(prob), (ix0, iy0, ix1, iy1)
 
-    def probability(self, image: np.ndarray, box: Optional[Box] = None) -> np.ndarray:
+    def probability(self, image: np.ndarray, box: Box | None = None) -> np.ndarray:
         """float32 HxW in [0, 1]: probability that a pixel is the worn face mask.
 
         ``image``: uint8 HxWx3 BGR. ``box``: None (the whole image is the view) or a face box
@@ -198,11 +200,11 @@ class MaskNet:
         out[y0:y1, x0:x1] = prob
         return out
 
-    def segment(self, image: np.ndarray, box: Optional[Box] = None, threshold: float = 0.5) -> np.ndarray:
+    def segment(self, image: np.ndarray, box: Box | None = None, threshold: float = 0.5) -> np.ndarray:
         """bool HxW: ``probability(image, box) > threshold``."""
         return self._segment(as_image(image), box, threshold)
 
-    def _segment(self, image: np.ndarray, box: Optional[Box], threshold: float) -> np.ndarray:
+    def _segment(self, image: np.ndarray, box: Box | None, threshold: float) -> np.ndarray:
         """:meth:`segment` of an image already validated by :func:`as_image`."""
         threshold = _check_threshold(threshold)
         prob, (x0, y0, x1, y1) = self._view_probability(image, box)
@@ -217,8 +219,8 @@ def _net(model) -> MaskNet:
     return cached(model_file(model, shipped=MASKNET_MODEL), "MaskNet", MaskNet)
 
 
-def segment_learned(image: np.ndarray, box: Optional[Box] = None, *, threshold: float = 0.5,
-                    model: Union[None, PathLike, MaskNet] = None) -> np.ndarray:
+def segment_learned(image: np.ndarray, box: Box | None = None, *, threshold: float = 0.5,
+                    model: None | PathLike | MaskNet = None) -> np.ndarray:
     """bool HxW worn-mask segmentation by the learned net (see :class:`MaskNet`).
 
     ``model``: None (shipped net), a path, or a :class:`MaskNet` to reuse.
@@ -269,8 +271,8 @@ class FusedParams:
             raise ValueError("variance_window: expected an odd size >= 1")
 
 
-def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optional[FusedParams] = None,
-                  model: Union[None, PathLike, MaskNet] = None) -> np.ndarray:
+def segment_fused(image: np.ndarray, box: Box | None = None, *, params: FusedParams | None = None,
+                  model: None | PathLike | MaskNet = None) -> np.ndarray:
     """bool HxW worn-mask segmentation: the net's probability cleaned by the spectral pipeline's
     connectivity analysis (module docstring). Same ``box`` convention as :class:`MaskNet`."""
     if params is None:
@@ -285,9 +287,9 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
 
 def _segment_fused(
     image: np.ndarray,
-    box: Optional[Box],
+    box: Box | None,
     params: FusedParams,
-    view_probability: Callable[[np.ndarray, Optional[Box]], ViewProbability],
+    view_probability: Callable[[np.ndarray, Box | None], ViewProbability],
 ) -> np.ndarray:
     """:func:`segment_fused` of an image already validated by :func:`as_image`, with the net's
     ``view_probability`` method."""
@@ -297,7 +299,8 @@ def _segment_fused(
     if params.spectral_weight > 0 and min(h, w) >= 8:
         scale = params.spectral_size / max(h, w) if params.spectral_size else 1.0
         small = _resize(crop, (max(8, round(w * scale)), max(8, round(h * scale)))) if scale < 1 else crop
-        membership = spectral._segment_spectral(np.ascontiguousarray(small), None, SpectralParams()).membership
+        small = np.ascontiguousarray(small)
+        membership = spectral._segment_spectral(small, None, SpectralParams()).membership
         if membership.shape != (h, w):
             membership = cv2.resize(membership, (w, h), interpolation=cv2.INTER_LINEAR)
         candidate = cv2.addWeighted(candidate, 1 - params.spectral_weight, membership,

@@ -20,8 +20,8 @@ Two constraints from the attributes shape the mask (see :class:`GenderPriors` an
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -148,9 +148,9 @@ class FaceMaskSegmenter:
         min_face_size: float = 20,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         threads: int = 1,
-        priors: Optional[GenderPriors] = None,
-        spectral_params: Optional[SpectralParams] = None,
-        fused_params: Optional[learned.FusedParams] = None,
+        priors: GenderPriors | None = None,
+        spectral_params: SpectralParams | None = None,
+        fused_params: learned.FusedParams | None = None,
     ) -> None:
         self.method = _choice(method, METHODS, "method")
         self.gender_constraint = _choice(gender_constraint, GENDER_CONSTRAINTS, "gender_constraint")
@@ -173,7 +173,7 @@ class FaceMaskSegmenter:
         self.attributes = AttributePredictor(threads=threads)
         self.masknet = learned.MaskNet(threads=threads) if self.method != "spectral" else None
 
-    def __call__(self, image: np.ndarray) -> List[Face]:
+    def __call__(self, image: np.ndarray) -> list[Face]:
         """Analyse a BGR uint8 HxWx3 image; returns one :class:`Face` per face, best first."""
         image = as_image(image)
         boxes, scores, landmarks = self._locate(image)

@@ -19,7 +19,6 @@ Po_i  ``(X_max / area_i) * eps_i`` (eq. 24), ``X_max`` the largest component are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 import numpy as np
 
@@ -95,7 +94,7 @@ class Components:
         return lookup[self.labels]
 
 
-def label(mask: np.ndarray, *, connectivity: int = 8) -> Tuple[np.ndarray, int]:
+def label(mask: np.ndarray, *, connectivity: int = 8) -> tuple[np.ndarray, int]:
     """Label the connected components of a bool (H, W) mask (integer 0/1 masks accepted).
 
     Returns ``(labels, n)``: int32 (H, W) labels, 0 = background and components ``1..n`` in
@@ -108,7 +107,7 @@ def label(mask: np.ndarray, *, connectivity: int = 8) -> Tuple[np.ndarray, int]:
 
 
 def analyze(
-    mask: np.ndarray, variance: Optional[np.ndarray] = None, *, connectivity: int = 8
+    mask: np.ndarray, variance: np.ndarray | None = None, *, connectivity: int = 8
 ) -> Components:
     """Label ``mask`` and measure every component in one labelling and one measuring pass.
 
@@ -130,7 +129,7 @@ def analyze(
     return _analyze(mask, variance, connectivity)
 
 
-def _analyze(mask: np.ndarray, variance: Optional[np.ndarray] = None, connectivity: int = 8) -> Components:
+def _analyze(mask: np.ndarray, variance: np.ndarray | None = None, connectivity: int = 8) -> Components:
     """:func:`analyze` of a C-contiguous bool HxW mask and a finite, C-contiguous float32
     variance map of its shape (or None), both already checked."""
     labels, area, bbox, diagonal, mi, eps, po = _core.analyze_components(

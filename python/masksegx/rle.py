@@ -10,7 +10,7 @@ groups follow", each group offset by 48 into printable ASCII. The result can be 
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

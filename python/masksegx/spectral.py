@@ -35,7 +35,7 @@ under warm light) and strongly patterned masks are its known failure cases.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional, Tuple, Union
+from typing import Callable, NamedTuple
 
 import cv2
 import numpy as np
@@ -43,7 +43,9 @@ import numpy as np
 from . import color, compensate, fcm, filters, regions
 from ._validation import as_image, as_mask, mask_box
 
-Box = Tuple[int, int, int, int]
+Box = tuple[int, int, int, int]
+#: A probe window of the crop, ``(top, bottom, left, right)`` in pixels (exclusive ends).
+Window = tuple[int, int, int, int]
 CompensationFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -70,8 +72,8 @@ class SpectralParams:
     nbri_weight: float = 1.0
     nmri_weight: float = 0.1
     intensity_weight: float = 0.5
-    skin_probe: Tuple[float, float, float, float] = (0.15, 0.40, 0.20, 0.80)
-    mask_probe: Tuple[float, float, float, float] = (0.60, 0.85, 0.35, 0.65)
+    skin_probe: tuple[float, float, float, float] = (0.15, 0.40, 0.20, 0.80)
+    mask_probe: tuple[float, float, float, float] = (0.60, 0.85, 0.35, 0.65)
     top: float = 0.45
     """No mask is searched above this fraction of the crop height (forehead, eyes)."""
     # 3. fuzzy clustering
@@ -79,7 +81,7 @@ class SpectralParams:
     fuzzifier: float = 2.0
     max_iter: int = 20
     # 4. compensation
-    compensation: Union[str, CompensationFn] = "none"
+    compensation: str | CompensationFn = "none"
     """``"combined"`` (the paper's), ``"none"``, or a callable ``f(image, region) -> image``."""
     blue_mu: float = 0.8
     minkowski_t: float = 6.0
@@ -99,8 +101,8 @@ class SpectralParams:
 
     def __post_init__(self) -> None:
         for name in ("skin_probe", "mask_probe"):
-            t, b, l, r = getattr(self, name)
-            if not (0 <= t < b <= 1 and 0 <= l < r <= 1):
+            top, bottom, left, right = getattr(self, name)
+            if not (0 <= top < bottom <= 1 and 0 <= left < right <= 1):
                 raise ValueError(f"{name}: expected 0 <= top < bottom <= 1 and 0 <= left < right <= 1")
         if not 0 <= self.top < 1:
             raise ValueError("top: expected a fraction in [0, 1)")
@@ -148,8 +150,8 @@ class SpectralResult:
 def segment_spectral(
     image: np.ndarray,
     *,
-    region: Union[None, Box, np.ndarray] = None,
-    params: Optional[SpectralParams] = None,
+    region: None | Box | np.ndarray = None,
+    params: SpectralParams | None = None,
 ) -> SpectralResult:
     """Segment the worn face mask in a BGR uint8 face image with the spectral method.
 
@@ -165,7 +167,7 @@ def segment_spectral(
 
 
 def _segment_spectral(
-    image: np.ndarray, region: Union[None, Box, np.ndarray], params: SpectralParams
+    image: np.ndarray, region: None | Box | np.ndarray, params: SpectralParams
 ) -> SpectralResult:
     """:func:`segment_spectral` of an image already validated by :func:`as_image`."""
     box, limit = _resolve_region(region, image.shape[:2])
@@ -207,9 +209,8 @@ def _segment_spectral(
     comps = regions._analyze(candidates, variance, params.connectivity)
     kept = regions.geometric_filter(comps, params.p1, params.p2)
     if params.require_mask_probe and comps.count:
-        t, b, l, r = mask_win
         touching = np.zeros(comps.count + 1, bool)
-        touching[np.unique(comps.labels[t:b, l:r])] = True
+        touching[np.unique(_in_window(comps.labels, mask_win))] = True
         kept &= touching[1:]
     crop_mask = comps.select(kept)
     if params.fill_holes:
@@ -241,7 +242,7 @@ def _nothing_found(image, box, pre, maps, params) -> SpectralResult:
     )
 
 
-def _resolve_region(region, shape) -> Tuple[Box, Optional[np.ndarray]]:
+def _resolve_region(region, shape) -> tuple[Box, np.ndarray | None]:
     h, w = shape
     if region is None:
         return (0, 0, w, h), None
@@ -300,17 +301,22 @@ def _candidates(clustering, mask_clusters: np.ndarray, top: int, params: Spectra
     return candidates
 
 
-def _window(frac, h: int, w: int) -> Tuple[int, int, int, int]:
-    t, b, l, r = frac
-    top, left = min(int(t * h), h - 1), min(int(l * w), w - 1)
-    return top, max(int(round(b * h)), top + 1), left, max(int(round(r * w)), left + 1)
+def _window(fractions: tuple[float, float, float, float], h: int, w: int) -> Window:
+    """A probe window ``(top, bottom, left, right)`` from fractions of the crop to pixels."""
+    top_f, bottom_f, left_f, right_f = fractions
+    top, left = min(int(top_f * h), h - 1), min(int(left_f * w), w - 1)
+    return top, max(int(round(bottom_f * h)), top + 1), left, max(int(round(right_f * w)), left + 1)
+
+
+def _in_window(values: np.ndarray, window: Window) -> np.ndarray:
+    top, bottom, left, right = window
+    return values[top:bottom, left:right]
 
 
 def _seed_centers(features, skin_win, mask_win, k: int) -> np.ndarray:
     """Medians of the skin and mask probes, then quantiles of the whole crop for k > 2."""
-    def median(win):
-        t, b, l, r = win
-        return np.median(features[t:b, l:r].reshape(-1, features.shape[-1]), axis=0)
+    def median(window: Window) -> np.ndarray:
+        return np.median(_in_window(features, window).reshape(-1, features.shape[-1]), axis=0)
 
     seeds = [median(skin_win), median(mask_win)]
     flat = features.reshape(-1, features.shape[-1])
@@ -323,9 +329,8 @@ def _mask_clusters(clustering, skin_win, mask_win) -> np.ndarray:
     """Clusters more present in the mask probe than in the skin probe."""
     membership = clustering.memberships
 
-    def mean(win):
-        t, b, l, r = win
-        return membership[t:b, l:r].reshape(-1, membership.shape[-1]).mean(0)
+    def mean(window: Window) -> np.ndarray:
+        return _in_window(membership, window).reshape(-1, membership.shape[-1]).mean(0)
 
     in_mask, in_skin = mean(mask_win), mean(skin_win)
     chosen = in_mask > in_skin

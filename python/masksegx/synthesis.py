@@ -46,9 +46,10 @@ from __future__ import annotations
 
 import configparser
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Union
 
 import cv2
 import numpy as np
@@ -100,7 +101,7 @@ class MaskTemplate:
     anchors: np.ndarray
 
 
-def load_templates(root: Union[str, os.PathLike]) -> list[MaskTemplate]:
+def load_templates(root: str | os.PathLike) -> list[MaskTemplate]:
     """Read every template of ``<root>/masks/masks.cfg`` (sections without ``template`` skipped).
 
     Template paths in the config are relative to ``root``. Raises DatasetError for a missing
@@ -132,7 +133,7 @@ def load_templates(root: Union[str, os.PathLike]) -> list[MaskTemplate]:
     return templates
 
 
-def load_textures(root: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
+def load_textures(root: str | os.PathLike) -> dict[str, np.ndarray]:
     """All texture images under ``<root>/masks/textures`` (recursively) as BGR, keyed by stem."""
     folder = Path(root) / TEXTURES_PATH
     if not folder.is_dir():
@@ -192,8 +193,8 @@ def apply_mask(
     landmarks: np.ndarray,
     template: MaskTemplate,
     *,
-    color: Optional[tuple[float, float, float]] = None,
-    texture: Optional[np.ndarray] = None,
+    color: tuple[float, float, float] | None = None,
+    texture: np.ndarray | None = None,
     coverage: float = 1.0,
     rng: RngLike = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -392,9 +393,9 @@ def _downscale_for(template: MaskTemplate, targets: np.ndarray) -> tuple[np.ndar
 
 def _repaint(
     bgra: np.ndarray,
-    color: Optional[np.ndarray],
-    texture: Optional[np.ndarray],
-    generator: Optional[np.random.Generator],
+    color: np.ndarray | None,
+    texture: np.ndarray | None,
+    generator: np.random.Generator | None,
 ) -> np.ndarray:
     luminance = cv2.cvtColor(bgra[:, :, :3], cv2.COLOR_BGR2GRAY).astype(np.float32)
     inside = bgra[:, :, 3] > 127

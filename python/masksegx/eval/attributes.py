@@ -25,8 +25,9 @@ import math
 import os
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -91,7 +92,7 @@ class GenderV1:
 
 
 def gender_items(annotations: str | os.PathLike, images_dir: str | os.PathLike, fmt: str,
-                 split: str = "all") -> list[tuple[Path, int, Optional[np.ndarray]]]:
+                 split: str = "all") -> list[tuple[Path, int, np.ndarray | None]]:
     """``(image path, gender 0 female / 1 male, landmarks [5, 2] or None)`` of a list.
 
     ``mtfl``: ``annotations`` is the MTFL list. ``utk``: ``annotations`` is a text file of
@@ -171,7 +172,7 @@ class MaskPainter:
 # --- evaluation --------------------------------------------------------------------------------
 
 
-def _nearest_centre(found, shape) -> Optional[np.ndarray]:
+def _nearest_centre(found, shape) -> np.ndarray | None:
     boxes, _, landmarks = found[0], found[1], found[2]
     if len(boxes) == 0:
         return None
@@ -182,12 +183,12 @@ def _nearest_centre(found, shape) -> Optional[np.ndarray]:
 
 
 def evaluate_gender(
-    items: Sequence[tuple[Path, int, Optional[np.ndarray]]],
+    items: Sequence[tuple[Path, int, np.ndarray | None]],
     predictor,
     *,
-    detect_fn: Optional[Callable] = None,
-    painter: Optional[MaskPainter] = None,
-    reference: Optional[GenderV1] = None,
+    detect_fn: Callable | None = None,
+    painter: MaskPainter | None = None,
+    reference: GenderV1 | None = None,
 ) -> dict:
     """Gender accuracy of ``predictor`` (an :class:`masksegx.AttributePredictor`) on ``items``.
 
@@ -270,7 +271,7 @@ def facemask_faces(images_dir, annotations_dir, split: str, landmark_fn) -> tupl
 
 
 def neighbourhood_landmarks(detect_fn: Callable, image: np.ndarray, box,
-                            match_iou: float = 0.3) -> Optional[np.ndarray]:
+                            match_iou: float = 0.3) -> np.ndarray | None:
     """Landmarks of the annotated face ``box`` (x1, y1, x2, y2): ``detect_fn`` (returning boxes,
     scores, landmarks) runs on the box grown by its side on each side (small faces get enlarged
     by detectors with a fixed input); the detection overlapping the box most, if its IoU >=

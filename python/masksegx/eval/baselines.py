@@ -11,7 +11,7 @@ line and ``tools/paper_tables.py`` to the functions.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -25,11 +25,11 @@ from .compensations import Compensation
 Segmenter = Callable[[np.ndarray, Optional[np.ndarray]], np.ndarray]
 
 
-def _restrict(mask: np.ndarray, region: Optional[np.ndarray]) -> np.ndarray:
+def _restrict(mask: np.ndarray, region: np.ndarray | None) -> np.ndarray:
     return mask if region is None else mask & region
 
 
-def _pixels(values: np.ndarray, region: Optional[np.ndarray]) -> np.ndarray:
+def _pixels(values: np.ndarray, region: np.ndarray | None) -> np.ndarray:
     return values.reshape(-1) if region is None else values[region]
 
 
@@ -45,9 +45,9 @@ def _otsu_level(values_u8: np.ndarray) -> float:
 
 def spectral(
     image: np.ndarray,
-    region: Optional[np.ndarray] = None,
+    region: np.ndarray | None = None,
     *,
-    compensation: Union[None, str, Compensation] = None,
+    compensation: None | str | Compensation = None,
 ) -> np.ndarray:
     """The paper's spectral pipeline (:func:`masksegx.spectral.segment_spectral`).
 
@@ -64,7 +64,7 @@ def spectral(
     return _restrict(segment_spectral(image, region=region, params=params).mask, region)
 
 
-def threshold(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def threshold(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Otsu threshold on NBRI: mask = NBRI above the Otsu level of the (region's) NBRI values.
 
     NBRI is quantised to 256 levels over [-1, 1] for Otsu; the plain baseline of the paper.
@@ -74,7 +74,7 @@ def threshold(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndar
     return _restrict(index > _otsu_level(_pixels(index, region)), region)
 
 
-def fcm(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def fcm(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Fuzzy c-means (k=2, m=2) on per-pixel (NBRI, NMRI); mask = the cluster whose centre has
     the higher NBRI, each pixel assigned to its highest-membership cluster."""
 
@@ -109,7 +109,7 @@ _EDGE_MASK_SEED = (0.3, 0.6, 0.7, 0.85)
 _EDGE_BACKGROUND_SEEDS = ((0.0, 0.0, 1.0, 0.15), (0.0, 0.0, 0.05, 0.5), (0.95, 0.0, 1.0, 0.5))
 
 
-def edge(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def edge(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Edge-based segmentation: colour Canny contours closed by a seeded watershed.
 
     1. Canny (hysteresis thresholds 30 and 60 on the 3x3 Sobel L1 gradient, i.e. steps of
@@ -166,7 +166,7 @@ def _inf_sup(u: np.ndarray) -> np.ndarray:
 
 def level_set(
     image: np.ndarray,
-    region: Optional[np.ndarray] = None,
+    region: np.ndarray | None = None,
     *,
     iterations: int = 60,
     smoothing: int = 1,
@@ -205,7 +205,7 @@ def level_set(
 
 
 def graph_cut(
-    image: np.ndarray, region: Optional[np.ndarray] = None, *, iterations: int = 3
+    image: np.ndarray, region: np.ndarray | None = None, *, iterations: int = 3
 ) -> np.ndarray:
     """GrabCut (colour GMMs + graph cut) seeded by the region's lower-centre box.
 

@@ -53,7 +53,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -79,7 +79,7 @@ class LandmarkItem(NamedTuple):
     #: Image path relative to the images folder, forward slashes.
     path: str
     #: Face box ``(x1, y1, x2, y2)`` (float64), or None when the list has none (MTFL).
-    box: Optional[np.ndarray]
+    box: np.ndarray | None
     #: float64 [5, 2] (x, y): left eye, right eye, nose, left mouth corner, right mouth corner.
     landmarks: np.ndarray
     #: Extra per-face labels (MTFL: ``gender``, ``smile``, ``glasses``, ``pose``), else empty.
@@ -240,7 +240,7 @@ def average_precision(
     detections_per_image: Sequence,
     ground_truth_per_image: Sequence,
     iou: float = 0.5,
-    ignore_smaller_than: Optional[float] = None,
+    ignore_smaller_than: float | None = None,
 ) -> float:
     """VOC all-point average precision of a detector over a dataset (see the module docstring).
 
@@ -405,7 +405,7 @@ def read_mtfl(annotations_file: str | os.PathLike) -> list[LandmarkItem]:
     return items
 
 
-def _pick_detection(item: LandmarkItem, boxes: np.ndarray, landmarks: np.ndarray) -> Optional[int]:
+def _pick_detection(item: LandmarkItem, boxes: np.ndarray, landmarks: np.ndarray) -> int | None:
     """Index of the detection matching ``item`` (module docstring), or None."""
     if len(boxes) == 0:
         return None
@@ -443,7 +443,7 @@ def evaluate_landmarks(
     items: Sequence[LandmarkItem],
     images_dir: str | os.PathLike,
     detect_fn: DetectFn,
-    prepare: Optional[Callable[[np.ndarray, LandmarkItem], np.ndarray]] = None,
+    prepare: Callable[[np.ndarray, LandmarkItem], np.ndarray] | None = None,
 ) -> dict:
     """Score the 5 landmarks of ``detect_fn`` (returning ``(boxes, scores, landmarks [N,5,2])``).
 

@@ -56,7 +56,7 @@ def _session(path: str | os.PathLike[str], threads: int) -> onnxruntime.Inferenc
 def _finish(
     boxes: np.ndarray,
     scores: np.ndarray,
-    landmarks: Optional[np.ndarray],
+    landmarks: np.ndarray | None,
     shape: tuple[int, ...],
     nms_iou: float,
 ) -> Detections:
@@ -91,7 +91,7 @@ class UltraLightDetector:
     def __init__(
         self,
         path: str | os.PathLike,
-        input_size: Optional[tuple[int, int]] = None,
+        input_size: tuple[int, int] | None = None,
         *,
         score_threshold: float = 0.7,
         nms_iou: float = 0.3,
@@ -208,7 +208,7 @@ class RetinaFaceDetector:
 
 def mtcnn_detector(
     backend: str = "native",
-    models: Optional[Sequence[str | os.PathLike]] = None,
+    models: Sequence[str | os.PathLike] | None = None,
     threads: int = 1,
 ) -> Callable[[np.ndarray], Detections]:
     """The package's MTCNN cascade (:func:`masksegx.detect.detect_faces`) as a detector.
@@ -221,7 +221,7 @@ def mtcnn_detector(
     try:
         from ..detect import detect_faces
     except ImportError as err:
-        raise DetectorUnavailable(f"the MTCNN cascade (masksegx.detect) is unavailable: {err}")
+        raise DetectorUnavailable(f"the MTCNN cascade (masksegx.detect) is unavailable: {err}") from err
     extra = {"onnxruntime_threads": threads}
     if models is not None:
         missing = [os.fspath(p) for p in models if not Path(p).is_file()]
@@ -237,7 +237,7 @@ def mtcnn_detector(
 
 
 def make_detector(
-    name: str, models_dir: Optional[str | os.PathLike] = None, *, threads: int = 1
+    name: str, models_dir: str | os.PathLike | None = None, *, threads: int = 1
 ) -> Callable[[np.ndarray], Detections]:
     """A detector by name (:data:`DETECTOR_NAMES`): ``mtcnn`` = the package's cascade with its
     shipped weights (native backend), the others = reference models in ``models_dir``
