@@ -35,8 +35,9 @@ class ModelNotFoundError(FileNotFoundError, ValueError):
     """A model file is missing (both a FileNotFoundError and a ValueError)."""
 
 
-def model_file(model: PathLike | None, name: str = "model", *, shipped: Path | None = None) -> str:
-    """The real path of an existing model file: ``model``, or ``shipped`` when ``model`` is None.
+def model_file(model: object, name: str = "model", *, shipped: Path | None = None) -> str:
+    """The real path of an existing model file: ``model`` (a path), or ``shipped`` when ``model``
+    is None.
 
     TypeError when ``model`` is not a path; :class:`ModelNotFoundError` when the file is missing.
     """

@@ -51,6 +51,7 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     while pos < end:
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1 or wire == 5:
@@ -231,7 +232,7 @@ def parse_model(data: bytes) -> Graph:
             elif number == 8:
                 fields = {n: v for n, _, v in _fields(value)}  # type: ignore[arg-type]
                 if _text(fields.get(1, b"")) in ("", "ai.onnx"):
-                    opset = int(fields.get(2, 0))  # type: ignore[arg-type]
+                    opset = int(fields.get(2, 0))
         if not isinstance(graph_bytes, bytes):
             raise _Corrupt("no graph")
         graph = _graph(graph_bytes, opset)

@@ -46,14 +46,14 @@ def check_size(shape: tuple[int, ...], name: str) -> None:
         raise ValueError(f"{name}: image side exceeds {MAX_SIDE} pixels (shape {h}x{w})")
 
 
-def as_mask(mask: object, name: str, shape: tuple[int, int]) -> np.ndarray:
+def as_mask(mask: object, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """Return ``mask`` as a C-contiguous bool HxW array matching ``shape``."""
     if not isinstance(mask, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(mask).__name__}")
     if mask.dtype != np.bool_:
         if mask.dtype.kind not in "iu":
             raise TypeError(f"{name}: expected a bool (or integer 0/1) mask, got {mask.dtype}")
-        mask = mask != 0
+        mask = np.not_equal(mask, 0)
     if mask.shape != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {mask.shape}")
     return np.ascontiguousarray(mask)
@@ -129,7 +129,7 @@ def as_points(points: object, name: str, count: int | None = None) -> np.ndarray
     return out
 
 
-def mask_box(mask: np.ndarray):
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Bounding box ``(x0, y0, x1, y1)`` (exclusive ends) of a bool HxW mask, None if empty."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:

@@ -95,7 +95,8 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a 2x3 affine ``matrix`` to points [N, 2]; returns float64 [N, 2]."""
     points = as_points(points, "points")
     matrix = _as_affine(matrix)
-    return points @ matrix[:, :2].T + matrix[:, 2]
+    moved: np.ndarray = points @ matrix[:, :2].T + matrix[:, 2]
+    return moved
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:

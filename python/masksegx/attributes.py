@@ -29,7 +29,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Any, Union
 
 import cv2
 import numpy as np
@@ -37,6 +37,9 @@ import numpy as np
 from ._models import ATTRIBUTES_MODEL, cached, model_file, onnx_session
 from ._validation import as_image, as_numeric_points, check_threads
 from .align import _align_face
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -91,7 +94,8 @@ def gender_marginals(joint: np.ndarray) -> np.ndarray:
 def level_marginals(joint: np.ndarray) -> np.ndarray:
     """P(level l) = T_l + T_{l+11} (eq. 13) of joint probabilities [..., 22] -> [..., 11]."""
     joint = _as_joint(joint)
-    return joint[..., :N_LEVELS] + joint[..., N_LEVELS:]
+    levels: np.ndarray = joint[..., :N_LEVELS] + joint[..., N_LEVELS:]
+    return levels
 
 
 def expected_level(level_probs: np.ndarray) -> np.ndarray:
@@ -250,7 +254,7 @@ def _as_joint(joint: object) -> np.ndarray:
 
 def _thresholds(values: object) -> tuple[float, float]:
     try:
-        low, high = (float(v) for v in values)  # type: ignore[union-attr]
+        low, high = (float(v) for v in values)  # type: ignore[attr-defined]  # TypeError caught
     except (TypeError, ValueError):
         raise ValueError(f"thresholds: expected two numbers (a, b), got {values!r}") from None
     if not 0.0 <= low <= high <= N_LEVELS - 1:

@@ -26,9 +26,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import cv2
 import numpy as np
@@ -53,13 +53,13 @@ class BatchReport:
     """What a batch did: images written and (input, message) pairs that failed."""
 
     written: int = 0
-    failures: list[tuple] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def expand_inputs(inputs: Iterable[str]) -> tuple[list[Source], list[tuple]]:
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[Source], list[tuple[str, str]]]:
     """Sources for files, folders and glob patterns; also ``(input, message)`` for bad ones."""
     sources: list[Source] = []
-    problems: list[tuple] = []
+    problems: list[tuple[str, str]] = []
     for item in inputs:
         if os.path.isdir(item):
             names = sorted(os.listdir(item))
@@ -117,7 +117,7 @@ def run_batch(
     report = BatchReport()
     names = _UniqueNames()
     bar = _ProgressBar(_count_items(sources, frame_step), progress)
-    pending: list[tuple] = []
+    pending: list[tuple[str, Future[None]]] = []
     pool: Executor
     if workers > 1:
         del segment  # each worker builds its own
@@ -132,7 +132,7 @@ def run_batch(
         pool = ThreadPoolExecutor(threads)
         task, parallel = functools.partial(_segment_and_write, segment, output), threads
 
-    def finish(entry: tuple) -> None:
+    def finish(entry: tuple[str, Future[None]]) -> None:
         label, future = entry
         try:
             future.result()
@@ -204,7 +204,7 @@ def write_results(output: str, name: str, label: str, image: np.ndarray, faces: 
             raise OSError(f"could not write {path!r}")
 
 
-def face_record(face: Face) -> dict:
+def face_record(face: Face) -> dict[str, Any]:
     """A JSON-ready dict of one face; the mask as COCO RLE (see :mod:`masksegx.rle`)."""
     return {
         "box": [round(float(v), 2) for v in face.box],
@@ -256,7 +256,9 @@ def _count_items(sources: list[Source], frame_step: int) -> int:
     return total
 
 
-def _read_items(sources: list[Source], frame_step: int) -> Iterator[tuple]:
+def _read_items(
+    sources: list[Source], frame_step: int
+) -> Iterator[tuple[str, str, np.ndarray | None, str | None]]:
     """(label, name, image, error) for every image and sampled frame, read lazily."""
     for source in sources:
         stem = os.path.splitext(os.path.basename(source.path))[0]
@@ -287,7 +289,7 @@ def _read_items(sources: list[Source], frame_step: int) -> Iterator[tuple]:
 
 class _UniqueNames:
     def __init__(self) -> None:
-        self._used: set = set()
+        self._used: set[str] = set()
 
     def claim(self, name: str) -> str:
         unique, n = name, 1

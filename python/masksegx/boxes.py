@@ -73,4 +73,5 @@ def _iou(a: np.ndarray, b: np.ndarray, last_pixel: float) -> np.ndarray:
     area_a = (a[:, 2] - a[:, 0] + last_pixel) * (a[:, 3] - a[:, 1] + last_pixel)
     area_b = (b[:, 2] - b[:, 0] + last_pixel) * (b[:, 3] - b[:, 1] + last_pixel)
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    overlap: np.ndarray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return overlap

@@ -147,7 +147,7 @@ class FaceDetector:
             return self._output(source, boxes, onet, lnet[0] if lnet else None)
         return _empty()
 
-    def _scales(self, height: int, width: int) -> list:
+    def _scales(self, height: int, width: int) -> list[float]:
         scale = 12.0 / self.min_face_size
         shortest = min(height, width) * scale
         if max(height, width) * scale + 1 > MAX_SIDE:
@@ -163,7 +163,7 @@ class FaceDetector:
         """P-net stage: squared candidate boxes [K, 5] (x1, y1, x2, y2, score)."""
         height, width = image.pixels.shape[:2]
         candidates = []
-        levels: list = []  # planar [3, h, w] levels (see _PYRAMID_STEP)
+        levels: list[np.ndarray] = []  # planar [3, h, w] levels (see _PYRAMID_STEP)
         scales = self._scales(height, width)
         total = sum(3 * int(height * s + 1) * int(width * s + 1) for s in scales)  # all levels
         buffer, used = _level_buffer(total), 0
@@ -329,7 +329,8 @@ def _landmarks_with_mirror(lnet: Runner, crops: np.ndarray, sides: np.ndarray) -
         [1 - 1 / sides - mirrored[:, :5][:, _MIRRORED_ORDER], mirrored[:, 5:][:, _MIRRORED_ORDER]],
         axis=1,
     )
-    return (answers[:count] + back) / 2
+    averaged: np.ndarray = (answers[:count] + back) / 2
+    return averaged
 
 
 #: Crops per net call, by crop side: a net's layers run one after the other over the whole batch,
@@ -378,7 +379,7 @@ class _Source:
         self, boxes: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None
     ) -> np.ndarray:
         return _core.resize_area_boxes_u8(
-            self.pixels, boxes, size, self.bgr, np.float32(0.0078125), np.float32(-0.99609375),
+            self.pixels, boxes, size, self.bgr, 0.0078125, -0.99609375,
             out,
         )
 

@@ -53,14 +53,16 @@ def read_unchanged(path: PathLike) -> np.ndarray:
 def read_mask(path: PathLike, mask_value: int) -> np.ndarray:
     """Read a ground-truth mask file as bool HxW (True = face mask); see the module docstring."""
     if mask_value == 255:
-        return _decode(path, cv2.IMREAD_GRAYSCALE) > 127
+        bright: np.ndarray = _decode(path, cv2.IMREAD_GRAYSCALE) > 127
+        return bright
     if mask_value == 2:
         labels = _decode(path, cv2.IMREAD_UNCHANGED)
         if labels.ndim != 2:
             raise DatasetError(
                 f"label mask {os.fspath(path)!r} must be single-channel, got shape {labels.shape}"
             )
-        return labels == 2
+        masked: np.ndarray = labels == 2
+        return masked
     raise ValueError(f"mask_value: expected one of {MASK_VALUES}, got {mask_value!r}")
 
 
@@ -105,7 +107,7 @@ def _check_png_chunks(data: np.ndarray, path: PathLike) -> None:
                 f"cannot decode image file {os.fspath(path)!r}: PNG chunk at byte {pos} claims "
                 f"{length} bytes, the file has {max(left, 0)} left (truncated or corrupt)"
             )
-        if raw[pos + 4:pos + 8] == b"IEND":
+        if bytes(raw[pos + 4:pos + 8]) == b"IEND":
             return
         pos += 12 + length
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import TYPE_CHECKING, Callable, Protocol, Union
 
 import cv2
 import numpy as np
@@ -40,6 +40,9 @@ from ._models import MASKNET_MODEL, cached, model_file, onnx_session
 from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.learned.MODEL_DIR
 from ._validation import as_image, check_threads
 from .spectral import SpectralParams
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 PathLike = Union[str, "os.PathLike[str]"]
 Box = Union[Sequence[float], np.ndarray]
@@ -151,7 +154,8 @@ class MaskNet:
 
     def _run(self, view: np.ndarray) -> np.ndarray:
         x = view.transpose(2, 0, 1)[None].astype(np.float32)
-        return self._session.run([self._output], {self._input: x})[0][0, 0]
+        prob: np.ndarray = self._session.run([self._output], {self._input: x})[0][0, 0]
+        return prob
 
     def view_probability(self, image: np.ndarray, box: Box | None = None) -> ViewProbability:
         """The probability inside the view only: ``(prob, (x0, y0, x1, y1))`` with ``prob``
@@ -213,10 +217,27 @@ class MaskNet:
         return out
 
 
-def _net(model) -> MaskNet:
-    if isinstance(model, MaskNet) or hasattr(model, "view_probability"):
+class _ViewModel(Protocol):
+    """What :func:`segment_fused` needs of a model: a MaskNet, or a stand-in with its method."""
+
+    def view_probability(self, image: np.ndarray, box: Box | None = None) -> ViewProbability: ...
+
+
+def _mask_net(model: object) -> MaskNet:
+    if isinstance(model, MaskNet):
         return model
     return cached(model_file(model, shipped=MASKNET_MODEL), "MaskNet", MaskNet)
+
+
+def _view_probability_of(
+    model: None | PathLike | MaskNet | _ViewModel,
+) -> Callable[[np.ndarray, Box | None], ViewProbability]:
+    """The ``view_probability`` of a model: a MaskNet's own, trusting its image, or a stand-in's."""
+    if isinstance(model, MaskNet):
+        return model._view_probability
+    if model is not None and hasattr(model, "view_probability"):  # a stand-in (tools/eval_learned.py)
+        return model.view_probability
+    return _mask_net(model)._view_probability
 
 
 def segment_learned(image: np.ndarray, box: Box | None = None, *, threshold: float = 0.5,
@@ -225,7 +246,7 @@ def segment_learned(image: np.ndarray, box: Box | None = None, *, threshold: flo
 
     ``model``: None (shipped net), a path, or a :class:`MaskNet` to reuse.
     """
-    return _net(model).segment(image, box, threshold)
+    return _mask_net(model).segment(image, box, threshold)
 
 
 @dataclass(frozen=True)
@@ -272,17 +293,14 @@ class FusedParams:
 
 
 def segment_fused(image: np.ndarray, box: Box | None = None, *, params: FusedParams | None = None,
-                  model: None | PathLike | MaskNet = None) -> np.ndarray:
+                  model: None | PathLike | MaskNet | _ViewModel = None) -> np.ndarray:
     """bool HxW worn-mask segmentation: the net's probability cleaned by the spectral pipeline's
     connectivity analysis (module docstring). Same ``box`` convention as :class:`MaskNet`."""
     if params is None:
         params = FusedParams()
     elif not isinstance(params, FusedParams):
         raise TypeError(f"params: expected FusedParams or None, got {type(params).__name__}")
-    image = as_image(image)
-    net = _net(model)
-    view_probability = net._view_probability if isinstance(net, MaskNet) else net.view_probability
-    return _segment_fused(image, box, params, view_probability)
+    return _segment_fused(as_image(image), box, params, _view_probability_of(model))
 
 
 def _segment_fused(

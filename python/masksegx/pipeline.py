@@ -195,7 +195,7 @@ class FaceMaskSegmenter:
             for box, score, points, attr in zip(boxes, scores, landmarks, attributes)
         ]
 
-    def _locate(self, image: np.ndarray):
+    def _locate(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         found = self.detector._detect(image)
         if self.faces == "detect":
             return found.boxes, found.scores, found.landmarks
@@ -219,13 +219,14 @@ class FaceMaskSegmenter:
             region = None if whole else _pixel_box(box, image.shape)
             return spectral._segment_spectral(image, region, params).mask
         view = None if whole else box
+        assert self.masknet is not None  # built for every method but "spectral"
         if self.method == "learned":
             return self.masknet._segment(image, view, prior.threshold)
         fused = dataclasses.replace(self.fused_params, threshold=prior.threshold)
         return learned._segment_fused(image, view, fused, self.masknet._view_probability)
 
 
-def _pixel_box(box: np.ndarray, shape) -> tuple:
+def _pixel_box(box: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """MTCNN box (last pixel included, may leave the image) -> clipped exclusive-end box."""
     height, width = shape[:2]
     x0 = int(np.clip(np.floor(box[0]), 0, width - 1))

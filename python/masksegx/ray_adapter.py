@@ -78,10 +78,11 @@ class MaskSegmentationBatch:
                 f"batch: expected an {self.image_column!r} or {self.path_column!r} column, "
                 f"got {sorted(batch)}"
             )
-        faces: list[list] = []
+        faces: list[list[dict[str, Any]]] = []
         errors: list[str] = []
         for image in images:
-            records, error = [], ""
+            records: list[dict[str, Any]] = []
+            error = ""
             if isinstance(image, str):
                 error = image
             else:
@@ -113,7 +114,7 @@ def _read(path: Any) -> Any:
         return str(err)
 
 
-def _object_array(items: list[list]) -> np.ndarray:
+def _object_array(items: list[list[dict[str, Any]]]) -> np.ndarray:
     # np.array(list of lists) would build a 2-D array when the lists have equal lengths.
     out = np.empty(len(items), dtype=object)
     for index, item in enumerate(items):

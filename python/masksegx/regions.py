@@ -91,7 +91,8 @@ class Components:
             raise ValueError(f"keep: expected shape ({self.count},), got {keep.shape}")
         lookup = np.zeros(self.count + 1, dtype=np.bool_)
         lookup[1:] = keep
-        return lookup[self.labels]
+        selected: np.ndarray = lookup[self.labels]
+        return selected
 
 
 def label(mask: np.ndarray, *, connectivity: int = 8) -> tuple[np.ndarray, int]:

@@ -228,7 +228,9 @@ def _segment_spectral(
     )
 
 
-def _nothing_found(image, box, pre, maps, params) -> SpectralResult:
+def _nothing_found(
+    image: np.ndarray, box: Box, pre: np.ndarray, maps: color.SpectralMaps, params: SpectralParams
+) -> SpectralResult:
     """The result for crops too small to cluster: no mask, no components."""
     h, w = pre.shape[:2]
     empty = np.zeros((h, w), bool)
@@ -242,7 +244,9 @@ def _nothing_found(image, box, pre, maps, params) -> SpectralResult:
     )
 
 
-def _resolve_region(region, shape) -> tuple[Box, np.ndarray | None]:
+def _resolve_region(
+    region: None | Box | np.ndarray, shape: tuple[int, ...]
+) -> tuple[Box, np.ndarray | None]:
     h, w = shape
     if region is None:
         return (0, 0, w, h), None
@@ -278,13 +282,14 @@ def _preprocess(crop: np.ndarray, params: SpectralParams) -> np.ndarray:
 
 
 def _features(maps: color.SpectralMaps, params: SpectralParams) -> np.ndarray:
+    assert maps.intensity is not None  # the maps are computed with_hsi
     return np.stack(
         [maps.nbri * params.nbri_weight, maps.nmri * params.nmri_weight,
          maps.intensity * params.intensity_weight], -1,
     ).astype(np.float32)
 
 
-def _cluster(features: np.ndarray, top: int, seeds: np.ndarray, params: SpectralParams):
+def _cluster(features: np.ndarray, top: int, seeds: np.ndarray, params: SpectralParams) -> _Clustering:
     """FCM fitted below `top`; returns centres and HxWxk memberships of the whole crop."""
     h, w, d = features.shape
     fit = fcm._fuzzy_cmeans(features[top:].reshape(-1, d), params.clusters, m=params.fuzzifier,
@@ -295,8 +300,10 @@ def _cluster(features: np.ndarray, top: int, seeds: np.ndarray, params: Spectral
     return _Clustering(whole.centers, whole.memberships.reshape(h, w, -1))
 
 
-def _candidates(clustering, mask_clusters: np.ndarray, top: int, params: SpectralParams) -> np.ndarray:
-    candidates = clustering.memberships[..., mask_clusters].sum(-1) > params.membership_threshold
+def _candidates(
+    clustering: _Clustering, mask_clusters: np.ndarray, top: int, params: SpectralParams
+) -> np.ndarray:
+    candidates: np.ndarray = clustering.memberships[..., mask_clusters].sum(-1) > params.membership_threshold
     candidates[:top] = False
     return candidates
 
@@ -310,13 +317,15 @@ def _window(fractions: tuple[float, float, float, float], h: int, w: int) -> Win
 
 def _in_window(values: np.ndarray, window: Window) -> np.ndarray:
     top, bottom, left, right = window
-    return values[top:bottom, left:right]
+    part: np.ndarray = values[top:bottom, left:right]
+    return part
 
 
-def _seed_centers(features, skin_win, mask_win, k: int) -> np.ndarray:
+def _seed_centers(features: np.ndarray, skin_win: Window, mask_win: Window, k: int) -> np.ndarray:
     """Medians of the skin and mask probes, then quantiles of the whole crop for k > 2."""
     def median(window: Window) -> np.ndarray:
-        return np.median(_in_window(features, window).reshape(-1, features.shape[-1]), axis=0)
+        middle: np.ndarray = np.median(_in_window(features, window).reshape(-1, features.shape[-1]), axis=0)
+        return middle
 
     seeds = [median(skin_win), median(mask_win)]
     flat = features.reshape(-1, features.shape[-1])
@@ -325,12 +334,13 @@ def _seed_centers(features, skin_win, mask_win, k: int) -> np.ndarray:
     return np.asarray(seeds, np.float32)
 
 
-def _mask_clusters(clustering, skin_win, mask_win) -> np.ndarray:
+def _mask_clusters(clustering: _Clustering, skin_win: Window, mask_win: Window) -> np.ndarray:
     """Clusters more present in the mask probe than in the skin probe."""
     membership = clustering.memberships
 
     def mean(window: Window) -> np.ndarray:
-        return _in_window(membership, window).reshape(-1, membership.shape[-1]).mean(0)
+        average: np.ndarray = _in_window(membership, window).reshape(-1, membership.shape[-1]).mean(0)
+        return average
 
     in_mask, in_skin = mean(mask_win), mean(skin_win)
     chosen = in_mask > in_skin

@@ -88,7 +88,8 @@ def fcm(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     # Centres come sorted by the first feature (NBRI), so cluster 1 is the bluer one.
     is_mask = result.memberships.argmax(axis=1) == 1
     if region is None:
-        return is_mask.reshape(mask.shape)
+        whole: np.ndarray = is_mask.reshape(mask.shape)
+        return whole
     mask[region] = is_mask
     return mask
 
@@ -100,7 +101,8 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     enclosed = np.ones(count, dtype=bool)
     enclosed[border] = False
     enclosed[0] = False  # label 0 = the mask itself
-    return mask | enclosed[labels]
+    filled: np.ndarray = mask | enclosed[labels]
+    return filled
 
 
 # Seeds of the edge-based method, as fractions of the region's box: the mask's core, and the
@@ -157,11 +159,13 @@ _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def _sup_inf(u: np.ndarray) -> np.ndarray:
-    return np.maximum.reduce([cv2.erode(u, line) for line in _LINES])
+    opened: np.ndarray = np.maximum.reduce([cv2.erode(u, line) for line in _LINES])
+    return opened
 
 
 def _inf_sup(u: np.ndarray) -> np.ndarray:
-    return np.minimum.reduce([cv2.dilate(u, line) for line in _LINES])
+    closed: np.ndarray = np.minimum.reduce([cv2.dilate(u, line) for line in _LINES])
+    return closed
 
 
 def level_set(
@@ -220,14 +224,15 @@ def graph_cut(
     labels[y0:y1, x0:x1] = cv2.GC_PR_FGD
     if region is not None:
         labels[~region] = cv2.GC_BGD
-    is_fg = labels == cv2.GC_PR_FGD
+    is_fg: np.ndarray = labels == cv2.GC_PR_FGD
     # GrabCut's GMMs need at least a few samples on each side.
     if np.count_nonzero(is_fg) < 10 or np.count_nonzero(~is_fg) < 10:
         return is_fg
     cv2.setRNGSeed(0)
     bgd_model = np.zeros((1, 65), np.float64)
     fgd_model = np.zeros((1, 65), np.float64)
-    cv2.grabCut(image, labels, None, bgd_model, fgd_model, iterations, cv2.GC_INIT_WITH_MASK)
+    # rect (None) is unused with GC_INIT_WITH_MASK; OpenCV's stubs do not allow None there.
+    cv2.grabCut(image, labels, None, bgd_model, fgd_model, iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
     return _restrict((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), region)
 
 

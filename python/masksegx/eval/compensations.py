@@ -44,7 +44,8 @@ def _paste(original: np.ndarray, changed: np.ndarray, region: np.ndarray | None)
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    clipped: np.ndarray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return clipped
 
 
 def _percentile_stretch(values: np.ndarray, region: np.ndarray | None) -> np.ndarray:

@@ -42,7 +42,7 @@ def _files_by_stem(folder: Path, role: str) -> dict[str, Path]:
 
 
 def pair_files(
-    images_dir: str | os.PathLike, masks_dir: str | os.PathLike
+    images_dir: str | os.PathLike[str], masks_dir: str | os.PathLike[str]
 ) -> list[tuple[Path, Path]]:
     """Pair every image with its mask by file stem, sorted by image file name.
 
@@ -65,7 +65,7 @@ def pair_files(
 
 
 def evaluate_segmentation(
-    pairs: Iterable[tuple[str | os.PathLike, str | os.PathLike]],
+    pairs: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
     segment_fn: Callable[[np.ndarray], np.ndarray],
     mask_value: int,
 ) -> dict[str, float | int]:

@@ -53,7 +53,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -70,7 +70,7 @@ SPLITS = ("val", "train", "all")
 LANDMARK_MATCH_IOU = 0.4
 
 #: ``detect_fn(image_bgr) -> (boxes [N,4], scores [N])`` or ``(boxes, scores, landmarks [N,5,2])``.
-DetectFn = Callable[[np.ndarray], Sequence]
+DetectFn = Callable[[np.ndarray], Sequence[Any]]
 
 
 class LandmarkItem(NamedTuple):
@@ -83,13 +83,13 @@ class LandmarkItem(NamedTuple):
     #: float64 [5, 2] (x, y): left eye, right eye, nose, left mouth corner, right mouth corner.
     landmarks: np.ndarray
     #: Extra per-face labels (MTFL: ``gender``, ``smile``, ``glasses``, ``pose``), else empty.
-    extra: dict
+    extra: dict[str, Any]
 
 
 # --- Pascal VOC ------------------------------------------------------------------------------
 
 
-def read_voc(path: str | os.PathLike) -> list[tuple[np.ndarray, str]]:
+def read_voc(path: str | os.PathLike[str]) -> list[tuple[np.ndarray, str]]:
     """The objects of a Pascal VOC xml file as ``(box float64 [4], class name)``, file order.
 
     Leading blank lines (the facemask files start with one) are skipped; DatasetError if the
@@ -109,7 +109,7 @@ def read_voc(path: str | os.PathLike) -> list[tuple[np.ndarray, str]]:
         name = (item.findtext("name") or "").strip()
         try:
             box = np.array(
-                [float(item.findtext(f"bndbox/{key}")) for key in ("xmin", "ymin", "xmax", "ymax")]
+                [float(item.findtext(f"bndbox/{key}") or "") for key in ("xmin", "ymin", "xmax", "ymax")]
             )
         except (TypeError, ValueError):
             box = None
@@ -121,7 +121,7 @@ def read_voc(path: str | os.PathLike) -> list[tuple[np.ndarray, str]]:
     return objects
 
 
-def _existing_dir(folder: str | os.PathLike, role: str) -> Path:
+def _existing_dir(folder: str | os.PathLike[str], role: str) -> Path:
     path = Path(folder)
     if not path.is_dir():
         raise DatasetError(f"{role} directory not found: {str(path)!r}")
@@ -129,7 +129,7 @@ def _existing_dir(folder: str | os.PathLike, role: str) -> Path:
 
 
 def voc_pairs(
-    images_dir: str | os.PathLike, annotations_dir: str | os.PathLike
+    images_dir: str | os.PathLike[str], annotations_dir: str | os.PathLike[str]
 ) -> list[tuple[Path, Path]]:
     """``(image, annotation)`` pairs by file stem (``x.jpg`` with ``x.xml``), sorted by name.
 
@@ -171,7 +171,7 @@ def split_pairs(pairs: Sequence[tuple[Path, Path]], split: str) -> list[tuple[Pa
 
 
 def _as_detections(
-    detections_per_image: Sequence, count: int
+    detections_per_image: Sequence[Any], count: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     if len(detections_per_image) != count:
         raise ValueError(
@@ -237,8 +237,8 @@ def _envelope_area(outcome: np.ndarray, positives: int) -> float:
 
 
 def average_precision(
-    detections_per_image: Sequence,
-    ground_truth_per_image: Sequence,
+    detections_per_image: Sequence[Any],
+    ground_truth_per_image: Sequence[Any],
     iou: float = 0.5,
     ignore_smaller_than: float | None = None,
 ) -> float:
@@ -275,7 +275,7 @@ def average_precision(
 
 
 def class_recall(
-    detections_per_image: Sequence,
+    detections_per_image: Sequence[Any],
     labelled_truth_per_image: Sequence[Sequence[tuple[np.ndarray, str]]],
     iou: float = 0.5,
     classes: Sequence[str] = FACEMASK_CLASSES,
@@ -304,20 +304,20 @@ def class_recall(
     return {name: found[name] / total[name] if total[name] else math.nan for name in classes}
 
 
-def _timed(detect_fn: DetectFn, image: np.ndarray) -> tuple[Sequence, float]:
+def _timed(detect_fn: DetectFn, image: np.ndarray) -> tuple[Sequence[Any], float]:
     start = time.perf_counter()
     result = detect_fn(image)
     return result, time.perf_counter() - start
 
 
 def evaluate_detector(
-    pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+    pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
     detect_fn: DetectFn,
     *,
     iou: float = 0.5,
     min_width: float = 20,
     classes: Sequence[str] = FACEMASK_CLASSES,
-) -> dict:
+) -> dict[str, Any]:
     """Score ``detect_fn`` (BGR uint8 image -> ``(boxes, scores[, landmarks])``) on VOC pairs.
 
     Returns ``{"ap50", "ap50_min20", "recall": {class: recall}, "n_images", "ms_per_image"}``:
@@ -346,7 +346,7 @@ def evaluate_detector(
 # --- landmarks -------------------------------------------------------------------------------
 
 
-def _read_lines(path: str | os.PathLike, columns: int) -> list[tuple[int, list[str]]]:
+def _read_lines(path: str | os.PathLike[str], columns: int) -> list[tuple[int, list[str]]]:
     """Non-blank lines of a space-separated list as (line number, fields); DatasetError on a
     missing file or a line with the wrong field count."""
     try:
@@ -366,14 +366,14 @@ def _read_lines(path: str | os.PathLike, columns: int) -> list[tuple[int, list[s
     return rows
 
 
-def _floats(path: str | os.PathLike, number: int, fields: Sequence[str]) -> np.ndarray:
+def _floats(path: str | os.PathLike[str], number: int, fields: Sequence[str]) -> np.ndarray:
     try:
         return np.array([float(v) for v in fields])
     except ValueError as err:
         raise DatasetError(f"{os.fspath(path)}:{number}: {err}") from err
 
 
-def read_cuhk(annotations_file: str | os.PathLike) -> list[LandmarkItem]:
+def read_cuhk(annotations_file: str | os.PathLike[str]) -> list[LandmarkItem]:
     """Read a CUHK list: ``path left right top bottom x1 y1 ... x5 y5`` (landmarks interleaved).
 
     The box is returned as ``(left, top, right, bottom)``; ``extra`` is empty.
@@ -391,7 +391,7 @@ def read_cuhk(annotations_file: str | os.PathLike) -> list[LandmarkItem]:
 MTFL_LABELS = ("gender", "smile", "glasses", "pose")
 
 
-def read_mtfl(annotations_file: str | os.PathLike) -> list[LandmarkItem]:
+def read_mtfl(annotations_file: str | os.PathLike[str]) -> list[LandmarkItem]:
     """Read an MTFL list: ``path x1..x5 y1..y5 gender smile glasses pose`` (NOT interleaved).
 
     ``box`` is None; ``extra`` maps :data:`MTFL_LABELS` to their integer values.
@@ -441,10 +441,10 @@ def normalised_error(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 def evaluate_landmarks(
     items: Sequence[LandmarkItem],
-    images_dir: str | os.PathLike,
+    images_dir: str | os.PathLike[str],
     detect_fn: DetectFn,
     prepare: Callable[[np.ndarray, LandmarkItem], np.ndarray] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Score the 5 landmarks of ``detect_fn`` (returning ``(boxes, scores, landmarks [N,5,2])``).
 
     ``prepare(image, item)``, when given, changes each image before detection (for instance puts

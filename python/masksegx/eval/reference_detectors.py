@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import cv2
 import numpy as np
@@ -28,6 +28,9 @@ import numpy as np
 from .._models import onnx_session
 from .._validation import as_image, check_threads
 from ..boxes import nms_exclusive
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 #: Detector output: boxes [N,4], scores [N], landmarks [N,5,2] or None.
 Detections = tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
@@ -90,7 +93,7 @@ class UltraLightDetector:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         input_size: tuple[int, int] | None = None,
         *,
         score_threshold: float = 0.7,
@@ -171,7 +174,7 @@ class RetinaFaceDetector:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         *,
         score_threshold: float = 0.5,
         nms_iou: float = 0.4,
@@ -193,7 +196,7 @@ class RetinaFaceDetector:
         canvas = np.empty((self.size, self.size, 3), np.float32)
         canvas[:] = self.MEAN_BGR
         canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h))
-        blob = (canvas - np.float32(self.MEAN_BGR)).transpose(2, 0, 1)[None]
+        blob = (canvas - np.array(self.MEAN_BGR, np.float32)).transpose(2, 0, 1)[None]
         loc, conf, landms = self._session.run(["loc", "conf", "landms"], {self._input: blob})
         scores = conf[0, :, 1]
         chosen = scores > self.score_threshold
@@ -208,7 +211,7 @@ class RetinaFaceDetector:
 
 def mtcnn_detector(
     backend: str = "native",
-    models: Sequence[str | os.PathLike] | None = None,
+    models: Sequence[str | os.PathLike[str]] | None = None,
     threads: int = 1,
 ) -> Callable[[np.ndarray], Detections]:
     """The package's MTCNN cascade (:func:`masksegx.detect.detect_faces`) as a detector.
@@ -222,22 +225,22 @@ def mtcnn_detector(
         from ..detect import detect_faces
     except ImportError as err:
         raise DetectorUnavailable(f"the MTCNN cascade (masksegx.detect) is unavailable: {err}") from err
-    extra = {"onnxruntime_threads": threads}
+    paths = None
     if models is not None:
         missing = [os.fspath(p) for p in models if not Path(p).is_file()]
         if missing:
             raise DetectorUnavailable(f"model file not found: {missing[0]!r}")
-        extra["models"] = tuple(os.fspath(p) for p in models)
+        paths = tuple(os.fspath(p) for p in models)
 
     def detect(image_bgr: np.ndarray) -> Detections:
-        found = detect_faces(image_bgr, backend=backend, **extra)
+        found = detect_faces(image_bgr, backend=backend, models=paths, onnxruntime_threads=threads)
         return found.boxes, found.scores, found.landmarks
 
     return detect
 
 
 def make_detector(
-    name: str, models_dir: str | os.PathLike | None = None, *, threads: int = 1
+    name: str, models_dir: str | os.PathLike[str] | None = None, *, threads: int = 1
 ) -> Callable[[np.ndarray], Detections]:
     """A detector by name (:data:`DETECTOR_NAMES`): ``mtcnn`` = the package's cascade with its
     shipped weights (native backend), the others = reference models in ``models_dir``
