@@ -25,13 +25,18 @@ from . import _core
 from ._onnx_graph import Graph, Node, load_graph
 from ._validation import as_float_array
 
-Values = list[Optional[np.ndarray]]
+# What a builder is given: a node's constant inputs, None for those computed at run time.
+Given = list[Optional[np.ndarray]]
+# What a kernel is called with: the node's input values.
+Values = list[np.ndarray]
 Kernel = Callable[..., list[np.ndarray]]
 # A kernel is called with the input values; a Conv or MaxPool kernel also takes `alloc`, which
 # returns a float32 array of a given shape to write the result into (reused between runs).
 Alloc = Callable[[tuple[int, ...]], np.ndarray]
 # A builder reads a node (attributes, constant inputs) once and returns the kernel to call.
-Builder = Callable[[Node, Values, int, bool], Kernel]
+Builder = Callable[[Node, Given, int, bool], Kernel]
+# One prepared node: kernel, input names, output names, inputs released after it, pooled output.
+Step = tuple[Kernel, tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]
 
 _BUILDERS: dict[str, Builder] = {}
 
@@ -101,7 +106,7 @@ class NativeNet:
         return self.run({self.input_names[0]: x})
 
 
-def _compile(graph: Graph):
+def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step]]:
     """Order the nodes, fold those whose inputs are all constant and prepare the others."""
     constants: dict[str, np.ndarray] = dict(graph.initializers)
     known = set(constants) | set(graph.inputs) | {""}
@@ -129,7 +134,7 @@ def _compile(graph: Graph):
             last_use[name] = index
             uses[name] = uses.get(name, 0) + 1
 
-    steps = []
+    steps: list[Step] = []
     for index, node in enumerate(ordered):
         builder = _BUILDERS.get(node.op_type)
         if builder is None or node.domain not in ("", "ai.onnx"):
@@ -169,7 +174,7 @@ _POOLED = ("Conv", "MaxPool")
 MAX_KEPT_FLOATS = 8 << 20
 
 
-def _buffer(buffers: list, index: int, shape: tuple[int, ...]) -> np.ndarray:
+def _buffer(buffers: list[np.ndarray | None], index: int, shape: tuple[int, ...]) -> np.ndarray:
     """A float32 array of ``shape`` on the step's buffer, grown when too small."""
     size = math.prod(shape)
     if size > MAX_KEPT_FLOATS:
@@ -177,7 +182,8 @@ def _buffer(buffers: list, index: int, shape: tuple[int, ...]) -> np.ndarray:
     buffer = buffers[index]
     if buffer is None or buffer.size < size:
         buffer = buffers[index] = np.empty(max(size, 1), np.float32)
-    return buffer[:size].reshape(shape)
+    view: np.ndarray = buffer[:size].reshape(shape)
+    return view
 
 
 def _fuse_conv_prelu(
@@ -256,7 +262,7 @@ def _merge_sibling_pointwise(nodes: list[Node], constants: dict[str, np.ndarray]
             if len(conv.inputs) > 2 and conv.inputs[2] else np.zeros(size, np.float32)
             for conv, size in zip(convs, sizes)
         ])
-        inputs = (source, f"{stem}/weight", f"{stem}/bias")
+        inputs: tuple[str, ...] = (source, f"{stem}/weight", f"{stem}/bias")
         attributes: dict[str, object] = {}
         if any(conv.attributes.get(_FUSED_PRELU) for conv in convs):
             constants[f"{stem}/slope"] = np.concatenate([
@@ -269,7 +275,7 @@ def _merge_sibling_pointwise(nodes: list[Node], constants: dict[str, np.ndarray]
         merged = Node("Conv", inputs, (f"{stem}/output",), attributes)  # type: ignore[arg-type]
         split = Node(
             _SPLIT_CHANNELS, (f"{stem}/output",), tuple(conv.outputs[0] for conv in convs),
-            {"sizes": sizes},  # type: ignore[dict-item]
+            {"sizes": sizes},
         )
         # In place of the first head: every reader of a head's output comes after that head.
         replaced[members[0]] = [merged, split]
@@ -290,6 +296,14 @@ def _require(condition: bool, node: Node, what: str) -> None:
         raise UnsupportedOperator(f"{node.op_type}: unsupported {what}")
 
 
+def _constant_input(node: Node, given: Given, index: int, what: str) -> np.ndarray:
+    """Input ``index`` of ``node``, which must be a constant (UnsupportedOperator ``what``)."""
+    value = given[index]
+    if value is None:
+        raise UnsupportedOperator(f"{node.op_type}: unsupported {what}")
+    return value
+
+
 def _spatial_2d(node: Node) -> tuple[tuple[int, int], tuple[int, int]]:
     """(stride, symmetric padding) of a 2-D Conv/MaxPool node."""
     pads = _ints(node, "pads", [0, 0, 0, 0])
@@ -302,18 +316,18 @@ def _spatial_2d(node: Node) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 @_op("Conv")
-def _conv(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _conv(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     stride, padding = _spatial_2d(node)
     groups = int(node.attributes.get("group", 1))  # type: ignore[arg-type]
-    weight, bias = given[1], given[2] if len(given) > 2 else None
-    _require(weight is not None and weight.ndim == 4, node, "non-constant or non-4-D weight")
+    weight = _constant_input(node, given, 1, "non-constant or non-4-D weight")
+    bias = given[2] if len(given) > 2 else None
+    _require(weight.ndim == 4, node, "non-constant or non-4-D weight")
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     bias = None if bias is None else np.ascontiguousarray(bias.reshape(-1), dtype=np.float32)
     slope = None
     if node.attributes.get(_FUSED_PRELU):  # see _fuse_conv_prelu
-        slope = np.ascontiguousarray(
-            np.broadcast_to(given[3].reshape(-1), (weight.shape[0],)), dtype=np.float32
-        )
+        slopes = _constant_input(node, given, 3, "non-constant slope").reshape(-1)
+        slope = np.ascontiguousarray(np.broadcast_to(slopes, (weight.shape[0],)), dtype=np.float32)
     kh, kw = weight.shape[2:]
 
     def conv(v: Values, alloc: Alloc | None = None) -> list[np.ndarray]:
@@ -330,12 +344,13 @@ def _conv(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("MaxPool")
-def _max_pool(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _max_pool(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     stride, padding = _spatial_2d(node)
     _require(padding == (0, 0), node, "padding")
     _require(len(node.outputs) == 1 and not node.attributes.get("storage_order"), node, "indices")
-    kernel = tuple(_ints(node, "kernel_shape", []))
-    _require(len(kernel) == 2, node, "kernel_shape")
+    kernel_shape = _ints(node, "kernel_shape", [])
+    _require(len(kernel_shape) == 2, node, "kernel_shape")
+    kernel = (kernel_shape[0], kernel_shape[1])
     if node.attributes.get("ceil_mode", 0):
 
         def ceil_mode(v: Values, alloc: Alloc | None = None) -> list[np.ndarray]:
@@ -359,7 +374,7 @@ def _max_pool(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op(_SPLIT_CHANNELS)
-def _split_channels(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _split_channels(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     _require("sizes" in node.attributes, node, "use (an internal operator)")
     bounds = np.cumsum([0, *_ints(node, "sizes", [])])
 
@@ -371,9 +386,8 @@ def _split_channels(node: Node, given: Values, opset: int, owned: bool) -> Kerne
 
 
 @_op("PRelu")
-def _prelu(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
-    slope = given[1]
-    _require(slope is not None, node, "non-constant slope")
+def _prelu(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    slope = _constant_input(node, given, 1, "non-constant slope")
     flat = np.ascontiguousarray(slope.reshape(-1), dtype=np.float32)
 
     def prelu(v: Values) -> list[np.ndarray]:
@@ -389,17 +403,18 @@ def _prelu(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Relu")
-def _relu(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _relu(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     return lambda v: [_core.relu(v[0], owned)]
 
 
 @_op("Gemm")
-def _gemm(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _gemm(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     attrs = node.attributes
     _require(not attrs.get("transA", 0), node, "transA")
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))  # type: ignore
-    weight, bias = given[1], given[2] if len(given) > 2 else None
-    _require(weight is not None and weight.ndim == 2, node, "non-constant weight")
+    weight = _constant_input(node, given, 1, "non-constant weight")
+    bias = given[2] if len(given) > 2 else None
+    _require(weight.ndim == 2, node, "non-constant weight")
     weight = weight if attrs.get("transB", 0) else weight.T  # to [M, K]
     weight = np.ascontiguousarray(weight * alpha, dtype=np.float32)
     if bias is not None:
@@ -411,13 +426,14 @@ def _gemm(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("MatMul")
-def _matmul(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
-    if given[1] is not None and given[1].ndim == 2:
-        weight = np.ascontiguousarray(given[1].T, dtype=np.float32)
+def _matmul(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    matrix = given[1]
+    if matrix is not None and matrix.ndim == 2:
+        weight = np.ascontiguousarray(matrix.T, dtype=np.float32)
 
         def fully_connected(v: Values) -> list[np.ndarray]:
             if v[0].ndim != 2:
-                return [np.matmul(v[0], given[1]).astype(np.float32)]
+                return [np.matmul(v[0], matrix).astype(np.float32)]
             return [_core.fully_connected(np.ascontiguousarray(v[0]), weight, None)]
 
         return fully_connected
@@ -425,12 +441,12 @@ def _matmul(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Add")
-def _add(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _add(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     return lambda v: [np.add(v[0], v[1])]
 
 
 @_op("Softmax")
-def _softmax(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _softmax(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     axis = int(node.attributes.get("axis", -1 if opset >= 13 else 1))  # type: ignore[arg-type]
 
     def softmax(v: Values) -> list[np.ndarray]:
@@ -446,13 +462,13 @@ def _softmax(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Transpose")
-def _transpose(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
-    perm = node.attributes.get("perm")
+def _transpose(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    perm = _ints(node, "perm", []) if "perm" in node.attributes else None
     return lambda v: [np.ascontiguousarray(np.transpose(v[0], perm))]
 
 
 @_op("Reshape")
-def _reshape(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _reshape(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     allow_zero = bool(node.attributes.get("allowzero", 0))
 
     def reshape(v: Values) -> list[np.ndarray]:
@@ -465,18 +481,18 @@ def _reshape(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Flatten")
-def _flatten(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _flatten(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     axis = int(node.attributes.get("axis", 1))  # type: ignore[arg-type]
     return lambda v: [v[0].reshape(int(np.prod(v[0].shape[: axis % (v[0].ndim + 1)])), -1)]
 
 
 @_op("Identity")
-def _identity(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _identity(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     return lambda v: [v[0]]
 
 
 @_op("Constant")
-def _constant(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _constant(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     attrs = node.attributes
     if "value" in attrs:
         value = np.asarray(attrs["value"])
@@ -490,25 +506,25 @@ def _constant(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Shape")
-def _shape(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _shape(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     start, end = node.attributes.get("start", 0), node.attributes.get("end")
     return lambda v: [np.asarray(v[0].shape[start:end], np.int64)]
 
 
 @_op("Gather")
-def _gather(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _gather(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     axis = int(node.attributes.get("axis", 0))  # type: ignore[arg-type]
     return lambda v: [np.take(v[0], v[1], axis=axis)]
 
 
-def _axes(node: Node, v: Values, opset: int) -> list[int]:
+def _axes(node: Node, v: Sequence[np.ndarray | None], opset: int) -> list[int]:
     if opset >= 13 and len(v) > 1 and v[1] is not None:
         return [int(a) for a in np.ravel(v[1])]
     return _ints(node, "axes", [])
 
 
 @_op("Unsqueeze")
-def _unsqueeze(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _unsqueeze(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     def unsqueeze(v: Values) -> list[np.ndarray]:
         rank = np.ndim(v[0]) + len(_axes(node, v, opset))
         return [np.expand_dims(v[0], tuple(sorted(a % rank for a in _axes(node, v, opset))))]
@@ -517,7 +533,7 @@ def _unsqueeze(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Squeeze")
-def _squeeze(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _squeeze(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     def squeeze(v: Values) -> list[np.ndarray]:
         axes = _axes(node, v, opset)
         return [np.squeeze(v[0], tuple(a % np.ndim(v[0]) for a in axes) if axes else None)]
@@ -526,6 +542,6 @@ def _squeeze(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Concat")
-def _concat(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _concat(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     axis = int(node.attributes.get("axis", 0))  # type: ignore[arg-type]
     return lambda v: [np.concatenate([np.atleast_1d(x) for x in v], axis=axis)]
