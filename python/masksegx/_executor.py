@@ -229,7 +229,7 @@ def _merge_sibling_pointwise(nodes: list[Node], constants: dict[str, np.ndarray]
     """1x1 Convs (stride 1, no padding, one group, constant weights) that read the same tensor
     become one Conv with their weights stacked, followed by a split of its output channels into
     the original outputs: the input is read once instead of once per head (the P-net's two
-    heads: 0.07 instead of 0.11 ms on its largest pyramid level). A fused PReLU keeps its
+    heads). A fused PReLU keeps its
     slopes; a head without one gets slope 1 (the identity)."""
     siblings: dict[str, list[int]] = {}
     for index, node in enumerate(nodes):

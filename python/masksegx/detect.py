@@ -92,8 +92,8 @@ class FaceDetector:
     order : channel order of the images, ``"bgr"`` (cv2.imread) or ``"rgb"``.
     onnxruntime_threads : intra-op threads of the onnxruntime sessions (0 = its default).
     mirror_landmarks : also run the landmark net on each face's mirror image and average the two
-        answers: held-out cuhk5pt NME 0.046 instead of 0.051, for one more landmark-net pass per
-        face (about 0.1 ms on one core). No effect on three-net model sets.
+        answers: a lower landmark error (figures in the README), for one more landmark-net pass
+        per face. No effect on three-net model sets.
 
     Nets are loaded once per file and backend and shared by every detector; a detector holds no
     mutable state, so concurrent calls from several threads are safe.
@@ -275,9 +275,8 @@ def detect_faces(
 
 _SCRATCH = threading.local()
 #: Pyramid level k is resampled from level k - 3 (at least 2.8 times its size), the first three
-#: from the image: 0.6x the time of resampling the image every time. AP50 on the facemask
-#: validation split, measured with the nets of the time: ours 0.659 either way, the standard
-#: weights 0.616 (0.608 from the image); from the level before instead: ours 0.648.
+#: from the image: cheaper than resampling the image every time, with the same AP50 on the
+#: facemask validation split for our nets (resampling from the level before lost some).
 _PYRAMID_STEP = 3
 
 
@@ -334,9 +333,8 @@ def _landmarks_with_mirror(lnet: Runner, crops: np.ndarray, sides: np.ndarray) -
 
 
 #: Crops per net call, by crop side: a net's layers run one after the other over the whole batch,
-#: so a large batch leaves the caches between layers. One thread, this machine's 2 MB L2: our
-#: R-net 13 us per crop in batches of 32-96, 24 us in one of 1024; O-net 52 us at 32, 107 us
-#: at 1024 (the standard weights: 36 vs 51, 229 vs 275; onnxruntime gains less, 72 vs 80).
+#: so a large batch leaves the caches between layers; chunks keep a layer's output in cache for
+#: the next (the README gives the per-crop times).
 _CHUNK = {24: 64, 48: 32}
 
 

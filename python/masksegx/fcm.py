@@ -91,7 +91,7 @@ def fuzzy_cmeans(
     k : int
         Number of clusters, ``1 <= k <= N``.
     m : float
-        Fuzziness, > 1. 2 is the usual choice and ~10x faster than other values, whose
+        Fuzziness, > 1. 2 is the usual choice and much faster than other values, whose
         powers need exp2/log2 per point and cluster.
     tol : float
         Convergence threshold on the largest centre move, >= 0.

@@ -118,7 +118,7 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Area interpolation when shrinking, bilinear when enlarging; size = (width, height).
 
     Shrinking by more than 2x goes bilinearly to twice the size first, then by area (an exact
-    2x2 average): OpenCV's area resampling is ~4x faster for integer ratios, and the result
+    2x2 average): OpenCV's area resampling is much faster for integer ratios, and the result
     differs from one area step by a few grey levels."""
     width, height = size
     if width >= image.shape[1] and height >= image.shape[0]:
@@ -262,10 +262,11 @@ class FusedParams:
     """Candidates: fused probability above this."""
     spectral_weight: float = 0.3
     """Weight of the spectral pipeline's mask membership in the candidate map (0 = the net
-    alone, ~1 ms faster per face; > 0 runs the spectral clustering on the shrunk view)."""
+    alone, faster; > 0 runs the spectral clustering on the shrunk view)."""
     spectral_size: int = 96
     """The spectral clustering runs on the view shrunk to at most this side (0 = full size);
-    its membership map is resized back. 96 px costs ~1 ms and scored as full size did."""
+    its membership map is resized back. 96 px scored as full size did on validation, for a
+    fraction of the time."""
     p1: float = 8.0
     """Largest Mi = K^2/area of a kept component (as :class:`masksegx.SpectralParams`)."""
     p2: float = float("inf")

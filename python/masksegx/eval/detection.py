@@ -57,8 +57,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..boxes import as_boxes
-from ..boxes import iou_exclusive as box_iou
+from ..boxes import as_boxes, iou_exclusive
 from ..io import IMAGE_SUFFIXES, DatasetError, read_image
 
 #: The classes of ``det/facemask`` (Kaggle "Face Mask Detection").
@@ -71,6 +70,10 @@ LANDMARK_MATCH_IOU = 0.4
 
 #: ``detect_fn(image_bgr) -> (boxes [N,4], scores [N])`` or ``(boxes, scores, landmarks [N,5,2])``.
 DetectFn = Callable[[np.ndarray], Sequence[Any]]
+
+
+#: The IoU of this module's convention (the name training and tools import from here).
+box_iou = iou_exclusive
 
 
 class LandmarkItem(NamedTuple):
