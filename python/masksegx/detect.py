@@ -60,7 +60,7 @@ class Detections:
     """Faces found in one image.
 
     boxes : float32 (N, 4) ``x1, y1, x2, y2`` in pixels (corners, last pixel included as in
-        MTCNN; may extend past the image).
+        MTCNN: the inclusive-end convention of :mod:`masksegx.boxes`; may extend past the image).
     scores : float32 (N,) O-net face probability in (threshold, 1], best first.
     landmarks : float32 (N, 5, 2) ``x, y`` of the left eye, right eye, nose, left and right mouth
         corner, "left" meaning the image's left.

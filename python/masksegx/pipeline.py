@@ -41,7 +41,8 @@ FACE_MODES = ("detect", "whole-image")
 class Face:
     """One face found in an image, with its attributes and worn-mask segmentation.
 
-    box : float32 (4,) ``x1, y1, x2, y2`` in pixels (MTCNN convention: last pixel included).
+    box : float32 (4,) ``x1, y1, x2, y2`` in pixels (MTCNN convention: last pixel included, the
+        inclusive ends of :mod:`masksegx.boxes`).
     score : detector face probability; 0.0 in ``faces="whole-image"`` mode when the detector
         found no face in the crop and the landmarks are the canonical guess.
     landmarks : float32 (5, 2) left eye, right eye, nose, left and right mouth corner (x, y).
