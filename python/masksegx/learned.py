@@ -7,8 +7,9 @@ model card ``models/masknet.md``) in onnxruntime. It sees a square view of the f
   model; a non-square image is stretched, which the training covered);
 - ``box=(x1, y1, x2, y2)`` (a face box in either convention of :mod:`masksegx.boxes`, e.g.
   from :func:`masksegx.detect_faces`): a square of side ``BOX_MARGIN`` (1.4) x the box's
-  larger side around the box centre, rounded to whole pixels; parts outside the image are filled by replicating the border pixels. The probability
-  map is resized back to the square and pasted into the image; pixels outside the square are 0.
+  larger side around the box centre, rounded to whole pixels; parts outside the image are
+  filled by replicating the border pixels. The probability map is resized back to the square
+  and pasted into the image; pixels outside the square are 0.
 
 Resizing: area interpolation when shrinking (by more than 2x: bilinear to twice the net size,
 then an exact 2x2 area step), bilinear when enlarging; the probability map is resized back
