@@ -9,7 +9,7 @@ depthwise-separable convolutions).
 from __future__ import annotations
 
 import struct
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -80,7 +80,7 @@ def _value_info(name: str, dims: Sequence[object]) -> bytes:
 
 
 def model(
-    nodes: List[bytes],
+    nodes: list[bytes],
     initializers: dict,
     inputs: Sequence[tuple],
     outputs: Sequence[tuple],

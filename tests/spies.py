@@ -1,10 +1,12 @@
 """Test helper: watch what the real spectral pipeline is called with."""
 
 import masksegx.spectral
+from masksegx.eval import baselines
 
 
 def record_compensations(monkeypatch):
-    """Wrap ``segment_spectral``; returns the list of ``params.compensation`` per call."""
+    """Wrap the ``segment_spectral`` that :mod:`masksegx.eval.baselines` calls; returns the list
+    of ``params.compensation`` per call."""
     calls = []
     real = masksegx.spectral.segment_spectral
 
@@ -12,5 +14,5 @@ def record_compensations(monkeypatch):
         calls.append(params.compensation if params is not None else None)
         return real(image, region=region, params=params)
 
-    monkeypatch.setattr(masksegx.spectral, "segment_spectral", recording)
+    monkeypatch.setattr(baselines, "segment_spectral", recording)
     return calls

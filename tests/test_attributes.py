@@ -3,9 +3,6 @@ marginals and wearing rule against numpy references, eval-attr on generated data
 training losses (when torch is installed). Never reads ../shared."""
 
 import json
-import math
-import os
-import shutil
 
 import cv2
 import numpy as np
@@ -66,7 +63,7 @@ def test_marginals_match_the_paper_equations(rng):
     female = sum(t[i] for i in range(1, 12))
     male = sum(t[i] for i in range(12, 23))
     np.testing.assert_allclose(gender_marginals(joint), np.stack([female, male], 1), rtol=1e-6)
-    levels = np.stack([t[l + 1] + t[l + 12] for l in range(11)], 1)
+    levels = np.stack([t[level + 1] + t[level + 12] for level in range(11)], 1)
     np.testing.assert_allclose(level_marginals(joint), levels, rtol=1e-6)
     np.testing.assert_allclose(
         expected_level(levels), (levels * np.arange(11)).sum(1), rtol=1e-6

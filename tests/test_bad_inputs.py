@@ -14,11 +14,10 @@ import sys
 import numpy as np
 import pytest
 
-import masksegx
-from masksegx import FaceDetector, FaceMaskSegmenter, MaskNet, AttributePredictor, nn, rle
-from masksegx.eval.datasets import DatasetError, read_image, read_mask
-
 import bad_inputs
+import masksegx
+from masksegx import AttributePredictor, FaceDetector, FaceMaskSegmenter, MaskNet, nn, rle
+from masksegx.eval.datasets import DatasetError, read_image, read_mask
 
 TESTS = os.path.dirname(__file__)
 # The folder holding the imported masksegx (the installed package in CI, python/ in a dev
@@ -197,8 +196,10 @@ def test_tiny_strided_and_read_only_arrays_work(entry_points, image, entry):
     (lambda im: masksegx.predict_attributes(im, LANDMARKS * np.inf), "landmarks: contains NaN"),
     (lambda im: masksegx.segment_learned(im, (np.nan, 0, 10, 10)), "box: expected 4 finite"),
     (lambda im: masksegx.segment_fused(im, (0, 0, np.inf, 10)), "box: expected 4 finite"),
-    (lambda im: masksegx.segment_spectral(im, region=(0, 0, np.inf, 10)), "region: box values must be finite"),
-    (lambda im: masksegx.segment_spectral(im, region=(np.nan, 0, 10, 10)), "region: box values must be finite"),
+    (lambda im: masksegx.segment_spectral(im, region=(0, 0, np.inf, 10)),
+     "region: box values must be finite"),
+    (lambda im: masksegx.segment_spectral(im, region=(np.nan, 0, 10, 10)),
+     "region: box values must be finite"),
     (lambda im: masksegx.detect_faces(im, min_face_size=np.nan), "min_face_size"),
     (lambda im: masksegx.detect_faces(im, thresholds=(np.nan, 0.7, 0.7)), "thresholds"),
     (lambda im: nn.relu(np.array([1.0, np.nan], np.float32)), "x: contains NaN"),

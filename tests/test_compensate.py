@@ -66,7 +66,8 @@ def test_minkowski_limits_are_gray_world_and_max_rgb(rng):
     image = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
     region = rng.random((30, 40)) < 0.4
     values = image[region].astype(np.float64)
-    np.testing.assert_allclose(compensate.minkowski_illuminant(image, region, 1.0), values.mean(0), rtol=1e-13)
+    mean = compensate.minkowski_illuminant(image, region, 1.0)
+    np.testing.assert_allclose(mean, values.mean(0), rtol=1e-13)
     np.testing.assert_array_equal(compensate.minkowski_illuminant(image, region, np.inf), values.max(0))
     # Large exponents approach the maximum from below without overflowing.
     big = compensate.minkowski_illuminant(image, region, 2000.0)
@@ -190,7 +191,8 @@ GOOD_REGION = np.ones((4, 5), bool)
     [
         (lambda: compensate.blue_suppression(GOOD_IMAGE.astype(np.float32), GOOD_REGION), TypeError, "uint8"),
         (lambda: compensate.blue_suppression(GOOD_IMAGE, GOOD_REGION[:3]), ValueError, "region"),
-        (lambda: compensate.blue_suppression(GOOD_IMAGE, GOOD_REGION.astype(np.float32)), TypeError, "region"),
+        (lambda: compensate.blue_suppression(GOOD_IMAGE, GOOD_REGION.astype(np.float32)),
+         TypeError, "region"),
         (lambda: compensate.blue_suppression(GOOD_IMAGE, GOOD_REGION, np.nan), ValueError, "mu"),
         (lambda: compensate.blue_suppression(GOOD_IMAGE, GOOD_REGION, -0.1), ValueError, "mu"),
         (lambda: compensate.blue_suppression(GOOD_IMAGE, GOOD_REGION, np.inf), ValueError, "mu"),

@@ -199,7 +199,7 @@ def test_missing_and_corrupt_models(models, tmp_path, monkeypatch, image):
     with pytest.raises(ValueError, match="three paths"):
         FaceDetector(models[:2])
     assert issubclass(ModelNotFoundError, FileNotFoundError)
-    monkeypatch.setattr(detect, "SHIPPED_MODELS", (missing, missing, missing))
+    monkeypatch.setattr(detect, "DETECTOR_MODELS", (missing, missing, missing))
     with pytest.raises(ValueError, match=r"pass models=\(pnet, rnet, onet\)"):
         detect_faces(image)
     corrupt = tmp_path / "corrupt.onnx"

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from masksegx.boxes import nms_exclusive
 from masksegx.eval.datasets import DatasetError
 from masksegx.eval.detection import (
     average_precision,
@@ -21,7 +22,6 @@ from masksegx.eval.detection import (
 )
 from masksegx.eval.reference_detectors import (
     DetectorUnavailable,
-    _nms_numpy,
     decode_retinaface,
     make_detector,
     mtcnn_detector,
@@ -349,13 +349,13 @@ def test_decode_applies_the_variances():
     np.testing.assert_allclose(points[0, 0], [0.51, 0.52])
 
 
-def test_nms_numpy_keeps_the_best_of_overlapping_boxes():
+def test_nms_exclusive_keeps_the_best_of_overlapping_boxes():
     boxes = np.array([WIDE, [12.0, 10.0, 62.0, 60.0], WIDE_2, [10.0, 10.0, 60.0, 40.0]])
     scores = np.array([0.5, 0.9, 0.7, 0.6])
     # Box 1 suppresses box 0 (IoU 0.92); box 3 overlaps box 1 at IoU 0.54 -> dropped at 0.3.
-    np.testing.assert_array_equal(_nms_numpy(boxes, scores, 0.3), [1, 2])
-    np.testing.assert_array_equal(_nms_numpy(boxes, scores, 0.95), [1, 2, 3, 0])
-    assert _nms_numpy(np.zeros((0, 4)), np.zeros(0), 0.5).size == 0
+    np.testing.assert_array_equal(nms_exclusive(boxes, scores, 0.3), [1, 2])
+    np.testing.assert_array_equal(nms_exclusive(boxes, scores, 0.95), [1, 2, 3, 0])
+    assert nms_exclusive(np.zeros((0, 4)), np.zeros(0), 0.5).size == 0
 
 
 def test_mtcnn_detector_wraps_detect_faces(tmp_path, monkeypatch):

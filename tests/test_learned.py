@@ -1,8 +1,6 @@
 """The learned segmentation path (masksegx.learned): MaskNet, segment_learned, segment_fused."""
 
 import json
-import os
-import shutil
 
 import cv2
 import numpy as np
@@ -33,7 +31,8 @@ def face_crop(image, box, margin=1.4):
     h, w = image.shape[:2]
     pads = (max(-y0, 0), max(y0 + side - h, 0), max(-x0, 0), max(x0 + side - w, 0))
     padded = cv2.copyMakeBorder(image, *pads, cv2.BORDER_REPLICATE)
-    return np.ascontiguousarray(padded[y0 + pads[0] : y0 + pads[0] + side, x0 + pads[2] : x0 + pads[2] + side])
+    top, left = y0 + pads[0], x0 + pads[2]
+    return np.ascontiguousarray(padded[top : top + side, left : left + side])
 
 
 def test_exported_from_package():

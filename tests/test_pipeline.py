@@ -132,7 +132,7 @@ def test_coverage_constraint_empties_the_mask_of_an_unmasked_face(photo):
         ({"gender_constraint": "strict"}, ValueError),
         ({"faces": "all"}, ValueError),
         ({"threads": 0}, ValueError),
-        ({"threads": 1.5}, ValueError),
+        ({"threads": 1.5}, TypeError),  # one rule for every threads argument
         ({"coverage_constraint": "yes"}, TypeError),
         ({"no_mask_probability": 2.0}, ValueError),
         ({"min_face_size": 0}, ValueError),

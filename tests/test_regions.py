@@ -9,7 +9,6 @@ from masksegx import regions
 from reference import component_stats_ref, fill_holes_ref, label_ref
 
 
-
 @st.composite
 def random_masks(draw):
     """Masks of any density (hypothesis' own arrays are mostly the fill value)."""

@@ -32,7 +32,8 @@ def test_intermediate_maps_explain_the_mask(face):
     assert r.mask_clusters.dtype == bool and r.mask_clusters.any() and not r.mask_clusters.all()
     top = round(SpectralParams().top * h)
     assert not r.candidates[:top].any()
-    np.testing.assert_array_equal(r.candidates[top:], r.membership[top:] > SpectralParams().membership_threshold)
+    threshold = SpectralParams().membership_threshold
+    np.testing.assert_array_equal(r.candidates[top:], r.membership[top:] > threshold)
     assert r.kept.shape == (r.components.count,)
     kept = r.components.select(r.kept)
     assert not (kept & ~r.mask).any(), "every kept component is in the mask"

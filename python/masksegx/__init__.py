@@ -12,7 +12,8 @@ The paper's spectral face-mask extraction: :func:`segment_spectral`; the learned
 :class:`MaskNet` / :func:`segment_learned` and the fused method :func:`segment_fused`
 (:mod:`masksegx.learned`).
 The whole pipeline (detect, attributes, segment): :class:`FaceMaskSegmenter`; COCO RLE masks:
-:mod:`masksegx.rle`.
+:mod:`masksegx.rle`. Reading image and mask files: :mod:`masksegx.io`; box conventions, IoU
+and NMS: :mod:`masksegx.boxes`.
 Evaluation and baselines: :mod:`masksegx.eval`.
 """
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import os
 import threading
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -24,15 +25,20 @@ from . import _core
 from ._onnx_graph import Graph, Node, load_graph
 from ._validation import as_float_array
 
-Values = List[Optional[np.ndarray]]
-Kernel = Callable[..., List[np.ndarray]]
+# What a builder is given: a node's constant inputs, None for those computed at run time.
+Given = list[Optional[np.ndarray]]
+# What a kernel is called with: the node's input values.
+Values = list[np.ndarray]
+Kernel = Callable[..., list[np.ndarray]]
 # A kernel is called with the input values; a Conv or MaxPool kernel also takes `alloc`, which
 # returns a float32 array of a given shape to write the result into (reused between runs).
-Alloc = Callable[[Tuple[int, ...]], np.ndarray]
+Alloc = Callable[[tuple[int, ...]], np.ndarray]
 # A builder reads a node (attributes, constant inputs) once and returns the kernel to call.
-Builder = Callable[[Node, Values, int, bool], Kernel]
+Builder = Callable[[Node, Given, int, bool], Kernel]
+# One prepared node: kernel, input names, output names, inputs released after it, pooled output.
+Step = tuple[Kernel, tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]
 
-_BUILDERS: Dict[str, Builder] = {}
+_BUILDERS: dict[str, Builder] = {}
 
 
 def _op(*names: str) -> Callable[[Builder], Builder]:
@@ -56,18 +62,18 @@ class NativeNet:
     (fresh arrays of a few megabytes would be mapped and page-faulted on every call).
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         graph = load_graph(self.path)
-        self.input_names: Tuple[str, ...] = graph.inputs
-        self.output_names: Tuple[str, ...] = graph.outputs
+        self.input_names: tuple[str, ...] = graph.inputs
+        self.output_names: tuple[str, ...] = graph.outputs
         try:
             self._constants, self._steps = _compile(graph)
         except ValueError as error:
             raise type(error)(f"{self.path}: {error}") from None
         self._local = threading.local()
 
-    def run(self, feed: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Evaluate the graph; ``feed`` maps every input name to a float32 NCHW array."""
         values = dict(self._constants)
         for name in self.input_names:
@@ -92,7 +98,7 @@ class NativeNet:
             for name in self.output_names
         }
 
-    def __call__(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run a single-input net on ``x``."""
         if len(self.input_names) != 1:
             count = len(self.input_names)
@@ -100,12 +106,12 @@ class NativeNet:
         return self.run({self.input_names[0]: x})
 
 
-def _compile(graph: Graph):
+def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step]]:
     """Order the nodes, fold those whose inputs are all constant and prepare the others."""
-    constants: Dict[str, np.ndarray] = dict(graph.initializers)
+    constants: dict[str, np.ndarray] = dict(graph.initializers)
     known = set(constants) | set(graph.inputs) | {""}
-    pending: List[Node] = list(graph.nodes)
-    ordered: List[Node] = []
+    pending: list[Node] = list(graph.nodes)
+    ordered: list[Node] = []
     while pending:  # files are normally sorted already; this also rejects dangling inputs
         waiting = []
         for node in pending:
@@ -121,14 +127,14 @@ def _compile(graph: Graph):
 
     ordered = _fuse_conv_prelu(ordered, constants, graph.outputs)
     ordered = _merge_sibling_pointwise(ordered, constants)
-    last_use: Dict[str, int] = {}
-    uses: Dict[str, int] = {}
+    last_use: dict[str, int] = {}
+    uses: dict[str, int] = {}
     for index, node in enumerate(ordered):
         for name in node.inputs:
             last_use[name] = index
             uses[name] = uses.get(name, 0) + 1
 
-    steps = []
+    steps: list[Step] = []
     for index, node in enumerate(ordered):
         builder = _BUILDERS.get(node.op_type)
         if builder is None or node.domain not in ("", "ai.onnx"):
@@ -168,7 +174,7 @@ _POOLED = ("Conv", "MaxPool")
 MAX_KEPT_FLOATS = 8 << 20
 
 
-def _buffer(buffers: list, index: int, shape: Tuple[int, ...]) -> np.ndarray:
+def _buffer(buffers: list[np.ndarray | None], index: int, shape: tuple[int, ...]) -> np.ndarray:
     """A float32 array of ``shape`` on the step's buffer, grown when too small."""
     size = math.prod(shape)
     if size > MAX_KEPT_FLOATS:
@@ -176,20 +182,21 @@ def _buffer(buffers: list, index: int, shape: Tuple[int, ...]) -> np.ndarray:
     buffer = buffers[index]
     if buffer is None or buffer.size < size:
         buffer = buffers[index] = np.empty(max(size, 1), np.float32)
-    return buffer[:size].reshape(shape)
+    view: np.ndarray = buffer[:size].reshape(shape)
+    return view
 
 
 def _fuse_conv_prelu(
-    nodes: List[Node], constants: Mapping[str, np.ndarray], outputs: Sequence[str]
-) -> List[Node]:
+    nodes: list[Node], constants: Mapping[str, np.ndarray], outputs: Sequence[str]
+) -> list[Node]:
     """Conv followed by a PRelu that alone reads it, with a constant per-channel (or scalar)
     slope, becomes one Conv node: the kernel applies PReLU while the output is in registers."""
-    readers: Dict[str, int] = {}
+    readers: dict[str, int] = {}
     for node in nodes:
         for name in node.inputs:
             readers[name] = readers.get(name, 0) + 1
     producer = {node.outputs[0]: i for i, node in enumerate(nodes) if node.outputs}
-    fused: Dict[int, Node] = {}
+    fused: dict[int, Node] = {}
     dropped = set()
     for index, node in enumerate(nodes):
         if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx"):
@@ -218,13 +225,13 @@ def _fuse_conv_prelu(
 _SPLIT_CHANNELS = "masksegx_split_channels"
 
 
-def _merge_sibling_pointwise(nodes: List[Node], constants: Dict[str, np.ndarray]) -> List[Node]:
+def _merge_sibling_pointwise(nodes: list[Node], constants: dict[str, np.ndarray]) -> list[Node]:
     """1x1 Convs (stride 1, no padding, one group, constant weights) that read the same tensor
     become one Conv with their weights stacked, followed by a split of its output channels into
     the original outputs: the input is read once instead of once per head (the P-net's two
-    heads: 0.07 instead of 0.11 ms on its largest pyramid level). A fused PReLU keeps its
+    heads). A fused PReLU keeps its
     slopes; a head without one gets slope 1 (the identity)."""
-    siblings: Dict[str, List[int]] = {}
+    siblings: dict[str, list[int]] = {}
     for index, node in enumerate(nodes):
         weight = constants.get(node.inputs[1]) if len(node.inputs) > 1 else None
         if (
@@ -238,7 +245,7 @@ def _merge_sibling_pointwise(nodes: List[Node], constants: Dict[str, np.ndarray]
             and all(name in constants for name in node.inputs[1:] if name)
         ):
             siblings.setdefault(node.inputs[0], []).append(index)
-    replaced: Dict[int, List[Node]] = {}
+    replaced: dict[int, list[Node]] = {}
     dropped = set()
     for source, members in siblings.items():
         if len(members) < 2:
@@ -255,8 +262,8 @@ def _merge_sibling_pointwise(nodes: List[Node], constants: Dict[str, np.ndarray]
             if len(conv.inputs) > 2 and conv.inputs[2] else np.zeros(size, np.float32)
             for conv, size in zip(convs, sizes)
         ])
-        inputs = (source, f"{stem}/weight", f"{stem}/bias")
-        attributes: Dict[str, object] = {}
+        inputs: tuple[str, ...] = (source, f"{stem}/weight", f"{stem}/bias")
+        attributes: dict[str, object] = {}
         if any(conv.attributes.get(_FUSED_PRELU) for conv in convs):
             constants[f"{stem}/slope"] = np.concatenate([
                 np.broadcast_to(constants[conv.inputs[3]].reshape(-1), (size,)).astype(np.float32)
@@ -268,19 +275,19 @@ def _merge_sibling_pointwise(nodes: List[Node], constants: Dict[str, np.ndarray]
         merged = Node("Conv", inputs, (f"{stem}/output",), attributes)  # type: ignore[arg-type]
         split = Node(
             _SPLIT_CHANNELS, (f"{stem}/output",), tuple(conv.outputs[0] for conv in convs),
-            {"sizes": sizes},  # type: ignore[dict-item]
+            {"sizes": sizes},
         )
         # In place of the first head: every reader of a head's output comes after that head.
         replaced[members[0]] = [merged, split]
         dropped.update(members[1:])
-    ordered: List[Node] = []
+    ordered: list[Node] = []
     for index, node in enumerate(nodes):
         if index not in dropped:
             ordered.extend(replaced.get(index, [node]))
     return ordered
 
 
-def _ints(node: Node, name: str, default: Sequence[int]) -> List[int]:
+def _ints(node: Node, name: str, default: Sequence[int]) -> list[int]:
     return [int(v) for v in node.attributes.get(name, default)]  # type: ignore[union-attr]
 
 
@@ -289,7 +296,15 @@ def _require(condition: bool, node: Node, what: str) -> None:
         raise UnsupportedOperator(f"{node.op_type}: unsupported {what}")
 
 
-def _spatial_2d(node: Node) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+def _constant_input(node: Node, given: Given, index: int, what: str) -> np.ndarray:
+    """Input ``index`` of ``node``, which must be a constant (UnsupportedOperator ``what``)."""
+    value = given[index]
+    if value is None:
+        raise UnsupportedOperator(f"{node.op_type}: unsupported {what}")
+    return value
+
+
+def _spatial_2d(node: Node) -> tuple[tuple[int, int], tuple[int, int]]:
     """(stride, symmetric padding) of a 2-D Conv/MaxPool node."""
     pads = _ints(node, "pads", [0, 0, 0, 0])
     strides = _ints(node, "strides", [1, 1])
@@ -301,21 +316,21 @@ def _spatial_2d(node: Node) -> Tuple[Tuple[int, int], Tuple[int, int]]:
 
 
 @_op("Conv")
-def _conv(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _conv(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     stride, padding = _spatial_2d(node)
     groups = int(node.attributes.get("group", 1))  # type: ignore[arg-type]
-    weight, bias = given[1], given[2] if len(given) > 2 else None
-    _require(weight is not None and weight.ndim == 4, node, "non-constant or non-4-D weight")
+    weight = _constant_input(node, given, 1, "non-constant or non-4-D weight")
+    bias = given[2] if len(given) > 2 else None
+    _require(weight.ndim == 4, node, "non-constant or non-4-D weight")
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     bias = None if bias is None else np.ascontiguousarray(bias.reshape(-1), dtype=np.float32)
     slope = None
     if node.attributes.get(_FUSED_PRELU):  # see _fuse_conv_prelu
-        slope = np.ascontiguousarray(
-            np.broadcast_to(given[3].reshape(-1), (weight.shape[0],)), dtype=np.float32
-        )
+        slopes = _constant_input(node, given, 3, "non-constant slope").reshape(-1)
+        slope = np.ascontiguousarray(np.broadcast_to(slopes, (weight.shape[0],)), dtype=np.float32)
     kh, kw = weight.shape[2:]
 
-    def conv(v: Values, alloc: Optional[Alloc] = None) -> List[np.ndarray]:
+    def conv(v: Values, alloc: Alloc | None = None) -> list[np.ndarray]:
         x = v[0]
         out = None
         if alloc is not None and x.ndim == 4:
@@ -329,15 +344,16 @@ def _conv(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("MaxPool")
-def _max_pool(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _max_pool(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     stride, padding = _spatial_2d(node)
     _require(padding == (0, 0), node, "padding")
     _require(len(node.outputs) == 1 and not node.attributes.get("storage_order"), node, "indices")
-    kernel = tuple(_ints(node, "kernel_shape", []))
-    _require(len(kernel) == 2, node, "kernel_shape")
+    kernel_shape = _ints(node, "kernel_shape", [])
+    _require(len(kernel_shape) == 2, node, "kernel_shape")
+    kernel = (kernel_shape[0], kernel_shape[1])
     if node.attributes.get("ceil_mode", 0):
 
-        def ceil_mode(v: Values, alloc: Optional[Alloc] = None) -> List[np.ndarray]:
+        def ceil_mode(v: Values, alloc: Alloc | None = None) -> list[np.ndarray]:
             x, out = v[0], None
             if alloc is not None and x.ndim == 4 and all(x.shape[2 + i] >= kernel[i] for i in (0, 1)):
                 # Windows that start inside the input (as masksegx.nn.max_pool2d counts them).
@@ -349,7 +365,7 @@ def _max_pool(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
         return ceil_mode
 
-    def floor_mode(v: Values, alloc: Optional[Alloc] = None) -> List[np.ndarray]:
+    def floor_mode(v: Values, alloc: Alloc | None = None) -> list[np.ndarray]:
         # Ceil-mode windows start where floor-mode ones do; floor mode only drops the last one.
         h, w = ((v[0].shape[2 + i] - kernel[i]) // stride[i] + 1 for i in (0, 1))
         return [np.ascontiguousarray(_core.max_pool2d(v[0], kernel, stride)[:, :, :h, :w])]
@@ -358,11 +374,11 @@ def _max_pool(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op(_SPLIT_CHANNELS)
-def _split_channels(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _split_channels(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     _require("sizes" in node.attributes, node, "use (an internal operator)")
     bounds = np.cumsum([0, *_ints(node, "sizes", [])])
 
-    def split(v: Values) -> List[np.ndarray]:
+    def split(v: Values) -> list[np.ndarray]:
         # Contiguous views when the batch is 1 (the P-net); copies otherwise.
         return [np.ascontiguousarray(v[0][:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -370,12 +386,11 @@ def _split_channels(node: Node, given: Values, opset: int, owned: bool) -> Kerne
 
 
 @_op("PRelu")
-def _prelu(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
-    slope = given[1]
-    _require(slope is not None, node, "non-constant slope")
+def _prelu(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    slope = _constant_input(node, given, 1, "non-constant slope")
     flat = np.ascontiguousarray(slope.reshape(-1), dtype=np.float32)
 
-    def prelu(v: Values) -> List[np.ndarray]:
+    def prelu(v: Values) -> list[np.ndarray]:
         x = v[0]
         # Per channel: a scalar, or [C, 1, ...] broadcast against [N, C, ...] (as PyTorch exports).
         if flat.size == 1:
@@ -388,17 +403,18 @@ def _prelu(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Relu")
-def _relu(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _relu(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     return lambda v: [_core.relu(v[0], owned)]
 
 
 @_op("Gemm")
-def _gemm(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _gemm(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     attrs = node.attributes
     _require(not attrs.get("transA", 0), node, "transA")
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))  # type: ignore
-    weight, bias = given[1], given[2] if len(given) > 2 else None
-    _require(weight is not None and weight.ndim == 2, node, "non-constant weight")
+    weight = _constant_input(node, given, 1, "non-constant weight")
+    bias = given[2] if len(given) > 2 else None
+    _require(weight.ndim == 2, node, "non-constant weight")
     weight = weight if attrs.get("transB", 0) else weight.T  # to [M, K]
     weight = np.ascontiguousarray(weight * alpha, dtype=np.float32)
     if bias is not None:
@@ -410,13 +426,14 @@ def _gemm(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("MatMul")
-def _matmul(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
-    if given[1] is not None and given[1].ndim == 2:
-        weight = np.ascontiguousarray(given[1].T, dtype=np.float32)
+def _matmul(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    matrix = given[1]
+    if matrix is not None and matrix.ndim == 2:
+        weight = np.ascontiguousarray(matrix.T, dtype=np.float32)
 
-        def fully_connected(v: Values) -> List[np.ndarray]:
+        def fully_connected(v: Values) -> list[np.ndarray]:
             if v[0].ndim != 2:
-                return [np.matmul(v[0], given[1]).astype(np.float32)]
+                return [np.matmul(v[0], matrix).astype(np.float32)]
             return [_core.fully_connected(np.ascontiguousarray(v[0]), weight, None)]
 
         return fully_connected
@@ -424,15 +441,15 @@ def _matmul(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Add")
-def _add(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _add(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     return lambda v: [np.add(v[0], v[1])]
 
 
 @_op("Softmax")
-def _softmax(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _softmax(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     axis = int(node.attributes.get("axis", -1 if opset >= 13 else 1))  # type: ignore[arg-type]
 
-    def softmax(v: Values) -> List[np.ndarray]:
+    def softmax(v: Values) -> list[np.ndarray]:
         x = v[0]
         along = axis % x.ndim
         if opset >= 13 or along == x.ndim - 1:
@@ -445,16 +462,16 @@ def _softmax(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Transpose")
-def _transpose(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
-    perm = node.attributes.get("perm")
+def _transpose(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    perm = _ints(node, "perm", []) if "perm" in node.attributes else None
     return lambda v: [np.ascontiguousarray(np.transpose(v[0], perm))]
 
 
 @_op("Reshape")
-def _reshape(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _reshape(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     allow_zero = bool(node.attributes.get("allowzero", 0))
 
-    def reshape(v: Values) -> List[np.ndarray]:
+    def reshape(v: Values) -> list[np.ndarray]:
         x, shape = v[0], [int(d) for d in v[1]]
         if not allow_zero:  # 0 copies the input's dimension
             shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
@@ -464,18 +481,18 @@ def _reshape(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Flatten")
-def _flatten(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _flatten(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     axis = int(node.attributes.get("axis", 1))  # type: ignore[arg-type]
     return lambda v: [v[0].reshape(int(np.prod(v[0].shape[: axis % (v[0].ndim + 1)])), -1)]
 
 
 @_op("Identity")
-def _identity(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _identity(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     return lambda v: [v[0]]
 
 
 @_op("Constant")
-def _constant(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _constant(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     attrs = node.attributes
     if "value" in attrs:
         value = np.asarray(attrs["value"])
@@ -489,26 +506,26 @@ def _constant(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Shape")
-def _shape(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _shape(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     start, end = node.attributes.get("start", 0), node.attributes.get("end")
     return lambda v: [np.asarray(v[0].shape[start:end], np.int64)]
 
 
 @_op("Gather")
-def _gather(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _gather(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     axis = int(node.attributes.get("axis", 0))  # type: ignore[arg-type]
     return lambda v: [np.take(v[0], v[1], axis=axis)]
 
 
-def _axes(node: Node, v: Values, opset: int) -> List[int]:
+def _axes(node: Node, v: Sequence[np.ndarray | None], opset: int) -> list[int]:
     if opset >= 13 and len(v) > 1 and v[1] is not None:
         return [int(a) for a in np.ravel(v[1])]
     return _ints(node, "axes", [])
 
 
 @_op("Unsqueeze")
-def _unsqueeze(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
-    def unsqueeze(v: Values) -> List[np.ndarray]:
+def _unsqueeze(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    def unsqueeze(v: Values) -> list[np.ndarray]:
         rank = np.ndim(v[0]) + len(_axes(node, v, opset))
         return [np.expand_dims(v[0], tuple(sorted(a % rank for a in _axes(node, v, opset))))]
 
@@ -516,8 +533,8 @@ def _unsqueeze(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Squeeze")
-def _squeeze(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
-    def squeeze(v: Values) -> List[np.ndarray]:
+def _squeeze(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    def squeeze(v: Values) -> list[np.ndarray]:
         axes = _axes(node, v, opset)
         return [np.squeeze(v[0], tuple(a % np.ndim(v[0]) for a in axes) if axes else None)]
 
@@ -525,6 +542,6 @@ def _squeeze(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
 
 
 @_op("Concat")
-def _concat(node: Node, given: Values, opset: int, owned: bool) -> Kernel:
+def _concat(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     axis = int(node.attributes.get("axis", 0))  # type: ignore[arg-type]
     return lambda v: [np.concatenate([np.atleast_1d(x) for x in v], axis=axis)]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Tuple, Union
+from typing import Union
 
 import numpy as np
 
-AttributeValue = Union[int, float, str, np.ndarray, List[int], List[float]]
+AttributeValue = Union[int, float, str, np.ndarray, list[int], list[float]]
 
 # TensorProto.DataType codes we read and their numpy types.
 _TENSOR_DTYPES = {1: np.float32, 7: np.int64}
@@ -29,27 +30,28 @@ class _Corrupt(Exception):
 @dataclass(frozen=True)
 class Node:
     op_type: str
-    inputs: Tuple[str, ...]
-    outputs: Tuple[str, ...]
-    attributes: Dict[str, AttributeValue] = field(default_factory=dict)
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
     domain: str = ""
 
 
 @dataclass(frozen=True)
 class Graph:
-    nodes: Tuple[Node, ...]
-    initializers: Dict[str, np.ndarray]
-    inputs: Tuple[str, ...]  # graph inputs that are not initializers
-    outputs: Tuple[str, ...]
+    nodes: tuple[Node, ...]
+    initializers: dict[str, np.ndarray]
+    inputs: tuple[str, ...]  # graph inputs that are not initializers
+    outputs: tuple[str, ...]
     opset: int  # version of the default ("" / "ai.onnx") operator set
 
 
-def _fields(buf: bytes) -> Iterator[Tuple[int, int, Union[int, bytes]]]:
+def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     """Yield (field number, wire type, value) of one protobuf message."""
     pos, end = 0, len(buf)
     while pos < end:
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1 or wire == 5:
@@ -69,7 +71,7 @@ def _fields(buf: bytes) -> Iterator[Tuple[int, int, Union[int, bytes]]]:
         yield number, wire, value
 
 
-def _varint(buf: bytes, pos: int) -> Tuple[int, int]:
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf) or shift > 63:
@@ -86,7 +88,7 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _int_list(wire: int, value: Union[int, bytes]) -> List[int]:
+def _int_list(wire: int, value: int | bytes) -> list[int]:
     """A repeated int64 field occurrence: packed (wire 2) or a single varint."""
     if wire == 0:
         return [_signed(value)]  # type: ignore[arg-type]
@@ -97,23 +99,23 @@ def _int_list(wire: int, value: Union[int, bytes]) -> List[int]:
     return out
 
 
-def _float_list(wire: int, value: bytes) -> List[float]:
+def _float_list(wire: int, value: bytes) -> list[float]:
     if wire == 5 or len(value) % 4 == 0:
         return list(struct.unpack(f"<{len(value) // 4}f", value))
     raise _Corrupt("bad packed float field")
 
 
-def _text(value: Union[int, bytes]) -> str:
+def _text(value: int | bytes) -> str:
     if not isinstance(value, bytes):
         raise _Corrupt("expected a string field")
     return value.decode("utf-8")
 
 
-def _tensor(buf: bytes) -> Tuple[str, np.ndarray]:
-    dims: List[int] = []
+def _tensor(buf: bytes) -> tuple[str, np.ndarray]:
+    dims: list[int] = []
     data_type, name, raw = 0, "", None
-    floats: List[float] = []
-    ints: List[int] = []
+    floats: list[float] = []
+    ints: list[int] = []
     for number, wire, value in _fields(buf):
         if number == 1:
             dims += _int_list(wire, value)
@@ -144,11 +146,11 @@ def _tensor(buf: bytes) -> Tuple[str, np.ndarray]:
     return name, out
 
 
-def _attribute(buf: bytes) -> Tuple[str, AttributeValue]:
+def _attribute(buf: bytes) -> tuple[str, AttributeValue]:
     name, kind = "", 0
-    scalars: Dict[int, Union[int, bytes]] = {}
-    floats: List[float] = []
-    ints: List[int] = []
+    scalars: dict[int, int | bytes] = {}
+    floats: list[float] = []
+    ints: list[int] = []
     for number, wire, value in _fields(buf):
         if number == 1:
             name = _text(value)
@@ -176,10 +178,10 @@ def _attribute(buf: bytes) -> Tuple[str, AttributeValue]:
 
 
 def _node(buf: bytes) -> Node:
-    inputs: List[str] = []
-    outputs: List[str] = []
+    inputs: list[str] = []
+    outputs: list[str] = []
     op_type, domain = "", ""
-    attributes: Dict[str, AttributeValue] = {}
+    attributes: dict[str, AttributeValue] = {}
     for number, _, value in _fields(buf):
         if number == 1:
             inputs.append(_text(value))
@@ -202,10 +204,10 @@ def _value_info_name(buf: bytes) -> str:
 
 
 def _graph(buf: bytes, opset: int) -> Graph:
-    nodes: List[Node] = []
-    initializers: Dict[str, np.ndarray] = {}
-    inputs: List[str] = []
-    outputs: List[str] = []
+    nodes: list[Node] = []
+    initializers: dict[str, np.ndarray] = {}
+    inputs: list[str] = []
+    outputs: list[str] = []
     for number, _, value in _fields(buf):
         if number == 1:
             nodes.append(_node(value))  # type: ignore[arg-type]
@@ -230,7 +232,7 @@ def parse_model(data: bytes) -> Graph:
             elif number == 8:
                 fields = {n: v for n, _, v in _fields(value)}  # type: ignore[arg-type]
                 if _text(fields.get(1, b"")) in ("", "ai.onnx"):
-                    opset = int(fields.get(2, 0))  # type: ignore[arg-type]
+                    opset = int(fields.get(2, 0))
         if not isinstance(graph_bytes, bytes):
             raise _Corrupt("no graph")
         graph = _graph(graph_bytes, opset)
@@ -241,7 +243,7 @@ def parse_model(data: bytes) -> Graph:
     return graph
 
 
-def load_graph(path: Union[str, "os.PathLike[str]"]) -> Graph:
+def load_graph(path: str | os.PathLike[str]) -> Graph:
     """Read the ONNX file at ``path``; ValueError naming the file when it cannot be decoded."""
     with open(path, "rb") as handle:
         data = handle.read()

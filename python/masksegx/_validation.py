@@ -1,4 +1,10 @@
-"""Argument checks for the public API: clear TypeError/ValueError naming the argument."""
+"""Argument checks for the public API: clear TypeError/ValueError naming the argument.
+
+Public functions check their arguments once, with these helpers, and hand them to private
+functions (``_name``) that trust their array arguments; internal callers such as the pipeline
+call the private functions with arrays they made themselves, so an image is validated once on
+its way through. Cheap checks of scalar settings stay in the private functions.
+"""
 
 from __future__ import annotations
 
@@ -40,14 +46,14 @@ def check_size(shape: tuple[int, ...], name: str) -> None:
         raise ValueError(f"{name}: image side exceeds {MAX_SIDE} pixels (shape {h}x{w})")
 
 
-def as_mask(mask: object, name: str, shape: tuple[int, int]) -> np.ndarray:
+def as_mask(mask: object, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """Return ``mask`` as a C-contiguous bool HxW array matching ``shape``."""
     if not isinstance(mask, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(mask).__name__}")
     if mask.dtype != np.bool_:
         if mask.dtype.kind not in "iu":
             raise TypeError(f"{name}: expected a bool (or integer 0/1) mask, got {mask.dtype}")
-        mask = mask != 0
+        mask = np.not_equal(mask, 0)
     if mask.shape != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {mask.shape}")
     return np.ascontiguousarray(mask)
@@ -76,6 +82,17 @@ def as_float_array(values: object, name: str, *, ndim: int) -> np.ndarray:
     if not np.isfinite(out).all():
         raise ValueError(f"{name}: contains NaN or infinity")
     return out
+
+
+def check_threads(threads: object, name: str = "threads", *, minimum: int = 1) -> int:
+    """An onnxruntime intra-op thread count: an integer (Python or numpy, not a bool; TypeError
+    otherwise) of at least ``minimum`` (ValueError otherwise). ``minimum=0`` where 0 means
+    onnxruntime's default."""
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {type(threads).__name__}")
+    if threads < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {threads}")
+    return int(threads)
 
 
 def check_order(order: str) -> str:
@@ -112,7 +129,7 @@ def as_points(points: object, name: str, count: int | None = None) -> np.ndarray
     return out
 
 
-def mask_box(mask: np.ndarray):
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Bounding box ``(x0, y0, x1, y1)`` (exclusive ends) of a bool HxW mask, None if empty."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:

@@ -95,7 +95,8 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a 2x3 affine ``matrix`` to points [N, 2]; returns float64 [N, 2]."""
     points = as_points(points, "points")
     matrix = _as_affine(matrix)
-    return points @ matrix[:, :2].T + matrix[:, 2]
+    moved: np.ndarray = points @ matrix[:, :2].T + matrix[:, 2]
+    return moved
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
@@ -132,8 +133,14 @@ def align_face(
     matrix : float64 [2, 3]
         The similarity image -> crop; map crop points back with ``invert_affine(matrix)``.
     """
-    image = as_image(image)
-    landmarks = as_landmarks(landmarks)
+    return _align_face(as_image(image), as_landmarks(landmarks), size, padding)
+
+
+def _align_face(
+    image: np.ndarray, landmarks: np.ndarray, size: int, padding: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`align_face` of an image already validated by :func:`as_image` and landmarks by
+    :func:`as_landmarks`."""
     size = _check_size(size)
     matrix = similarity_transform(landmarks, canonical_points(size, padding))
     crop = cv2.warpAffine(

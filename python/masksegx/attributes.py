@@ -27,17 +27,19 @@ from __future__ import annotations
 
 import json
 import os
-import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import cv2
 import numpy as np
 
-from ._validation import as_image, as_numeric_points
-from .align import align_face
-from .detect import MODEL_DIR, ModelNotFoundError
+from ._models import ATTRIBUTES_MODEL, cached, model_file, onnx_session
+from ._validation import as_image, as_numeric_points, check_threads
+from .align import _align_face
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -48,7 +50,7 @@ N_JOINT = 2 * N_LEVELS
 GENDERS = ("female", "male")
 WEARING_STATES = ("none", "incorrect", "correct")
 #: The shipped model.
-DEFAULT_MODEL = MODEL_DIR / "attributes.onnx"
+DEFAULT_MODEL = ATTRIBUTES_MODEL
 #: ONNX metadata key holding the preprocessing settings and the wearing thresholds (JSON).
 METADATA_KEY = "masksegx_attributes"
 #: Settings assumed when a model file carries no metadata.
@@ -92,7 +94,8 @@ def gender_marginals(joint: np.ndarray) -> np.ndarray:
 def level_marginals(joint: np.ndarray) -> np.ndarray:
     """P(level l) = T_l + T_{l+11} (eq. 13) of joint probabilities [..., 22] -> [..., 11]."""
     joint = _as_joint(joint)
-    return joint[..., :N_LEVELS] + joint[..., N_LEVELS:]
+    levels: np.ndarray = joint[..., :N_LEVELS] + joint[..., N_LEVELS:]
+    return levels
 
 
 def expected_level(level_probs: np.ndarray) -> np.ndarray:
@@ -133,15 +136,12 @@ class AttributePredictor:
     """
 
     def __init__(
-        self, model: Optional[PathLike] = None, *, threads: int = 1, mirror: bool = True
+        self, model: PathLike | None = None, *, threads: int = 1, mirror: bool = True
     ) -> None:
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-            raise TypeError(f"threads: expected an int, got {type(threads).__name__}")
-        if threads < 1:
-            raise ValueError(f"threads: expected at least 1, got {threads}")
-        self.model_path = _model_path(model)
-        self.threads = int(threads)
-        self._session, self._input, self.settings = _load(self.model_path, self.threads)
+        self.threads = check_threads(threads)
+        self.model_path = model_file(model, shipped=ATTRIBUTES_MODEL)
+        self._session = onnx_session(self.model_path, self.threads)
+        self._input, self.settings = _attribute_net_settings(self._session, self.model_path)
         self.crop_size = int(self.settings["crop_size"])
         self.input_size = int(self.settings["input_size"])
         self.padding = float(self.settings["padding"])
@@ -153,11 +153,15 @@ class AttributePredictor:
 
     def preprocess(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Network input float32 [N, 3, S, S] for landmarks [N, 5, 2] (validated by the caller)."""
+        return self._preprocess(as_image(image), landmarks)
+
+    def _preprocess(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """:meth:`preprocess` of an image already validated by :func:`as_image`."""
         batch = np.empty((len(landmarks), 3, self.input_size, self.input_size), np.float32)
         mean, scale = np.float32(self.settings["mean"]), np.float32(self.settings["scale"])
         for i, points in enumerate(landmarks):
             try:
-                crop, _ = align_face(image, points, self.crop_size, self.padding)
+                crop, _ = _align_face(image, points, self.crop_size, self.padding)
             except ValueError as error:  # degenerate points (all in one place)
                 raise ValueError(f"landmarks: face {i}: {error}") from None
             if self.input_size != self.crop_size:
@@ -171,11 +175,14 @@ class AttributePredictor:
 
     def joint_probs(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The network's joint probabilities float32 [N, 22] for landmarks [5, 2] / [N, 5, 2]."""
-        image = as_image(image)
-        points = _as_landmark_batch(landmarks)
-        if len(points) == 0:
+        return self._joint_probs(as_image(image), _as_landmark_batch(landmarks))
+
+    def _joint_probs(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """:meth:`joint_probs` of an image already validated by :func:`as_image` and finite
+        landmarks [N, 5, 2]."""
+        if len(landmarks) == 0:
             return np.zeros((0, N_JOINT), np.float32)
-        batch = self.preprocess(image, points)
+        batch = self._preprocess(image, landmarks)
         if self.mirror_here:
             both = np.ascontiguousarray(np.concatenate([batch, batch[:, :, :, ::-1]]))
             out = self._session.run(None, {self._input: both})[0]
@@ -184,8 +191,13 @@ class AttributePredictor:
             out = self._session.run(None, {self._input: batch})[0]
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> List[FaceAttributes]:
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> list[FaceAttributes]:
         return [self.attributes(joint) for joint in self.joint_probs(image, landmarks)]
+
+    def _predict(self, image: np.ndarray, landmarks: np.ndarray) -> list[FaceAttributes]:
+        """The call of an image already validated by :func:`as_image` and finite landmarks
+        [N, 5, 2]."""
+        return [self.attributes(joint) for joint in self._joint_probs(image, landmarks)]
 
     def attributes(self, joint: np.ndarray) -> FaceAttributes:
         """:class:`FaceAttributes` of one face's joint probabilities (22,)."""
@@ -203,25 +215,15 @@ class AttributePredictor:
         )
 
 
-_PREDICTORS: Dict[Tuple[str, int], AttributePredictor] = {}
-_PREDICTORS_LOCK = threading.Lock()
-
-
 def predict_attributes(
-    image: np.ndarray, landmarks: np.ndarray, *, model: Optional[PathLike] = None
-) -> Union[FaceAttributes, List[FaceAttributes]]:
+    image: np.ndarray, landmarks: np.ndarray, *, model: PathLike | None = None
+) -> FaceAttributes | list[FaceAttributes]:
     """Attributes of the face(s) with ``landmarks`` in ``image`` (uint8 BGR [H, W, 3]).
 
     ``landmarks`` [5, 2] returns one :class:`FaceAttributes`, [N, 5, 2] a list of N. The model
     (default: the shipped one) is loaded once and reused (single-threaded session).
     """
-    path = _model_path(model)
-    stat = os.stat(path)
-    key = (path, stat.st_mtime_ns)
-    with _PREDICTORS_LOCK:
-        predictor = _PREDICTORS.get(key)  # type: ignore[arg-type]
-        if predictor is None:
-            predictor = _PREDICTORS[key] = AttributePredictor(path)  # type: ignore[index]
+    predictor = cached(model_file(model, shipped=ATTRIBUTES_MODEL), "AttributePredictor", AttributePredictor)
     points = _as_landmark_array(landmarks)
     result = predictor(image, points)
     return result[0] if points.ndim == 2 else result
@@ -250,9 +252,9 @@ def _as_joint(joint: object) -> np.ndarray:
     return joint
 
 
-def _thresholds(values: object) -> Tuple[float, float]:
+def _thresholds(values: object) -> tuple[float, float]:
     try:
-        low, high = (float(v) for v in values)  # type: ignore[union-attr]
+        low, high = (float(v) for v in values)  # type: ignore[attr-defined]  # TypeError caught
     except (TypeError, ValueError):
         raise ValueError(f"thresholds: expected two numbers (a, b), got {values!r}") from None
     if not 0.0 <= low <= high <= N_LEVELS - 1:
@@ -260,32 +262,9 @@ def _thresholds(values: object) -> Tuple[float, float]:
     return low, high
 
 
-def _model_path(model: Optional[PathLike]) -> str:
-    if model is None:
-        if not DEFAULT_MODEL.is_file():
-            raise ModelNotFoundError(
-                f"no shipped attribute model {DEFAULT_MODEL}; pass model=PATH"
-            )
-        return str(DEFAULT_MODEL)
-    if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"model: expected a path or None, got {type(model).__name__}")
-    path = os.path.realpath(os.fspath(model))
-    if not os.path.isfile(path):
-        raise ModelNotFoundError(f"model: no such model file: {path}")
-    return path
-
-
-def _load(path: str, threads: int):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    try:
-        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime raises its own exception types
-        raise ValueError(f"model: onnxruntime cannot load {path}: {error}") from None
+def _attribute_net_settings(session: onnxruntime.InferenceSession, path: str) -> tuple[str, dict[str, Any]]:
+    """Input name and preprocessing settings (:data:`DEFAULT_SETTINGS` updated from the model's
+    metadata) of an attribute net; ValueError for any other net."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) < 1 or outputs[0].shape[-1] != N_JOINT:
         raise ValueError(f"model: {path} is not an attribute net (one input, output [N, 22])")
@@ -295,5 +274,5 @@ def _load(path: str, threads: int):
         try:
             settings.update(json.loads(raw))
         except json.JSONDecodeError as error:
-            raise ValueError(f"model: {path} has unreadable {METADATA_KEY} metadata: {error}")
-    return session, inputs[0].name, settings
+            raise ValueError(f"model: {path} has unreadable {METADATA_KEY} metadata: {error}") from None
+    return inputs[0].name, settings

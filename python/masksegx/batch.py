@@ -26,18 +26,17 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import List, Optional, TextIO
+from typing import Any, TextIO
 
 import cv2
 import numpy as np
 
 from . import rle
-from .eval.datasets import DatasetError, read_image
+from .io import IMAGE_SUFFIXES, DatasetError, read_image
 from .pipeline import Face
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
@@ -54,20 +53,20 @@ class BatchReport:
     """What a batch did: images written and (input, message) pairs that failed."""
 
     written: int = 0
-    failures: List[tuple] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def expand_inputs(inputs: Iterable[str]) -> tuple[List[Source], List[tuple]]:
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[Source], list[tuple[str, str]]]:
     """Sources for files, folders and glob patterns; also ``(input, message)`` for bad ones."""
-    sources: List[Source] = []
-    problems: List[tuple] = []
+    sources: list[Source] = []
+    problems: list[tuple[str, str]] = []
     for item in inputs:
         if os.path.isdir(item):
             names = sorted(os.listdir(item))
             found = [
                 _source(os.path.join(item, n))
                 for n in names
-                if n.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+                if n.lower().endswith(IMAGE_SUFFIXES + VIDEO_EXTENSIONS)
             ]
             if not found:
                 problems.append((item, "folder holds no images or videos"))
@@ -84,19 +83,19 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[List[Source], List[tuple]]:
     return sources, problems
 
 
-Segmenter = Callable[[np.ndarray], List[Face]]
+Segmenter = Callable[[np.ndarray], list[Face]]
 WORKER_DIED = "a worker process stopped unexpectedly (killed or out of memory?); not segmented"
 
 
 def run_batch(
-    sources: List[Source],
+    sources: list[Source],
     make_segmenter: Callable[[], Segmenter],
     output: str,
     *,
     threads: int = 1,
     workers: int = 1,
     frame_step: int = 1,
-    progress: Optional[TextIO] = None,
+    progress: TextIO | None = None,
 ) -> BatchReport:
     """Segment every image and sampled video frame of ``sources``, writing into ``output``.
 
@@ -118,7 +117,7 @@ def run_batch(
     report = BatchReport()
     names = _UniqueNames()
     bar = _ProgressBar(_count_items(sources, frame_step), progress)
-    pending: List[tuple] = []
+    pending: list[tuple[str, Future[None]]] = []
     pool: Executor
     if workers > 1:
         del segment  # each worker builds its own
@@ -133,7 +132,7 @@ def run_batch(
         pool = ThreadPoolExecutor(threads)
         task, parallel = functools.partial(_segment_and_write, segment, output), threads
 
-    def finish(entry: tuple) -> None:
+    def finish(entry: tuple[str, Future[None]]) -> None:
         label, future = entry
         try:
             future.result()
@@ -170,7 +169,7 @@ def _segment_and_write(segment: Segmenter, output: str, name: str, label: str, i
     write_results(output, name, label, image, segment(image))
 
 
-_worker_segment: Optional[Segmenter] = None
+_worker_segment: Segmenter | None = None
 
 
 def _start_worker(make_segmenter: Callable[[], Segmenter]) -> None:
@@ -184,7 +183,7 @@ def _worker_task(output: str, name: str, label: str, image: np.ndarray) -> None:
     _segment_and_write(_worker_segment, output, name, label, image)
 
 
-def write_results(output: str, name: str, label: str, image: np.ndarray, faces: List[Face]) -> None:
+def write_results(output: str, name: str, label: str, image: np.ndarray, faces: list[Face]) -> None:
     """Write ``<name>.json``, ``<name>_mask.png`` and ``<name>_overlay.jpg`` into ``output``."""
     union = np.zeros(image.shape[:2], bool)
     for face in faces:
@@ -198,13 +197,14 @@ def write_results(output: str, name: str, label: str, image: np.ndarray, faces: 
     with open(os.path.join(output, f"{name}.json"), "w", encoding="utf-8") as out:
         json.dump(record, out, indent=1)
         out.write("\n")
-    for suffix, picture in (("_mask.png", union.astype(np.uint8) * 255), ("_overlay.jpg", overlay(image, faces))):
+    pictures = (("_mask.png", union.astype(np.uint8) * 255), ("_overlay.jpg", overlay(image, faces)))
+    for suffix, picture in pictures:
         path = os.path.join(output, name + suffix)
         if not cv2.imwrite(path, picture):
             raise OSError(f"could not write {path!r}")
 
 
-def face_record(face: Face) -> dict:
+def face_record(face: Face) -> dict[str, Any]:
     """A JSON-ready dict of one face; the mask as COCO RLE (see :mod:`masksegx.rle`)."""
     return {
         "box": [round(float(v), 2) for v in face.box],
@@ -220,7 +220,7 @@ def face_record(face: Face) -> dict:
     }
 
 
-def overlay(image: np.ndarray, faces: List[Face]) -> np.ndarray:
+def overlay(image: np.ndarray, faces: list[Face]) -> np.ndarray:
     """The image with each face's mask tinted green, its box, landmarks and a label drawn."""
     out = image.copy()
     scale = max(1, round(max(image.shape[:2]) / 600))
@@ -243,7 +243,7 @@ def _source(path: str) -> Source:
     return Source(path, path.lower().endswith(VIDEO_EXTENSIONS))
 
 
-def _count_items(sources: List[Source], frame_step: int) -> int:
+def _count_items(sources: list[Source], frame_step: int) -> int:
     total = 0
     for source in sources:
         if source.is_video:
@@ -256,7 +256,9 @@ def _count_items(sources: List[Source], frame_step: int) -> int:
     return total
 
 
-def _read_items(sources: List[Source], frame_step: int) -> Iterator[tuple]:
+def _read_items(
+    sources: list[Source], frame_step: int
+) -> Iterator[tuple[str, str, np.ndarray | None, str | None]]:
     """(label, name, image, error) for every image and sampled frame, read lazily."""
     for source in sources:
         stem = os.path.splitext(os.path.basename(source.path))[0]
@@ -287,7 +289,7 @@ def _read_items(sources: List[Source], frame_step: int) -> Iterator[tuple]:
 
 class _UniqueNames:
     def __init__(self) -> None:
-        self._used: set = set()
+        self._used: set[str] = set()
 
     def claim(self, name: str) -> str:
         unique, n = name, 1
@@ -301,7 +303,7 @@ class _UniqueNames:
 class _ProgressBar:
     """A one-line text bar on ``stream`` (redrawn at most 10 times a second); silent if None."""
 
-    def __init__(self, total: int, stream: Optional[TextIO]) -> None:
+    def __init__(self, total: int, stream: TextIO | None) -> None:
         self.total, self.done, self.stream = total, 0, stream
         self.start = self.last = time.perf_counter()
 
@@ -325,7 +327,7 @@ class _ProgressBar:
             self.stream.flush()
 
 
-def progress_stream(force: Optional[bool]) -> Optional[TextIO]:
+def progress_stream(force: bool | None) -> TextIO | None:
     """stderr when ``force`` is True, or when None and stderr is a terminal; else None."""
     if force is None:
         force = sys.stderr.isatty()

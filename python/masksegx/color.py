@@ -14,7 +14,7 @@ NMRI        [-1, 1]: ``(S - I) / (S + I)``; 0 where ``S + I == 0``.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,17 +25,21 @@ from ._validation import as_image, check_order
 class SpectralMaps(NamedTuple):
     """Per-pixel maps from :func:`spectral_maps` (HSI maps are None with ``with_hsi=False``)."""
 
-    hue: Optional[np.ndarray]
-    saturation: Optional[np.ndarray]
-    intensity: Optional[np.ndarray]
+    hue: np.ndarray | None
+    saturation: np.ndarray | None
+    intensity: np.ndarray | None
     nbri: np.ndarray
     nmri: np.ndarray
 
 
 def spectral_maps(image: np.ndarray, *, order: str = "bgr", with_hsi: bool = True) -> SpectralMaps:
     """HSI, NBRI and NMRI of ``image`` in a single pass."""
-    image = as_image(image)
-    return SpectralMaps(*_core.spectral_maps(image, check_order(order), bool(with_hsi)))
+    return _spectral_maps(as_image(image), check_order(order), bool(with_hsi))
+
+
+def _spectral_maps(image: np.ndarray, order: str = "bgr", with_hsi: bool = True) -> SpectralMaps:
+    """:func:`spectral_maps` of an image already validated by :func:`as_image`."""
+    return SpectralMaps(*_core.spectral_maps(image, order, with_hsi))
 
 
 def rgb_to_hsi(image: np.ndarray, *, order: str = "bgr") -> np.ndarray:

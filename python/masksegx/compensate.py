@@ -99,6 +99,20 @@ def compensate_region(
     When either side has no pixels every gain is 1: the region is only suppressed.
     """
     image, region = _image_and_region(image, region)
+    return _compensate_region(image, region, mu=mu, t=t, strength=strength, order=order)
+
+
+def _compensate_region(
+    image: np.ndarray,
+    region: np.ndarray,
+    *,
+    mu: float = 0.8,
+    t: float = 6.0,
+    strength: float = 1.0,
+    order: str = "bgr",
+) -> CompensationResult:
+    """:func:`compensate_region` of an image and a region already validated (:func:`as_image`,
+    :func:`as_mask`)."""
     return CompensationResult(
         *_core.compensate_region(image, region, float(mu), float(t), float(strength), check_order(order))
     )

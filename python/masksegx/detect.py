@@ -33,31 +33,26 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Union
 
 import numpy as np
 
 from . import _core
 from ._executor import MAX_KEPT_FLOATS, NativeNet
-from ._validation import MAX_SIDE, as_image, check_order
+from ._models import DETECTOR_MODELS, cached, model_file, onnx_session
+from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.detect.MODEL_DIR
+from ._models import ModelNotFoundError as ModelNotFoundError  # re-exported, users catch it here
+from ._validation import MAX_SIDE, as_image, check_order, check_threads
+from .boxes import nms_exclusive
 from .nms import nms
 
 PathLike = Union[str, "os.PathLike[str]"]
-Runner = Callable[[np.ndarray], Dict[str, np.ndarray]]
+Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
 
-#: Where the package's own depthwise-separable nets are shipped.
-MODEL_DIR = Path(__file__).resolve().parent / "models"
-SHIPPED_MODELS = tuple(
-    MODEL_DIR / f"ds_mtcnn_{net}.onnx" for net in ("pnet", "rnet", "onet", "lnet")
-)
 BACKENDS = ("native", "onnxruntime")
 _NET_OUTPUTS = (("reg", "prob"), ("reg", "prob"), ("reg", "prob", "landmarks"), ("landmarks",))
-
-
-class ModelNotFoundError(FileNotFoundError, ValueError):
-    """A detector model file is missing (both a FileNotFoundError and a ValueError)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,7 @@ class Detections:
     """Faces found in one image.
 
     boxes : float32 (N, 4) ``x1, y1, x2, y2`` in pixels (corners, last pixel included as in
-        MTCNN; may extend past the image).
+        MTCNN: the inclusive-end convention of :mod:`masksegx.boxes`; may extend past the image).
     scores : float32 (N,) O-net face probability in (threshold, 1], best first.
     landmarks : float32 (N, 5, 2) ``x, y`` of the left eye, right eye, nose, left and right mouth
         corner, "left" meaning the image's left.
@@ -97,8 +92,8 @@ class FaceDetector:
     order : channel order of the images, ``"bgr"`` (cv2.imread) or ``"rgb"``.
     onnxruntime_threads : intra-op threads of the onnxruntime sessions (0 = its default).
     mirror_landmarks : also run the landmark net on each face's mirror image and average the two
-        answers: held-out cuhk5pt NME 0.046 instead of 0.051, for one more landmark-net pass per
-        face (about 0.1 ms on one core). No effect on three-net model sets.
+        answers: a lower landmark error (figures in the README), for one more landmark-net pass
+        per face. No effect on three-net model sets.
 
     Nets are loaded once per file and backend and shared by every detector; a detector holds no
     mutable state, so concurrent calls from several threads are safe.
@@ -106,7 +101,7 @@ class FaceDetector:
 
     def __init__(
         self,
-        models: Optional[Sequence[PathLike]] = None,
+        models: Sequence[PathLike] | None = None,
         *,
         backend: str = "native",
         min_face_size: float = 20,
@@ -127,10 +122,7 @@ class FaceDetector:
         if not 0.0 < self.scale_factor < 1.0:
             raise ValueError(f"scale_factor: must be in (0, 1), got {scale_factor}")
         self.order = check_order(order)
-        if isinstance(onnxruntime_threads, bool) or not isinstance(onnxruntime_threads, int):
-            raise TypeError("onnxruntime_threads: expected an integer")
-        if onnxruntime_threads < 0:
-            raise ValueError(f"onnxruntime_threads: must be >= 0, got {onnxruntime_threads}")
+        onnxruntime_threads = check_threads(onnxruntime_threads, "onnxruntime_threads", minimum=0)
         if not isinstance(mirror_landmarks, (bool, np.bool_)):
             raise TypeError(f"mirror_landmarks: expected a bool, got {type(mirror_landmarks)}")
         self.mirror_landmarks = bool(mirror_landmarks)
@@ -142,7 +134,11 @@ class FaceDetector:
 
     def __call__(self, image: np.ndarray) -> Detections:
         """Detect the faces of a uint8 HxWx3 image (channel order as ``order``)."""
-        source = _Source(as_image(image), self.order == "bgr")
+        return self._detect(as_image(image))
+
+    def _detect(self, image: np.ndarray) -> Detections:
+        """The call of an image already validated by :func:`as_image`."""
+        source = _Source(image, self.order == "bgr")
         pnet, rnet, onet, *lnet = self._nets
         boxes = self._propose(source, pnet)
         if len(boxes):
@@ -151,7 +147,7 @@ class FaceDetector:
             return self._output(source, boxes, onet, lnet[0] if lnet else None)
         return _empty()
 
-    def _scales(self, height: int, width: int) -> list:
+    def _scales(self, height: int, width: int) -> list[float]:
         scale = 12.0 / self.min_face_size
         shortest = min(height, width) * scale
         if max(height, width) * scale + 1 > MAX_SIDE:
@@ -163,11 +159,11 @@ class FaceDetector:
             shortest *= self.scale_factor
         return scales
 
-    def _propose(self, image: "_Source", pnet: Runner) -> np.ndarray:
+    def _propose(self, image: _Source, pnet: Runner) -> np.ndarray:
         """P-net stage: squared candidate boxes [K, 5] (x1, y1, x2, y2, score)."""
         height, width = image.pixels.shape[:2]
         candidates = []
-        levels: list = []  # planar [3, h, w] levels (see _PYRAMID_STEP)
+        levels: list[np.ndarray] = []  # planar [3, h, w] levels (see _PYRAMID_STEP)
         scales = self._scales(height, width)
         total = sum(3 * int(height * s + 1) * int(width * s + 1) for s in scales)  # all levels
         buffer, used = _level_buffer(total), 0
@@ -188,17 +184,17 @@ class FaceDetector:
             if prob.max() < self.thresholds[0]:
                 continue
             found = _cells_to_boxes(out["reg"][0], prob, scale, self.thresholds[0])
-            keep = _nms_exclusive(found, self.nms_thresholds[0])
+            keep = nms_exclusive(found[:, :4], found[:, 4], self.nms_thresholds[0])
             candidates.append(found[keep])
         if not candidates:
             return np.zeros((0, 5), np.float32)
         boxes = np.concatenate(candidates)
-        boxes = boxes[_nms_exclusive(boxes, self.nms_thresholds[1])]
+        boxes = boxes[nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])]
         size = boxes[:, 2:4] - boxes[:, 0:2]  # facenet-pytorch regresses P-net boxes without +1
         corners = boxes[:, :4] + boxes[:, 5:9] * np.concatenate([size, size], axis=1)
         return _square(np.concatenate([corners, boxes[:, 4:5]], axis=1))
 
-    def _refine(self, image: "_Source", boxes: np.ndarray, rnet: Runner) -> np.ndarray:
+    def _refine(self, image: _Source, boxes: np.ndarray, rnet: Runner) -> np.ndarray:
         """R-net stage: squared boxes [K, 5]."""
         crops, boxes = _crops(image, boxes, 24)
         if len(boxes) == 0:
@@ -208,11 +204,11 @@ class FaceDetector:
         passed = score > self.thresholds[1]
         boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
         offsets = out["reg"][passed]
-        keep = _nms_exclusive(boxes, self.nms_thresholds[1])
+        keep = nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])
         return _square(_regress(boxes[keep], offsets[keep]))
 
     def _output(
-        self, image: "_Source", boxes: np.ndarray, onet: Runner, lnet: Optional[Runner]
+        self, image: _Source, boxes: np.ndarray, onet: Runner, lnet: Runner | None
     ) -> Detections:
         crops, boxes = _crops(image, boxes, 48)
         if len(boxes) == 0:
@@ -251,7 +247,7 @@ def detect_faces(
     min_face_size: float = 20,
     thresholds: Sequence[float] = (0.6, 0.7, 0.7),
     backend: str = "native",
-    models: Optional[Sequence[PathLike]] = None,
+    models: Sequence[PathLike] | None = None,
     scale_factor: float = 0.709,
     nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7),
     order: str = "bgr",
@@ -279,9 +275,8 @@ def detect_faces(
 
 _SCRATCH = threading.local()
 #: Pyramid level k is resampled from level k - 3 (at least 2.8 times its size), the first three
-#: from the image: 0.6x the time of resampling the image every time. AP50 on the facemask
-#: validation split, measured with the nets of the time: ours 0.659 either way, the standard
-#: weights 0.616 (0.608 from the image); from the level before instead: ours 0.648.
+#: from the image: cheaper than resampling the image every time, with the same AP50 on the
+#: facemask validation split for our nets (resampling from the level before lost some).
 _PYRAMID_STEP = 3
 
 
@@ -333,35 +328,23 @@ def _landmarks_with_mirror(lnet: Runner, crops: np.ndarray, sides: np.ndarray) -
         [1 - 1 / sides - mirrored[:, :5][:, _MIRRORED_ORDER], mirrored[:, 5:][:, _MIRRORED_ORDER]],
         axis=1,
     )
-    return (answers[:count] + back) / 2
+    averaged: np.ndarray = (answers[:count] + back) / 2
+    return averaged
 
 
 #: Crops per net call, by crop side: a net's layers run one after the other over the whole batch,
-#: so a large batch leaves the caches between layers. One thread, this machine's 2 MB L2: our
-#: R-net 13 us per crop in batches of 32-96, 24 us in one of 1024; O-net 52 us at 32, 107 us
-#: at 1024 (the standard weights: 36 vs 51, 229 vs 275; onnxruntime gains less, 72 vs 80).
+#: so a large batch leaves the caches between layers; chunks keep a layer's output in cache for
+#: the next (the README gives the per-crop times).
 _CHUNK = {24: 64, 48: 32}
 
 
-def _in_chunks(net: Runner, crops: np.ndarray) -> Dict[str, np.ndarray]:
+def _in_chunks(net: Runner, crops: np.ndarray) -> dict[str, np.ndarray]:
     """``net`` on a batch of crops, in chunks of :data:`_CHUNK` crops (outputs concatenated)."""
     chunk = _CHUNK.get(crops.shape[-1], 32)
     if len(crops) <= chunk:
         return net(crops)
     parts = [net(crops[start : start + chunk]) for start in range(0, len(crops), chunk)]
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-
-
-def _nms_exclusive(boxes: np.ndarray, threshold: float) -> np.ndarray:
-    """NMS with the IoU of torchvision (areas ``(x2 - x1) * (y2 - y1)``, no +1 pixel).
-
-    :func:`masksegx.nms.nms` counts the last pixel; shrinking x2 and y2 by one gives exactly the
-    exclusive-corner overlap.
-    """
-    if len(boxes) == 0:
-        return np.zeros(0, np.int64)
-    shrunk = boxes[:, :4] - np.array([0, 0, 1, 1], np.float32)
-    return nms(shrunk, boxes[:, 4], threshold)
 
 
 def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -391,15 +374,15 @@ class _Source:
         self.bgr = bgr
 
     def resample(
-        self, boxes: np.ndarray, size: Tuple[int, int], out: Optional[np.ndarray] = None
+        self, boxes: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None
     ) -> np.ndarray:
         return _core.resize_area_boxes_u8(
-            self.pixels, boxes, size, self.bgr, np.float32(0.0078125), np.float32(-0.99609375),
+            self.pixels, boxes, size, self.bgr, 0.0078125, -0.99609375,
             out,
         )
 
 
-def _crops(image: _Source, boxes: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
+def _crops(image: _Source, boxes: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """The in-image part of every box resized to side x side (area resampling), as a normalised
     NCHW batch, and the boxes kept."""
     height, width = image.pixels.shape[:2]
@@ -414,70 +397,48 @@ def _crops(image: _Source, boxes: np.ndarray, side: int) -> Tuple[np.ndarray, np
     return batch, boxes[inside]
 
 
-def _model_paths(models: Optional[Sequence[PathLike]]) -> Tuple[str, ...]:
+def _model_paths(models: Sequence[PathLike] | None) -> tuple[str, ...]:
     if models is None:
-        if not all(path.is_file() for path in SHIPPED_MODELS):
+        if not all(path.is_file() for path in DETECTOR_MODELS):
             raise ModelNotFoundError(
                 f"no shipped detector models in {MODEL_DIR}; pass models=(pnet, rnet, onet)"
             )
-        paths = SHIPPED_MODELS
-    else:
-        if isinstance(models, (str, bytes, os.PathLike)) or len(models) not in (3, 4):
-            raise ValueError(
-                "models: expected None or three paths (pnet, rnet, onet) or four "
-                "(pnet, rnet, onet, lnet)"
-            )
-        paths = tuple(models)  # type: ignore[assignment]
-    resolved = tuple(os.path.realpath(os.fspath(path)) for path in paths)
-    for path in resolved:
-        if not os.path.isfile(path):
-            raise ModelNotFoundError(f"models: no such model file: {path}")
-    return resolved  # type: ignore[return-value]
+        return tuple(str(path) for path in DETECTOR_MODELS)
+    if isinstance(models, (str, bytes, os.PathLike)) or len(models) not in (3, 4):
+        raise ValueError(
+            "models: expected None or three paths (pnet, rnet, onet) or four "
+            "(pnet, rnet, onet, lnet)"
+        )
+    return tuple(model_file(path, "models") for path in models)
 
 
-_LOADED: Dict[tuple, Tuple[Runner, Sequence[str]]] = {}
-_LOAD_LOCK = threading.Lock()
-
-
-def _load(path: str, backend: str, threads: int, outputs: Tuple[str, ...]) -> Runner:
+def _load(path: str, backend: str, threads: int, outputs: tuple[str, ...]) -> Runner:
     """The net at ``path``, loaded once per (file version, backend, threads)."""
-    stat = os.stat(path)
-    key = (path, stat.st_mtime_ns, stat.st_size, backend, threads)
-    with _LOAD_LOCK:
-        if key not in _LOADED:
-            _LOADED[key] = _native(path) if backend == "native" else _onnxruntime(path, threads)
-        runner, names = _LOADED[key]
+    if backend == "native":
+        runner, names = cached(path, "native", _native)
+    else:
+        runner, names = _onnxruntime(path, threads)
     missing = [name for name in outputs if name not in names]
     if missing:
         raise ValueError(f"{path}: the net lacks the outputs {missing} (has {list(names)})")
     return runner
 
 
-def _native(path: str) -> Tuple[Runner, Sequence[str]]:
+def _native(path: str) -> tuple[Runner, Sequence[str]]:
     net = NativeNet(path)
     if len(net.input_names) != 1:
         raise ValueError(f"{path}: expected a net with one input, got {list(net.input_names)}")
     return net, net.output_names
 
 
-def _onnxruntime(path: str, threads: int) -> Tuple[Runner, Sequence[str]]:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1 if threads else 0
-    try:
-        session = onnxruntime.InferenceSession(
-            path, options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as error:  # onnxruntime raises its own exception types
-        raise ValueError(f"{path}: onnxruntime cannot load the model: {error}") from None
+def _onnxruntime(path: str, threads: int) -> tuple[Runner, Sequence[str]]:
+    session = onnx_session(path, threads, "models")
     if len(session.get_inputs()) != 1:
         raise ValueError(f"{path}: expected a net with one input")
     input_name = session.get_inputs()[0].name
     names = [output.name for output in session.get_outputs()]
 
-    def run(x: np.ndarray) -> Dict[str, np.ndarray]:
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(names, session.run(names, {input_name: x})))
 
     return run, names
@@ -493,7 +454,7 @@ def _number(value: object, name: str, *, low: float, high: float = float("inf"))
     return float(value)
 
 
-def _triple(values: Sequence[float], name: str) -> Tuple[float, float, float]:
+def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != 3:
         raise ValueError(f"{name}: expected three numbers (P-, R-, O-net), got {values!r}")
     a, b, c = (_number(v, name, low=0.0, high=1.0) for v in values)

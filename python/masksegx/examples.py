@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import NamedTuple, Tuple
+from typing import NamedTuple
 
 _DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
 class Example(NamedTuple):
     path: str
-    face_box: Tuple[int, int, int, int]
+    face_box: tuple[int, int, int, int]
     """(x0, y0, x1, y1) from the dataset's Pascal VOC annotation."""
 
 

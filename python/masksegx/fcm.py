@@ -8,7 +8,7 @@ Features are a float32 ``(N, D)`` array: one row per pixel, one column per featu
 from __future__ import annotations
 
 import operator
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def fuzzy_cmeans(
     tol: float = 1e-4,
     max_iter: int = 100,
     seed: int = 0,
-    init_centers: Optional[np.ndarray] = None,
+    init_centers: np.ndarray | None = None,
 ) -> FCMResult:
     """Cluster ``features`` into ``k`` fuzzy clusters.
 
@@ -91,7 +91,7 @@ def fuzzy_cmeans(
     k : int
         Number of clusters, ``1 <= k <= N``.
     m : float
-        Fuzziness, > 1. 2 is the usual choice and ~10x faster than other values, whose
+        Fuzziness, > 1. 2 is the usual choice and much faster than other values, whose
         powers need exp2/log2 per point and cluster.
     tol : float
         Convergence threshold on the largest centre move, >= 0.
@@ -104,6 +104,25 @@ def fuzzy_cmeans(
         Starting centres instead of the seeded ones.
     """
     features = as_float_array(features, "features", ndim=2)
+    if init_centers is not None:
+        init_centers = as_float_array(init_centers, "init_centers", ndim=2)
+    return _fuzzy_cmeans(
+        features, k, m=m, tol=tol, max_iter=max_iter, seed=seed, init_centers=init_centers
+    )
+
+
+def _fuzzy_cmeans(
+    features: np.ndarray,
+    k: int,
+    *,
+    m: float = 2.0,
+    tol: float = 1e-4,
+    max_iter: int = 100,
+    seed: int = 0,
+    init_centers: np.ndarray | None = None,
+) -> FCMResult:
+    """:func:`fuzzy_cmeans` of finite, C-contiguous float32 features (and starting centres)
+    already checked by :func:`as_float_array`; the settings are checked here."""
     n_points, dims = features.shape
     k = _check_k(k, n_points)
     m = _check_number(m, "m", 1.0, strict=True)
@@ -113,7 +132,6 @@ def fuzzy_cmeans(
         raise ValueError(f"max_iter: expected an integer in [0, 2**31), got {max_iter}")
     seed = _check_seed(seed)
     if init_centers is not None:
-        init_centers = as_float_array(init_centers, "init_centers", ndim=2)
         if init_centers.shape != (k, dims):
             raise ValueError(
                 f"init_centers: expected shape ({k}, {dims}), got {init_centers.shape}"

@@ -45,6 +45,11 @@ def local_variance(values: np.ndarray, window: int = 5) -> np.ndarray:
     if values.ndim != 2:
         raise ValueError(f"values: expected a 2-D (H, W) map, got shape {values.shape}")
     check_size(values.shape, "values")
+    return _local_variance(np.ascontiguousarray(values), window)
+
+
+def _local_variance(values: np.ndarray, window: int) -> np.ndarray:
+    """:func:`local_variance` of a C-contiguous uint8 or float32 HxW map already checked."""
     if isinstance(window, (bool, np.bool_)) or not isinstance(window, (int, np.integer)):
         raise TypeError(f"window: expected an int, got {type(window).__name__}")
-    return _core.local_variance(np.ascontiguousarray(values), int(window))
+    return _core.local_variance(values, int(window))

@@ -5,10 +5,11 @@ model card ``models/masknet.md``) in onnxruntime. It sees a square view of the f
 
 - ``box=None``: the whole image, resized to the net input (``S x S``, 160 for the shipped
   model; a non-square image is stretched, which the training covered);
-- ``box=(x1, y1, x2, y2)`` (a face box, e.g. from :func:`masksegx.detect_faces`): a square of
-  side ``BOX_MARGIN`` (1.4) x the box's larger side around the box centre, rounded to whole
-  pixels; parts outside the image are filled by replicating the border pixels. The probability
-  map is resized back to the square and pasted into the image; pixels outside the square are 0.
+- ``box=(x1, y1, x2, y2)`` (a face box in either convention of :mod:`masksegx.boxes`, e.g.
+  from :func:`masksegx.detect_faces`): a square of side ``BOX_MARGIN`` (1.4) x the box's
+  larger side around the box centre, rounded to whole pixels; parts outside the image are
+  filled by replicating the border pixels. The probability map is resized back to the square
+  and pasted into the image; pixels outside the square are 0.
 
 Resizing: area interpolation when shrinking (by more than 2x: bilinear to twice the net size,
 then an exact 2x2 area step), bilinear when enlarging; the probability map is resized back
@@ -28,76 +29,51 @@ spectral pipeline's defaults too (it measured worse, see the README).
 from __future__ import annotations
 
 import os
-import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Protocol, Union
 
 import cv2
 import numpy as np
 
-from . import color, filters, regions
-from ._validation import as_image
-from .detect import ModelNotFoundError
+from . import color, filters, regions, spectral
+from ._models import MASKNET_MODEL, cached, model_file, onnx_session
+from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.learned.MODEL_DIR
+from ._validation import as_image, check_threads
+from .spectral import SpectralParams
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 PathLike = Union[str, "os.PathLike[str]"]
 Box = Union[Sequence[float], np.ndarray]
+#: What a net's ``view_probability`` returns: the probability over the view and the view's
+#: part of the image ``(x0, y0, x1, y1)`` (exclusive ends).
+ViewProbability = tuple[np.ndarray, tuple[int, int, int, int]]
 
-MODEL_DIR = Path(__file__).resolve().parent / "models"
-SHIPPED_MODEL = MODEL_DIR / "masknet.onnx"
 #: Side of the square view around a face box, in units of the box's larger side.
 BOX_MARGIN = 1.4
 
 _NO_LIMIT = 1e30
-_LOCK = threading.Lock()
-_SESSIONS: dict = {}
-_DEFAULT_NETS: dict = {}
 
 
-def _session(path: str, threads: int):
-    """One onnxruntime session per (file version, threads), shared by every MaskNet."""
-    import onnxruntime
-
-    stat = os.stat(path)
-    key = (path, stat.st_mtime_ns, stat.st_size, threads)
-    with _LOCK:
-        if key in _SESSIONS:
-            return _SESSIONS[key]
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1 if threads else 0
-        try:
-            session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise ValueError(f"model: onnxruntime cannot load {path}: {error}") from None
-        inputs, outputs = session.get_inputs(), session.get_outputs()
-        shape = inputs[0].shape if len(inputs) == 1 else None
-        out_shape = outputs[0].shape if len(outputs) == 1 else None
-        if (shape is None or len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int)
-                or shape[2] != shape[3] or out_shape is None or len(out_shape) != 4
-                or out_shape[1] != 1):
-            raise ValueError(
-                f"model: {path} is not a mask net (expected one input [N, 3, S, S] and one output "
-                f"[N, 1, S, S]; got inputs {[i.shape for i in inputs]}, "
-                f"outputs {[o.shape for o in outputs]})"
-            )
-        _SESSIONS[key] = (session, inputs[0].name, outputs[0].name, int(shape[2]))
-        return _SESSIONS[key]
+def _mask_net_signature(session: onnxruntime.InferenceSession, path: str) -> tuple[str, str, int]:
+    """Input name, output name and input side of a mask net; ValueError for any other net."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    shape = inputs[0].shape if len(inputs) == 1 else None
+    out_shape = outputs[0].shape if len(outputs) == 1 else None
+    if (shape is None or len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int)
+            or shape[2] != shape[3] or out_shape is None or len(out_shape) != 4
+            or out_shape[1] != 1):
+        raise ValueError(
+            f"model: {path} is not a mask net (expected one input [N, 3, S, S] and one output "
+            f"[N, 1, S, S]; got inputs {[i.shape for i in inputs]}, "
+            f"outputs {[o.shape for o in outputs]})"
+        )
+    return inputs[0].name, outputs[0].name, int(shape[2])
 
 
-def _model_path(model: Optional[PathLike]) -> str:
-    if model is None:
-        path = SHIPPED_MODEL
-    elif isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-    else:
-        raise TypeError(f"model: expected None or a path to an .onnx file, got {type(model).__name__}")
-    if not path.is_file():
-        raise ModelNotFoundError(f"model: no such model file: {path}")
-    return os.fspath(path.resolve())
-
-
-def _check_box(box: object, shape: Tuple[int, int]) -> Tuple[float, float, float, float]:
+def _check_box(box: object, shape: tuple[int, int]) -> tuple[float, float, float, float]:
     if isinstance(box, (str, bytes)) or not isinstance(box, (Sequence, np.ndarray)):
         raise TypeError(f"box: expected None or (x1, y1, x2, y2), got {type(box).__name__}")
     try:
@@ -124,7 +100,7 @@ def _check_threshold(threshold: object) -> float:
     return value
 
 
-def view_square(box: Tuple[float, float, float, float], margin: float = BOX_MARGIN) -> Tuple[int, int, int]:
+def view_square(box: tuple[float, float, float, float], margin: float = BOX_MARGIN) -> tuple[int, int, int]:
     """The square view ``(x0, y0, side)`` (integer pixels) the net sees for a face box."""
     x1, y1, x2, y2 = box
     side = max(1, int(round(margin * max(x2 - x1, y2 - y1))))
@@ -139,11 +115,11 @@ def _unit(prob: np.ndarray) -> np.ndarray:
     return cv2.threshold(np.ascontiguousarray(prob), 1.0, 1.0, cv2.THRESH_TRUNC)[1]
 
 
-def _resize(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Area interpolation when shrinking, bilinear when enlarging; size = (width, height).
 
     Shrinking by more than 2x goes bilinearly to twice the size first, then by area (an exact
-    2x2 average): OpenCV's area resampling is ~4x faster for integer ratios, and the result
+    2x2 average): OpenCV's area resampling is much faster for integer ratios, and the result
     differs from one area step by a few grey levels."""
     width, height = size
     if width >= image.shape[1] and height >= image.shape[0]:
@@ -168,27 +144,28 @@ class MaskNet:
     shared by instances with the same file and threads; calls are thread-safe.
     """
 
-    def __init__(self, model: Optional[PathLike] = None, *, threads: int = 1) -> None:
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-            raise TypeError(f"threads: expected an integer, got {type(threads).__name__}")
-        if threads < 1:
-            raise ValueError(f"threads: expected >= 1, got {threads}")
-        self.model_path = _model_path(model)
-        self.threads = int(threads)
-        self._session, self._input, self._output, self.input_size = _session(self.model_path, self.threads)
+    def __init__(self, model: PathLike | None = None, *, threads: int = 1) -> None:
+        self.threads = check_threads(threads)
+        self.model_path = model_file(model, shipped=MASKNET_MODEL)
+        self._session = onnx_session(self.model_path, self.threads)
+        self._input, self._output, self.input_size = _mask_net_signature(self._session, self.model_path)
 
     def __repr__(self) -> str:
         return f"MaskNet({self.model_path!r}, threads={self.threads}, input_size={self.input_size})"
 
     def _run(self, view: np.ndarray) -> np.ndarray:
         x = view.transpose(2, 0, 1)[None].astype(np.float32)
-        return self._session.run([self._output], {self._input: x})[0][0, 0]
+        prob: np.ndarray = self._session.run([self._output], {self._input: x})[0][0, 0]
+        return prob
 
-    def view_probability(self, image: np.ndarray, box: Optional[Box] = None):
+    def view_probability(self, image: np.ndarray, box: Box | None = None) -> ViewProbability:
         """The probability inside the view only: ``(prob, (x0, y0, x1, y1))`` with ``prob``
         float32 of shape ``(y1 - y0, x1 - x0)`` covering the image pixels ``[y0:y1, x0:x1]``
         (the whole image for ``box=None``). :meth:`probability` pastes it into a full map."""
-        image = as_image(image)
+        return self._view_probability(as_image(image), box)
+
+    def _view_probability(self, image: np.ndarray, box: Box | None = None) -> ViewProbability:
+        """:meth:`view_probability` of an image already validated by :func:`as_image`."""
         h, w = image.shape[:2]
         s = self.input_size
         if box is None:
@@ -214,7 +191,7 @@ class MaskNet:
         prob = prob[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
         return _unit(prob), (ix0, iy0, ix1, iy1)
 
-    def probability(self, image: np.ndarray, box: Optional[Box] = None) -> np.ndarray:
+    def probability(self, image: np.ndarray, box: Box | None = None) -> np.ndarray:
         """float32 HxW in [0, 1]: probability that a pixel is the worn face mask.
 
         ``image``: uint8 HxWx3 BGR. ``box``: None (the whole image is the view) or a face box
@@ -228,35 +205,49 @@ class MaskNet:
         out[y0:y1, x0:x1] = prob
         return out
 
-    def segment(self, image: np.ndarray, box: Optional[Box] = None, threshold: float = 0.5) -> np.ndarray:
+    def segment(self, image: np.ndarray, box: Box | None = None, threshold: float = 0.5) -> np.ndarray:
         """bool HxW: ``probability(image, box) > threshold``."""
+        return self._segment(as_image(image), box, threshold)
+
+    def _segment(self, image: np.ndarray, box: Box | None, threshold: float) -> np.ndarray:
+        """:meth:`segment` of an image already validated by :func:`as_image`."""
         threshold = _check_threshold(threshold)
-        prob, (x0, y0, x1, y1) = self.view_probability(image, box)
+        prob, (x0, y0, x1, y1) = self._view_probability(image, box)
         out = np.zeros(image.shape[:2], bool)
         out[y0:y1, x0:x1] = prob > threshold
         return out
 
 
-def _net(model) -> MaskNet:
-    if isinstance(model, MaskNet) or hasattr(model, "view_probability"):
+class _ViewModel(Protocol):
+    """What :func:`segment_fused` needs of a model: a MaskNet, or a stand-in with its method."""
+
+    def view_probability(self, image: np.ndarray, box: Box | None = None) -> ViewProbability: ...
+
+
+def _mask_net(model: object) -> MaskNet:
+    if isinstance(model, MaskNet):
         return model
-    path = _model_path(model)
-    with _LOCK:
-        net = _DEFAULT_NETS.get(path)
-    if net is None:
-        net = MaskNet(path)
-        with _LOCK:
-            _DEFAULT_NETS[path] = net
-    return net
+    return cached(model_file(model, shipped=MASKNET_MODEL), "MaskNet", MaskNet)
 
 
-def segment_learned(image: np.ndarray, box: Optional[Box] = None, *, threshold: float = 0.5,
-                    model: Union[None, PathLike, MaskNet] = None) -> np.ndarray:
+def _view_probability_of(
+    model: None | PathLike | MaskNet | _ViewModel,
+) -> Callable[[np.ndarray, Box | None], ViewProbability]:
+    """The ``view_probability`` of a model: a MaskNet's own, trusting its image, or a stand-in's."""
+    if isinstance(model, MaskNet):
+        return model._view_probability
+    if model is not None and hasattr(model, "view_probability"):  # a stand-in (tools/eval_learned.py)
+        return model.view_probability
+    return _mask_net(model)._view_probability
+
+
+def segment_learned(image: np.ndarray, box: Box | None = None, *, threshold: float = 0.5,
+                    model: None | PathLike | MaskNet = None) -> np.ndarray:
     """bool HxW worn-mask segmentation by the learned net (see :class:`MaskNet`).
 
     ``model``: None (shipped net), a path, or a :class:`MaskNet` to reuse.
     """
-    return _net(model).segment(image, box, threshold)
+    return _mask_net(model).segment(image, box, threshold)
 
 
 @dataclass(frozen=True)
@@ -272,10 +263,11 @@ class FusedParams:
     """Candidates: fused probability above this."""
     spectral_weight: float = 0.3
     """Weight of the spectral pipeline's mask membership in the candidate map (0 = the net
-    alone, ~1 ms faster per face; > 0 runs the spectral clustering on the shrunk view)."""
+    alone, faster; > 0 runs the spectral clustering on the shrunk view)."""
     spectral_size: int = 96
     """The spectral clustering runs on the view shrunk to at most this side (0 = full size);
-    its membership map is resized back. 96 px costs ~1 ms and scored as full size did."""
+    its membership map is resized back. 96 px scored as full size did on validation, for a
+    fraction of the time."""
     p1: float = 8.0
     """Largest Mi = K^2/area of a kept component (as :class:`masksegx.SpectralParams`)."""
     p2: float = float("inf")
@@ -302,24 +294,33 @@ class FusedParams:
             raise ValueError("variance_window: expected an odd size >= 1")
 
 
-def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optional[FusedParams] = None,
-                  model: Union[None, PathLike, MaskNet] = None) -> np.ndarray:
+def segment_fused(image: np.ndarray, box: Box | None = None, *, params: FusedParams | None = None,
+                  model: None | PathLike | MaskNet | _ViewModel = None) -> np.ndarray:
     """bool HxW worn-mask segmentation: the net's probability cleaned by the spectral pipeline's
     connectivity analysis (module docstring). Same ``box`` convention as :class:`MaskNet`."""
     if params is None:
         params = FusedParams()
     elif not isinstance(params, FusedParams):
         raise TypeError(f"params: expected FusedParams or None, got {type(params).__name__}")
-    image = as_image(image)
-    candidate, (x0, y0, x1, y1) = _net(model).view_probability(image, box)
+    return _segment_fused(as_image(image), box, params, _view_probability_of(model))
+
+
+def _segment_fused(
+    image: np.ndarray,
+    box: Box | None,
+    params: FusedParams,
+    view_probability: Callable[[np.ndarray, Box | None], ViewProbability],
+) -> np.ndarray:
+    """:func:`segment_fused` of an image already validated by :func:`as_image`, with the net's
+    ``view_probability`` method."""
+    candidate, (x0, y0, x1, y1) = view_probability(image, box)
     crop = image[y0:y1, x0:x1]
     h, w = crop.shape[:2]
     if params.spectral_weight > 0 and min(h, w) >= 8:
-        from .spectral import segment_spectral
-
         scale = params.spectral_size / max(h, w) if params.spectral_size else 1.0
         small = _resize(crop, (max(8, round(w * scale)), max(8, round(h * scale)))) if scale < 1 else crop
-        membership = segment_spectral(np.ascontiguousarray(small)).membership
+        small = np.ascontiguousarray(small)
+        membership = spectral._segment_spectral(small, None, SpectralParams()).membership
         if membership.shape != (h, w):
             membership = cv2.resize(membership, (w, h), interpolation=cv2.INTER_LINEAR)
         candidate = cv2.addWeighted(candidate, 1 - params.spectral_weight, membership,
@@ -331,8 +332,9 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
     # eps (NBRI texture) only matters for the Po test: skip its cost when p2 is infinite.
     variance = None
     if np.isfinite(params.p2):
-        variance = filters.local_variance(color.nbri(np.ascontiguousarray(crop)), params.variance_window)
-    comps = regions.analyze(candidates, variance)
+        nbri = color._spectral_maps(np.ascontiguousarray(crop), with_hsi=False).nbri
+        variance = filters._local_variance(nbri, params.variance_window)
+    comps = regions._analyze(candidates, variance)
     # regions.geometric_filter wants finite thresholds: inf (= no test) becomes a huge one.
     kept = regions.geometric_filter(comps, min(params.p1, _NO_LIMIT), min(params.p2, _NO_LIMIT))
     kept &= comps.area >= params.min_area_share * comps.area.max()
@@ -342,6 +344,6 @@ def segment_fused(image: np.ndarray, box: Optional[Box] = None, *, params: Optio
     kept[int(np.argmax(comps.area))] = True
     crop_mask = candidates if kept.all() else comps.select(kept)
     if params.fill_holes:
-        crop_mask = regions.fill_holes(crop_mask)
+        crop_mask = regions._fill_holes(crop_mask)
     mask[y0:y1, x0:x1] = crop_mask
     return mask

@@ -13,25 +13,26 @@ at AVX2) and NEON on aarch64; :func:`set_simd` or the environment variable
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
 
 from . import _core
 from ._validation import as_float_array
 
-IntPair = Union[int, Tuple[int, int]]
+IntPair = Union[int, tuple[int, int]]
 
 
 def conv2d(
     x: np.ndarray,
     weight: np.ndarray,
-    bias: Optional[np.ndarray] = None,
+    bias: np.ndarray | None = None,
     *,
     stride: IntPair = 1,
     padding: IntPair = 0,
     groups: int = 1,
-    slope: Optional[np.ndarray] = None,
+    slope: np.ndarray | None = None,
 ) -> np.ndarray:
     """2-D convolution (cross-correlation, ONNX ``Conv``) of ``x`` [N, C, H, W].
 
@@ -76,7 +77,7 @@ def resize_area(image: np.ndarray, boxes: np.ndarray, size: IntPair) -> np.ndarr
     )
 
 
-def max_pool2d(x: np.ndarray, kernel: IntPair, stride: Optional[IntPair] = None) -> np.ndarray:
+def max_pool2d(x: np.ndarray, kernel: IntPair, stride: IntPair | None = None) -> np.ndarray:
     """Max pooling of ``x`` [N, C, H, W] in Caffe's ceil mode without padding (as MTCNN).
 
     Output side ``ceil((H - k) / s) + 1``, less one if the last window would start at or after
@@ -99,7 +100,7 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def fully_connected(
-    x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None
 ) -> np.ndarray:
     """``x @ weight.T + bias``: ``x`` [N, K], ``weight`` [M, K] (ONNX Gemm, transB=1) -> [N, M]."""
     x = _as_tensor(x, "x", (2,))
@@ -131,7 +132,7 @@ def _as_tensor(values: object, name: str, ndims: Sequence[int]) -> np.ndarray:
     return as_float_array(values, name, ndim=getattr(values, "ndim", ndims[0]))
 
 
-def _int(value: object, name: str, *, minimum: Optional[int] = None) -> int:
+def _int(value: object, name: str, *, minimum: int | None = None) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     if minimum is not None and value < minimum:
@@ -139,7 +140,7 @@ def _int(value: object, name: str, *, minimum: Optional[int] = None) -> int:
     return int(value)
 
 
-def _pair(value: object, name: str, *, minimum: int) -> Tuple[int, int]:
+def _pair(value: object, name: str, *, minimum: int) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name}: expected an int or a pair of ints, got {value!r}")

@@ -20,17 +20,17 @@ Two constraints from the attributes shape the mask (see :class:`GenderPriors` an
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
 
 import numpy as np
 
-from . import learned
-from ._validation import as_image
+from . import learned, spectral
+from ._validation import as_image, check_threads
 from .align import canonical_points
 from .attributes import AttributePredictor, FaceAttributes
 from .detect import FaceDetector
-from .spectral import SpectralParams, segment_spectral
+from .spectral import SpectralParams
 
 METHODS = ("fused", "learned", "spectral")
 GENDER_CONSTRAINTS = ("none", "hard", "soft")
@@ -41,7 +41,8 @@ FACE_MODES = ("detect", "whole-image")
 class Face:
     """One face found in an image, with its attributes and worn-mask segmentation.
 
-    box : float32 (4,) ``x1, y1, x2, y2`` in pixels (MTCNN convention: last pixel included).
+    box : float32 (4,) ``x1, y1, x2, y2`` in pixels (MTCNN convention: last pixel included, the
+        inclusive ends of :mod:`masksegx.boxes`).
     score : detector face probability; 0.0 in ``faces="whole-image"`` mode when the detector
         found no face in the crop and the landmarks are the canonical guess.
     landmarks : float32 (5, 2) left eye, right eye, nose, left and right mouth corner (x, y).
@@ -148,9 +149,9 @@ class FaceMaskSegmenter:
         min_face_size: float = 20,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         threads: int = 1,
-        priors: Optional[GenderPriors] = None,
-        spectral_params: Optional[SpectralParams] = None,
-        fused_params: Optional[learned.FusedParams] = None,
+        priors: GenderPriors | None = None,
+        spectral_params: SpectralParams | None = None,
+        fused_params: learned.FusedParams | None = None,
     ) -> None:
         self.method = _choice(method, METHODS, "method")
         self.gender_constraint = _choice(gender_constraint, GENDER_CONSTRAINTS, "gender_constraint")
@@ -163,8 +164,7 @@ class FaceMaskSegmenter:
                 f"no_mask_probability: expected a value in [0, 1], got {no_mask_probability}"
             )
         self.no_mask_probability = float(no_mask_probability)
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+        threads = check_threads(threads)
         self.priors = priors or GenderPriors()
         self.spectral_params = spectral_params or SpectralParams()
         self.fused_params = fused_params or learned.FusedParams()
@@ -174,13 +174,13 @@ class FaceMaskSegmenter:
         self.attributes = AttributePredictor(threads=threads)
         self.masknet = learned.MaskNet(threads=threads) if self.method != "spectral" else None
 
-    def __call__(self, image: np.ndarray) -> List[Face]:
+    def __call__(self, image: np.ndarray) -> list[Face]:
         """Analyse a BGR uint8 HxWx3 image; returns one :class:`Face` per face, best first."""
         image = as_image(image)
         boxes, scores, landmarks = self._locate(image)
         if not len(scores):
             return []
-        attributes = self.attributes(image, landmarks)
+        attributes = self.attributes._predict(image, landmarks)
         return [
             Face(
                 box=box,
@@ -196,8 +196,8 @@ class FaceMaskSegmenter:
             for box, score, points, attr in zip(boxes, scores, landmarks, attributes)
         ]
 
-    def _locate(self, image: np.ndarray):
-        found = self.detector(image)
+    def _locate(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        found = self.detector._detect(image)
         if self.faces == "detect":
             return found.boxes, found.scores, found.landmarks
         height, width = image.shape[:2]
@@ -218,15 +218,16 @@ class FaceMaskSegmenter:
                 self.spectral_params, membership_threshold=prior.membership_threshold
             )
             region = None if whole else _pixel_box(box, image.shape)
-            return segment_spectral(image, region=region, params=params).mask
+            return spectral._segment_spectral(image, region, params).mask
         view = None if whole else box
+        assert self.masknet is not None  # built for every method but "spectral"
         if self.method == "learned":
-            return self.masknet.segment(image, view, threshold=prior.threshold)
-        params = dataclasses.replace(self.fused_params, threshold=prior.threshold)
-        return learned.segment_fused(image, view, params=params, model=self.masknet)
+            return self.masknet._segment(image, view, prior.threshold)
+        fused = dataclasses.replace(self.fused_params, threshold=prior.threshold)
+        return learned._segment_fused(image, view, fused, self.masknet._view_probability)
 
 
-def _pixel_box(box: np.ndarray, shape) -> tuple:
+def _pixel_box(box: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """MTCNN box (last pixel included, may leave the image) -> clipped exclusive-end box."""
     height, width = shape[:2]
     x0 = int(np.clip(np.floor(box[0]), 0, width - 1))

@@ -18,12 +18,13 @@ batch dicts, so it also works as a plain function over a dict of arrays.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from .batch import face_record
-from .eval.datasets import DatasetError, read_image
+from .io import DatasetError, read_image
 from .pipeline import FaceMaskSegmenter
 
 ORDERS = ("rgb", "bgr")
@@ -67,7 +68,7 @@ class MaskSegmentationBatch:
         self.order = order
         self.segmenter = FaceMaskSegmenter(**segmenter_settings)
 
-    def __call__(self, batch: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.image_column in batch:
             images = [self._from_column(image) for image in batch[self.image_column]]
         elif self.path_column in batch:
@@ -77,10 +78,11 @@ class MaskSegmentationBatch:
                 f"batch: expected an {self.image_column!r} or {self.path_column!r} column, "
                 f"got {sorted(batch)}"
             )
-        faces: List[list] = []
-        errors: List[str] = []
+        faces: list[list[dict[str, Any]]] = []
+        errors: list[str] = []
         for image in images:
-            records, error = [], ""
+            records: list[dict[str, Any]] = []
+            error = ""
             if isinstance(image, str):
                 error = image
             else:
@@ -112,7 +114,7 @@ def _read(path: Any) -> Any:
         return str(err)
 
 
-def _object_array(items: List[list]) -> np.ndarray:
+def _object_array(items: list[list[dict[str, Any]]]) -> np.ndarray:
     # np.array(list of lists) would build a 2-D array when the lists have equal lengths.
     out = np.empty(len(items), dtype=object)
     for index, item in enumerate(items):

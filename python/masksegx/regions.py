@@ -19,7 +19,6 @@ Po_i  ``(X_max / area_i) * eps_i`` (eq. 24), ``X_max`` the largest component are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 import numpy as np
 
@@ -92,10 +91,11 @@ class Components:
             raise ValueError(f"keep: expected shape ({self.count},), got {keep.shape}")
         lookup = np.zeros(self.count + 1, dtype=np.bool_)
         lookup[1:] = keep
-        return lookup[self.labels]
+        selected: np.ndarray = lookup[self.labels]
+        return selected
 
 
-def label(mask: np.ndarray, *, connectivity: int = 8) -> Tuple[np.ndarray, int]:
+def label(mask: np.ndarray, *, connectivity: int = 8) -> tuple[np.ndarray, int]:
     """Label the connected components of a bool (H, W) mask (integer 0/1 masks accepted).
 
     Returns ``(labels, n)``: int32 (H, W) labels, 0 = background and components ``1..n`` in
@@ -108,7 +108,7 @@ def label(mask: np.ndarray, *, connectivity: int = 8) -> Tuple[np.ndarray, int]:
 
 
 def analyze(
-    mask: np.ndarray, variance: Optional[np.ndarray] = None, *, connectivity: int = 8
+    mask: np.ndarray, variance: np.ndarray | None = None, *, connectivity: int = 8
 ) -> Components:
     """Label ``mask`` and measure every component in one labelling and one measuring pass.
 
@@ -127,8 +127,14 @@ def analyze(
         variance = as_float_map(variance, "variance")
         if variance.shape != mask.shape:
             raise ValueError(f"variance: expected shape {mask.shape}, got {variance.shape}")
+    return _analyze(mask, variance, connectivity)
+
+
+def _analyze(mask: np.ndarray, variance: np.ndarray | None = None, connectivity: int = 8) -> Components:
+    """:func:`analyze` of a C-contiguous bool HxW mask and a finite, C-contiguous float32
+    variance map of its shape (or None), both already checked."""
     labels, area, bbox, diagonal, mi, eps, po = _core.analyze_components(
-        mask, variance, connectivity
+        mask, variance, _check_connectivity(connectivity)
     )
     arrays = [_read_only(a) for a in (labels, area, bbox, diagonal, mi, eps, po)]
     labels, area, bbox, diagonal, mi, eps, po = arrays
@@ -173,4 +179,9 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     of 8-connected foreground, so a diagonal gap in an outline does not let it leak). Returns a
     new bool (H, W) mask: ``mask`` plus its holes.
     """
-    return _core.fill_holes(_as_2d_mask(mask))
+    return _fill_holes(_as_2d_mask(mask))
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """:func:`fill_holes` of a C-contiguous bool HxW mask already checked."""
+    return _core.fill_holes(mask)

@@ -10,7 +10,8 @@ groups follow", each group offset by 48 into printable ASCII. The result can be 
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from ._validation import MAX_SIDE, as_mask
 __all__ = ["encode", "decode"]
 
 
-def encode(mask: np.ndarray) -> dict:
+def encode(mask: np.ndarray) -> dict[str, Any]:
     """Encode a bool (or 0/1) HxW mask as ``{"size": [h, w], "counts": str}``."""
     if not isinstance(mask, np.ndarray) or mask.ndim != 2:
         raise ValueError(f"mask: expected a 2-D (H, W) array, got {getattr(mask, 'shape', mask)!r}")
@@ -33,7 +34,7 @@ def encode(mask: np.ndarray) -> dict:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _counts_to_string(counts)}
 
 
-def decode(rle: Mapping) -> np.ndarray:
+def decode(rle: Mapping[str, Any]) -> np.ndarray:
     """Decode ``{"size": [h, w], "counts": str}`` back into a bool HxW mask."""
     try:
         height, width = (int(v) for v in rle["size"])

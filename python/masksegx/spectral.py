@@ -35,7 +35,7 @@ under warm light) and strongly patterned masks are its known failure cases.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional, Tuple, Union
+from typing import Callable, NamedTuple
 
 import cv2
 import numpy as np
@@ -43,7 +43,9 @@ import numpy as np
 from . import color, compensate, fcm, filters, regions
 from ._validation import as_image, as_mask, mask_box
 
-Box = Tuple[int, int, int, int]
+Box = tuple[int, int, int, int]
+#: A probe window of the crop, ``(top, bottom, left, right)`` in pixels (exclusive ends).
+Window = tuple[int, int, int, int]
 CompensationFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -70,8 +72,8 @@ class SpectralParams:
     nbri_weight: float = 1.0
     nmri_weight: float = 0.1
     intensity_weight: float = 0.5
-    skin_probe: Tuple[float, float, float, float] = (0.15, 0.40, 0.20, 0.80)
-    mask_probe: Tuple[float, float, float, float] = (0.60, 0.85, 0.35, 0.65)
+    skin_probe: tuple[float, float, float, float] = (0.15, 0.40, 0.20, 0.80)
+    mask_probe: tuple[float, float, float, float] = (0.60, 0.85, 0.35, 0.65)
     top: float = 0.45
     """No mask is searched above this fraction of the crop height (forehead, eyes)."""
     # 3. fuzzy clustering
@@ -79,7 +81,7 @@ class SpectralParams:
     fuzzifier: float = 2.0
     max_iter: int = 20
     # 4. compensation
-    compensation: Union[str, CompensationFn] = "none"
+    compensation: str | CompensationFn = "none"
     """``"combined"`` (the paper's), ``"none"``, or a callable ``f(image, region) -> image``."""
     blue_mu: float = 0.8
     minkowski_t: float = 6.0
@@ -99,8 +101,8 @@ class SpectralParams:
 
     def __post_init__(self) -> None:
         for name in ("skin_probe", "mask_probe"):
-            t, b, l, r = getattr(self, name)
-            if not (0 <= t < b <= 1 and 0 <= l < r <= 1):
+            top, bottom, left, right = getattr(self, name)
+            if not (0 <= top < bottom <= 1 and 0 <= left < right <= 1):
                 raise ValueError(f"{name}: expected 0 <= top < bottom <= 1 and 0 <= left < right <= 1")
         if not 0 <= self.top < 1:
             raise ValueError("top: expected a fraction in [0, 1)")
@@ -148,8 +150,8 @@ class SpectralResult:
 def segment_spectral(
     image: np.ndarray,
     *,
-    region: Union[None, Box, np.ndarray] = None,
-    params: Optional[SpectralParams] = None,
+    region: None | Box | np.ndarray = None,
+    params: SpectralParams | None = None,
 ) -> SpectralResult:
     """Segment the worn face mask in a BGR uint8 face image with the spectral method.
 
@@ -161,15 +163,20 @@ def segment_spectral(
         mask its bounding box is the crop and the result is limited to the mask.
     params : :class:`SpectralParams`, defaults if None.
     """
-    image = as_image(image)
-    params = params or SpectralParams()
+    return _segment_spectral(as_image(image), region, params or SpectralParams())
+
+
+def _segment_spectral(
+    image: np.ndarray, region: None | Box | np.ndarray, params: SpectralParams
+) -> SpectralResult:
+    """:func:`segment_spectral` of an image already validated by :func:`as_image`."""
     box, limit = _resolve_region(region, image.shape[:2])
     x0, y0, x1, y1 = box
     crop = np.ascontiguousarray(image[y0:y1, x0:x1])
     h, w = crop.shape[:2]
 
     pre = _preprocess(crop, params)
-    maps = color.spectral_maps(pre)
+    maps = color._spectral_maps(pre)
     features = _features(maps, params)
 
     skin_win = _window(params.skin_probe, h, w)
@@ -192,23 +199,22 @@ def segment_spectral(
     if compensated is pre:
         final, comp_maps = first, maps
     else:
-        comp_maps = color.spectral_maps(compensated)
+        comp_maps = color._spectral_maps(compensated)
         final = _cluster(_features(comp_maps, params), top, first.centers, params)
     membership = final.memberships[..., mask_clusters].sum(-1)
     candidates = _candidates(final, mask_clusters, top, params)
 
     # Step 6: geometric-weighted connectivity analysis.
-    variance = filters.local_variance(comp_maps.nbri, params.variance_window)
-    comps = regions.analyze(candidates, variance, connectivity=params.connectivity)
+    variance = filters._local_variance(comp_maps.nbri, params.variance_window)
+    comps = regions._analyze(candidates, variance, params.connectivity)
     kept = regions.geometric_filter(comps, params.p1, params.p2)
     if params.require_mask_probe and comps.count:
-        t, b, l, r = mask_win
         touching = np.zeros(comps.count + 1, bool)
-        touching[np.unique(comps.labels[t:b, l:r])] = True
+        touching[np.unique(_in_window(comps.labels, mask_win))] = True
         kept &= touching[1:]
     crop_mask = comps.select(kept)
     if params.fill_holes:
-        crop_mask = regions.fill_holes(crop_mask)
+        crop_mask = regions._fill_holes(crop_mask)
 
     mask = np.zeros(image.shape[:2], bool)
     mask[y0:y1, x0:x1] = crop_mask
@@ -222,11 +228,13 @@ def segment_spectral(
     )
 
 
-def _nothing_found(image, box, pre, maps, params) -> SpectralResult:
+def _nothing_found(
+    image: np.ndarray, box: Box, pre: np.ndarray, maps: color.SpectralMaps, params: SpectralParams
+) -> SpectralResult:
     """The result for crops too small to cluster: no mask, no components."""
     h, w = pre.shape[:2]
     empty = np.zeros((h, w), bool)
-    components = regions.analyze(empty)
+    components = regions._analyze(empty)
     return SpectralResult(
         mask=np.zeros(image.shape[:2], bool), box=box, preprocessed=pre, nbri=maps.nbri,
         nmri=maps.nmri, cluster_centers=np.zeros((params.clusters, 3), np.float32),
@@ -236,7 +244,9 @@ def _nothing_found(image, box, pre, maps, params) -> SpectralResult:
     )
 
 
-def _resolve_region(region, shape) -> Tuple[Box, Optional[np.ndarray]]:
+def _resolve_region(
+    region: None | Box | np.ndarray, shape: tuple[int, ...]
+) -> tuple[Box, np.ndarray | None]:
     h, w = shape
     if region is None:
         return (0, 0, w, h), None
@@ -272,40 +282,50 @@ def _preprocess(crop: np.ndarray, params: SpectralParams) -> np.ndarray:
 
 
 def _features(maps: color.SpectralMaps, params: SpectralParams) -> np.ndarray:
+    assert maps.intensity is not None  # the maps are computed with_hsi
     return np.stack(
         [maps.nbri * params.nbri_weight, maps.nmri * params.nmri_weight,
          maps.intensity * params.intensity_weight], -1,
     ).astype(np.float32)
 
 
-def _cluster(features: np.ndarray, top: int, seeds: np.ndarray, params: SpectralParams):
+def _cluster(features: np.ndarray, top: int, seeds: np.ndarray, params: SpectralParams) -> _Clustering:
     """FCM fitted below `top`; returns centres and HxWxk memberships of the whole crop."""
     h, w, d = features.shape
-    fit = fcm.fuzzy_cmeans(features[top:].reshape(-1, d), params.clusters, m=params.fuzzifier,
-                           max_iter=params.max_iter, init_centers=seeds)
+    fit = fcm._fuzzy_cmeans(features[top:].reshape(-1, d), params.clusters, m=params.fuzzifier,
+                            max_iter=params.max_iter, init_centers=seeds)
     # max_iter=0 evaluates memberships for fixed centres (also above `top`, for the probes).
-    whole = fcm.fuzzy_cmeans(features.reshape(-1, d), params.clusters, m=params.fuzzifier,
-                             max_iter=0, init_centers=fit.centers)
+    whole = fcm._fuzzy_cmeans(features.reshape(-1, d), params.clusters, m=params.fuzzifier,
+                              max_iter=0, init_centers=fit.centers)
     return _Clustering(whole.centers, whole.memberships.reshape(h, w, -1))
 
 
-def _candidates(clustering, mask_clusters: np.ndarray, top: int, params: SpectralParams) -> np.ndarray:
-    candidates = clustering.memberships[..., mask_clusters].sum(-1) > params.membership_threshold
+def _candidates(
+    clustering: _Clustering, mask_clusters: np.ndarray, top: int, params: SpectralParams
+) -> np.ndarray:
+    candidates: np.ndarray = clustering.memberships[..., mask_clusters].sum(-1) > params.membership_threshold
     candidates[:top] = False
     return candidates
 
 
-def _window(frac, h: int, w: int) -> Tuple[int, int, int, int]:
-    t, b, l, r = frac
-    top, left = min(int(t * h), h - 1), min(int(l * w), w - 1)
-    return top, max(int(round(b * h)), top + 1), left, max(int(round(r * w)), left + 1)
+def _window(fractions: tuple[float, float, float, float], h: int, w: int) -> Window:
+    """A probe window ``(top, bottom, left, right)`` from fractions of the crop to pixels."""
+    top_f, bottom_f, left_f, right_f = fractions
+    top, left = min(int(top_f * h), h - 1), min(int(left_f * w), w - 1)
+    return top, max(int(round(bottom_f * h)), top + 1), left, max(int(round(right_f * w)), left + 1)
 
 
-def _seed_centers(features, skin_win, mask_win, k: int) -> np.ndarray:
+def _in_window(values: np.ndarray, window: Window) -> np.ndarray:
+    top, bottom, left, right = window
+    part: np.ndarray = values[top:bottom, left:right]
+    return part
+
+
+def _seed_centers(features: np.ndarray, skin_win: Window, mask_win: Window, k: int) -> np.ndarray:
     """Medians of the skin and mask probes, then quantiles of the whole crop for k > 2."""
-    def median(win):
-        t, b, l, r = win
-        return np.median(features[t:b, l:r].reshape(-1, features.shape[-1]), axis=0)
+    def median(window: Window) -> np.ndarray:
+        middle: np.ndarray = np.median(_in_window(features, window).reshape(-1, features.shape[-1]), axis=0)
+        return middle
 
     seeds = [median(skin_win), median(mask_win)]
     flat = features.reshape(-1, features.shape[-1])
@@ -314,13 +334,13 @@ def _seed_centers(features, skin_win, mask_win, k: int) -> np.ndarray:
     return np.asarray(seeds, np.float32)
 
 
-def _mask_clusters(clustering, skin_win, mask_win) -> np.ndarray:
+def _mask_clusters(clustering: _Clustering, skin_win: Window, mask_win: Window) -> np.ndarray:
     """Clusters more present in the mask probe than in the skin probe."""
     membership = clustering.memberships
 
-    def mean(win):
-        t, b, l, r = win
-        return membership[t:b, l:r].reshape(-1, membership.shape[-1]).mean(0)
+    def mean(window: Window) -> np.ndarray:
+        average: np.ndarray = _in_window(membership, window).reshape(-1, membership.shape[-1]).mean(0)
+        return average
 
     in_mask, in_skin = mean(mask_win), mean(skin_win)
     chosen = in_mask > in_skin
@@ -335,7 +355,7 @@ def _compensate(pre: np.ndarray, region: np.ndarray, params: SpectralParams) -> 
     if callable(params.compensation):
         out = params.compensation(pre, region)
         return as_image(out, "compensation result")
-    result = compensate.compensate_region(pre, region, mu=params.blue_mu, t=params.minkowski_t,
-                                          strength=params.compensation_strength)
+    result = compensate._compensate_region(pre, region, mu=params.blue_mu, t=params.minkowski_t,
+                                           strength=params.compensation_strength)
     return result.image
 

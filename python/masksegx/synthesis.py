@@ -46,16 +46,17 @@ from __future__ import annotations
 
 import configparser
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Union
 
 import cv2
 import numpy as np
 
 from ._validation import as_image, as_mask
 from .align import as_landmarks
-from .eval.datasets import DatasetError, _decode, IMAGE_SUFFIXES
+from .io import IMAGE_SUFFIXES, DatasetError, read_image, read_unchanged
 
 ANCHOR_NAMES = ("mask_a", "mask_b", "mask_c", "mask_d", "mask_e", "mask_f")
 #: The config file inside a template root folder, as in MaskTheFace.
@@ -100,7 +101,7 @@ class MaskTemplate:
     anchors: np.ndarray
 
 
-def load_templates(root: Union[str, os.PathLike]) -> list[MaskTemplate]:
+def load_templates(root: str | os.PathLike[str]) -> list[MaskTemplate]:
     """Read every template of ``<root>/masks/masks.cfg`` (sections without ``template`` skipped).
 
     Template paths in the config are relative to ``root``. Raises DatasetError for a missing
@@ -121,7 +122,7 @@ def load_templates(root: Union[str, os.PathLike]) -> list[MaskTemplate]:
         section = parser[name]
         if "template" not in section:
             continue
-        bgra = _decode(root / section["template"].strip(), cv2.IMREAD_UNCHANGED)
+        bgra = read_unchanged(root / section["template"].strip())
         if bgra.ndim != 3 or bgra.shape[2] != 4 or bgra.dtype != np.uint8:
             raise DatasetError(
                 f"template {name!r}: expected an 8-bit RGBA image, got shape {bgra.shape} "
@@ -132,13 +133,13 @@ def load_templates(root: Union[str, os.PathLike]) -> list[MaskTemplate]:
     return templates
 
 
-def load_textures(root: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
+def load_textures(root: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """All texture images under ``<root>/masks/textures`` (recursively) as BGR, keyed by stem."""
     folder = Path(root) / TEXTURES_PATH
     if not folder.is_dir():
         raise DatasetError(f"texture folder not found: {str(folder)!r}")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return {p.stem: _decode(p, cv2.IMREAD_COLOR) for p in files}
+    return {p.stem: read_image(p) for p in files}
 
 
 def face_anchors(landmarks: np.ndarray) -> np.ndarray:
@@ -192,8 +193,8 @@ def apply_mask(
     landmarks: np.ndarray,
     template: MaskTemplate,
     *,
-    color: Optional[tuple[float, float, float]] = None,
-    texture: Optional[np.ndarray] = None,
+    color: tuple[float, float, float] | None = None,
+    texture: np.ndarray | None = None,
     coverage: float = 1.0,
     rng: RngLike = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -237,8 +238,7 @@ def apply_mask(
     coverage = float(coverage)
     if not 0.0 <= coverage <= 1.0:
         raise ValueError(f"coverage: expected a value in [0, 1], got {coverage}")
-    if color is not None:
-        color = _check_color(color)
+    paint_color = None if color is None else _check_color(color)
     if texture is not None:
         texture = as_image(texture, "texture")
     generator = None if rng is None else np.random.default_rng(rng)
@@ -249,8 +249,8 @@ def apply_mask(
         targets = targets + generator.normal(0.0, _JITTER * eye_distance, targets.shape)
 
     bgra, anchors = _downscale_for(template, targets)
-    if texture is not None or color is not None:
-        bgra = _repaint(bgra, color, texture, generator)
+    if texture is not None or paint_color is not None:
+        bgra = _repaint(bgra, paint_color, texture, generator)
     homography = _fit_warp(anchors, targets, bgra.shape[:2])
     height, width = image.shape[:2]
     warped = cv2.warpPerspective(
@@ -335,7 +335,8 @@ class _FaceFrame:
         return float(offset @ self.across), float(offset @ self.down)
 
     def to_image(self, points: np.ndarray) -> np.ndarray:
-        return self.origin + points[:, :1] * self.across + points[:, 1:] * self.down
+        image_points: np.ndarray = self.origin + points[:, :1] * self.across + points[:, 1:] * self.down
+        return image_points
 
 
 def _parse_anchor(section: configparser.SectionProxy, name: str, key: str) -> tuple[float, float]:
@@ -392,9 +393,9 @@ def _downscale_for(template: MaskTemplate, targets: np.ndarray) -> tuple[np.ndar
 
 def _repaint(
     bgra: np.ndarray,
-    color: Optional[np.ndarray],
-    texture: Optional[np.ndarray],
-    generator: Optional[np.random.Generator],
+    color: np.ndarray | None,
+    texture: np.ndarray | None,
+    generator: np.random.Generator | None,
 ) -> np.ndarray:
     luminance = cv2.cvtColor(bgra[:, :, :3], cv2.COLOR_BGR2GRAY).astype(np.float32)
     inside = bgra[:, :, 3] > 127
@@ -403,13 +404,16 @@ def _repaint(
     if texture is not None:
         paint = _tile(texture, bgra.shape[:2], generator).astype(np.float32)
     else:
+        assert color is not None  # the caller passes a colour or a texture
         paint = np.broadcast_to(color.astype(np.float32), bgra.shape[:2] + (3,))
     out = bgra.copy()
     out[:, :, :3] = np.rint(paint * shading).astype(np.uint8)
     return out
 
 
-def _tile(texture: np.ndarray, shape: tuple[int, int], generator) -> np.ndarray:
+def _tile(
+    texture: np.ndarray, shape: tuple[int, int], generator: np.random.Generator | None
+) -> np.ndarray:
     height, width = shape
     tile_width = max(1, width // 3)
     tile_height = max(1, round(texture.shape[0] * tile_width / texture.shape[1]))
@@ -418,7 +422,8 @@ def _tile(texture: np.ndarray, shape: tuple[int, int], generator) -> np.ndarray:
         int(generator.integers(tile_height)), int(generator.integers(tile_width))
     )
     reps = (height + dy) // tile_height + 1, (width + dx) // tile_width + 1
-    return np.tile(tile, reps + (1,))[dy : dy + height, dx : dx + width]
+    tiled: np.ndarray = np.tile(tile, reps + (1,))[dy : dy + height, dx : dx + width]
+    return tiled
 
 
 def _as_box(box: object) -> np.ndarray:

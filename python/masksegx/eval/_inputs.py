@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from .._validation import as_image, as_mask, mask_box
 
 
-def image_and_region(image: object, region: object) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def image_and_region(image: object, region: object) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate a BGR uint8 HxWx3 image and an optional bool HxW region of the same size."""
     image = as_image(image)
     if region is None:
@@ -17,7 +15,7 @@ def image_and_region(image: object, region: object) -> tuple[np.ndarray, Optiona
     return image, as_mask(region, "region", image.shape[:2])
 
 
-def region_box(region: Optional[np.ndarray], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+def region_box(region: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """Bounding box ``(x0, y0, x1, y1)`` (exclusive ends) of ``region``, or the whole image."""
     box = None if region is None else mask_box(region)
     return box if box is not None else (0, 0, int(shape[1]), int(shape[0]))
@@ -29,7 +27,7 @@ LOWER_CENTRE = (0.15, 0.5, 0.85, 0.95)
 
 
 def box_part(
-    region: Optional[np.ndarray],
+    region: np.ndarray | None,
     shape: tuple[int, ...],
     fractions: tuple[float, float, float, float],
 ) -> tuple[int, int, int, int]:

@@ -25,15 +25,23 @@ import math
 import os
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
+from .._models import onnx_session
+from .._validation import check_threads
 from ..align import similarity_transform
+from ..attributes import FaceAttributes
+from ..boxes import iou_exclusive
 from .datasets import DatasetError, read_image
-from .detection import LandmarkItem, box_iou, read_mtfl, read_voc, split_pairs, voc_pairs
+from .detection import DetectFn, LandmarkItem, read_mtfl, read_voc, split_pairs, voc_pairs
+
+#: ``predictor(image, landmarks [5, 2]) -> [FaceAttributes]``, as :class:`masksegx.AttributePredictor`.
+Predictor = Callable[[np.ndarray, np.ndarray], Sequence[FaceAttributes]]
 
 VALIDATION_EVERY = 10
 MIN_UTK_AGE = 10
@@ -57,17 +65,10 @@ class GenderV1:
 
     SIZE, PADDING, OVERSAMPLE = 32, 0.2, 4
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
-        import onnxruntime
-
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
         if not Path(path).is_file():
             raise DatasetError(f"gender-v1 model not found: {os.fspath(path)!r}")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            os.fspath(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = onnx_session(os.path.realpath(path), check_threads(threads), "path")
         self.input = self.session.get_inputs()[0].name
         canonical = np.stack([_DLIB_EYE_IMAGE_LEFT, _DLIB_EYE_IMAGE_RIGHT, _DLIB_NOSE])
         big = self.SIZE * self.OVERSAMPLE
@@ -94,8 +95,8 @@ class GenderV1:
 # --- items -------------------------------------------------------------------------------------
 
 
-def gender_items(annotations: str | os.PathLike, images_dir: str | os.PathLike, fmt: str,
-                 split: str = "all") -> list[tuple[Path, int, Optional[np.ndarray]]]:
+def gender_items(annotations: str | os.PathLike[str], images_dir: str | os.PathLike[str], fmt: str,
+                 split: str = "all") -> list[tuple[Path, int, np.ndarray | None]]:
     """``(image path, gender 0 female / 1 male, landmarks [5, 2] or None)`` of a list.
 
     ``mtfl``: ``annotations`` is the MTFL list. ``utk``: ``annotations`` is a text file of
@@ -109,7 +110,7 @@ def gender_items(annotations: str | os.PathLike, images_dir: str | os.PathLike, 
     root = Path(images_dir)
     if not root.is_dir():
         raise DatasetError(f"images directory not found: {str(root)!r}")
-    items = []
+    items: list[tuple[Path, int, np.ndarray | None]] = []
     if fmt == "mtfl":
         for index, item in enumerate(read_mtfl(annotations)):
             if _in_split(index, split):
@@ -149,7 +150,7 @@ class MaskPainter:
     """Deterministic synthetic masks for evaluation: image k gets a frontal template, a colour
     and anchor jitter drawn from seed k; worn correctly (coverage 1)."""
 
-    def __init__(self, templates_root: str | os.PathLike) -> None:
+    def __init__(self, templates_root: str | os.PathLike[str]) -> None:
         from ..synthesis import frontal, load_templates
 
         self.templates = frontal(load_templates(templates_root))
@@ -161,7 +162,8 @@ class MaskPainter:
 
         rng = np.random.default_rng([11, seed])
         template = self.templates[int(rng.integers(len(self.templates)))]
-        color = tuple(float(c) for c in rng.uniform(0, 255, 3))
+        blue, green, red = (float(c) for c in rng.uniform(0, 255, 3))
+        color = (blue, green, red)
         masked, _ = apply_mask(image, landmarks, template, color=color, coverage=1.0, rng=rng)
         return masked
 
@@ -175,7 +177,7 @@ class MaskPainter:
 # --- evaluation --------------------------------------------------------------------------------
 
 
-def _nearest_centre(found, shape) -> Optional[np.ndarray]:
+def _nearest_centre(found: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray | None:
     boxes, _, landmarks = found[0], found[1], found[2]
     if len(boxes) == 0:
         return None
@@ -186,13 +188,13 @@ def _nearest_centre(found, shape) -> Optional[np.ndarray]:
 
 
 def evaluate_gender(
-    items: Sequence[tuple[Path, int, Optional[np.ndarray]]],
-    predictor,
+    items: Sequence[tuple[Path, int, np.ndarray | None]],
+    predictor: Predictor,
     *,
-    detect_fn: Optional[Callable] = None,
-    painter: Optional[MaskPainter] = None,
-    reference: Optional[GenderV1] = None,
-) -> dict:
+    detect_fn: DetectFn | None = None,
+    painter: MaskPainter | None = None,
+    reference: GenderV1 | None = None,
+) -> dict[str, Any]:
     """Gender accuracy of ``predictor`` (an :class:`masksegx.AttributePredictor`) on ``items``.
 
     Returns ``gender_acc``, ``gender_acc_female``, ``gender_acc_male``, ``n_images``,
@@ -236,7 +238,7 @@ def evaluate_gender(
         wearing.append(face.wearing)
         if reference is not None:
             theirs.append(reference.p_male(image, landmarks))
-    result = _accuracies(np.array(ours), genders)
+    result: dict[str, Any] = _accuracies(np.array(ours), genders)
     result.update({
         "n_images": len(items), "n_detected": int(np.sum(detected)),
         "ms_per_face": 1000.0 * seconds / len(items),
@@ -249,7 +251,7 @@ def evaluate_gender(
     return result
 
 
-def _accuracies(p_male: np.ndarray, genders: np.ndarray) -> dict:
+def _accuracies(p_male: np.ndarray, genders: np.ndarray) -> dict[str, float]:
     correct = (p_male > 0.5).astype(int) == genders
     out = {"gender_acc": float(correct.mean())}
     for value, name in ((0, "female"), (1, "male")):
@@ -258,10 +260,16 @@ def _accuracies(p_male: np.ndarray, genders: np.ndarray) -> dict:
     return out
 
 
-def facemask_faces(images_dir, annotations_dir, split: str, landmark_fn) -> tuple[list, int]:
+def facemask_faces(
+    images_dir: str | os.PathLike[str],
+    annotations_dir: str | os.PathLike[str],
+    split: str,
+    landmark_fn: Callable[[np.ndarray, np.ndarray], np.ndarray | None],
+) -> tuple[list[tuple[np.ndarray, np.ndarray, str]], int]:
     """``(image, landmarks, wearing state)`` of the annotated faces of a facemask split whose
     landmarks ``landmark_fn(image, box)`` finds, and the number of faces it missed."""
-    faces, missed = [], 0
+    faces: list[tuple[np.ndarray, np.ndarray, str]] = []
+    missed = 0
     for image_path, xml in split_pairs(voc_pairs(images_dir, annotations_dir), split):
         image = read_image(image_path)
         for box, name in read_voc(xml):
@@ -273,8 +281,8 @@ def facemask_faces(images_dir, annotations_dir, split: str, landmark_fn) -> tupl
     return faces, missed
 
 
-def neighbourhood_landmarks(detect_fn: Callable, image: np.ndarray, box,
-                            match_iou: float = 0.3) -> Optional[np.ndarray]:
+def neighbourhood_landmarks(detect_fn: DetectFn, image: np.ndarray, box: Sequence[float] | np.ndarray,
+                            match_iou: float = 0.3) -> np.ndarray | None:
     """Landmarks of the annotated face ``box`` (x1, y1, x2, y2): ``detect_fn`` (returning boxes,
     scores, landmarks) runs on the box grown by its side on each side (small faces get enlarged
     by detectors with a fixed input); the detection overlapping the box most, if its IoU >=
@@ -291,14 +299,16 @@ def neighbourhood_landmarks(detect_fn: Callable, image: np.ndarray, box,
     if len(boxes) == 0 or points is None:
         return None
     local = np.array([[x1 - left, y1 - top, x2 - left, y2 - top]])
-    overlaps = box_iou(local, np.asarray(boxes, np.float64))[0]
+    overlaps = iou_exclusive(local, np.asarray(boxes, np.float64))[0]
     best = int(np.argmax(overlaps))
     if overlaps[best] < match_iou:
         return None
     return np.asarray(points[best], np.float64) + np.array([left, top], np.float64)
 
 
-def evaluate_wearing(faces: Sequence, predictor, missed: int = 0) -> dict:
+def evaluate_wearing(
+    faces: Sequence[tuple[np.ndarray, np.ndarray, str]], predictor: Predictor, missed: int = 0
+) -> dict[str, Any]:
     """Wearing-state accuracy (overall and per class) and a confusion table (rows: truth)."""
     if not faces:
         raise DatasetError("no facemask faces to evaluate")

@@ -11,23 +11,25 @@ line and ``tools/paper_tables.py`` to the functions.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
 
 from ..color import nbri, spectral_maps
+from ..fcm import fuzzy_cmeans
+from ..spectral import SpectralParams, segment_spectral
 from ._inputs import LOWER_CENTRE, box_part, image_and_region
 from .compensations import Compensation
 
 Segmenter = Callable[[np.ndarray, Optional[np.ndarray]], np.ndarray]
 
 
-def _restrict(mask: np.ndarray, region: Optional[np.ndarray]) -> np.ndarray:
+def _restrict(mask: np.ndarray, region: np.ndarray | None) -> np.ndarray:
     return mask if region is None else mask & region
 
 
-def _pixels(values: np.ndarray, region: Optional[np.ndarray]) -> np.ndarray:
+def _pixels(values: np.ndarray, region: np.ndarray | None) -> np.ndarray:
     return values.reshape(-1) if region is None else values[region]
 
 
@@ -43,9 +45,9 @@ def _otsu_level(values_u8: np.ndarray) -> float:
 
 def spectral(
     image: np.ndarray,
-    region: Optional[np.ndarray] = None,
+    region: np.ndarray | None = None,
     *,
-    compensation: Union[None, str, Compensation] = None,
+    compensation: None | str | Compensation = None,
 ) -> np.ndarray:
     """The paper's spectral pipeline (:func:`masksegx.spectral.segment_spectral`).
 
@@ -53,18 +55,16 @@ def spectral(
     ``"combined"`` (the paper's), ``"none"`` or a callable from
     :data:`masksegx.eval.compensations.COMPENSATION_METHODS`.
     """
-    from .. import spectral as pipeline  # looked up per call so tests can watch it
-
     image, region = image_and_region(image, region)
     if region is not None and not region.any():
         return np.zeros(image.shape[:2], bool)  # as every baseline: empty region, empty mask
-    params = pipeline.SpectralParams()
+    params = SpectralParams()
     if compensation is not None:
         params = dataclasses.replace(params, compensation=compensation)
-    return _restrict(pipeline.segment_spectral(image, region=region, params=params).mask, region)
+    return _restrict(segment_spectral(image, region=region, params=params).mask, region)
 
 
-def threshold(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def threshold(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Otsu threshold on NBRI: mask = NBRI above the Otsu level of the (region's) NBRI values.
 
     NBRI is quantised to 256 levels over [-1, 1] for Otsu; the plain baseline of the paper.
@@ -74,10 +74,9 @@ def threshold(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndar
     return _restrict(index > _otsu_level(_pixels(index, region)), region)
 
 
-def fcm(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def fcm(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Fuzzy c-means (k=2, m=2) on per-pixel (NBRI, NMRI); mask = the cluster whose centre has
     the higher NBRI, each pixel assigned to its highest-membership cluster."""
-    from ..fcm import fuzzy_cmeans  # C++ kernel module, imported on use
 
     image, region = image_and_region(image, region)
     maps = spectral_maps(image, with_hsi=False)
@@ -89,7 +88,8 @@ def fcm(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
     # Centres come sorted by the first feature (NBRI), so cluster 1 is the bluer one.
     is_mask = result.memberships.argmax(axis=1) == 1
     if region is None:
-        return is_mask.reshape(mask.shape)
+        whole: np.ndarray = is_mask.reshape(mask.shape)
+        return whole
     mask[region] = is_mask
     return mask
 
@@ -101,7 +101,8 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     enclosed = np.ones(count, dtype=bool)
     enclosed[border] = False
     enclosed[0] = False  # label 0 = the mask itself
-    return mask | enclosed[labels]
+    filled: np.ndarray = mask | enclosed[labels]
+    return filled
 
 
 # Seeds of the edge-based method, as fractions of the region's box: the mask's core, and the
@@ -110,7 +111,7 @@ _EDGE_MASK_SEED = (0.3, 0.6, 0.7, 0.85)
 _EDGE_BACKGROUND_SEEDS = ((0.0, 0.0, 1.0, 0.15), (0.0, 0.0, 0.05, 0.5), (0.95, 0.0, 1.0, 0.5))
 
 
-def edge(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def edge(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Edge-based segmentation: colour Canny contours closed by a seeded watershed.
 
     1. Canny (hysteresis thresholds 30 and 60 on the 3x3 Sobel L1 gradient, i.e. steps of
@@ -158,16 +159,18 @@ _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def _sup_inf(u: np.ndarray) -> np.ndarray:
-    return np.maximum.reduce([cv2.erode(u, line) for line in _LINES])
+    opened: np.ndarray = np.maximum.reduce([cv2.erode(u, line) for line in _LINES])
+    return opened
 
 
 def _inf_sup(u: np.ndarray) -> np.ndarray:
-    return np.minimum.reduce([cv2.dilate(u, line) for line in _LINES])
+    closed: np.ndarray = np.minimum.reduce([cv2.dilate(u, line) for line in _LINES])
+    return closed
 
 
 def level_set(
     image: np.ndarray,
-    region: Optional[np.ndarray] = None,
+    region: np.ndarray | None = None,
     *,
     iterations: int = 60,
     smoothing: int = 1,
@@ -206,7 +209,7 @@ def level_set(
 
 
 def graph_cut(
-    image: np.ndarray, region: Optional[np.ndarray] = None, *, iterations: int = 3
+    image: np.ndarray, region: np.ndarray | None = None, *, iterations: int = 3
 ) -> np.ndarray:
     """GrabCut (colour GMMs + graph cut) seeded by the region's lower-centre box.
 
@@ -221,14 +224,15 @@ def graph_cut(
     labels[y0:y1, x0:x1] = cv2.GC_PR_FGD
     if region is not None:
         labels[~region] = cv2.GC_BGD
-    is_fg = labels == cv2.GC_PR_FGD
+    is_fg: np.ndarray = labels == cv2.GC_PR_FGD
     # GrabCut's GMMs need at least a few samples on each side.
     if np.count_nonzero(is_fg) < 10 or np.count_nonzero(~is_fg) < 10:
         return is_fg
     cv2.setRNGSeed(0)
     bgd_model = np.zeros((1, 65), np.float64)
     fgd_model = np.zeros((1, 65), np.float64)
-    cv2.grabCut(image, labels, None, bgd_model, fgd_model, iterations, cv2.GC_INIT_WITH_MASK)
+    # rect (None) is unused with GC_INIT_WITH_MASK; OpenCV's stubs do not allow None there.
+    cv2.grabCut(image, labels, None, bgd_model, fgd_model, iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
     return _restrict((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), region)
 
 

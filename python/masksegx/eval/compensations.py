@@ -13,7 +13,7 @@ own compensation (blue suppression + Minkowski gray world) inside the pipeline.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -34,7 +34,7 @@ PYRAMID_LEVELS = 4
 EXPOSEDNESS_SIGMA = 0.2
 
 
-def _paste(original: np.ndarray, changed: np.ndarray, region: Optional[np.ndarray]) -> np.ndarray:
+def _paste(original: np.ndarray, changed: np.ndarray, region: np.ndarray | None) -> np.ndarray:
     """``changed`` inside the region, ``original`` outside (both uint8 HxWx3)."""
     if region is None:
         return changed
@@ -44,10 +44,11 @@ def _paste(original: np.ndarray, changed: np.ndarray, region: Optional[np.ndarra
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    clipped: np.ndarray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return clipped
 
 
-def _percentile_stretch(values: np.ndarray, region: Optional[np.ndarray]) -> np.ndarray:
+def _percentile_stretch(values: np.ndarray, region: np.ndarray | None) -> np.ndarray:
     """Per channel, map the region's 1st..99th percentile linearly to 0..255 (clipped);
     a flat channel maps to 0. ``values`` is HxWx3 (any dtype); returns uint8."""
     pixels = values.reshape(-1, 3) if region is None else values[region]
@@ -56,7 +57,7 @@ def _percentile_stretch(values: np.ndarray, region: Optional[np.ndarray]) -> np.
     return _to_uint8((values.astype(np.float32) - low) * (255.0 / span))
 
 
-def inhibition(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def inhibition(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Blue suppression alone (eq. 18): B := 0.8 * B inside the region. Local."""
     image, region = image_and_region(image, region)
     suppressed = image.copy()
@@ -64,7 +65,7 @@ def inhibition(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.nda
     return _paste(image, suppressed, region)
 
 
-def gray_world(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def gray_world(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Classic gray world: scale each channel so that its mean over the whole image equals the
     mean of the three channel means. Global (the region is ignored)."""
     image, _ = image_and_region(image, region)
@@ -73,7 +74,7 @@ def gray_world(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.nda
     return _to_uint8(image * gains)
 
 
-def histogram_equalization(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def histogram_equalization(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Equalise the luma (Y of YCrCb) with the histogram of the region's pixels; chroma kept.
     Local."""
     image, region = image_and_region(image, region)
@@ -86,7 +87,7 @@ def histogram_equalization(image: np.ndarray, region: Optional[np.ndarray] = Non
     return _paste(image, cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR), region)
 
 
-def bilateral(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def bilateral(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Edge-preserving smoothing, ``cv2.bilateralFilter(d=9, sigmaColor=75, sigmaSpace=75)``.
     Local (the filter sees the whole image, only region pixels are replaced)."""
     image, region = image_and_region(image, region)
@@ -107,7 +108,7 @@ def _large_gaussian_blur(values: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def retinex(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def retinex(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Multi-scale retinex: mean over sigmas 15/80/250 of log(1 + I) - log(1 + G_sigma * I), per
     channel, then each channel's 1st..99th percentile over the region stretched to 0..255
     (percentiles, not min..max: a few outliers would otherwise wash the result out). Local
@@ -157,7 +158,7 @@ def _expand(values: np.ndarray, like: np.ndarray) -> np.ndarray:
     return cv2.pyrUp(values, dstsize=(like.shape[1], like.shape[0]))
 
 
-def gaussian_pyramid_fusion(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def gaussian_pyramid_fusion(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Blend the image with its CLAHE-enhanced version by well-exposedness weights smoothed
     through a 4-level Gaussian pyramid (each weight map is reduced to the coarsest level and
     expanded back), the images themselves blended at full resolution. Local (region pixels)."""
@@ -174,7 +175,7 @@ def gaussian_pyramid_fusion(image: np.ndarray, region: Optional[np.ndarray] = No
     return _paste(image, _to_uint8(fused), region)
 
 
-def laplacian_pyramid_fusion(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def laplacian_pyramid_fusion(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Mertens-style exposure fusion of the image and its CLAHE-enhanced version: Laplacian
     pyramids of the images blended with Gaussian pyramids of the well-exposedness weights,
     4 levels, then collapsed. Local (region pixels)."""
@@ -196,14 +197,14 @@ def laplacian_pyramid_fusion(image: np.ndarray, region: Optional[np.ndarray] = N
     return _paste(image, _to_uint8(result), region)
 
 
-def color_balance(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def color_balance(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Simplest colour balance: per channel, the region's 1st..99th percentile stretched to
     0..255 (clipped). Local."""
     image, region = image_and_region(image, region)
     return _paste(image, _percentile_stretch(image, region), region)
 
 
-def inverse_projection(image: np.ndarray, region: Optional[np.ndarray] = None) -> np.ndarray:
+def inverse_projection(image: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Histogram back-projection of a non-mask colour model.
 
     The hue-saturation histogram (HSV, 30 x 32 bins) of the pixels outside the region -- skin,
@@ -230,7 +231,7 @@ def inverse_projection(image: np.ndarray, region: Optional[np.ndarray] = None) -
     return _paste(image, _to_uint8(pulled), region)
 
 
-COMPENSATION_METHODS: dict[str, Union[str, Compensation]] = {
+COMPENSATION_METHODS: dict[str, str | Compensation] = {
     "combined": "combined",
     "none": "none",
     "inhibition": inhibition,

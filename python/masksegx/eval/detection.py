@@ -3,7 +3,9 @@
 Conventions, used by every function here:
 
 - A box is ``(x1, y1, x2, y2)`` in pixels, continuous coordinates: its width is ``x2 - x1``
-  and its area ``(x2 - x1) * (y2 - y1)`` (no ``+ 1``, unlike the VOC devkit). VOC's integer
+  and its area ``(x2 - x1) * (y2 - y1)`` (no ``+ 1``, unlike the VOC devkit; the exclusive-end
+  convention of :mod:`masksegx.boxes`, whose :func:`~masksegx.boxes.iou_exclusive` is
+  ``box_iou`` here). VOC's integer
   ``xmin..xmax`` are taken as these continuous coordinates unchanged.
 - IoU = intersection area / union area; 0 when the union is empty.
 
@@ -51,11 +53,12 @@ import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .datasets import IMAGE_SUFFIXES, DatasetError, read_image
+from ..boxes import as_boxes, iou_exclusive
+from ..io import IMAGE_SUFFIXES, DatasetError, read_image
 
 #: The classes of ``det/facemask`` (Kaggle "Face Mask Detection").
 FACEMASK_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
@@ -66,7 +69,11 @@ SPLITS = ("val", "train", "all")
 LANDMARK_MATCH_IOU = 0.4
 
 #: ``detect_fn(image_bgr) -> (boxes [N,4], scores [N])`` or ``(boxes, scores, landmarks [N,5,2])``.
-DetectFn = Callable[[np.ndarray], Sequence]
+DetectFn = Callable[[np.ndarray], Sequence[Any]]
+
+
+#: The IoU of this module's convention (the name training and tools import from here).
+box_iou = iou_exclusive
 
 
 class LandmarkItem(NamedTuple):
@@ -75,43 +82,17 @@ class LandmarkItem(NamedTuple):
     #: Image path relative to the images folder, forward slashes.
     path: str
     #: Face box ``(x1, y1, x2, y2)`` (float64), or None when the list has none (MTFL).
-    box: Optional[np.ndarray]
+    box: np.ndarray | None
     #: float64 [5, 2] (x, y): left eye, right eye, nose, left mouth corner, right mouth corner.
     landmarks: np.ndarray
     #: Extra per-face labels (MTFL: ``gender``, ``smile``, ``glasses``, ``pose``), else empty.
-    extra: dict
-
-
-def as_boxes(boxes: object, name: str = "boxes") -> np.ndarray:
-    """Return ``boxes`` as a float64 [N, 4] array (N may be 0); ValueError on a bad shape."""
-    out = np.asarray(boxes, dtype=np.float64)
-    if out.size == 0:
-        return out.reshape(0, 4)
-    if out.ndim != 2 or out.shape[1] != 4:
-        raise ValueError(f"{name}: expected shape (N, 4), got {out.shape}")
-    if not np.isfinite(out).all():
-        raise ValueError(f"{name}: contains NaN or infinity")
-    return out
-
-
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU matrix [A, B] of two box arrays (see the module conventions)."""
-    a, b = as_boxes(boxes_a, "boxes_a"), as_boxes(boxes_b, "boxes_b")
-    left = np.maximum(a[:, None, 0], b[None, :, 0])
-    top = np.maximum(a[:, None, 1], b[None, :, 1])
-    right = np.minimum(a[:, None, 2], b[None, :, 2])
-    bottom = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    extra: dict[str, Any]
 
 
 # --- Pascal VOC ------------------------------------------------------------------------------
 
 
-def read_voc(path: str | os.PathLike) -> list[tuple[np.ndarray, str]]:
+def read_voc(path: str | os.PathLike[str]) -> list[tuple[np.ndarray, str]]:
     """The objects of a Pascal VOC xml file as ``(box float64 [4], class name)``, file order.
 
     Leading blank lines (the facemask files start with one) are skipped; DatasetError if the
@@ -131,7 +112,7 @@ def read_voc(path: str | os.PathLike) -> list[tuple[np.ndarray, str]]:
         name = (item.findtext("name") or "").strip()
         try:
             box = np.array(
-                [float(item.findtext(f"bndbox/{key}")) for key in ("xmin", "ymin", "xmax", "ymax")]
+                [float(item.findtext(f"bndbox/{key}") or "") for key in ("xmin", "ymin", "xmax", "ymax")]
             )
         except (TypeError, ValueError):
             box = None
@@ -143,7 +124,7 @@ def read_voc(path: str | os.PathLike) -> list[tuple[np.ndarray, str]]:
     return objects
 
 
-def _existing_dir(folder: str | os.PathLike, role: str) -> Path:
+def _existing_dir(folder: str | os.PathLike[str], role: str) -> Path:
     path = Path(folder)
     if not path.is_dir():
         raise DatasetError(f"{role} directory not found: {str(path)!r}")
@@ -151,7 +132,7 @@ def _existing_dir(folder: str | os.PathLike, role: str) -> Path:
 
 
 def voc_pairs(
-    images_dir: str | os.PathLike, annotations_dir: str | os.PathLike
+    images_dir: str | os.PathLike[str], annotations_dir: str | os.PathLike[str]
 ) -> list[tuple[Path, Path]]:
     """``(image, annotation)`` pairs by file stem (``x.jpg`` with ``x.xml``), sorted by name.
 
@@ -193,7 +174,7 @@ def split_pairs(pairs: Sequence[tuple[Path, Path]], split: str) -> list[tuple[Pa
 
 
 def _as_detections(
-    detections_per_image: Sequence, count: int
+    detections_per_image: Sequence[Any], count: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     if len(detections_per_image) != count:
         raise ValueError(
@@ -259,10 +240,10 @@ def _envelope_area(outcome: np.ndarray, positives: int) -> float:
 
 
 def average_precision(
-    detections_per_image: Sequence,
-    ground_truth_per_image: Sequence,
+    detections_per_image: Sequence[Any],
+    ground_truth_per_image: Sequence[Any],
     iou: float = 0.5,
-    ignore_smaller_than: Optional[float] = None,
+    ignore_smaller_than: float | None = None,
 ) -> float:
     """VOC all-point average precision of a detector over a dataset (see the module docstring).
 
@@ -297,7 +278,7 @@ def average_precision(
 
 
 def class_recall(
-    detections_per_image: Sequence,
+    detections_per_image: Sequence[Any],
     labelled_truth_per_image: Sequence[Sequence[tuple[np.ndarray, str]]],
     iou: float = 0.5,
     classes: Sequence[str] = FACEMASK_CLASSES,
@@ -326,20 +307,20 @@ def class_recall(
     return {name: found[name] / total[name] if total[name] else math.nan for name in classes}
 
 
-def _timed(detect_fn: DetectFn, image: np.ndarray) -> tuple[Sequence, float]:
+def _timed(detect_fn: DetectFn, image: np.ndarray) -> tuple[Sequence[Any], float]:
     start = time.perf_counter()
     result = detect_fn(image)
     return result, time.perf_counter() - start
 
 
 def evaluate_detector(
-    pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+    pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
     detect_fn: DetectFn,
     *,
     iou: float = 0.5,
     min_width: float = 20,
     classes: Sequence[str] = FACEMASK_CLASSES,
-) -> dict:
+) -> dict[str, Any]:
     """Score ``detect_fn`` (BGR uint8 image -> ``(boxes, scores[, landmarks])``) on VOC pairs.
 
     Returns ``{"ap50", "ap50_min20", "recall": {class: recall}, "n_images", "ms_per_image"}``:
@@ -368,7 +349,7 @@ def evaluate_detector(
 # --- landmarks -------------------------------------------------------------------------------
 
 
-def _read_lines(path: str | os.PathLike, columns: int) -> list[tuple[int, list[str]]]:
+def _read_lines(path: str | os.PathLike[str], columns: int) -> list[tuple[int, list[str]]]:
     """Non-blank lines of a space-separated list as (line number, fields); DatasetError on a
     missing file or a line with the wrong field count."""
     try:
@@ -388,14 +369,14 @@ def _read_lines(path: str | os.PathLike, columns: int) -> list[tuple[int, list[s
     return rows
 
 
-def _floats(path: str | os.PathLike, number: int, fields: Sequence[str]) -> np.ndarray:
+def _floats(path: str | os.PathLike[str], number: int, fields: Sequence[str]) -> np.ndarray:
     try:
         return np.array([float(v) for v in fields])
     except ValueError as err:
         raise DatasetError(f"{os.fspath(path)}:{number}: {err}") from err
 
 
-def read_cuhk(annotations_file: str | os.PathLike) -> list[LandmarkItem]:
+def read_cuhk(annotations_file: str | os.PathLike[str]) -> list[LandmarkItem]:
     """Read a CUHK list: ``path left right top bottom x1 y1 ... x5 y5`` (landmarks interleaved).
 
     The box is returned as ``(left, top, right, bottom)``; ``extra`` is empty.
@@ -413,7 +394,7 @@ def read_cuhk(annotations_file: str | os.PathLike) -> list[LandmarkItem]:
 MTFL_LABELS = ("gender", "smile", "glasses", "pose")
 
 
-def read_mtfl(annotations_file: str | os.PathLike) -> list[LandmarkItem]:
+def read_mtfl(annotations_file: str | os.PathLike[str]) -> list[LandmarkItem]:
     """Read an MTFL list: ``path x1..x5 y1..y5 gender smile glasses pose`` (NOT interleaved).
 
     ``box`` is None; ``extra`` maps :data:`MTFL_LABELS` to their integer values.
@@ -427,7 +408,7 @@ def read_mtfl(annotations_file: str | os.PathLike) -> list[LandmarkItem]:
     return items
 
 
-def _pick_detection(item: LandmarkItem, boxes: np.ndarray, landmarks: np.ndarray) -> Optional[int]:
+def _pick_detection(item: LandmarkItem, boxes: np.ndarray, landmarks: np.ndarray) -> int | None:
     """Index of the detection matching ``item`` (module docstring), or None."""
     if len(boxes) == 0:
         return None
@@ -463,10 +444,10 @@ def normalised_error(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 def evaluate_landmarks(
     items: Sequence[LandmarkItem],
-    images_dir: str | os.PathLike,
+    images_dir: str | os.PathLike[str],
     detect_fn: DetectFn,
-    prepare: Optional[Callable[[np.ndarray, LandmarkItem], np.ndarray]] = None,
-) -> dict:
+    prepare: Callable[[np.ndarray, LandmarkItem], np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Score the 5 landmarks of ``detect_fn`` (returning ``(boxes, scores, landmarks [N,5,2])``).
 
     ``prepare(image, item)``, when given, changes each image before detection (for instance puts

@@ -3,7 +3,8 @@
 The models are not shipped with the package (they live in ``shared/data/models``); every class
 takes the path of its ``.onnx`` file. Each detector is a callable
 ``detector(image_bgr) -> (boxes float32 [N,4] x1,y1,x2,y2 in pixels, scores float32 [N],
-landmarks float32 [N,5,2] or None)``, boxes clipped to the image, sorted by descending score.
+landmarks float32 [N,5,2] or None)``, boxes clipped to the image (exclusive ends, see
+:mod:`masksegx.boxes`), sorted by descending score.
 
 - :class:`UltraLightDetector`: Linzaer's Ultra-Light-Fast-Generic-Face-Detector
   (``version-RFB-320.onnx``, and the 3-class ``RFB-640-masked_face-v2.onnx`` whose face score
@@ -19,13 +20,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import cv2
 import numpy as np
 
-from .._validation import as_image
-from .detection import box_iou
+from .._models import onnx_session
+from .._validation import as_image, check_threads
+from ..boxes import nms_exclusive
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 #: Detector output: boxes [N,4], scores [N], landmarks [N,5,2] or None.
 Detections = tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
@@ -45,45 +50,21 @@ class DetectorUnavailable(RuntimeError):
     """A detector cannot be built: its model file or its module is missing."""
 
 
-def _nms_numpy(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy hard NMS: indices kept, by descending score; a box is dropped when its IoU with
-    an already kept box is above ``iou_threshold``."""
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        best = order[0]
-        keep.append(best)
-        overlaps = box_iou(boxes[best : best + 1], boxes[order[1:]])[0]
-        order = order[1:][overlaps <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def _session(path: str | os.PathLike, threads: int):
-    import onnxruntime
-
+def _session(path: str | os.PathLike[str], threads: int) -> onnxruntime.InferenceSession:
     if not Path(path).is_file():
         raise DetectorUnavailable(f"model file not found: {os.fspath(path)!r}")
-    if threads < 1:
-        raise ValueError(f"threads: expected a positive integer, got {threads}")
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3  # the Ultra-Light graphs warn about every initializer
-    return onnxruntime.InferenceSession(
-        os.fspath(path), options, providers=["CPUExecutionProvider"]
-    )
+    return onnx_session(os.path.realpath(path), check_threads(threads), "path")
 
 
 def _finish(
     boxes: np.ndarray,
     scores: np.ndarray,
-    landmarks: Optional[np.ndarray],
+    landmarks: np.ndarray | None,
     shape: tuple[int, ...],
     nms_iou: float,
 ) -> Detections:
     """NMS, then clip boxes to the image; float32 outputs."""
-    keep = _nms_numpy(boxes, scores, nms_iou)
+    keep = nms_exclusive(boxes, scores, nms_iou)
     boxes = boxes[keep]
     boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, shape[1])
     boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, shape[0])
@@ -112,8 +93,8 @@ class UltraLightDetector:
 
     def __init__(
         self,
-        path: str | os.PathLike,
-        input_size: Optional[tuple[int, int]] = None,
+        path: str | os.PathLike[str],
+        input_size: tuple[int, int] | None = None,
         *,
         score_threshold: float = 0.7,
         nms_iou: float = 0.3,
@@ -193,7 +174,7 @@ class RetinaFaceDetector:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         *,
         score_threshold: float = 0.5,
         nms_iou: float = 0.4,
@@ -215,7 +196,7 @@ class RetinaFaceDetector:
         canvas = np.empty((self.size, self.size, 3), np.float32)
         canvas[:] = self.MEAN_BGR
         canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h))
-        blob = (canvas - np.float32(self.MEAN_BGR)).transpose(2, 0, 1)[None]
+        blob = (canvas - np.array(self.MEAN_BGR, np.float32)).transpose(2, 0, 1)[None]
         loc, conf, landms = self._session.run(["loc", "conf", "landms"], {self._input: blob})
         scores = conf[0, :, 1]
         chosen = scores > self.score_threshold
@@ -230,7 +211,7 @@ class RetinaFaceDetector:
 
 def mtcnn_detector(
     backend: str = "native",
-    models: Optional[Sequence[str | os.PathLike]] = None,
+    models: Sequence[str | os.PathLike[str]] | None = None,
     threads: int = 1,
 ) -> Callable[[np.ndarray], Detections]:
     """The package's MTCNN cascade (:func:`masksegx.detect.detect_faces`) as a detector.
@@ -243,23 +224,23 @@ def mtcnn_detector(
     try:
         from ..detect import detect_faces
     except ImportError as err:
-        raise DetectorUnavailable(f"the MTCNN cascade (masksegx.detect) is unavailable: {err}")
-    extra = {"onnxruntime_threads": threads}
+        raise DetectorUnavailable(f"the MTCNN cascade (masksegx.detect) is unavailable: {err}") from err
+    paths = None
     if models is not None:
         missing = [os.fspath(p) for p in models if not Path(p).is_file()]
         if missing:
             raise DetectorUnavailable(f"model file not found: {missing[0]!r}")
-        extra["models"] = tuple(os.fspath(p) for p in models)
+        paths = tuple(os.fspath(p) for p in models)
 
     def detect(image_bgr: np.ndarray) -> Detections:
-        found = detect_faces(image_bgr, backend=backend, **extra)
+        found = detect_faces(image_bgr, backend=backend, models=paths, onnxruntime_threads=threads)
         return found.boxes, found.scores, found.landmarks
 
     return detect
 
 
 def make_detector(
-    name: str, models_dir: Optional[str | os.PathLike] = None, *, threads: int = 1
+    name: str, models_dir: str | os.PathLike[str] | None = None, *, threads: int = 1
 ) -> Callable[[np.ndarray], Detections]:
     """A detector by name (:data:`DETECTOR_NAMES`): ``mtcnn`` = the package's cascade with its
     shipped weights (native backend), the others = reference models in ``models_dir``

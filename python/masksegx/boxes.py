@@ -1,0 +1,77 @@
+"""Face boxes: the two conventions masksegx uses, and one IoU and one NMS helper for each.
+
+Every box is ``(x1, y1, x2, y2)`` in pixels, x to the right and y down, as float arrays of
+shape (N, 4). The conventions differ in where the box ends:
+
+**Inclusive ends** (MTCNN, facenet-pytorch): the box covers the pixels ``x1..x2`` and
+``y1..y2``, last pixel included, so it is ``x2 - x1 + 1`` wide. Used by the detector's output
+(:class:`masksegx.Detections` ``boxes``, :class:`masksegx.Face` ``box``) and the cascade's last
+NMS. IoU: :func:`iou_inclusive`; NMS: :func:`masksegx.nms.nms` (C++).
+
+**Exclusive ends** (continuous coordinates, torchvision, the Pascal VOC scores here): the box
+is ``x2 - x1`` wide, its area ``(x2 - x1) * (y2 - y1)``. Used by the evaluation
+(:mod:`masksegx.eval.detection`, the reference detectors of
+:mod:`masksegx.eval.reference_detectors`), the cascade's first two NMS steps, and the integer
+crop boxes of :func:`masksegx.segment_spectral` (``region`` and :class:`masksegx.SpectralResult`
+``box``). IoU: :func:`iou_exclusive`; NMS: :func:`nms_exclusive`.
+
+:class:`masksegx.learned.MaskNet` takes either: only the box's centre and longer side matter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .nms import nms
+
+#: Shrinking ``x2`` and ``y2`` by this turns an exclusive-end box into the inclusive-end box of
+#: the same width and height.
+_LAST_PIXEL = np.array([0, 0, 1, 1], np.float32)
+
+
+def as_boxes(boxes: object, name: str = "boxes") -> np.ndarray:
+    """Return ``boxes`` as a float64 [N, 4] array (N may be 0); ValueError on a bad shape or a
+    non-finite value."""
+    out = np.asarray(boxes, dtype=np.float64)
+    if out.size == 0:
+        return out.reshape(0, 4)
+    if out.ndim != 2 or out.shape[1] != 4:
+        raise ValueError(f"{name}: expected shape (N, 4), got {out.shape}")
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name}: contains NaN or infinity")
+    return out
+
+
+def iou_exclusive(boxes_a: object, boxes_b: object) -> np.ndarray:
+    """IoU matrix float64 [A, B] of exclusive-end boxes; 0 where the union is empty."""
+    return _iou(as_boxes(boxes_a, "boxes_a"), as_boxes(boxes_b, "boxes_b"), 0.0)
+
+
+def iou_inclusive(boxes_a: object, boxes_b: object) -> np.ndarray:
+    """IoU matrix float64 [A, B] of inclusive-end boxes (a side counts ``x2 - x1 + 1`` pixels);
+    0 where the union is empty."""
+    return _iou(as_boxes(boxes_a, "boxes_a"), as_boxes(boxes_b, "boxes_b"), 1.0)
+
+
+def nms_exclusive(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS of exclusive-end boxes: indices kept (int64), best score first (ties: lower
+    index first); a box is dropped when its IoU with a better kept box is above
+    ``iou_threshold``. Runs :func:`masksegx.nms.nms` on the boxes' inclusive-end equivalents
+    (float32 coordinates)."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    shrunk = np.asarray(boxes, np.float32)[:, :4] - _LAST_PIXEL
+    return nms(shrunk, np.asarray(scores, np.float32), iou_threshold)
+
+
+def _iou(a: np.ndarray, b: np.ndarray, last_pixel: float) -> np.ndarray:
+    left = np.maximum(a[:, None, 0], b[None, :, 0])
+    top = np.maximum(a[:, None, 1], b[None, :, 1])
+    right = np.minimum(a[:, None, 2], b[None, :, 2])
+    bottom = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(right - left + last_pixel, 0, None) * np.clip(bottom - top + last_pixel, 0, None)
+    area_a = (a[:, 2] - a[:, 0] + last_pixel) * (a[:, 3] - a[:, 1] + last_pixel)
+    area_b = (b[:, 2] - b[:, 0] + last_pixel) * (b[:, 3] - b[:, 1] + last_pixel)
+    union = area_a[:, None] + area_b[None, :] - inter
+    overlap: np.ndarray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return overlap
