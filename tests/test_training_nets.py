@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from masksegx.boxes import iou_inclusive
+
 MODELS = Path(__file__).resolve().parent.parent / "python" / "masksegx" / "models"
 ONNX_CASES = [
     ("pnet", (2, 3, 12, 12), {"reg": (2, 4, 1, 1), "prob": (2, 2, 1, 1)}),
@@ -140,7 +142,7 @@ def test_samples_are_labelled_by_iou(nets):
         assert (label == samples.LABEL_NEGATIVE) == (not offsets.any())
     x, y, side = samples._face_crops(face, face[None], samples.LABEL_POSITIVE, 1, rng)[0]
     crop = samples.crop_box(x, y, side)
-    overlap = samples.iou(crop, face[None])[0]
+    overlap = iou_inclusive(crop[None], face[None])[0, 0]
     assert overlap >= samples.POSITIVE_IOU
     np.testing.assert_allclose(crop + samples.box_offsets(face, crop) * side, face, atol=1e-4)
 
@@ -149,9 +151,9 @@ def test_iou_labels_and_crop_geometry(nets):
     from masksegx.training import samples
 
     face = np.array([[10.0, 10.0, 19.0, 19.0]])
-    assert samples.iou(face[0], face)[0] == 1.0
+    assert iou_inclusive(face, face)[0, 0] == 1.0
     # Shifting a 10x10 box by 2 px: overlap 8x10 of union 120.
-    assert samples.iou(np.array([12.0, 10.0, 21.0, 19.0]), face)[0] == pytest.approx(80 / 120)
+    assert iou_inclusive([[12.0, 10.0, 21.0, 19.0]], face)[0, 0] == pytest.approx(80 / 120)
     assert samples.label_for(0.65) == samples.LABEL_POSITIVE
     assert samples.label_for(0.5) == samples.LABEL_PART
     assert samples.label_for(0.35) is None

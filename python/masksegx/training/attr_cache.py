@@ -53,9 +53,9 @@ import numpy as np
 
 from ..align import align_face, transform_points
 from ..eval.attributes import neighbourhood_landmarks
-from ..eval.datasets import DatasetError, read_image, read_mask
 from ..eval.detection import box_iou, read_mtfl, read_voc
 from ..eval.reference_detectors import RetinaFaceDetector
+from ..io import DatasetError, read_image, read_mask
 from ..synthesis import coverage_level, estimate_face_box, load_templates, load_textures
 
 CROP_SIZE = 96

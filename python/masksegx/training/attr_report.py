@@ -66,8 +66,9 @@ def latencies(variants: dict[str, Json], mirror: bool) -> dict[str, float]:
     try:
         import onnx  # noqa: F401 - write_onnx needs it: no latencies without the train extra
 
+        from .._models import onnx_session
         from .attr_net import AttributeNet, ExportWrapper
-        from .export import onnxruntime_session, write_onnx
+        from .export import write_onnx
     except ImportError:
         return {}
     import tempfile
@@ -80,7 +81,7 @@ def latencies(variants: dict[str, Json], mirror: bool) -> dict[str, float]:
             path = Path(folder) / f"{name}.onnx"
             shape = (1, 3, v["size"], v["size"])
             write_onnx(net, shape, path, ["probs"], 17)
-            session = onnxruntime_session(path, threads=1)
+            session = onnx_session(str(path), 1)
             blob = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
             for _ in range(10):
                 session.run(None, {"input": blob})

@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from .._models import onnx_session
+from ..nms import nms
 from .samples import crop_square
 
 PYRAMID_FACTOR = 0.709
@@ -43,23 +45,6 @@ def normalise(images_rgb: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W, 3] RGB -> float NCHW, ``(x - 127.5) / 128``."""
     tensor = torch.from_numpy(np.ascontiguousarray(images_rgb)).permute(0, 3, 1, 2).float()
     return (tensor - 127.5) / 128.0
-
-
-def nms(boxes: Boxes, scores: npt.NDArray[np.floating], threshold: float) -> npt.NDArray[np.int64]:
-    """Indices kept by greedy IoU non-maximum suppression (inclusive pixel boxes)."""
-    order = np.argsort(-scores)
-    areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    keep = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        w = np.clip(np.minimum(boxes[best, 2], boxes[rest, 2])
-                    - np.maximum(boxes[best, 0], boxes[rest, 0]) + 1, 0, None)
-        h = np.clip(np.minimum(boxes[best, 3], boxes[rest, 3])
-                    - np.maximum(boxes[best, 1], boxes[rest, 1]) + 1, 0, None)
-        overlap = w * h / (areas[best] + areas[rest] - w * h)
-        order = rest[overlap <= threshold]
-    return np.array(keep, dtype=np.int64)
 
 
 def regress(boxes: Boxes, offsets: npt.NDArray[np.float32]) -> Boxes:
@@ -134,9 +119,7 @@ class OnnxNet:
     """An exported (or reference) ONNX net behind the PyTorch nets' call interface."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        import onnxruntime
-
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.session = onnx_session(str(path), 0)
         self.names = [output.name for output in self.session.get_outputs()]
 
     def eval(self) -> OnnxNet:

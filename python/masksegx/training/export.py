@@ -1,5 +1,5 @@
-"""ONNX export shared by the trainers: the TorchScript exporter, the ONNX checker and an
-onnxruntime session to compare the file with the PyTorch net.
+"""ONNX export shared by the trainers: the TorchScript exporter, the ONNX checker and the
+comparison of the file (through :func:`masksegx._models.onnx_session`) with the PyTorch net.
 
 The TorchScript exporter (``dynamo=False``) is deprecated, but it gives the plain graph that
 the package's C++ executor reads (and that the reference ``mtcnn_*.onnx`` files were made
@@ -45,17 +45,6 @@ def write_onnx(
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     return model
-
-
-def onnxruntime_session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
-    """A CPU onnxruntime session of ``path``; ``threads`` bounds intra- and inter-op threads."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = threads
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def max_abs_difference(

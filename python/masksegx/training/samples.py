@@ -55,7 +55,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from ..eval.datasets import read_image
+from ..boxes import iou_inclusive
+from ..io import read_image
 from ..synthesis import MaskTemplate, apply_mask, estimate_face_box, frontal, load_templates
 
 LABEL_POSITIVE, LABEL_NEGATIVE, LABEL_PART = 1, 0, -1
@@ -212,20 +213,6 @@ def sources(data: Path, validation: bool) -> tuple[list[FaceImage], list[FaceIma
 # Geometry
 
 
-def iou(box: npt.NDArray[np.float64], boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """IoU of one inclusive box [4] with each of ``boxes`` [K, 4] (pixel counts, +1 sides)."""
-    if len(boxes) == 0:
-        return np.zeros(0)
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1 + 1, 0, None) * np.clip(y2 - y1 + 1, 0, None)
-    area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
-    areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    overlap: npt.NDArray[np.float64] = inter / (area + areas - inter)
-    return overlap
-
 
 def crop_square(image: np.ndarray, x: int, y: int, side: int, size: int) -> np.ndarray:
     """The ``side`` x ``side`` square at (x, y) (black outside the image), resized to ``size``."""
@@ -338,10 +325,10 @@ def _face_crops(face: npt.NDArray[np.float64], boxes: npt.NDArray[np.float64], w
         cy = face[1] + h / 2 + rng.uniform(-0.2, 0.2) * h
         x, y = int(round(cx - side / 2)), int(round(cy - side / 2))
         crop = crop_box(x, y, side)
-        if label_for(float(iou(crop, boxes).max())) != want_label:
+        if label_for(float(iou_inclusive(crop[None], boxes).max())) != want_label:
             continue
         # The target face must be the one it overlaps most (and, for landmarks, fully inside).
-        if float(iou(crop, face[None])[0]) < float(iou(crop, boxes).max()):
+        if float(iou_inclusive(crop[None], face[None])[0, 0]) < float(iou_inclusive(crop[None], boxes).max()):
             continue
         if points is not None and not (
             (points >= crop[:2]).all() and (points <= crop[2:]).all()
@@ -367,7 +354,7 @@ def _negative_crops(image_shape: tuple[int, ...], boxes: npt.NDArray[np.float64]
         else:
             x = int(rng.integers(0, max(1, width - side + 1)))
             y = int(rng.integers(0, max(1, height - side + 1)))
-        if len(boxes) and float(iou(crop_box(x, y, side), boxes).max()) >= NEGATIVE_IOU:
+        if len(boxes) and float(iou_inclusive(crop_box(x, y, side)[None], boxes).max()) >= NEGATIVE_IOU:
             continue
         found.append((x, y, side))
     return found
@@ -456,7 +443,7 @@ def _add_detections(collector: _Collector, image: np.ndarray, faces: npt.NDArray
         x = int(round((box[0] + box[2]) / 2 - side / 2))
         y = int(round((box[1] + box[3]) / 2 - side / 2))
         crop = crop_box(x, y, side)
-        overlaps = iou(crop, faces)
+        overlaps = iou_inclusive(crop[None], faces)[0]
         label = label_for(float(overlaps.max()) if len(faces) else 0.0)
         if label is None:
             continue

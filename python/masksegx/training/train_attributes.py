@@ -71,11 +71,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .._models import onnx_session
 from ..attributes import METADATA_KEY, N_LEVELS
 from ..synthesis import apply_mask, coverage_level, estimate_face_box, frontal, load_templates, load_textures
 from .attr_cache import CacheInfo, read_cache
 from .attr_net import AttributeNet, ExportWrapper, count_macs, mirrored_probs
-from .export import max_abs_difference, onnxruntime_session, write_onnx
+from .export import max_abs_difference, write_onnx
 
 MEAN, SCALE = 127.5, 1.0 / 128.0
 SIGMA = 1.0
@@ -468,7 +469,7 @@ def export_onnx(net: AttributeNet, variant: Variant, thresholds: tuple[float, fl
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     x = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    diff = max_abs_difference(wrapper, onnxruntime_session(path), [x], ["probs"])
+    diff = max_abs_difference(wrapper, onnx_session(str(path), 0), [x], ["probs"])
     ops = sorted({node.op_type for node in model.graph.node})
     log(f"exported {path} ({path.stat().st_size} bytes); onnxruntime vs torch {diff:.2e}")
     return {"max_abs_diff": diff, "bytes": path.stat().st_size, "ops": ops,

@@ -38,11 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..eval.datasets import read_image
+from .._models import onnx_session
+from ..boxes import iou_inclusive
+from ..io import read_image
 from ..synthesis import MaskTemplate
 from . import samples as sampling
 from .cascade import Cascade, OnnxNet, normalise
-from .export import max_abs_difference, onnxruntime_session, write_onnx
+from .export import max_abs_difference, write_onnx
 from .nets import (
     INPUT_SIZE,
     LANDMARK_STAGE,
@@ -232,7 +234,7 @@ def export_onnx(net: nn.Module, stage: str, path: Path) -> dict[str, object]:
     shapes = [(2, 3, side, side), (1, 3, 37, 50)] if stage == "pnet" else [(3, 3, side, side)]
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.rand(shape, generator=generator) * 2 - 1 for shape in shapes]
-    max_diff = max_abs_difference(net, onnxruntime_session(path), inputs, names)
+    max_diff = max_abs_difference(net, onnx_session(str(path), 0), inputs, names)
     log(f"exported {path} ({path.stat().st_size} bytes, ops {ops}); "
         f"onnxruntime vs torch max abs diff {max_diff:.2e}")
     return {"ops": ops, "max_abs_diff": max_diff, "bytes": path.stat().st_size}
@@ -317,12 +319,12 @@ def cascade_recall(prefix: Path, data: Path) -> dict[str, float]:
         boxes = cascade(image)
         faces = face_image.boxes
         detections += len(boxes)
-        correct += sum(float(sampling.iou(box, faces).max()) >= 0.5 for box in boxes)
+        correct += sum(float(iou_inclusive(box[None], faces).max()) >= 0.5 for box in boxes)
         assert face_image.classes is not None  # read_facemask names every face
         for face, name in zip(faces, face_image.classes):
             if min(face[2] - face[0] + 1, face[3] - face[1] + 1) < RECALL_MIN_FACE:
                 continue
-            hit = len(boxes) > 0 and float(sampling.iou(face, boxes).max()) >= 0.5
+            hit = len(boxes) > 0 and float(iou_inclusive(face[None], boxes).max()) >= 0.5
             for key in ("all",) + ((name,) if name == "with_mask" else ()):
                 found[key][0] += int(hit)
                 found[key][1] += 1

@@ -44,8 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from .._models import onnx_session
 from ..eval.metrics import SegmentationScores
-from .export import max_abs_difference, onnxruntime_session, write_onnx
+from .export import max_abs_difference, write_onnx
 from .seg_augment import SegmentationCache, make_sample
 from .seg_nets import ARCHS, INPUT_SIZE, SegmentationNet, build, count_parameters_and_macs
 
@@ -127,7 +128,7 @@ def export_onnx(net: torch.nn.Module, path: Path, size: int) -> dict[str, object
     net = copy.deepcopy(net).cpu().float().eval()
     model = write_onnx(net, (1, 3, size, size), path, ["prob"], OPSET,
                        {"input": {0: "batch"}, "prob": {0: "batch"}})
-    session = onnxruntime_session(path, threads=1)
+    session = onnx_session(str(path), 1)
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)) * 255
     max_diff = max_abs_difference(net, session, [x], ["prob"])
     one = x[:1].numpy()

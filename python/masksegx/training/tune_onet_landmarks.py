@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..boxes import iou_inclusive
 from ..synthesis import MaskTemplate
 from . import samples as sampling
 from .cascade import Cascade, OnnxNet, normalise
@@ -106,7 +107,7 @@ def cascade_crops(landmark_images: list[sampling.FaceImage], detector: sampling.
             x = int(round((box[0] + box[2]) / 2 - side / 2))
             y = int(round((box[1] + box[3]) / 2 - side / 2))
             crop = sampling.crop_box(x, y, side)
-            overlaps = sampling.iou(crop, face_image.boxes)
+            overlaps = iou_inclusive(crop[None], face_image.boxes)[0]
             best = int(overlaps.argmax())
             if overlaps[best] < CASCADE_IOU:
                 continue
