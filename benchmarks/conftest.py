@@ -4,7 +4,6 @@ import os
 import sys
 
 import cv2
-import numpy as np
 import pytest
 
 HERE = os.path.dirname(__file__)

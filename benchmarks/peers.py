@@ -296,7 +296,6 @@ def onnxruntime_node(op_type, inputs, initializers, output_rank, **attributes):
     """A single-threaded onnxruntime session running one ONNX node, as a callable taking the
     non-initializer inputs; None when the `onnx` package (not a dependency) is missing."""
     try:
-        import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None

@@ -13,9 +13,9 @@ import os
 import cv2
 import numpy as np
 import pytest
-from conftest import EXAMPLE
 
 import masksegx
+from conftest import EXAMPLE
 from masksegx.attributes import DEFAULT_MODEL, AttributePredictor
 
 HERE = os.path.dirname(__file__)

@@ -99,7 +99,8 @@ TARGETS = [
     lambda g: nn.fully_connected(g.array(2, F32), g.array(2, F32),
                                  g.array(1, F32) if g.flag() else None),
     lambda g: nn.softmax(g.array(g.rank(1, 4), F32, max_side=5), g.int(-5, 5)),
-    lambda g: nms.nms(g.array(2, F32, fixed={1: 4}), g.array(1, F32), g.float(0, 1), mode=g.choice(("union", "min", "x"))),
+    lambda g: nms.nms(g.array(2, F32, fixed={1: 4}), g.array(1, F32), g.float(0, 1),
+                      mode=g.choice(("union", "min", "x"))),
     lambda g: rle.decode(_rle(g)),
     lambda g: rle.decode(rle.encode(g.array(2, g.choice((np.bool_, U8, F32))))),
     # The bindings directly: they must hold on their own, without the wrappers' checks.
@@ -130,7 +131,8 @@ TARGETS = [
     lambda g: _core.fully_connected(g.array(2, F32), g.array(2, F32),
                                     g.array(1, F32) if g.flag() else None),
     lambda g: _core.softmax(g.array(g.rank(0, 5), F32, max_side=5), g.int(-6, 6)),
-    lambda g: _core.nms(g.array(2, F32, fixed={1: 4}), g.array(1, F32), g.float(-1, 2), g.choice(("union", "min", ""))),
+    lambda g: _core.nms(g.array(2, F32, fixed={1: 4}), g.array(1, F32), g.float(-1, 2),
+                        g.choice(("union", "min", ""))),
 ]
 
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from collections import defaultdict
 
-from masksegx.eval.tables import markdown_table
+from masksegx.eval.report import markdown_table
 
 from . import REPO
 

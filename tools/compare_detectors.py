@@ -50,7 +50,7 @@ from masksegx.eval.reference_detectors import (
     UltraLightDetector,
     mtcnn_detector,
 )
-from masksegx.eval.tables import markdown_table
+from masksegx.eval.report import markdown_table
 
 from . import DATA
 

@@ -34,8 +34,8 @@ import numpy as np
 
 from masksegx.detect import FaceDetector
 from masksegx.eval.metrics import SegmentationScores
+from masksegx.eval.report import markdown_table
 from masksegx.eval.splits import FFHQ_TEST, FFHQ_VAL, REAL_DEV_VAL
-from masksegx.eval.tables import markdown_table
 from masksegx.learned import FusedParams, MaskNet, segment_fused
 from masksegx.spectral import segment_spectral
 

@@ -30,8 +30,8 @@ from masksegx.eval.baselines import SEGMENTATION_METHODS, spectral
 from masksegx.eval.compensations import COMPENSATION_METHODS
 from masksegx.eval.datasets import evaluate_segmentation, read_image, read_mask
 from masksegx.eval.metrics import SegmentationScores
+from masksegx.eval.report import markdown_table
 from masksegx.eval.splits import FFHQ_TEST, REAL_DEV, REAL_DEV_VAL
-from masksegx.eval.tables import markdown_table
 from masksegx.learned import MaskNet, segment_fused
 
 from . import DATA, UNET_BASELINE

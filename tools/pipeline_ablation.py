@@ -27,8 +27,8 @@ import numpy as np
 
 from masksegx.eval.datasets import read_image, read_mask
 from masksegx.eval.metrics import SegmentationScores
+from masksegx.eval.report import markdown_table
 from masksegx.eval.splits import FFHQ_TEST, FFHQ_VAL, REAL_DEV_TRAIN, REAL_DEV_VAL
-from masksegx.eval.tables import markdown_table
 from masksegx.pipeline import (
     GENDER_CONSTRAINTS,
     METHODS,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -48,19 +46,6 @@ def format_table(label: str, summary: Mapping[str, object], columns: Columns, fi
         "  ".join(text.rjust(width) for text, width in zip(row, widths)) for row in (headers, cells)
     )
 
-
-def write_json(path: str, record: Mapping[str, object]) -> None:
-    """Write ``record`` as indented JSON."""
-
-    # NaN (e.g. AP with no ground truth) is not JSON: write null.
-    def clean(value: object) -> object:
-        if isinstance(value, dict):
-            return {key: clean(v) for key, v in value.items()}
-        return None if isinstance(value, float) and math.isnan(value) else value
-
-    with open(path, "w", encoding="utf-8") as out:
-        json.dump(clean(record), out, indent=2)
-        out.write("\n")
 
 
 def print_error(command: str, error: object) -> None:

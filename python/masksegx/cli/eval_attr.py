@@ -5,18 +5,11 @@ validation crops."""
 from __future__ import annotations
 
 import argparse
-import os
-from typing import TYPE_CHECKING, Any
 
 from ..eval.datasets import DatasetError
-from ..eval.reference_detectors import DetectorUnavailable, make_detector
-from ._common import UsageError, format_table, positive_int, print_error, write_json
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from ..attributes import AttributePredictor
-    from ..eval.reference_detectors import Detections
+from ..eval.reference_detectors import DetectorUnavailable
+from ..eval.report import write_json
+from ._common import UsageError, format_table, positive_int, print_error
 
 COMMAND = "eval-attr"
 #: Columns of the eval-attr table.
@@ -67,65 +60,28 @@ def run(args: argparse.Namespace) -> int:
     if args.synthetic_mask and not args.templates:
         raise UsageError("--synthetic-mask needs --templates DIR")
     from ..detect import ModelNotFoundError
+    from ..eval.attributes import evaluate_attributes
 
     try:
-        predictor, summary = _evaluate(args)
+        record = evaluate_attributes(
+            args.annotations, args.images, args.format, args.split, model=args.model,
+            mirror=not args.no_mirror, templates=args.templates if args.synthetic_mask else None,
+            reference=args.reference, facemask=args.facemask, models_dir=args.models_dir,
+            limit=args.limit,
+        )
     except (DatasetError, DetectorUnavailable, ModelNotFoundError, ValueError) as err:
         print_error(COMMAND, err)
         return 2
     label = "attributes" + (" (synthetic masks)" if args.synthetic_mask else "")
-    print(format_table(label, summary, _COLUMNS, "model"))
-    if "reference" in summary:
-        print(format_table("gender-v1", {**summary["reference"], "n_images": summary["n_images"]},
+    print(format_table(label, record, _COLUMNS, "model"))
+    if "reference" in record:
+        print(format_table("gender-v1", {**record["reference"], "n_images": record["n_images"]},
                            _COLUMNS[:4], "model"))
-    if "wearing" in summary:
-        wearing = summary["wearing"]
+    if "wearing" in record:
+        wearing = record["wearing"]
         print(f"wearing state on facemask validation crops: accuracy "
               f"{wearing['wearing_acc']:.4f} over {wearing['n_faces']} faces "
               f"({wearing['n_missed']} without landmarks)")
     if args.json:
-        record = {"format": args.format, "split": args.split,
-                  "synthetic_mask": bool(args.synthetic_mask), "mirror": not args.no_mirror,
-                  "model": predictor.model_path, **summary}
         write_json(args.json, record)
     return 0
-
-
-def _evaluate(args: argparse.Namespace) -> tuple[AttributePredictor, dict[str, Any]]:
-    """The predictor and its scores: gender, and with ``--facemask`` the wearing state."""
-    from ..attributes import AttributePredictor
-    from ..detect import detect_faces
-    from ..eval.attributes import (
-        GenderV1,
-        MaskPainter,
-        evaluate_gender,
-        evaluate_wearing,
-        facemask_faces,
-        gender_items,
-        neighbourhood_landmarks,
-    )
-
-    predictor = AttributePredictor(args.model, threads=1, mirror=not args.no_mirror)
-    items = gender_items(args.annotations, args.images, args.format, args.split)
-    if args.limit is not None:
-        items = items[: args.limit]
-    painter = MaskPainter(args.templates) if args.synthetic_mask else None
-    reference = GenderV1(args.reference) if args.reference else None
-
-    def detect(image: np.ndarray) -> Detections:
-        found = detect_faces(image)
-        return found.boxes, found.scores, found.landmarks
-
-    summary = evaluate_gender(items, predictor, detect_fn=detect, painter=painter,
-                              reference=reference)
-    if args.facemask:
-        if args.models_dir:
-            landmark_detector = make_detector("retinaface", args.models_dir)
-        else:
-            landmark_detector = detect
-        faces, missed = facemask_faces(
-            os.path.join(args.facemask, "images"), os.path.join(args.facemask, "annotations"),
-            "val", lambda image, box: neighbourhood_landmarks(landmark_detector, image, box),
-        )
-        summary["wearing"] = evaluate_wearing(faces, predictor, missed)
-    return predictor, summary

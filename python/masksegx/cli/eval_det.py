@@ -8,7 +8,8 @@ import argparse
 from ..eval.datasets import DatasetError
 from ..eval.detection import FACEMASK_CLASSES, SPLITS, evaluate_detector, split_pairs, voc_pairs
 from ..eval.reference_detectors import DetectorUnavailable, make_detector
-from ._common import add_detector_arguments, format_table, positive_int, print_error, write_json
+from ..eval.report import write_json
+from ._common import add_detector_arguments, format_table, positive_int, print_error
 
 COMMAND = "eval-det"
 #: Columns of the eval-det table (recall keys flattened as recall_<class>).

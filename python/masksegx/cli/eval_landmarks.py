@@ -7,7 +7,8 @@ import argparse
 from ..eval.datasets import DatasetError
 from ..eval.detection import evaluate_landmarks, read_cuhk, read_mtfl
 from ..eval.reference_detectors import DetectorUnavailable, make_detector
-from ._common import add_detector_arguments, format_table, positive_int, print_error, write_json
+from ..eval.report import write_json
+from ._common import add_detector_arguments, format_table, positive_int, print_error
 
 COMMAND = "eval-landmarks"
 #: Columns of the eval-landmarks table.

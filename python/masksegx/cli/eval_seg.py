@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Optional
 from ..eval.baselines import SEGMENTATION_METHODS, Segmenter, spectral
 from ..eval.compensations import COMPENSATION_METHODS
 from ..eval.datasets import MASK_VALUES, DatasetError, evaluate_segmentation, pair_files
-from ._common import UsageError, format_table, positive_int, print_error, write_json
+from ..eval.report import write_json
+from ._common import UsageError, format_table, positive_int, print_error
 
 COMMAND = "eval-seg"
 #: Methods of the learned path (masksegx.learned), besides the spectral pipeline and baselines.

@@ -324,3 +324,52 @@ def evaluate_wearing(
                                if sum(confusion[s].values()) else math.nan) for s in states},
         "confusion": confusion, "n_faces": total, "n_missed": missed,
     }
+
+
+def evaluate_attributes(
+    annotations: str | os.PathLike[str],
+    images: str | os.PathLike[str],
+    fmt: str,
+    split: str = "all",
+    *,
+    model: str | os.PathLike[str] | None = None,
+    mirror: bool = True,
+    templates: str | os.PathLike[str] | None = None,
+    reference: str | os.PathLike[str] | None = None,
+    facemask: str | os.PathLike[str] | None = None,
+    models_dir: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """The record ``masksegx eval-attr`` prints and writes: the attribute network's gender
+    scores on the faces of :func:`gender_items` (with a synthetic mask on each when
+    ``templates`` is given; beside gender-v1 when ``reference`` is its .onnx), and with
+    ``facemask`` (a det/facemask folder) the wearing-state scores on its validation crops, whose
+    landmarks come from RetinaFace in ``models_dir`` or else from the package's detector.
+    ``limit`` keeps the first faces only."""
+    from ..attributes import AttributePredictor
+    from ..detect import detect_faces
+    from .reference_detectors import make_detector
+
+    predictor = AttributePredictor(model, threads=1, mirror=mirror)
+    items = gender_items(annotations, images, fmt, split)
+    if limit is not None:
+        items = items[:limit]
+
+    def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        found = detect_faces(image)
+        return found.boxes, found.scores, found.landmarks
+
+    summary = evaluate_gender(
+        items, predictor, detect_fn=detect,
+        painter=MaskPainter(templates) if templates is not None else None,
+        reference=GenderV1(reference) if reference is not None else None,
+    )
+    if facemask is not None:
+        landmark_detector = make_detector("retinaface", models_dir) if models_dir else detect
+        faces, missed = facemask_faces(
+            os.path.join(facemask, "images"), os.path.join(facemask, "annotations"), "val",
+            lambda image, box: neighbourhood_landmarks(landmark_detector, image, box),
+        )
+        summary["wearing"] = evaluate_wearing(faces, predictor, missed)
+    return {"format": fmt, "split": split, "synthetic_mask": templates is not None,
+            "mirror": mirror, "model": predictor.model_path, **summary}

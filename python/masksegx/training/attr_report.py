@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cli import main as cli_main
-from ..eval.tables import markdown_table
+from ..eval.attributes import evaluate_attributes
+from ..eval.report import markdown_table, write_json
 
 #: A parsed JSON object: the training run's metrics (written by :mod:`.train_attributes`) or
 #: an ``eval-attr`` result. Its shape is the writer's; nothing here checks it.
@@ -42,21 +42,20 @@ RUNS = {
 
 
 def run_evals(data: Path, model: Path, out: Path) -> dict[str, Json]:
+    """Run the ``eval-attr`` evaluation of each of :data:`RUNS`, writing ``out/<run>.json``."""
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name, (fmt, annotation_file, images, synthetic) in RUNS.items():
-        target = out / f"{name}.json"
-        argv = ["eval-attr", "--annotations", str(data / annotation_file), "--images",
-                str(data / images), "--format", fmt, "--split", "val", "--model", str(model),
-                "--reference", str(data / "models/gender-v1.onnx"), "--json", str(target)]
-        if synthetic:
-            argv += ["--synthetic-mask", "--templates", str(data / "masktemplates")]
-        if name == "mtfl_val":
-            argv += ["--facemask", str(data / "det/facemask"), "--models-dir", str(data / "models")]
-        print("masksegx " + " ".join(argv), flush=True)
-        if cli_main(argv) != 0:
-            raise SystemExit(f"eval-attr failed for {name}")
-        results[name] = json.loads(target.read_text())
+        print(f"eval-attr {name}", flush=True)
+        record = evaluate_attributes(
+            data / annotation_file, data / images, fmt, "val", model=model,
+            templates=data / "masktemplates" if synthetic else None,
+            reference=data / "models/gender-v1.onnx",
+            facemask=data / "det/facemask" if name == "mtfl_val" else None,
+            models_dir=data / "models" if name == "mtfl_val" else None,
+        )
+        write_json(out / f"{name}.json", record)
+        results[name] = record
     return results
 
 

@@ -1,9 +1,13 @@
-"""Markdown tables: the one writer behind the tables of the model cards, ``docs/`` and the
-evaluation tools (``tools/``)."""
+"""Report writers: the one markdown table writer behind the tables of the model cards,
+``docs/`` and the evaluation tools (``tools/``), and the JSON writer of the evaluation records
+(``masksegx eval-*  --json``, the attribute card's evaluations)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 Alignment = Literal["left", "right"]
@@ -29,3 +33,17 @@ def markdown_table(
 
 def _line(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
+
+
+def write_json(path: str | os.PathLike[str], record: Mapping[str, object]) -> None:
+    """Write ``record`` as indented JSON."""
+
+    # NaN (e.g. AP with no ground truth) is not JSON: write null.
+    def clean(value: object) -> object:
+        if isinstance(value, dict):
+            return {key: clean(v) for key, v in value.items()}
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(clean(record), out, indent=2)
+        out.write("\n")
