@@ -1,6 +1,6 @@
 """The bad-input corpus (tests/bad_inputs.py) through the public entry points: every broken
 input gets a TypeError/ValueError naming the problem (or, in the CLI, a message and exit code 1);
-none crashes or hangs. Also the regression tests of what fuzzing found (fuzz/, tools/ci-fuzz).
+none crashes or hangs. Also the regression tests of what fuzzing found (fuzz/, .ci/ci-fuzz).
 
 Policy: image FILES are converted by read_image (grayscale to three equal channels, alpha
 dropped, 16-bit scaled to 8-bit); ARRAYS passed to the API are never converted, a wrong dtype

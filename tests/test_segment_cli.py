@@ -142,7 +142,7 @@ class DiesOnTheNavyPhoto:
 @pytest.mark.skipif(
     os.environ.get("MASKSEGX_UNDER_QEMU") == "1",
     reason="under qemu-user the process pool never notices the dead worker and waits forever "
-    "(seen in tools/arm64-check); native runs, arm64 included, test it",
+    "(seen in .ci/arm64-check); native runs, arm64 included, test it",
 )
 def test_a_dead_worker_is_reported_and_the_batch_ends(inputs, tmp_path):
     sources, _ = expand_inputs([str(inputs)] * 3)

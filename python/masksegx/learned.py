@@ -255,7 +255,7 @@ class FusedParams:
     """Settings of :func:`segment_fused`.
 
     Defaults: the best mean whole-image mIoU on the validation sets (real_dev_val, ffhq_val) in
-    the grid of ``tools/eval_learned.py --tune-fused`` (threshold 0.4/0.5/0.6, spectral_weight
+    the grid of ``python -m tools.eval_learned --tune-fused`` (threshold 0.4/0.5/0.6, spectral_weight
     0/0.2/0.3, p1 8/inf, p2 0.5/inf, min_area_share 0/0.1/0.3), ties broken towards the
     spectral pipeline's p1 and the cheaper p2 = inf. See ``models/masknet.md``."""
 

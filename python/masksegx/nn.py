@@ -40,7 +40,7 @@ def conv2d(
     sides. Returns [N, M, (H + 2 ph - kh) // sh + 1, (W + 2 pw - kw) // sw + 1].
     ``slope`` [M]: PReLU fused into the convolution (``y if y > 0 else slope[m] * y``).
     Depthwise 3x3 (groups == C == M) and pointwise 1x1 layers take dedicated fast paths; batches
-    of small output planes (under 64 pixels) run as one matrix product over the samples.
+    of small output planes (under 256 pixels) run as one matrix product over the samples.
     """
     x = _as_tensor(x, "x", (4,))
     weight = _as_tensor(weight, "weight", (4,))

@@ -83,7 +83,7 @@ class GenderPriors:
     ``soft`` blends the female and male priors linearly by P(male) when
     ``max(P(male), P(female)) >= confidence`` and uses the neutral prior otherwise; ``hard`` takes
     the prior of the more likely gender whatever its confidence; ``none`` always uses neutral.
-    The defaults come from ``tools/pipeline_ablation.py --tune`` (images never used for the
+    The defaults come from ``python -m tools.pipeline_ablation --tune`` (images never used for the
     evaluation, each face's gender given by the attribute network): the learned and fused
     probability thresholds came out the same for both genders (0.5), the spectral membership
     threshold did not (female faces 0.4, male faces 0.55; dark beards and stubble falling into

@@ -1,4 +1,5 @@
-"""Evaluation of face-mask segmentation: metrics, dataset readers, baselines, compensations.
+"""Evaluation: segmentation and detector scores, attribute scores, dataset readers, baselines,
+compensations, named splits and report writers. The runtime package never imports it.
 
 - :mod:`.metrics`: :class:`SegmentationScores` (dataset-level mIoU, pAcc, per-image IoU).
 - :mod:`.datasets`: :func:`read_image`, :func:`read_mask`, :func:`pair_files`,
@@ -9,6 +10,10 @@
   for Pascal VOC, CUHK and MTFL annotations.
 - :mod:`.reference_detectors`: Ultra-Light and RetinaFace onnxruntime runners (models not
   shipped: they take a path).
+- :mod:`.attributes`: gender and wearing-state scores of the attribute network beside gender-v1
+  (:func:`~.attributes.evaluate_attributes`, behind ``masksegx eval-attr``).
+- :mod:`.splits`: the named held-out splits of the segmentation sets (``real_dev_val``, ...).
+- :mod:`.report`: the markdown table writer and the JSON record writer.
 """
 
 from .baselines import SEGMENTATION_METHODS

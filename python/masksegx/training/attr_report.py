@@ -193,17 +193,26 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
     stats = metrics["cache"]["stats"]
     wearing = evals["mtfl_val"].get("wearing", {})
 
-    def gender_row(name: str, label: str) -> str:
+    def gender_row(name: str, label: str) -> list[object]:
         e = evals[name]
         r = e.get("reference", {})
-        return (f"| {label} | {e['n_images']} | {fmt(e['gender_acc'])} | "
-                f"{fmt(e['gender_acc_female'])} | {fmt(e['gender_acc_male'])} | "
-                f"{fmt(r.get('gender_acc'))} | {fmt(r.get('gender_acc_female'))} | "
-                f"{fmt(r.get('gender_acc_male'))} |")
+        return [label, e["n_images"], fmt(e["gender_acc"]), fmt(e["gender_acc_female"]),
+                fmt(e["gender_acc_male"]), fmt(r.get("gender_acc")),
+                fmt(r.get("gender_acc_female")), fmt(r.get("gender_acc_male"))]
 
+    gender_table = markdown_table(
+        ("faces", "n", "ours", "ours female", "ours male", "gender-v1", "gender-v1 female",
+         "gender-v1 male"),
+        [gender_row("mtfl_val", "MTFL val"),
+         gender_row("mtfl_val_masked", "MTFL val, synthetic mask"),
+         gender_row("utk_val", "UTKFace val (our detector)"),
+         gender_row("utk_val_masked", "UTKFace val, synthetic mask")],
+    )
     confusion = wearing.get("confusion", {})
-    conf_rows = [f"| {t} | " + " | ".join(str(confusion[t][p]) for p in confusion[t]) + " |"
-                 for t in confusion]
+    confusion_table = markdown_table(
+        ("truth \\ predicted", "none", "incorrect", "correct"),
+        ([truth, *row.values()] for truth, row in confusion.items()),
+    )
     training = metrics["training"]
     lines = [
         "# Attribute network (`attributes.onnx`)",
@@ -263,21 +272,21 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
         "Built by `python -m masksegx.training.attr_cache --data ../shared/data --out "
         ".data/attr` (aligned crops + labels; validation never trained on):",
         "",
-        "| source | faces | labels | validation |",
-        "| --- | --- | --- | --- |",
-        f"| attr/mtfl_train | {stats['mtfl']['faces']} | gender, level 0 | every 10th line |",
-        f"| attr/utkface | {stats['utk']['faces']} (ages < 10 skipped: "
-        f"{stats['utk']['under_10']}; no landmarks: {stats['utk']['no_landmarks']}) | gender, "
-        "level 0 | every 10th file (sorted) |",
-        f"| seg/ffhq_synthmask | {stats['ffhq']['faces']} | level from the mask, wearing "
-        "(cwm/iwm) | `test/` |",
-        f"| seg/real_dev | {stats['real_dev']['faces']} | level from the mask | every 10th file |",
-        f"| det/facemask crops | {stats['facemask']['faces']} (no landmarks: "
-        f"{stats['facemask']['no_landmarks']}) | wearing class only: set-valued level "
-        "likelihood (none {0}, incorrect {1..4}, correct {5..10}) | images ending in 1 |",
-        "| synthetic | on the fly | half of the mtfl/utk training draws get a MaskTheFace "
-        "template (colour or texture; worn correctly with p 0.6, else slid down), level from "
-        "the synthetic mask | fixed synthetic masks on the validation faces |",
+        markdown_table(("source", "faces", "labels", "validation"), [
+            ["attr/mtfl_train", stats["mtfl"]["faces"], "gender, level 0", "every 10th line"],
+            ["attr/utkface", f"{stats['utk']['faces']} (ages < 10 skipped: "
+             f"{stats['utk']['under_10']}; no landmarks: {stats['utk']['no_landmarks']})",
+             "gender, level 0", "every 10th file (sorted)"],
+            ["seg/ffhq_synthmask", stats["ffhq"]["faces"], "level from the mask, wearing (cwm/iwm)",
+             "`test/`"],
+            ["seg/real_dev", stats["real_dev"]["faces"], "level from the mask", "every 10th file"],
+            ["det/facemask crops", f"{stats['facemask']['faces']} (no landmarks: "
+             f"{stats['facemask']['no_landmarks']})", "wearing class only: set-valued level "
+             "likelihood (none {0}, incorrect {1..4}, correct {5..10})", "images ending in 1"],
+            ["synthetic", "on the fly", "half of the mtfl/utk training draws get a MaskTheFace "
+             "template (colour or texture; worn correctly with p 0.6, else slid down), level from "
+             "the synthetic mask", "fixed synthetic masks on the validation faces"],
+        ]),
         "",
         "**Distillation:** landmarks of utkface, ffhq_synthmask, real_dev and the facemask crops "
         "come from the reference RetinaFace (MobileNet-0.25, `retinaface_mnet025_512.onnx`), "
@@ -312,13 +321,7 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
         "faces, landmarks and masks (its dlib chip approximated from our 5 landmarks, see "
         "`masksegx.eval.attributes`).",
         "",
-        "| faces | n | ours | ours female | ours male | gender-v1 | gender-v1 female | "
-        "gender-v1 male |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        gender_row("mtfl_val", "MTFL val"),
-        gender_row("mtfl_val_masked", "MTFL val, synthetic mask"),
-        gender_row("utk_val", "UTKFace val (our detector)"),
-        gender_row("utk_val_masked", "UTKFace val, synthetic mask"),
+        gender_table,
         "",
         f"Unmasked MTFL + UTK validation: {fmt(pooled(evals, 'mtfl_val', 'utk_val'))}; with "
         f"synthetic masks: {fmt(pooled(evals, 'mtfl_val_masked', 'utk_val_masked'))} "
@@ -329,9 +332,7 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
         f"out): accuracy **{fmt(wearing.get('wearing_acc'))}** over "
         f"{wearing.get('n_faces', 'n/a')} faces (target 0.95).",
         "",
-        "| truth \\ predicted | none | incorrect | correct |",
-        "| --- | --- | --- | --- |",
-        *conf_rows,
+        confusion_table,
         "",
         f"Level MAE (crop-space validation): ffhq_synthmask test "
         f"{fmt(chosen['metrics']['val_ffhq'].get('level_mae'), 3)}, real_dev "

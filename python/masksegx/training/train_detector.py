@@ -40,6 +40,7 @@ from torch import nn
 
 from .._models import onnx_session
 from ..boxes import iou_inclusive
+from ..eval.report import markdown_table
 from ..io import read_image
 from ..synthesis import MaskTemplate
 from . import samples as sampling
@@ -451,50 +452,53 @@ def write_card(out: Path, results: Results) -> None:
         *results.get("sections", []),
         "## Results",
         "",
-        "| net | params (ours / standard) | MACs (ours / standard) |"
-        " train samples pos/part/neg/lmk | val samples | mirrored | loss weights cls/box/lmk |"
-        " epochs | sampling s | training s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for stage in STAGES:
-        if stage not in results:
-            continue
+    trained = [stage for stage in STAGES if stage in results]
+    run_rows = []
+    for stage in trained:
         r = results[stage]
         ours, standard = r["counts"]["separable"], r["counts"]["standard"]
         t, v = r["samples"]["train"], r["samples"]["val"]
         # Runs before --landmark-weight used MTCNN's weight 1 (P/R: no landmark output).
         weights = "/".join(f"{w:g}" for w in r.get("loss_weights", loss_weights(stage, 1.0)))
-        lines.append(
-            f"| {stage} | {ours[0]:,} / {standard[0]:,} ({ours[0] / standard[0]:.2f}x) | "
-            f"{ours[1]:,} / {standard[1]:,} ({ours[1] / standard[1]:.2f}x) | "
-            f"{t['positive']}/{t['part']}/{t['negative']}/{t['landmark']} | "
-            f"{v['positive']}/{v['part']}/{v['negative']}/{v['landmark']} | "
-            f"{r.get('mirrored_fraction', 0.0):g} | {weights} | {r['epochs']} | "
-            f"{r['sampling_seconds']:.0f} | {r['training_seconds']:.0f} |"
-        )
+        run_rows.append([
+            stage, f"{ours[0]:,} / {standard[0]:,} ({ours[0] / standard[0]:.2f}x)",
+            f"{ours[1]:,} / {standard[1]:,} ({ours[1] / standard[1]:.2f}x)",
+            f"{t['positive']}/{t['part']}/{t['negative']}/{t['landmark']}",
+            f"{v['positive']}/{v['part']}/{v['negative']}/{v['landmark']}",
+            f"{r.get('mirrored_fraction', 0.0):g}", weights, r["epochs"],
+            f"{r['sampling_seconds']:.0f}", f"{r['training_seconds']:.0f}",
+        ])
     lines += [
+        markdown_table(
+            ("net", "params (ours / standard)", "MACs (ours / standard)",
+             "train samples pos/part/neg/lmk", "val samples", "mirrored",
+             "loss weights cls/box/lmk", "epochs", "sampling s", "training s"),
+            run_rows,
+        ),
         "",
         "Times: wall seconds on 2 CPU cores shared with other work. Counts: Conv/Linear",
         "weights + biases, and multiply-adds for one 12x12 / 24x24 / 48x48 input (P-net per",
         "output cell). Final epoch, losses without OHEM, accuracy at",
         "p(face) > 0.5 over positives (incl. landmark samples) and negatives:",
         "",
-        "| net | train loss | val loss | val cls / box / landmark loss | train acc | val acc |"
-        " val positive recall | val negative acc | ONNX bytes | ORT max abs diff |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for stage in STAGES:
-        if stage not in results:
-            continue
-        r = results[stage]
-        t, v, e = r["final"]["train"], r["final"]["val"], r["export"]
-        lines.append(
-            f"| {stage} | {t['loss']:.4f} | {v['loss']:.4f} | {v['cls_loss']:.4f} / "
-            f"{v['box_loss']:.4f} / {v['landmark_loss']:.4f} | {t['accuracy']:.3f} | "
-            f"{v['accuracy']:.3f} | {v['positive_recall']:.3f} | {v['negative_accuracy']:.3f} | "
-            f"{e['bytes']:,} | {e['max_abs_diff']:.1e} |"
-        )
+    final_rows = []
+    for stage in trained:
+        t, v, e = results[stage]["final"]["train"], results[stage]["final"]["val"], results[stage]["export"]
+        final_rows.append([
+            stage, f"{t['loss']:.4f}", f"{v['loss']:.4f}",
+            f"{v['cls_loss']:.4f} / {v['box_loss']:.4f} / {v['landmark_loss']:.4f}",
+            f"{t['accuracy']:.3f}", f"{v['accuracy']:.3f}", f"{v['positive_recall']:.3f}",
+            f"{v['negative_accuracy']:.3f}", f"{e['bytes']:,}", f"{e['max_abs_diff']:.1e}",
+        ])
     lines += [
+        markdown_table(
+            ("net", "train loss", "val loss", "val cls / box / landmark loss", "train acc",
+             "val acc", "val positive recall", "val negative acc", "ONNX bytes",
+             "ORT max abs diff"),
+            final_rows,
+        ),
         "",
         "Validation samples come from held-out images only; R/O-net validation negatives",
         "include the earlier stages' false positives on those images, so their accuracy is on",
@@ -513,17 +517,15 @@ def write_card(out: Path, results: Results) -> None:
             "detection at IoU >= 0.5; precision: detections at IoU >= 0.5 with any face (the many",
             "smaller faces included).",
             "",
-            "| nets | recall | with_mask recall | precision | detections |",
-            "| --- | --- | --- | --- | --- |",
+            markdown_table(
+                ("nets", "recall", "with_mask recall", "precision", "detections"),
+                ([label, f"{c['recall']:.3f} ({c['faces']} faces)", f"{c['with_mask_recall']:.3f}",
+                  f"{c['precision']:.3f}", c["detections"]]
+                 for name, label in (("ours", "ds_mtcnn (this)"), ("reference", "mtcnn_*.onnx"))
+                 if (c := checks.get(name))),
+            ),
+            "",
         ]
-        for name, label in (("ours", "ds_mtcnn (this)"), ("reference", "mtcnn_*.onnx")):
-            if name in checks:
-                c = checks[name]
-                lines.append(
-                    f"| {label} | {c['recall']:.3f} ({c['faces']} faces) | "
-                    f"{c['with_mask_recall']:.3f} | {c['precision']:.3f} | {c['detections']} |"
-                )
-        lines.append("")
     lines += [
         "Licenses: the weights are trained on research-only data (CUHK/MTFL) as well as CC0",
         "data; treat them as research use only.",

@@ -48,6 +48,7 @@ from ..detect import FaceDetector
 from ..eval.attributes import MaskPainter
 from ..eval.detection import evaluate_landmarks, read_cuhk
 from ..eval.reference_detectors import STANDARD_MTCNN_MODELS
+from ..eval.report import markdown_table
 from . import samples as sampling
 from .cascade import Cascade, OnnxNet, normalise
 from .nets import LANDMARK_STAGE, build, count_parameters_and_macs
@@ -178,14 +179,19 @@ def evaluate(args: argparse.Namespace, lnet_path: Path) -> list[dict[str, object
 def card(report: Report) -> str:
     """The model card (markdown) of the exported net, from ``report``."""
     last = report["history"][-1]
-    rows = "\n".join(
-        f"| {r['landmarks']} | {r['clean']['nme']:.4f} | {r['clean']['detected']:.3f} "
-        f"| {r['masked']['nme']:.4f} | {r['masked']['detected']:.3f} |"
-        for r in report["evaluation"]
+    rows = markdown_table(
+        ("landmarks", "NME", "detected", "NME, masked", "detected, masked"),
+        ([r["landmarks"], f"{r['clean']['nme']:.4f}", f"{r['clean']['detected']:.3f}",
+          f"{r['masked']['nme']:.4f}", f"{r['masked']['detected']:.3f}"]
+         for r in report["evaluation"]),
+        ("left", "right", "right", "right", "right"),
     )
-    epochs = "\n".join(
-        f"| {h['epoch']} | {h['seconds']:.0f} | {h['train_l1']:.5f} | {h['val_l1']['clean']:.5f} "
-        f"| {h['val_l1']['masked']:.5f} |" for h in report["history"]
+    epochs = markdown_table(
+        ("epoch", "s", "train L1", "val L1 clean", "val L1 masked"),
+        ([h["epoch"], f"{h['seconds']:.0f}", f"{h['train_l1']:.5f}",
+          f"{h['val_l1']['clean']:.5f}", f"{h['val_l1']['masked']:.5f}"]
+         for h in report["history"]),
+        ("right",) * 5,
     )
     evaluated = (
         f"\nEvaluated again, with the net as shipped, by\n\n    {report['evaluated_by']}\n"
@@ -239,8 +245,6 @@ L1 loss on the fractions, Adam from {report['settings']['lr']} with cosine decay
 single torch thread on 2 shared CPU cores. Sampling {report['sampling_seconds']:.0f} s, training
 {last['seconds']:.0f} s.
 
-| epoch | s | train L1 | val L1 clean | val L1 masked |
-| ---: | ---: | ---: | ---: | ---: |
 {epochs}
 
 ## Evaluation (held-out cuhk5pt lines, whole cascade, native backend)
@@ -249,8 +253,6 @@ NME = mean point error / inter-ocular distance, on the {report['evaluation'][0][
 held-out faces as photographed and with a synthetic mask on each (`masksegx.eval.attributes.MaskPainter`:
 template and colour fixed by the image path, worn correctly). Detected = share of faces matched.
 
-| landmarks | NME | detected | NME, masked | detected, masked |
-| --- | ---: | ---: | ---: | ---: |
 {rows}
 
 Settings, sample counts, per-epoch losses and these scores: `ds_mtcnn_lnet.json`. ONNX export:
