@@ -171,6 +171,12 @@ def check_instance(value: object, expected: type[T], name: str) -> T:
     return value
 
 
+def settings_or_default(value: object, kind: type[T], name: str) -> T:
+    """A settings object (a params dataclass): ``kind()`` for None, ``value`` if it is a
+    ``kind``, TypeError otherwise (a dict of settings is not converted)."""
+    return kind() if value is None else check_instance(value, kind, name)
+
+
 def check_order(order: str) -> str:
     if order not in ("bgr", "rgb"):
         raise ValueError(f"order: expected 'bgr' or 'rgb', got {order!r}")

@@ -53,12 +53,12 @@ from ._validation import (
     MAX_SIDE,
     as_image,
     check_bool,
-    check_instance,
     check_int,
     check_number,
     check_odd_window,
     check_threads,
     image_reach,
+    settings_or_default,
 )
 from .spectral import SpectralParams
 
@@ -108,7 +108,7 @@ def _check_box(box: object, shape: tuple[int, int]) -> tuple[float, float, float
     h, w = shape
     if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
         raise ValueError(f"box: {values.tolist()} does not overlap the {w}x{h} image")
-    # Beyond one image size outside the border a box holds no more of this image's face.
+    # Beyond the image's reach a box holds nothing more of a face in this image.
     x_min, y_min, x_max, y_max = image_reach(shape)
     return max(x1, x_min), max(y1, y_min), min(x2, x_max), min(y2, y_max)
 
@@ -324,7 +324,7 @@ def segment_fused(image: np.ndarray, box: Box | None = None, *, params: FusedPar
                   model: None | PathLike | MaskNet | _ViewModel = None) -> np.ndarray:
     """bool HxW worn-mask segmentation: the net's probability cleaned by the spectral pipeline's
     connectivity analysis (module docstring). Same ``box`` convention as :class:`MaskNet`."""
-    params = FusedParams() if params is None else check_instance(params, FusedParams, "params")
+    params = settings_or_default(params, FusedParams, "params")
     return _segment_fused(as_image(image), box, params, _view_probability_of(model))
 
 

@@ -22,12 +22,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 
 from . import learned, spectral
-from ._validation import as_image, check_bool, check_instance, check_number, check_threads
+from ._validation import (
+    as_image,
+    check_bool,
+    check_instance,
+    check_number,
+    check_threads,
+    settings_or_default,
+)
 from .align import canonical_points
 from .attributes import AttributePredictor, FaceAttributes
 from .detect import FaceDetector
@@ -36,8 +42,6 @@ from .spectral import SpectralParams
 METHODS = ("fused", "learned", "spectral")
 GENDER_CONSTRAINTS = ("none", "hard", "soft")
 FACE_MODES = ("detect", "whole-image")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -175,9 +179,9 @@ class FaceMaskSegmenter:
             no_mask_probability, "no_mask_probability", low=0.0, high=1.0
         )
         threads = check_threads(threads)
-        self.priors = _params(priors, GenderPriors, "priors")
-        self.spectral_params = _params(spectral_params, SpectralParams, "spectral_params")
-        self.fused_params = _params(fused_params, learned.FusedParams, "fused_params")
+        self.priors = settings_or_default(priors, GenderPriors, "priors")
+        self.spectral_params = settings_or_default(spectral_params, SpectralParams, "spectral_params")
+        self.fused_params = settings_or_default(fused_params, learned.FusedParams, "fused_params")
         self.detector = FaceDetector(
             min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=threads
         )
@@ -245,11 +249,6 @@ def _pixel_box(box: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, 
     x1 = int(np.clip(np.ceil(box[2]) + 1, x0 + 1, width))
     y1 = int(np.clip(np.ceil(box[3]) + 1, y0 + 1, height))
     return x0, y0, x1, y1
-
-
-def _params(value: T | None, kind: type[T], name: str) -> T:
-    """A settings object: ``value`` if it is a ``kind``, the defaults for None."""
-    return kind() if value is None else check_instance(value, kind, name)
 
 
 def _choice(value: object, allowed: Sequence[str], name: str) -> str:

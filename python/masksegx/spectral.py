@@ -47,11 +47,11 @@ from ._validation import (
     as_mask,
     check_bool,
     check_finite,
-    check_instance,
     check_int,
     check_number,
     check_odd_window,
     mask_box,
+    settings_or_default,
 )
 
 Box = tuple[int, int, int, int]
@@ -205,7 +205,7 @@ def segment_spectral(
         the result is limited to the mask.
     params : :class:`SpectralParams`, defaults if None.
     """
-    params = SpectralParams() if params is None else check_instance(params, SpectralParams, "params")
+    params = settings_or_default(params, SpectralParams, "params")
     return _segment_spectral(as_image(image), region, params)
 
 
