@@ -8,10 +8,20 @@ its way through. Cheap checks of scalar settings stay in the private functions.
 
 from __future__ import annotations
 
+import math
+from typing import TypeVar
+
 import numpy as np
+
+T = TypeVar("T")
 
 #: Largest image side any function accepts (matches the C++ limit).
 MAX_SIDE = 1 << 15
+#: Least reach of :func:`image_reach`, so a tiny crop still takes the landmarks of the face
+#: around it (the canonical aligned face is 112 pixels).
+MIN_REACH = 128
+#: Largest box-filter window (``filters.local_variance``; matches the C++ limit).
+MAX_WINDOW = 65535
 
 
 def as_image(image: object, name: str = "image", *, channels: int | None = 3) -> np.ndarray:
@@ -95,6 +105,78 @@ def check_threads(threads: object, name: str = "threads", *, minimum: int = 1) -
     return int(threads)
 
 
+def check_number(
+    value: object,
+    name: str,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A real number (Python or numpy int or float, not a bool; TypeError otherwise) in the
+    interval from ``low`` to ``high`` (closed unless ``low_open`` / ``high_open``; ValueError
+    otherwise, and always for NaN). Infinity passes only where the interval holds it."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        number = math.inf if value > 0 else -math.inf
+    above = low < number if low_open else low <= number
+    below = number < high if high_open else number <= high
+    if not (above and below):  # NaN fails both
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name}: expected a value in {interval}, got {value!r}")
+    return number
+
+
+def check_finite(value: object, name: str) -> float:
+    """A finite real number (:func:`check_number` without bounds but infinity)."""
+    return check_number(value, name, low=-math.inf, low_open=True, high=math.inf, high_open=True)
+
+
+def check_int(value: object, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """An integer (Python or numpy, not a bool; TypeError otherwise) in ``[low, high]``
+    (ValueError otherwise; None: no bound)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        interval = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        raise ValueError(f"{name}: expected an integer in {interval}, got {value}")
+    return int(value)
+
+
+def check_odd_window(value: object, name: str) -> int:
+    """An odd window side in ``[1, MAX_WINDOW]`` (the limit of the C++ box filters)."""
+    window = check_int(value, name, low=1, high=MAX_WINDOW)
+    if window % 2 == 0:
+        raise ValueError(f"{name}: expected an odd size, got {window}")
+    return window
+
+
+def check_bool(value: object, name: str) -> bool:
+    """True or False (numpy bools too); TypeError for anything else, 0 and 1 included."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_instance(value: object, expected: type[T], name: str) -> T:
+    """``value`` if it is an instance of ``expected``; TypeError naming both otherwise."""
+    if not isinstance(value, expected):
+        raise TypeError(f"{name}: expected {expected.__name__}, got {type(value).__name__}")
+    return value
+
+
+def settings_or_default(value: object, kind: type[T], name: str) -> T:
+    """A settings object (a params dataclass): ``kind()`` for None, ``value`` if it is a
+    ``kind``, TypeError otherwise (a dict of settings is not converted)."""
+    return kind() if value is None else check_instance(value, kind, name)
+
+
 def check_order(order: str) -> str:
     if order not in ("bgr", "rgb"):
         raise ValueError(f"order: expected 'bgr' or 'rgb', got {order!r}")
@@ -127,6 +209,31 @@ def as_points(points: object, name: str, count: int | None = None) -> np.ndarray
     if not np.isfinite(out).all():
         raise ValueError(f"{name}: contains NaN or infinity")
     return out
+
+
+def image_reach(shape: tuple[int, ...]) -> tuple[float, float, float, float]:
+    """Where the box corners and landmarks of a face in an image of ``shape`` may lie:
+    ``(x_min, y_min, x_max, y_max)``, the image widened beyond each border by its larger side,
+    and by at least :data:`MIN_REACH` pixels. Faces at the border reach a little outside; a
+    point further out belongs to no face of this image (another image's coordinates, or the
+    wrong units)."""
+    height, width = int(shape[0]), int(shape[1])
+    reach = float(max(height, width, MIN_REACH))
+    return -reach, -reach, width + reach, height + reach
+
+
+def check_near_image(points: np.ndarray, shape: tuple[int, ...], name: str) -> None:
+    """ValueError when a point (x, y in the last axis) lies outside :func:`image_reach`."""
+    if points.size == 0:
+        return
+    x_min, y_min, x_max, y_max = image_reach(shape)
+    xs, ys = points[..., 0], points[..., 1]
+    if xs.min() < x_min or xs.max() > x_max or ys.min() < y_min or ys.max() > y_max:
+        raise ValueError(
+            f"{name}: points lie more than the image's larger side (at least {MIN_REACH} px) "
+            f"outside the {shape[1]}x{shape[0]} image (expected x in [{x_min:g}, {x_max:g}] "
+            f"and y in [{y_min:g}, {y_max:g}])"
+        )
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ._validation import as_image, as_points
+from ._validation import as_image, as_points, check_int, check_number
 
 #: Landmark count and order: left eye, right eye, nose tip, left mouth corner, right mouth corner.
 N_LANDMARKS = 5
@@ -36,6 +36,9 @@ CANONICAL_SIZE = 112
 
 #: Smallest crop side :func:`align_face` produces; below it the landmarks are a few pixels apart.
 MIN_CROP_SIZE = 16
+#: Largest crop side :func:`align_face` produces (a 4096x4096x3 crop is 48 MiB; a larger
+#: ``size`` is more likely a slip than a face).
+MAX_CROP_SIZE = 4096
 
 
 def canonical_points(size: int = CANONICAL_SIZE, padding: float = 0.0) -> np.ndarray:
@@ -120,9 +123,9 @@ def align_face(
         Colour image (any channel order; it is kept).
     landmarks : [5, 2]
         Left eye, right eye, nose tip, left and right mouth corner (x, y) in image pixels.
-    size : int >= 16
+    size : int in [16, 4096] (:data:`MIN_CROP_SIZE`, :data:`MAX_CROP_SIZE`)
         Side of the square output crop in pixels.
-    padding : float >= 0
+    padding : float in [0, 2]
         Margin around the canonical template (see :func:`canonical_points`).
 
     Returns
@@ -155,19 +158,11 @@ def as_landmarks(landmarks: object, name: str = "landmarks") -> np.ndarray:
 
 
 def _check_size(size: object) -> int:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise TypeError(f"size: expected an int, got {type(size).__name__}")
-    if size < MIN_CROP_SIZE:
-        raise ValueError(f"size: expected at least {MIN_CROP_SIZE} pixels, got {size}")
-    return int(size)
+    return check_int(size, "size", low=MIN_CROP_SIZE, high=MAX_CROP_SIZE)
 
 
 def _check_padding(padding: object) -> float:
-    if isinstance(padding, bool) or not isinstance(padding, (int, float, np.integer, np.floating)):
-        raise TypeError(f"padding: expected a number, got {type(padding).__name__}")
-    if not 0.0 <= float(padding) <= 2.0:  # also rejects NaN
-        raise ValueError(f"padding: expected a value in [0, 2], got {padding}")
-    return float(padding)
+    return check_number(padding, "padding", low=0.0, high=2.0)
 
 
 def _as_affine(matrix: object) -> np.ndarray:

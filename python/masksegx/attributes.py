@@ -35,8 +35,17 @@ import cv2
 import numpy as np
 
 from ._models import ATTRIBUTES_MODEL, cached, model_file, onnx_session
-from ._validation import as_image, as_numeric_points, check_threads
-from .align import _align_face
+from ._validation import (
+    as_image,
+    as_numeric_points,
+    check_bool,
+    check_finite,
+    check_int,
+    check_near_image,
+    check_number,
+    check_threads,
+)
+from .align import MAX_CROP_SIZE, MIN_CROP_SIZE, _align_face
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -130,7 +139,10 @@ class AttributePredictor:
     ``predictor(image, landmarks)`` takes a uint8 BGR image [H, W, 3] and the 5 landmarks of one
     face [5, 2] or of several [N, 5, 2] (left eye, right eye, nose tip, left and right mouth corner,
     pixels; as :class:`masksegx.Detections` gives them) and returns one :class:`FaceAttributes`
-    per face, in order (all faces go through the network in one batch).
+    per face, in order (all faces go through the network in one batch). Landmarks may lie
+    outside the image (a face at the border) but not more than the image's larger side (at
+    least 128 pixels) beyond its border: such points belong to no face in it (ValueError naming
+    ``landmarks``).
     Raises ModelNotFoundError (a FileNotFoundError and ValueError) for a missing model and
     ValueError for a file onnxruntime cannot load or whose output is not [N, 22].
     """
@@ -141,22 +153,23 @@ class AttributePredictor:
         self.threads = check_threads(threads)
         self.model_path = model_file(model, shipped=ATTRIBUTES_MODEL)
         self._session = onnx_session(self.model_path, self.threads)
+        mirror = check_bool(mirror, "mirror")
         self._input, self.settings = _attribute_net_settings(self._session, self.model_path)
         self.crop_size = int(self.settings["crop_size"])
         self.input_size = int(self.settings["input_size"])
         self.padding = float(self.settings["padding"])
         self.wearing_thresholds = _thresholds(self.settings["wearing_thresholds"])
-        if not isinstance(mirror, (bool, np.bool_)):
-            raise TypeError(f"mirror: expected a bool, got {type(mirror).__name__}")
         #: Whether this object runs the mirrored crops (False when the graph does it itself).
-        self.mirror_here = bool(mirror) and not self.settings.get("mirror_average", False)
+        self.mirror_here = mirror and not self.settings.get("mirror_average", False)
 
     def preprocess(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """Network input float32 [N, 3, S, S] for landmarks [N, 5, 2] (validated by the caller)."""
-        return self._preprocess(as_image(image), landmarks)
+        """Network input float32 [N, 3, S, S] for landmarks [5, 2] / [N, 5, 2]."""
+        image = as_image(image)
+        return self._preprocess(image, _as_landmark_batch(landmarks, image.shape))
 
     def _preprocess(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """:meth:`preprocess` of an image already validated by :func:`as_image`."""
+        """:meth:`preprocess` of an image already validated by :func:`as_image` and landmarks
+        [N, 5, 2] by :func:`_as_landmark_batch`."""
         batch = np.empty((len(landmarks), 3, self.input_size, self.input_size), np.float32)
         mean, scale = np.float32(self.settings["mean"]), np.float32(self.settings["scale"])
         for i, points in enumerate(landmarks):
@@ -175,7 +188,8 @@ class AttributePredictor:
 
     def joint_probs(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The network's joint probabilities float32 [N, 22] for landmarks [5, 2] / [N, 5, 2]."""
-        return self._joint_probs(as_image(image), _as_landmark_batch(landmarks))
+        image = as_image(image)
+        return self._joint_probs(image, _as_landmark_batch(landmarks, image.shape))
 
     def _joint_probs(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """:meth:`joint_probs` of an image already validated by :func:`as_image` and finite
@@ -220,7 +234,8 @@ def predict_attributes(
 ) -> FaceAttributes | list[FaceAttributes]:
     """Attributes of the face(s) with ``landmarks`` in ``image`` (uint8 BGR [H, W, 3]).
 
-    ``landmarks`` [5, 2] returns one :class:`FaceAttributes`, [N, 5, 2] a list of N. The model
+    ``landmarks`` [5, 2] returns one :class:`FaceAttributes`, [N, 5, 2] a list of N (bounds as
+    for :class:`AttributePredictor`). The model
     (default: the shipped one) is loaded once and reused (single-threaded session).
     """
     predictor = cached(model_file(model, shipped=ATTRIBUTES_MODEL), "AttributePredictor", AttributePredictor)
@@ -239,8 +254,11 @@ def _as_landmark_array(landmarks: object) -> np.ndarray:
     return out
 
 
-def _as_landmark_batch(landmarks: object) -> np.ndarray:
+def _as_landmark_batch(landmarks: object, shape: tuple[int, ...]) -> np.ndarray:
+    """Landmarks [5, 2] or [N, 5, 2] as float64 [N, 5, 2], refused when they lie outside
+    :func:`masksegx._validation.image_reach` of ``shape`` (they are not of a face in it)."""
     points = _as_landmark_array(landmarks)
+    check_near_image(points, shape, "landmarks")
     return points[None] if points.ndim == 2 else points
 
 
@@ -275,4 +293,21 @@ def _attribute_net_settings(session: onnxruntime.InferenceSession, path: str) ->
             settings.update(json.loads(raw))
         except json.JSONDecodeError as error:
             raise ValueError(f"model: {path} has unreadable {METADATA_KEY} metadata: {error}") from None
+    try:
+        _check_settings(settings)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"model: {path} has bad {METADATA_KEY} metadata: {error}") from None
     return inputs[0].name, settings
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """The preprocessing settings of an attribute net: crop sizes within :func:`align_face`'s
+    bounds, finite normalisation, a known channel order (TypeError/ValueError otherwise)."""
+    check_int(settings["crop_size"], "crop_size", low=MIN_CROP_SIZE, high=MAX_CROP_SIZE)
+    check_int(settings["input_size"], "input_size", low=1, high=MAX_CROP_SIZE)
+    check_number(settings["padding"], "padding", low=0.0, high=2.0)
+    for name in ("mean", "scale"):
+        check_finite(settings[name], name)
+    if settings["channels"] not in ("bgr", "rgb"):
+        raise ValueError(f"channels: expected 'bgr' or 'rgb', got {settings['channels']!r}")
+    _thresholds(settings["wearing_thresholds"])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import as_numeric_points
 from .nms import nms
 
 #: Shrinking ``x2`` and ``y2`` by this turns an exclusive-end box into the inclusive-end box of
@@ -30,9 +31,9 @@ _LAST_PIXEL = np.array([0, 0, 1, 1], np.float32)
 
 
 def as_boxes(boxes: object, name: str = "boxes") -> np.ndarray:
-    """Return ``boxes`` as a float64 [N, 4] array (N may be 0); ValueError on a bad shape or a
-    non-finite value."""
-    out = np.asarray(boxes, dtype=np.float64)
+    """Return ``boxes`` as a float64 [N, 4] array (N may be 0); TypeError for anything but
+    numbers (strings are not converted), ValueError on a bad shape or a non-finite value."""
+    out = np.asarray(as_numeric_points(boxes, name), dtype=np.float64)
     if out.size == 0:
         return out.reshape(0, 4)
     if out.ndim != 2 or out.shape[1] != 4:
@@ -58,9 +59,14 @@ def nms_exclusive(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -
     index first); a box is dropped when its IoU with a better kept box is above
     ``iou_threshold``. Runs :func:`masksegx.nms.nms` on the boxes' inclusive-end equivalents
     (float32 coordinates)."""
+    return _nms_exclusive(as_boxes(boxes), as_numeric_points(scores, "scores"), iou_threshold)
+
+
+def _nms_exclusive(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """:func:`nms_exclusive` of a finite float [N, 4] array (the scores are checked here)."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
-    shrunk = np.asarray(boxes, np.float32)[:, :4] - _LAST_PIXEL
+    shrunk = np.asarray(boxes, np.float32) - _LAST_PIXEL
     return nms(shrunk, np.asarray(scores, np.float32), iou_threshold)
 
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._validation import as_image, check_order
+from ._validation import as_image, check_bool, check_order
 
 
 class SpectralMaps(NamedTuple):
@@ -34,7 +34,7 @@ class SpectralMaps(NamedTuple):
 
 def spectral_maps(image: np.ndarray, *, order: str = "bgr", with_hsi: bool = True) -> SpectralMaps:
     """HSI, NBRI and NMRI of ``image`` in a single pass."""
-    return _spectral_maps(as_image(image), check_order(order), bool(with_hsi))
+    return _spectral_maps(as_image(image), check_order(order), check_bool(with_hsi, "with_hsi"))
 
 
 def _spectral_maps(image: np.ndarray, order: str = "bgr", with_hsi: bool = True) -> SpectralMaps:

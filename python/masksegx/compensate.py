@@ -16,12 +16,13 @@ Corrected values are rounded to nearest (ties to even, as ``numpy.rint``) and sa
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from . import _core
-from ._validation import as_image, as_mask, check_order
+from ._validation import as_image, as_mask, check_finite, check_number, check_order
 
 
 class CompensationResult(NamedTuple):
@@ -34,6 +35,14 @@ class CompensationResult(NamedTuple):
     illuminant_region: np.ndarray
     #: Minkowski illuminant outside the region (NaN if the region covers the image).
     illuminant_background: np.ndarray
+
+
+def _check_mu(mu: object) -> float:
+    return check_number(mu, "mu", low=0.0, high=math.inf, high_open=True)
+
+
+def _check_t(t: object) -> float:
+    return check_number(t, "t", low=1.0)  # inf: the max-RGB estimate
 
 
 def _image_and_region(image: object, region: object) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +58,7 @@ def blue_suppression(
     ``mu`` must be finite and >= 0 (values above 1 amplify, saturating at 255).
     """
     image, region = _image_and_region(image, region)
-    return _core.blue_suppression(image, region, float(mu), check_order(order))
+    return _core.blue_suppression(image, region, _check_mu(mu), check_order(order))
 
 
 def minkowski_illuminant(
@@ -61,7 +70,8 @@ def minkowski_illuminant(
     region has no pixels.
     """
     image, region = _image_and_region(image, region)
-    return _core.minkowski_illuminant(image, region, float(t), float(scale))
+    scale = check_number(scale, "scale", low=0.0, low_open=True, high=math.inf, high_open=True)
+    return _core.minkowski_illuminant(image, region, _check_t(t), scale)
 
 
 def gray_world_minkowski(
@@ -75,7 +85,7 @@ def gray_world_minkowski(
     """
     check_order(order)
     image, region = _image_and_region(image, region)
-    return _core.gray_world_minkowski(image, region, float(t))
+    return _core.gray_world_minkowski(image, region, _check_t(t))
 
 
 def compensate_region(
@@ -99,6 +109,7 @@ def compensate_region(
     When either side has no pixels every gain is 1: the region is only suppressed.
     """
     image, region = _image_and_region(image, region)
+    mu, t, strength = _check_mu(mu), _check_t(t), check_finite(strength, "strength")
     return _compensate_region(image, region, mu=mu, t=t, strength=strength, order=order)
 
 

@@ -44,14 +44,20 @@ from ._executor import MAX_KEPT_FLOATS, NativeNet
 from ._models import DETECTOR_MODELS, cached, model_file, onnx_session
 from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.detect.MODEL_DIR
 from ._models import ModelNotFoundError as ModelNotFoundError  # re-exported, users catch it here
-from ._validation import MAX_SIDE, as_image, check_order, check_threads
-from .boxes import nms_exclusive
+from ._validation import MAX_SIDE, as_image, check_bool, check_number, check_order, check_threads
+from .boxes import _nms_exclusive
 from .nms import nms
 
 PathLike = Union[str, "os.PathLike[str]"]
 Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 BACKENDS = ("native", "onnxruntime")
+#: Smallest ``min_face_size``: the P-net sees 12 px faces, so the pyramid's first level is the
+#: image enlarged ``12 / min_face_size`` times per side, at most 4 (16 times the pixels).
+MIN_FACE_SIZE = 3.0
+#: Largest ``scale_factor``: closer to 1 the pyramid's levels (all allocated at once) grow
+#: without bound; at 0.95 they hold at most ``1 / (1 - 0.95**2)``, about 10, first levels.
+MAX_SCALE_FACTOR = 0.95
 _NET_OUTPUTS = (("reg", "prob"), ("reg", "prob"), ("reg", "prob", "landmarks"), ("landmarks",))
 
 
@@ -84,9 +90,11 @@ class FaceDetector:
         ``prob`` (+ ``landmarks`` for the O-net), normalised as the reference MTCNN; or four,
         the fourth a landmark net on the O-net's crops with output ``landmarks``.
     backend : ``"native"`` (masksegx C++ kernels) or ``"onnxruntime"``.
-    min_face_size : smallest face side searched, in pixels (>= 1; below 12 the image is enlarged).
+    min_face_size : smallest face side searched, in pixels (>= :data:`MIN_FACE_SIZE`, 3; below 12
+        the image is enlarged, at most 4x per side, and refused if a side would exceed 32768).
     thresholds : face-probability thresholds of the P-, R- and O-net, each in [0, 1].
-    scale_factor : ratio between pyramid levels, in (0, 1).
+    scale_factor : ratio between pyramid levels, in (0, :data:`MAX_SCALE_FACTOR`] (0.95: the
+        pyramid then holds at most about 10 times its first level).
     nms_thresholds : overlap thresholds of the per-level, the cross-level and R-net, and the final
         NMS, each in [0, 1].
     order : channel order of the images, ``"bgr"`` (cv2.imread) or ``"rgb"``.
@@ -115,17 +123,15 @@ class FaceDetector:
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
         self.backend = backend
-        self.min_face_size = _number(min_face_size, "min_face_size", low=1.0)
+        self.min_face_size = check_number(min_face_size, "min_face_size", low=MIN_FACE_SIZE)
         self.thresholds = _triple(thresholds, "thresholds")
         self.nms_thresholds = _triple(nms_thresholds, "nms_thresholds")
-        self.scale_factor = _number(scale_factor, "scale_factor", low=0.0, high=1.0)
-        if not 0.0 < self.scale_factor < 1.0:
-            raise ValueError(f"scale_factor: must be in (0, 1), got {scale_factor}")
+        self.scale_factor = check_number(
+            scale_factor, "scale_factor", low=0.0, low_open=True, high=MAX_SCALE_FACTOR
+        )
         self.order = check_order(order)
         onnxruntime_threads = check_threads(onnxruntime_threads, "onnxruntime_threads", minimum=0)
-        if not isinstance(mirror_landmarks, (bool, np.bool_)):
-            raise TypeError(f"mirror_landmarks: expected a bool, got {type(mirror_landmarks)}")
-        self.mirror_landmarks = bool(mirror_landmarks)
+        self.mirror_landmarks = check_bool(mirror_landmarks, "mirror_landmarks")
         self.model_paths = _model_paths(models)
         self._nets = tuple(
             _load(path, backend, onnxruntime_threads, outputs)
@@ -184,12 +190,12 @@ class FaceDetector:
             if prob.max() < self.thresholds[0]:
                 continue
             found = _cells_to_boxes(out["reg"][0], prob, scale, self.thresholds[0])
-            keep = nms_exclusive(found[:, :4], found[:, 4], self.nms_thresholds[0])
+            keep = _nms_exclusive(found[:, :4], found[:, 4], self.nms_thresholds[0])
             candidates.append(found[keep])
         if not candidates:
             return np.zeros((0, 5), np.float32)
         boxes = np.concatenate(candidates)
-        boxes = boxes[nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])]
+        boxes = boxes[_nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])]
         size = boxes[:, 2:4] - boxes[:, 0:2]  # facenet-pytorch regresses P-net boxes without +1
         corners = boxes[:, :4] + boxes[:, 5:9] * np.concatenate([size, size], axis=1)
         return _square(np.concatenate([corners, boxes[:, 4:5]], axis=1))
@@ -204,7 +210,7 @@ class FaceDetector:
         passed = score > self.thresholds[1]
         boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
         offsets = out["reg"][passed]
-        keep = nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])
+        keep = _nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])
         return _square(_regress(boxes[keep], offsets[keep]))
 
     def _output(
@@ -444,18 +450,8 @@ def _onnxruntime(path: str, threads: int) -> tuple[Runner, Sequence[str]]:
     return run, names
 
 
-def _number(value: object, name: str, *, low: float, high: float = float("inf")) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    if not low <= float(value) <= high:  # also rejects NaN
-        raise ValueError(f"{name}: must be in [{low}, {high}], got {value}")
-    return float(value)
-
-
 def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != 3:
         raise ValueError(f"{name}: expected three numbers (P-, R-, O-net), got {values!r}")
-    a, b, c = (_number(v, name, low=0.0, high=1.0) for v in values)
+    a, b, c = (check_number(v, name, low=0.0, high=1.0) for v in values)
     return a, b, c

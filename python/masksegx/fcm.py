@@ -7,13 +7,13 @@ Features are a float32 ``(N, D)`` array: one row per pixel, one column per featu
 
 from __future__ import annotations
 
-import operator
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from . import _core
-from ._validation import as_float_array
+from ._validation import as_float_array, check_int, check_number
 
 
 class FCMResult(NamedTuple):
@@ -31,33 +31,12 @@ class FCMResult(NamedTuple):
     objective: float
 
 
-def _check_number(value: float, name: str, low: float, *, strict: bool) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value < low or (strict and value == low):
-        bound = ">" if strict else ">="
-        raise ValueError(f"{name}: expected a finite value {bound} {low}, got {value!r}")
-    return value
-
-
-def _as_int(value: int, name: str) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from None
-
-
 def _check_k(k: int, n_points: int) -> int:
-    k = _as_int(k, "k")
-    if not 1 <= k <= n_points:
-        raise ValueError(f"k: expected 1 <= k <= number of points ({n_points}), got {k}")
-    return k
+    return check_int(k, "k", low=1, high=n_points)
 
 
 def _check_seed(seed: int) -> int:
-    seed = _as_int(seed, "seed")
-    if not 0 <= seed < 1 << 64:
-        raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed}")
-    return seed
+    return check_int(seed, "seed", low=0, high=(1 << 64) - 1)
 
 
 def fuzzy_cmeans(
@@ -125,11 +104,9 @@ def _fuzzy_cmeans(
     already checked by :func:`as_float_array`; the settings are checked here."""
     n_points, dims = features.shape
     k = _check_k(k, n_points)
-    m = _check_number(m, "m", 1.0, strict=True)
-    tol = _check_number(tol, "tol", 0.0, strict=False)
-    max_iter = _as_int(max_iter, "max_iter")
-    if not 0 <= max_iter < 1 << 31:
-        raise ValueError(f"max_iter: expected an integer in [0, 2**31), got {max_iter}")
+    m = check_number(m, "m", low=1.0, low_open=True, high=math.inf, high_open=True)
+    tol = check_number(tol, "tol", low=0.0, high=math.inf, high_open=True)
+    max_iter = check_int(max_iter, "max_iter", low=0, high=(1 << 31) - 1)
     seed = _check_seed(seed)
     if init_centers is not None:
         if init_centers.shape != (k, dims):

@@ -11,6 +11,15 @@ model card ``models/masknet.md``) in onnxruntime. It sees a square view of the f
   filled by replicating the border pixels. The probability map is resized back to the square
   and pasted into the image; pixels outside the square are 0.
 
+  Box bounds: the box must overlap the image and have ``x1 < x2``, ``y1 < y2`` (ValueError
+  naming ``box`` otherwise). A box partly outside the image is used as it is (a face at the
+  border: clipping it to the image would shift the view off the face), except that its
+  corners are clipped to the image widened by its larger side (at least 128 pixels) beyond
+  each border (:func:`masksegx._validation.image_reach`): a box reaching further out is not
+  of a face in this image.
+  Only the image's part of the view is resampled at full size, so memory stays in proportion
+  to the image whatever the box.
+
 Resizing: area interpolation when shrinking (by more than 2x: bilinear to twice the net size,
 then an exact 2x2 area step), bilinear when enlarging; the probability map is resized back
 bilinearly.
@@ -28,6 +37,7 @@ spectral pipeline's defaults too (it measured worse, see the README).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +49,17 @@ import numpy as np
 from . import color, filters, regions, spectral
 from ._models import MASKNET_MODEL, cached, model_file, onnx_session
 from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.learned.MODEL_DIR
-from ._validation import as_image, check_threads
+from ._validation import (
+    MAX_SIDE,
+    as_image,
+    check_bool,
+    check_int,
+    check_number,
+    check_odd_window,
+    check_threads,
+    image_reach,
+    settings_or_default,
+)
 from .spectral import SpectralParams
 
 if TYPE_CHECKING:
@@ -88,20 +108,19 @@ def _check_box(box: object, shape: tuple[int, int]) -> tuple[float, float, float
     h, w = shape
     if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
         raise ValueError(f"box: {values.tolist()} does not overlap the {w}x{h} image")
-    return x1, y1, x2, y2
+    # Beyond the image's reach a box holds nothing more of a face in this image.
+    x_min, y_min, x_max, y_max = image_reach(shape)
+    return max(x1, x_min), max(y1, y_min), min(x2, x_max), min(y2, y_max)
 
 
 def _check_threshold(threshold: object) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)):
-        raise TypeError(f"threshold: expected a number, got {type(threshold).__name__}")
-    value = float(threshold)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"threshold: expected a value in [0, 1], got {threshold!r}")
-    return value
+    return check_number(threshold, "threshold", low=0.0, high=1.0)
 
 
 def view_square(box: tuple[float, float, float, float], margin: float = BOX_MARGIN) -> tuple[int, int, int]:
-    """The square view ``(x0, y0, side)`` (integer pixels) the net sees for a face box."""
+    """The square view ``(x0, y0, side)`` (integer pixels) the net sees for a face box
+    (``x1 < x2``, ``y1 < y2``, finite; ``margin`` > 0)."""
+    margin = check_number(margin, "margin", low=0.0, low_open=True, high=math.inf, high_open=True)
     x1, y1, x2, y2 = box
     side = max(1, int(round(margin * max(x2 - x1, y2 - y1))))
     x0 = int(round((x1 + x2) / 2 - side / 2))
@@ -187,8 +206,18 @@ class MaskNet:
             if any(pads):  # replicate the border pixels outside the image
                 view = cv2.copyMakeBorder(view, *pads, cv2.BORDER_REPLICATE)
             view = _resize(view, (s, s))
-        prob = _resize(self._run(view), (side, side))
-        prob = prob[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
+        if side > 2 * max(h, w, s):
+            # A square much larger than the image: resample the net's output over the image's
+            # part only (bilinear, as the resize below), never the whole square.
+            k = s / side
+            matrix = np.array([[k, 0.0, k * (ix0 - x0 + 0.5) - 0.5],
+                               [0.0, k, k * (iy0 - y0 + 0.5) - 0.5]])
+            prob = cv2.warpAffine(self._run(view), matrix, (ix1 - ix0, iy1 - iy0),
+                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_REPLICATE)
+        else:
+            prob = _resize(self._run(view), (side, side))
+            prob = prob[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
         return _unit(prob), (ix0, iy0, ix1, iy1)
 
     def probability(self, image: np.ndarray, box: Box | None = None) -> np.ndarray:
@@ -281,27 +310,21 @@ class FusedParams:
 
     def __post_init__(self) -> None:
         _check_threshold(self.threshold)
-        if not 0.0 <= self.spectral_weight <= 1.0:
-            raise ValueError(f"spectral_weight: expected a value in [0, 1], got {self.spectral_weight}")
-        if not 0.0 <= self.min_area_share <= 1.0:
-            raise ValueError(f"min_area_share: expected a value in [0, 1], got {self.min_area_share}")
+        check_number(self.spectral_weight, "spectral_weight", low=0.0, high=1.0)
+        check_number(self.min_area_share, "min_area_share", low=0.0, high=1.0)
         for name in ("p1", "p2"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected a threshold > 0 (inf = no test)")
-        if self.spectral_size != 0 and self.spectral_size < 16:
+            check_number(getattr(self, name), name, low=0.0, low_open=True)  # inf = no test
+        if 0 < check_int(self.spectral_size, "spectral_size", low=0, high=MAX_SIDE) < 16:
             raise ValueError(f"spectral_size: expected 0 or at least 16, got {self.spectral_size}")
-        if self.variance_window < 1 or self.variance_window % 2 == 0:
-            raise ValueError("variance_window: expected an odd size >= 1")
+        check_odd_window(self.variance_window, "variance_window")
+        check_bool(self.fill_holes, "fill_holes")
 
 
 def segment_fused(image: np.ndarray, box: Box | None = None, *, params: FusedParams | None = None,
                   model: None | PathLike | MaskNet | _ViewModel = None) -> np.ndarray:
     """bool HxW worn-mask segmentation: the net's probability cleaned by the spectral pipeline's
     connectivity analysis (module docstring). Same ``box`` convention as :class:`MaskNet`."""
-    if params is None:
-        params = FusedParams()
-    elif not isinstance(params, FusedParams):
-        raise TypeError(f"params: expected FusedParams or None, got {type(params).__name__}")
+    params = settings_or_default(params, FusedParams, "params")
     return _segment_fused(as_image(image), box, params, _view_probability_of(model))
 
 

@@ -26,7 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import learned, spectral
-from ._validation import as_image, check_threads
+from ._validation import (
+    as_image,
+    check_bool,
+    check_instance,
+    check_number,
+    check_threads,
+    settings_or_default,
+)
 from .align import canonical_points
 from .attributes import AttributePredictor, FaceAttributes
 from .detect import FaceDetector
@@ -75,6 +82,10 @@ class SegmentationPrior:
     threshold: float
     membership_threshold: float
 
+    def __post_init__(self) -> None:
+        check_number(self.threshold, "threshold", low=0.0, high=1.0)
+        check_number(self.membership_threshold, "membership_threshold", low=0.0, high=1.0)
+
 
 @dataclass(frozen=True)
 class GenderPriors:
@@ -95,8 +106,15 @@ class GenderPriors:
     neutral: SegmentationPrior = SegmentationPrior(0.5, 0.4)
     confidence: float = 0.8
 
+    def __post_init__(self) -> None:
+        for name in ("female", "male", "neutral"):
+            check_instance(getattr(self, name), SegmentationPrior, name)
+        check_number(self.confidence, "confidence", low=0.0, high=1.0)
+
     def resolve(self, p_male: float, mode: str) -> SegmentationPrior:
         """The prior for a face with P(male) = ``p_male`` under constraint ``mode``."""
+        mode = _choice(mode, GENDER_CONSTRAINTS, "mode")
+        p_male = check_number(p_male, "p_male", low=0.0, high=1.0)
         if mode == "none":
             return self.neutral
         if mode == "hard":
@@ -156,18 +174,14 @@ class FaceMaskSegmenter:
         self.method = _choice(method, METHODS, "method")
         self.gender_constraint = _choice(gender_constraint, GENDER_CONSTRAINTS, "gender_constraint")
         self.faces = _choice(faces, FACE_MODES, "faces")
-        if not isinstance(coverage_constraint, bool):
-            raise TypeError("coverage_constraint: expected True or False")
-        self.coverage_constraint = coverage_constraint
-        if not 0.0 <= float(no_mask_probability) <= 1.0:
-            raise ValueError(
-                f"no_mask_probability: expected a value in [0, 1], got {no_mask_probability}"
-            )
-        self.no_mask_probability = float(no_mask_probability)
+        self.coverage_constraint = check_bool(coverage_constraint, "coverage_constraint")
+        self.no_mask_probability = check_number(
+            no_mask_probability, "no_mask_probability", low=0.0, high=1.0
+        )
         threads = check_threads(threads)
-        self.priors = priors or GenderPriors()
-        self.spectral_params = spectral_params or SpectralParams()
-        self.fused_params = fused_params or learned.FusedParams()
+        self.priors = settings_or_default(priors, GenderPriors, "priors")
+        self.spectral_params = settings_or_default(spectral_params, SpectralParams, "spectral_params")
+        self.fused_params = settings_or_default(fused_params, learned.FusedParams, "fused_params")
         self.detector = FaceDetector(
             min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=threads
         )
@@ -238,6 +252,8 @@ def _pixel_box(box: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, 
 
 
 def _choice(value: object, allowed: Sequence[str], name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected one of {tuple(allowed)}, got {type(value).__name__}")
     if value not in allowed:
         raise ValueError(f"{name}: expected one of {tuple(allowed)}, got {value!r}")
     return str(value)

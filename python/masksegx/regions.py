@@ -18,12 +18,13 @@ Po_i  ``(X_max / area_i) * eps_i`` (eq. 24), ``X_max`` the largest component are
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _core
-from ._validation import as_float_map, as_mask, check_size
+from ._validation import as_float_map, as_mask, check_instance, check_number, check_size
 
 
 def _as_2d_mask(mask: object, name: str = "mask") -> np.ndarray:
@@ -166,9 +167,9 @@ def geometric_filter(components: Components, p1: float, p2: float) -> np.ndarray
     bool (n,)
         ``keep[i]`` for the component labelled ``i + 1``; use ``components.select(keep)``.
     """
+    check_instance(components, Components, "components")
     for name, value in (("p1", p1), ("p2", p2)):
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{name}: expected a finite threshold > 0, got {value!r}")
+        check_number(value, name, low=0.0, low_open=True, high=math.inf, high_open=True)
     return ~((components.mi > p1) | (components.po > p2))
 
 

@@ -34,6 +34,7 @@ under warm light) and strongly patterned masks are its known failure cases.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -41,12 +42,25 @@ import cv2
 import numpy as np
 
 from . import color, compensate, fcm, filters, regions
-from ._validation import as_image, as_mask, mask_box
+from ._validation import (
+    as_image,
+    as_mask,
+    check_bool,
+    check_finite,
+    check_int,
+    check_number,
+    check_odd_window,
+    mask_box,
+    settings_or_default,
+)
 
 Box = tuple[int, int, int, int]
 #: A probe window of the crop, ``(top, bottom, left, right)`` in pixels (exclusive ends).
 Window = tuple[int, int, int, int]
 CompensationFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+#: Most clusters :class:`SpectralParams` accepts: memberships take ``clusters`` floats per pixel.
+MAX_CLUSTERS = 16
 
 
 class _Clustering(NamedTuple):
@@ -57,6 +71,9 @@ class _Clustering(NamedTuple):
 @dataclass(frozen=True)
 class SpectralParams:
     """All settings of :func:`segment_spectral`.
+
+    Every field is checked when the object is made: TypeError for a value of the wrong type
+    (a string for a number, a number for a bool), ValueError for one out of range.
 
     Window fields are ``(top, bottom, left, right)`` fractions of the face crop. The defaults
     were chosen by ``tools/tune_spectral.py`` on ``seg/ffhq_synthmask/train`` and the
@@ -78,6 +95,7 @@ class SpectralParams:
     """No mask is searched above this fraction of the crop height (forehead, eyes)."""
     # 3. fuzzy clustering
     clusters: int = 3
+    """2 to :data:`MAX_CLUSTERS`."""
     fuzzifier: float = 2.0
     max_iter: int = 20
     # 4. compensation
@@ -100,23 +118,44 @@ class SpectralParams:
     connectivity: int = 8
 
     def __post_init__(self) -> None:
+        nonnegative = ("bilateral_sigma", "sharpen", "nbri_weight", "nmri_weight",
+                       "intensity_weight", "blue_mu")
+        for name in nonnegative:
+            check_number(getattr(self, name), name, low=0.0, high=math.inf, high_open=True)
         for name in ("skin_probe", "mask_probe"):
-            top, bottom, left, right = getattr(self, name)
-            if not (0 <= top < bottom <= 1 and 0 <= left < right <= 1):
-                raise ValueError(f"{name}: expected 0 <= top < bottom <= 1 and 0 <= left < right <= 1")
-        if not 0 <= self.top < 1:
-            raise ValueError("top: expected a fraction in [0, 1)")
-        if self.clusters < 2:
-            raise ValueError("clusters: expected at least 2 (skin and mask)")
-        if not self.fuzzifier > 1:
-            raise ValueError("fuzzifier: expected a value > 1")
-        if self.variance_window < 1 or self.variance_window % 2 == 0:
-            raise ValueError("variance_window: expected an odd size >= 1")
-        if self.connectivity not in (4, 8):
-            raise ValueError("connectivity: expected 4 or 8")
+            # Stored as a tuple of floats: a list would leave the params unhashable.
+            object.__setattr__(self, name, _probe(getattr(self, name), name))
+        check_number(self.top, "top", low=0.0, high=1.0, high_open=True)
+        check_int(self.clusters, "clusters", low=2, high=MAX_CLUSTERS)
+        check_number(self.fuzzifier, "fuzzifier", low=1.0, low_open=True, high=math.inf,
+                     high_open=True)
+        check_int(self.max_iter, "max_iter", low=0, high=(1 << 31) - 1)  # as fcm.fuzzy_cmeans
         if not (isinstance(self.compensation, str) and self.compensation in ("combined", "none")
                 or callable(self.compensation)):
             raise ValueError("compensation: expected 'combined', 'none' or a callable")
+        check_number(self.minkowski_t, "minkowski_t", low=1.0)  # inf: the max-RGB estimate
+        check_finite(self.compensation_strength, "compensation_strength")
+        check_number(self.membership_threshold, "membership_threshold", low=0.0, high=1.0)
+        check_odd_window(self.variance_window, "variance_window")
+        for name in ("p1", "p2"):  # regions.geometric_filter wants finite thresholds
+            check_number(getattr(self, name), name, low=0.0, low_open=True, high=math.inf,
+                         high_open=True)
+        check_bool(self.require_mask_probe, "require_mask_probe")
+        check_bool(self.fill_holes, "fill_holes")
+        if check_int(self.connectivity, "connectivity") not in (4, 8):
+            raise ValueError("connectivity: expected 4 or 8")
+
+
+def _probe(window: object, name: str) -> tuple[float, float, float, float]:
+    """A probe window: four fractions ``0 <= top < bottom <= 1``, ``0 <= left < right <= 1``."""
+    if isinstance(window, (str, bytes)) or not isinstance(window, (tuple, list, np.ndarray)):
+        raise TypeError(f"{name}: expected (top, bottom, left, right), got {type(window).__name__}")
+    if len(window) != 4:
+        raise ValueError(f"{name}: expected 4 fractions (top, bottom, left, right), got {len(window)}")
+    top, bottom, left, right = (check_number(value, name) for value in window)
+    if not (0 <= top < bottom <= 1 and 0 <= left < right <= 1):
+        raise ValueError(f"{name}: expected 0 <= top < bottom <= 1 and 0 <= left < right <= 1")
+    return top, bottom, left, right
 
 
 @dataclass(frozen=True)
@@ -159,11 +198,15 @@ def segment_spectral(
     ----------
     image : uint8 HxWx3, BGR (as ``cv2.imread`` returns).
     region : None, a box ``(x0, y0, x1, y1)`` (pixels, exclusive end) or a bool HxW mask.
-        The face crop to work in; ``None`` means the whole image is a face crop. With a bool
-        mask its bounding box is the crop and the result is limited to the mask.
+        The face crop to work in; ``None`` means the whole image is a face crop. A box is
+        clipped to the image (the crop is its part inside, however far the box reaches out);
+        ValueError when less than 4x4 pixels of it are inside (a box outside the image, or
+        with ``x1 <= x0`` or ``y1 <= y0``). With a bool mask its bounding box is the crop and
+        the result is limited to the mask.
     params : :class:`SpectralParams`, defaults if None.
     """
-    return _segment_spectral(as_image(image), region, params or SpectralParams())
+    params = settings_or_default(params, SpectralParams, "params")
+    return _segment_spectral(as_image(image), region, params)
 
 
 def _segment_spectral(

@@ -54,7 +54,7 @@ from typing import Union
 import cv2
 import numpy as np
 
-from ._validation import as_image, as_mask
+from ._validation import as_image, as_mask, as_numeric_points, check_number
 from .align import as_landmarks
 from .io import IMAGE_SUFFIXES, DatasetError, read_image, read_unchanged
 
@@ -235,9 +235,7 @@ def apply_mask(
     landmarks = as_landmarks(landmarks)
     if not isinstance(template, MaskTemplate):
         raise TypeError(f"template: expected a MaskTemplate, got {type(template).__name__}")
-    coverage = float(coverage)
-    if not 0.0 <= coverage <= 1.0:
-        raise ValueError(f"coverage: expected a value in [0, 1], got {coverage}")
+    coverage = check_number(coverage, "coverage", low=0.0, high=1.0)
     paint_color = None if color is None else _check_color(color)
     if texture is not None:
         texture = as_image(texture, "texture")
@@ -429,14 +427,14 @@ def _tile(
 def _as_box(box: object) -> np.ndarray:
     if not isinstance(box, (np.ndarray, list, tuple)):
         raise TypeError(f"box: expected [x1, y1, x2, y2], got {type(box).__name__}")
-    values = np.asarray(box, dtype=np.float64)
+    values = np.asarray(as_numeric_points(box, "box"), dtype=np.float64)
     if values.shape != (4,) or not np.isfinite(values).all():
         raise ValueError(f"box: expected 4 finite numbers [x1, y1, x2, y2], got {box!r}")
     return values
 
 
 def _check_color(color: object) -> np.ndarray:
-    values = np.asarray(color, dtype=np.float64)
+    values = np.asarray(as_numeric_points(color, "color"), dtype=np.float64)
     in_range = np.isfinite(values).all() and (values >= 0).all() and (values <= 255).all()
     if values.shape != (3,) or not in_range:
         raise ValueError(f"color: expected (b, g, r) with values in [0, 255], got {color!r}")
