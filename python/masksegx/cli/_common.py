@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -49,8 +50,28 @@ def format_table(label: str, summary: Mapping[str, object], columns: Columns, fi
     )
 
 
+def check_output_file(path: str | None, option: str) -> None:
+    """UsageError unless ``path`` (None: not asked for) can be written: run before the work,
+    so that an hour of evaluation does not end in an unwritable path."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        problem = "it is a folder"
+    elif not os.path.isdir(folder):
+        problem = f"folder {folder!r} does not exist"
+    elif not os.access(folder, os.W_OK | os.X_OK) or (
+        os.path.exists(path) and not os.access(path, os.W_OK)
+    ):
+        problem = "permission denied"
+    else:
+        return
+    raise UsageError(f"{option}: cannot write {path!r}: {problem}")
+
+
 def write_json(path: str, record: Mapping[str, object]) -> None:
-    """Write ``record`` as indented JSON."""
+    """Write ``record`` as indented JSON (to a temporary file renamed into place)."""
+    from ..batch import write_atomically
 
     # NaN (e.g. AP with no ground truth) is not JSON: write null.
     def clean(value: object) -> object:
@@ -58,9 +79,8 @@ def write_json(path: str, record: Mapping[str, object]) -> None:
             return {key: clean(v) for key, v in value.items()}
         return None if isinstance(value, float) and math.isnan(value) else value
 
-    with open(path, "w", encoding="utf-8") as out:
-        json.dump(clean(record), out, indent=2)
-        out.write("\n")
+    text = json.dumps(clean(record), indent=2) + "\n"
+    write_atomically([(path, text.encode("utf-8"))], overwrite=True)
 
 
 def print_error(command: str, error: object) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..eval.datasets import DatasetError
 from ..eval.reference_detectors import DetectorUnavailable, make_detector
-from ._common import UsageError, format_table, positive_int, print_error, write_json
+from ._common import UsageError, check_output_file, format_table, positive_int, print_error, write_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     """Score the attribute network, print the tables and write ``args.json``; exit code 0 or 2."""
     if args.synthetic_mask and not args.templates:
         raise UsageError("--synthetic-mask needs --templates DIR")
+    check_output_file(args.json, "--json")
     from ..detect import ModelNotFoundError
 
     try:
