@@ -19,8 +19,8 @@ Nothing is lost, nothing overwritten, no batch is ended by one file:
 - the three files of an image are written to temporary files in the output folder and renamed
   into place, the JSON last: a JSON exists only beside its complete mask and overlay;
 - a file already there is never replaced unless ``overwrite``: that input is reported instead;
-- folders and patterns skip earlier outputs, ``X_mask.png`` and ``X_overlay.jpg`` beside an
-  ``X.json`` (a file named on its own is always read).
+- folders and patterns skip earlier outputs: ``X_mask.png``, ``X_overlay.jpg`` and ``X.json``
+  where ``X.json`` and ``X_mask.png`` both exist (a file named on its own is always read).
 
 Images run in parallel on threads sharing one segmenter (``threads``), or in worker processes
 each holding its own segmenter (``workers``): the pipeline's Python steps hold the GIL, so
@@ -76,8 +76,9 @@ class BatchReport:
 def expand_inputs(inputs: Iterable[str]) -> tuple[list[Source], list[tuple[str, str]]]:
     """Sources for files, folders and glob patterns; also ``(input, message)`` for bad ones.
 
-    Folders and patterns leave out earlier outputs of ``segment`` (``X_mask.png`` and
-    ``X_overlay.jpg`` beside an ``X.json``); a file named on its own is always taken.
+    Folders and patterns leave out earlier outputs of ``segment`` (``X_mask.png``,
+    ``X_overlay.jpg`` and ``X.json`` where ``X.json`` and ``X_mask.png`` both exist); a file
+    named on its own is always taken.
     """
     sources: list[Source] = []
     problems: list[tuple[str, str]] = []
@@ -108,9 +109,11 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[Source], list[tuple[str, 
 
 
 def _is_earlier_output(path: str) -> bool:
-    for suffix in OUTPUT_SUFFIXES[:2]:
-        if path.endswith(suffix) and os.path.isfile(path[: -len(suffix)] + ".json"):
-            return True
+    """One of the files of an ``X`` written by segment: ``X.json`` and ``X_mask.png`` exist."""
+    for suffix in OUTPUT_SUFFIXES:
+        if path.endswith(suffix):
+            name = path[: -len(suffix)]
+            return os.path.isfile(name + ".json") and os.path.isfile(name + "_mask.png")
     return False
 
 

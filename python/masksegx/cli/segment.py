@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Per image (or video frame) writes <name>.json (faces, attributes, masks as COCO RLE), "
         "<name>_mask.png and <name>_overlay.jpg (to temporary files renamed into place, the JSON "
         "last). Unreadable, too large or damaged inputs and existing outputs are reported on "
-        "stderr and the rest done (exit code 1). Earlier outputs in input folders are not read.",
+        "stderr and the rest done (exit code 1). Earlier outputs in input folders and patterns "
+        "are not read.",
     )
     command.add_argument("inputs", nargs="+", help="image or video files, folders, glob patterns")
     command.add_argument("-o", "--output", required=True, help="output folder")
