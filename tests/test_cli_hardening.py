@@ -333,3 +333,19 @@ def test_json_is_written_whole(tmp_path, capsys):
     assert main(["eval-seg", "--images", str(images), "--masks", str(masks), "--mask-value", "255",
                  "--method", "threshold", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["n_images"] == 2 and listing(tmp_path)[-1] == "scores.json"
+
+
+def test_spectral_keeps_existing_files_and_reports_damage(tmp_path):
+    folder = write_images(tmp_path / "in", 1)
+    (folder / "damaged.jpg").write_bytes(damaged_jpeg())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "img0_overlay.jpg").write_bytes(b"the user's")
+    done = masksegx_cli("spectral", folder / "img0.png", folder / "damaged.jpg", "-o", out)
+    assert done.returncode == 1, done.stderr
+    assert "img0_overlay.jpg' exists" in done.stderr and "damaged.jpg: warning:" in done.stderr
+    assert (out / "img0_overlay.jpg").read_bytes() == b"the user's"
+    assert listing(out) == ["damaged_mask.png", "damaged_overlay.jpg", "img0_overlay.jpg"]
+    done = masksegx_cli("spectral", folder / "img0.png", "-o", out, "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert (out / "img0_overlay.jpg").read_bytes() != b"the user's"

@@ -29,6 +29,7 @@ processes scale further on many cores, at the cost of one set of models per work
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import json
@@ -202,10 +203,9 @@ class _Run:
         if item.warning is not None:
             self.report.warnings.append((item.label, item.warning))
         try:
-            if item.image is None:
-                if item.error is not None:
-                    self.report.failures.append((item.label, item.error))
-            else:
+            if item.error is not None:
+                self.report.failures.append((item.label, item.error))
+            elif item.image is not None:
                 name = self.names.claim(item.name)
                 if not self.overwrite:
                     refuse_existing(output_paths(self.output, name))
@@ -241,18 +241,19 @@ def failure_message(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-class _sigint_blocked:
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
     """Hold SIGINT pending in this thread. A worker process spawned meanwhile inherits the
     blocked signal, so Ctrl-C (sent to the whole process group) reaches only this process,
     which reports it once, instead of a traceback from every worker."""
-
-    def __enter__(self) -> None:
-        if hasattr(signal, "pthread_sigmask"):  # not on Windows
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-    def __exit__(self, *exc: object) -> None:
-        if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: the workers' initializer ignores it
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _segment_and_write(
@@ -297,14 +298,15 @@ def write_results(
         "faces": [face_record(face) for face in faces],
     }
     contents = [
-        _encoded(".png", union.astype(np.uint8) * 255),
-        _encoded(".jpg", overlay(image, faces)),
+        encode_image(".png", union.astype(np.uint8) * 255),
+        encode_image(".jpg", overlay(image, faces)),
         (json.dumps(record, indent=1) + "\n").encode("utf-8"),
     ]
     write_atomically(list(zip(output_paths(output, name), contents)), overwrite=overwrite)
 
 
-def _encoded(extension: str, picture: np.ndarray) -> bytes:
+def encode_image(extension: str, picture: np.ndarray) -> bytes:
+    """``picture`` as the bytes of an image file of type ``extension`` (".png", ".jpg")."""
     ok, data = cv2.imencode(extension, picture)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {extension} image of shape {picture.shape}")
@@ -325,9 +327,10 @@ def write_atomically(files: Sequence[tuple[str, bytes]], *, overwrite: bool = Fa
             folder, base = os.path.split(path)
             # Hidden, unique and not an image suffix: never read back as an input.
             temporary = os.path.join(folder, f".{base}.{uuid.uuid4().hex[:12]}.part")
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0))
-            temporaries.append(temporary)
             try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+                descriptor = os.open(temporary, flags)
+                temporaries.append(temporary)
                 with os.fdopen(descriptor, "wb") as out:
                     out.write(content)
             except OSError as err:
@@ -402,8 +405,8 @@ def _count_items(sources: list[Source], frame_step: int) -> int:
 
 @dataclass
 class _Item:
-    """An image or frame read (``image``), or an input that failed (``error``), or both
-    missing (a truncated video's report comes after its frames); ``warning`` about it."""
+    """An image or frame read (``image``) or an input that failed (``error``, then no image);
+    ``warning`` about it."""
 
     label: str
     name: str
