@@ -65,26 +65,34 @@ def test_missing_file_raises_dataset_error(tmp_path):
         read_image(tmp_path / "absent.png")
 
 
-def _read_in_subprocess(path):
+def _read_in_subprocess(path, arguments=""):
     """read_image in a child with a time limit: a decompression bomb must neither hang nor
     take the test run down with it."""
     code = ("import sys; from masksegx.eval.datasets import read_image\n"
-            "try:\n    read_image(sys.argv[1])\nexcept ValueError as e:\n    print(e); sys.exit(3)\n")
+            f"try:\n    read_image(sys.argv[1]{arguments})\n"
+            "except ValueError as e:\n    print(e); sys.exit(3)\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([PYTHON_DIR, os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
                           timeout=60, env=env)
 
 
 def test_bomb_header_is_rejected_before_decoding(corpus):
-    # IHDR claims 100000 x 100000 (3e10 bytes): OpenCV's header check refuses it.
+    # IHDR claims 100000 x 100000 (3e10 bytes): refused from the header, sides over 32768.
     done = _read_in_subprocess(corpus["bomb.png"])
     assert done.returncode == 3, done.stderr
-    assert "cannot decode image file" in done.stdout and "PIXELS" in done.stdout
+    assert "bomb.png" in done.stdout and "side exceeds 32768 pixels" in done.stdout
 
 
-def test_bomb_header_within_the_pixel_limit_fails_fast(corpus):
-    # 30000 x 30000 passes the header check; the missing data ends the decode at once.
+def test_image_over_max_pixels_is_refused_from_its_header(corpus):
+    # 30000 x 30000 passes OpenCV's 2**30 limit; a real one decodes to 2.7 GB (issue 15).
     done = _read_in_subprocess(corpus["bomb_in_limit.png"])
+    assert done.returncode == 3, done.stderr
+    assert ("bomb_in_limit.png' is 30000x30000 (900000000 pixels), over the limit of "
+            "200000000 pixels") in done.stdout
+    done = _read_in_subprocess(corpus["ok.png"], ", max_pixels=48 * 48 - 1")
+    assert done.returncode == 3 and "over the limit of 2303 pixels" in done.stdout
+    # Without the limit, OpenCV's header check passes it and the missing data ends the decode.
+    done = _read_in_subprocess(corpus["bomb_in_limit.png"], ", max_pixels=None")
     assert done.returncode == 3, done.stderr
     assert "cannot decode image file" in done.stdout
 

@@ -45,8 +45,9 @@ validation crops::
         [--synthetic-mask --templates masktemplates] [--reference models/gender-v1.onnx] \
         [--facemask det/facemask --models-dir models]
 
-Exit codes: 0 success, 1 some inputs could not be processed (each named on stderr, the others
-done), 2 bad arguments or unusable data (message on stderr, no traceback).
+Exit codes: 0 success, 1 some inputs could not be processed or were damaged (each named on
+stderr, the others done), 2 bad arguments or unusable data (message on stderr, no traceback),
+130 interrupted (Ctrl-C; one line on stderr).
 
 Each subcommand is one module here with ``register(subparsers)`` (its options) and ``run(args)``
 (its exit code); ``_common`` holds what several of them use.
@@ -55,6 +56,7 @@ Each subcommand is one module here with ``register(subparsers)`` (its options) a
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -95,3 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return subcommand.run(args)
     except UsageError as err:
         parser.error(str(err))
+    except KeyboardInterrupt:
+        print(f"masksegx {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -46,6 +47,24 @@ def format_table(label: str, summary: Mapping[str, object], columns: Columns, fi
         "  ".join(text.rjust(width) for text, width in zip(row, widths)) for row in (headers, cells)
     )
 
+
+def check_output_file(path: str | None, option: str) -> None:
+    """UsageError unless ``path`` (None: not asked for) can be written: run before the work,
+    so that an hour of evaluation does not end in an unwritable path."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        problem = "it is a folder"
+    elif not os.path.isdir(folder):
+        problem = f"folder {folder!r} does not exist"
+    elif not os.access(folder, os.W_OK | os.X_OK) or (
+        os.path.exists(path) and not os.access(path, os.W_OK)
+    ):
+        problem = "permission denied"
+    else:
+        return
+    raise UsageError(f"{option}: cannot write {path!r}: {problem}")
 
 
 def print_error(command: str, error: object) -> None:

@@ -9,7 +9,7 @@ import argparse
 from ..eval.datasets import DatasetError
 from ..eval.reference_detectors import DetectorUnavailable
 from ..eval.report import write_json
-from ._common import UsageError, format_table, positive_int, print_error
+from ._common import UsageError, check_output_file, format_table, positive_int, print_error
 
 COMMAND = "eval-attr"
 #: Columns of the eval-attr table.
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     """Score the attribute network, print the tables and write ``args.json``; exit code 0 or 2."""
     if args.synthetic_mask and not args.templates:
         raise UsageError("--synthetic-mask needs --templates DIR")
+    check_output_file(args.json, "--json")
     from ..detect import ModelNotFoundError
     from ..eval.attributes import evaluate_attributes
 

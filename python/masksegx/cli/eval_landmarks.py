@@ -8,7 +8,7 @@ from ..eval.datasets import DatasetError
 from ..eval.detection import evaluate_landmarks, read_cuhk, read_mtfl
 from ..eval.reference_detectors import DetectorUnavailable, make_detector
 from ..eval.report import write_json
-from ._common import add_detector_arguments, format_table, positive_int, print_error
+from ._common import add_detector_arguments, check_output_file, format_table, positive_int, print_error
 
 COMMAND = "eval-landmarks"
 #: Columns of the eval-landmarks table.
@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Score ``args.detector``'s landmarks, print the table and write ``args.json``; exit code
     0 or 2."""
+    check_output_file(args.json, "--json")
     try:
         items = _READERS[args.format](args.annotations)
         if args.limit is not None:

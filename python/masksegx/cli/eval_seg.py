@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Optional
 
 from ..eval.baselines import SEGMENTATION_METHODS, Segmenter, spectral
 from ..eval.compensations import COMPENSATION_METHODS
-from ..eval.datasets import MASK_VALUES, DatasetError, evaluate_segmentation, pair_files
+from ..eval.datasets import (
+    MASK_VALUES,
+    DatasetError,
+    MaskValueWarning,
+    evaluate_segmentation,
+    match_files,
+)
 from ..eval.report import write_json
-from ._common import UsageError, format_table, positive_int, print_error
+from ._common import UsageError, check_output_file, format_table, positive_int, print_error
 
 COMMAND = "eval-seg"
 #: Methods of the learned path (masksegx.learned), besides the spectral pipeline and baselines.
@@ -80,14 +88,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    """Score ``args.method``, print the table and write ``args.json``; exit code 0 or 2."""
+    """Score ``args.method``, print the table and write ``args.json``; exit code 0 or 2.
+
+    Warnings on stderr: how many images and masks were left without a partner, and how many
+    masks read with ``--mask-value 255`` hold only 0/1/2 (label maps: they score 0).
+    """
     _check_options(args)
+    check_output_file(args.json, "--json")
     counts = {"faces": 0, "images_without_face": 0}
     try:
-        summary = _evaluate(args, counts)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MaskValueWarning)
+            summary = _evaluate(args, counts)
     except (DatasetError, ValueError) as err:  # ModelNotFoundError is a ValueError too
         print_error(COMMAND, err)
         return 2
+    finally:
+        _report_warnings(caught)
     print(format_table(_label(args), summary, _COLUMNS, "method"))
     if args.faces == "detect":
         print(f"faces found: {counts['faces']}, images without a face: {counts['images_without_face']}")
@@ -129,7 +146,12 @@ def _evaluate(args: argparse.Namespace, counts: dict[str, int]) -> dict[str, flo
         segment_fn = _face_union(segment, counts)
     else:
         segment_fn = lambda image: segment(image, None)  # noqa: E731
-    pairs = pair_files(args.images, args.masks)
+    pairs, lonely_images, lonely_masks = match_files(args.images, args.masks)
+    for lonely, what in ((lonely_images, "image(s) without a mask"),
+                         (lonely_masks, "mask(s) without an image")):
+        if lonely:
+            names = ", ".join(path.name for path in lonely[:3]) + (", ..." if len(lonely) > 3 else "")
+            _warning(f"{len(lonely)} {what} left out ({names})")
     if not pairs:
         raise DatasetError(f"no image/mask pairs found in {args.images!r} and {args.masks!r}")
     if args.step is not None:
@@ -137,6 +159,23 @@ def _evaluate(args: argparse.Namespace, counts: dict[str, int]) -> dict[str, flo
     if args.limit is not None:
         pairs = pairs[: args.limit]
     return evaluate_segmentation(pairs, segment_fn, args.mask_value)
+
+
+def _warning(message: str) -> None:
+    print(f"masksegx {COMMAND}: warning: {message}", file=sys.stderr)
+
+
+def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """One line for all label-map warnings (a whole dataset read the wrong way would give one
+    per file); other warnings as Python shows them."""
+    label_maps = [w for w in caught if issubclass(w.category, MaskValueWarning)]
+    if label_maps:
+        _warning(f"{len(label_maps)} mask(s) hold only values 0..2, label maps: read with "
+                 f"--mask-value 255 they are empty and score 0; use --mask-value 2 "
+                 f"(first: {label_maps[0].message})")
+    for w in caught:
+        if not issubclass(w.category, MaskValueWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _box_segmenter(args: argparse.Namespace) -> BoxSegmenter:

@@ -19,8 +19,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="faces, attributes and worn-mask segmentation of images and videos",
         description="Find faces, read gender and mask coverage and segment the worn face mask. "
         "Per image (or video frame) writes <name>.json (faces, attributes, masks as COCO RLE), "
-        "<name>_mask.png and <name>_overlay.jpg. Unreadable inputs are reported on stderr and "
-        "skipped (exit code 1).",
+        "<name>_mask.png and <name>_overlay.jpg (to temporary files renamed into place, the JSON "
+        "last). Unreadable, too large or damaged inputs and existing outputs are reported on "
+        "stderr and the rest done (exit code 1). Earlier outputs in input folders and patterns "
+        "are not read.",
     )
     command.add_argument("inputs", nargs="+", help="image or video files, folders, glob patterns")
     command.add_argument("-o", "--output", required=True, help="output folder")
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_segmenter_arguments(command: argparse.ArgumentParser) -> None:
     """The segmenter and parallelism options of ``segment`` and ``demo``."""
+    from ..io import DEFAULT_MAX_PIXELS
     from ..pipeline import FACE_MODES, GENDER_CONSTRAINTS, METHODS
 
     command.add_argument("--method", choices=METHODS, default="fused", help="default: fused")
@@ -64,10 +67,21 @@ def add_segmenter_arguments(command: argparse.ArgumentParser) -> None:
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="progress bar on stderr (default: when stderr is a terminal)",
     )
+    command.add_argument(
+        "--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+        help="refuse images (and video frames) of more than N pixels, checked on the file's "
+        f"header before decoding (default {DEFAULT_MAX_PIXELS})",
+    )
+    command.add_argument(
+        "--overwrite", action="store_true",
+        help="replace output files already there (default: report that input and skip it)",
+    )
 
 
 def segment_inputs(inputs: Sequence[str], args: argparse.Namespace, frame_step: int = 1) -> int:
-    """Run the batch segmenter configured by ``args`` on ``inputs``; returns the exit code."""
+    """Run the batch segmenter configured by ``args`` on ``inputs``; returns the exit code: 1
+    when an input failed or was damaged (a JPEG decoded despite corrupt data: segmented, its
+    outputs written, a warning on stderr)."""
     from ..batch import expand_inputs, progress_stream, run_batch
     from ..pipeline import FaceMaskSegmenter
 
@@ -83,11 +97,14 @@ def segment_inputs(inputs: Sequence[str], args: argparse.Namespace, frame_step: 
         report = run_batch(
             sources, make_segmenter, args.output, threads=args.threads, workers=args.workers,
             frame_step=frame_step, progress=progress_stream(args.progress),
+            max_pixels=args.max_pixels, overwrite=args.overwrite,
         )
     except (ValueError, OSError) as err:
         print_error(COMMAND, err)
         return 2
     for label, message in problems + report.failures:
         print(f"masksegx {COMMAND}: {label}: {message}", file=sys.stderr)
+    for label, message in report.warnings:
+        print(f"masksegx {COMMAND}: {label}: warning: {message}", file=sys.stderr)
     print(f"wrote {report.written} result(s) to {args.output}/")
-    return 1 if problems or report.failures else 0
+    return 1 if problems or report.failures or report.warnings else 0

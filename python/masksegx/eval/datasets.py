@@ -1,8 +1,9 @@
 """Segmentation datasets: image/mask pairing and evaluation.
 
 The file readers live in :mod:`masksegx.io` and are re-exported here: :func:`read_image`,
-:func:`read_mask` (its module docstring describes the two mask formats, ``MASK_VALUES``),
-:class:`DatasetError`, ``IMAGE_SUFFIXES``.
+:func:`read_mask` (its module docstring describes the two mask formats, ``MASK_VALUES``, and
+the :class:`MaskValueWarning` of a label map read as a binary mask), :class:`DatasetError`,
+``IMAGE_SUFFIXES``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..io import IMAGE_SUFFIXES, MASK_VALUES, DatasetError, read_image, read_mask
+from ..io import IMAGE_SUFFIXES, MASK_VALUES, DatasetError, MaskValueWarning, read_image, read_mask
 from .metrics import SegmentationScores
 
 __all__ = [
@@ -23,7 +24,10 @@ __all__ = [
     "MASK_STEM_SUFFIX",
     "MASK_VALUES",
     "DatasetError",
+    "MaskValueWarning",
+    "Pairing",
     "evaluate_segmentation",
+    "match_files",
     "pair_files",
     "read_image",
     "read_mask",
@@ -41,27 +45,52 @@ def _files_by_stem(folder: Path, role: str) -> dict[str, Path]:
     }
 
 
+class Pairing(NamedTuple):
+    """Images paired with their masks, and the files of either folder left without a partner."""
+
+    pairs: list[tuple[Path, Path]]
+    images_without_mask: list[Path]
+    masks_without_image: list[Path]
+
+
+def match_files(images_dir: str | os.PathLike[str], masks_dir: str | os.PathLike[str]) -> Pairing:
+    """Pair every image with its mask by file stem (see :func:`pair_files`), and list what
+    was left unpaired in each folder (sorted by name)."""
+    images = _files_by_stem(Path(images_dir), "images")
+    masks = _files_by_stem(Path(masks_dir), "masks")
+    pairs = []
+    lonely_images = []
+    used: set[str] = set()
+    for stem, image_path in images.items():
+        found = [s for s in (stem, stem + MASK_STEM_SUFFIX) if s in masks]
+        if len(found) > 1:
+            raise DatasetError(
+                f"image {str(image_path)!r} has two masks: {[str(masks[s]) for s in found]}"
+            )
+        if found:
+            pairs.append((image_path, masks[found[0]]))
+            used.add(found[0])
+        else:
+            lonely_images.append(image_path)
+    lonely_masks = [path for stem, path in masks.items() if stem not in used]
+    return Pairing(
+        sorted(pairs, key=lambda pair: pair[0].name),
+        sorted(lonely_images, key=lambda path: path.name),
+        sorted(lonely_masks, key=lambda path: path.name),
+    )
+
+
 def pair_files(
     images_dir: str | os.PathLike[str], masks_dir: str | os.PathLike[str]
 ) -> list[tuple[Path, Path]]:
     """Pair every image with its mask by file stem, sorted by image file name.
 
     The mask of ``<stem>.<ext>`` is ``<stem>.<ext>`` or ``<stem>_gt.<ext>`` in ``masks_dir``
-    (any suffix of ``IMAGE_SUFFIXES``, case-insensitive). Images without a mask are left out;
-    an image with two candidate masks raises DatasetError, as does a missing directory.
+    (any suffix of ``IMAGE_SUFFIXES``, case-insensitive). Images without a mask are left out
+    (:func:`match_files` lists them, and masks without an image); an image with two candidate
+    masks raises DatasetError, as does a missing directory.
     """
-    images = _files_by_stem(Path(images_dir), "images")
-    masks = _files_by_stem(Path(masks_dir), "masks")
-    pairs = []
-    for stem, image_path in images.items():
-        found = [masks[s] for s in (stem, stem + MASK_STEM_SUFFIX) if s in masks]
-        if len(found) > 1:
-            raise DatasetError(
-                f"image {str(image_path)!r} has two masks: {[str(p) for p in found]}"
-            )
-        if found:
-            pairs.append((image_path, found[0]))
-    return sorted(pairs, key=lambda pair: pair[0].name)
+    return match_files(images_dir, masks_dir).pairs
 
 
 def evaluate_segmentation(

@@ -36,7 +36,9 @@ def _line(cells: Sequence[str]) -> str:
 
 
 def write_json(path: str | os.PathLike[str], record: Mapping[str, object]) -> None:
-    """Write ``record`` as indented JSON."""
+    """Write ``record`` as indented JSON (to a temporary file renamed into place, replacing an
+    earlier file)."""
+    from ..batch import write_atomically
 
     # NaN (e.g. AP with no ground truth) is not JSON: write null.
     def clean(value: object) -> object:
@@ -44,6 +46,5 @@ def write_json(path: str | os.PathLike[str], record: Mapping[str, object]) -> No
             return {key: clean(v) for key, v in value.items()}
         return None if isinstance(value, float) and math.isnan(value) else value
 
-    with open(path, "w", encoding="utf-8") as out:
-        json.dump(clean(record), out, indent=2)
-        out.write("\n")
+    text = json.dumps(clean(record), indent=2) + "\n"
+    write_atomically([(os.fspath(path), text.encode("utf-8"))], overwrite=True)
