@@ -15,8 +15,8 @@ Figures (each named next to its picture in ``docs/``):
   write into ``python/masksegx/models`` (nets without a logged history are named in the figure);
 - ``pr``: precision-recall curves on facemask validation, ours beside the reference detectors
   in ``<data>/models``;
-- ``latency``: median latency bars from a pytest-benchmark JSON of ``benchmarks/``
-  (``--bench-json``; the command that writes it is printed when it is missing);
+- ``latency``: median latency bars at one image size (``--size``) from a pytest-benchmark JSON
+  of ``benchmarks/`` (``--bench-json``; the command that writes it is printed when missing);
 - ``spectral``: the spectral method's intermediate maps for one bundled photo.
 
 Only CC0 photos are drawn (the bundled examples and ``det/facemask``); the other data sets
@@ -276,7 +276,11 @@ def latency(args: argparse.Namespace) -> None:
     rows = []
     for bench in report["benchmarks"]:
         case = bench["name"].split("[", 1)[0].removeprefix("test_").replace("_", " ")
-        rows.append((bench["group"], f"{case} {bench['param']}", 1000 * bench["stats"]["median"]))
+        size, _, variant = bench["param"].partition("-")
+        if size == args.size:
+            rows.append((bench["group"], f"{case} {variant}".strip(), 1000 * bench["stats"]["median"]))
+    if not rows:
+        raise SystemExit(f"latency: no benchmark at {args.size} in {args.bench_json}")
     rows.sort(reverse=True)
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1))
     groups = sorted({group for group, _, _ in rows})
@@ -287,7 +291,7 @@ def latency(args: argparse.Namespace) -> None:
     for y, (_, _, ms) in enumerate(rows):
         ax.text(ms, y, f" {ms:.1f}", va="center", fontsize=7)
     cpu = report.get("machine_info", {}).get("cpu", {}).get("brand_raw", "unknown CPU")
-    ax.set(xlabel="median ms, one thread", title=f"latency on the bundled photo ({cpu})")
+    ax.set(xlabel="median ms, one thread", title=f"bundled photo at {args.size}, {cpu}")
     fig.tight_layout()
     save(fig, args.out / "latency.png")
 
@@ -342,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
     parser.add_argument("--bench-json", type=Path, default=BENCH_JSON,
                         help="pytest-benchmark JSON for the latency chart")
+    parser.add_argument("--size", default="640x480", help="latency: the benchmark image size")
     parser.add_argument("--worst", type=int, default=6, help="images in the failure gallery")
     parser.add_argument("--step", type=int, default=3, help="histograms: every STEP-th training image")
     args = parser.parse_args(argv)
