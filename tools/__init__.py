@@ -13,7 +13,8 @@ docs/paper_tables.md``; most read the shared data folder (``--data``, default
 - :mod:`.tune_spectral`: the ``SpectralParams`` defaults;
 - :mod:`.compare_detectors`: the detector comparison (``docs/detectors.md``);
 - :mod:`.check_detector_backends`: native vs onnxruntime detector agreement and speed;
-- :mod:`.bench_table`: the README's kernel speed table, from the benchmarks;
+- :mod:`.bench_table`: the kernel speed table (``> docs/kernel_speed.md``), from the benchmarks;
+- :mod:`.figures`: the documentation's figures (``docs/img``; the ``docs`` extra's matplotlib);
 - :mod:`.gil_share`: the share of a segmenter call that runs without the GIL;
 - :mod:`.synth_preview`: a grid of synthetic masked faces, to check their placement by eye.
 
