@@ -1,6 +1,6 @@
 """Memory soak: call one FaceMaskSegmenter many times and check that resident memory stays flat.
 
-    python .ci/soak.py                       # 10,000 calls, the figures in the README
+    python .ci/soak.py                       # 10,000 calls, the figures in docs/pipeline.md
     python .ci/soak.py --calls 500 --warmup 100 --every 50    # the CI version (.ci/ci-soak)
 
 Cycles through the bundled photos and their mirror images, encodes every face's mask as COCO

@@ -1,7 +1,7 @@
 """Fastest Python-side implementations we know of, timed beside the C++ kernels.
 
 Unlike tests/reference.py (float64, written to be obviously right) these use float32 and
-OpenCV where it helps, so the ratios in the README compare against a fair opponent.
+OpenCV where it helps, so the ratios in docs/speed.md compare against a fair opponent.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Run the kernel latency suites and print the README's speed table (markdown).
+"""Run the kernel latency suites and print the kernel speed table (markdown, docs/kernel_speed.md).
 
 Each benchmark group holds one C++ kernel and its peers; a test's implementation is the word
 ``cpp``, ``numpy`` or ``opencv`` in its name. Ratios are peer median / C++ median (> 1: C++ is
