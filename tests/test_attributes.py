@@ -374,8 +374,8 @@ def test_mirror_average(photo_faces):
         pytest.skip("the shipped graph averages the mirror image itself")
     crop = plain.preprocess(image, landmarks[:1].astype(np.float64))
     flipped = np.ascontiguousarray(crop[:, :, :, ::-1])
-    direct = plain._session.run(None, {plain._input: crop})[0]
-    mirrored = plain._session.run(None, {plain._input: flipped})[0]
+    direct = plain._net.run(crop)
+    mirrored = plain._net.run(flipped)
     np.testing.assert_allclose(averaged.joint_probs(image, landmarks[:1]),
                                0.5 * (direct + mirrored), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(plain.joint_probs(image, landmarks[:1]), direct, rtol=1e-5)

@@ -117,3 +117,121 @@ def test_bad_feed(tmp_path, rng):
         net.run({"other": np.zeros((1, 3, 12, 12), np.float32)})
     with pytest.raises(ValueError, match="NaN"):
         net(np.full((1, 3, 12, 12), np.nan, np.float32))
+
+
+def _segmentation_ops_model(rng, opset=13):
+    """The operators of the attribute net and MaskNet beside the detector's: input scaling,
+    Conv + Relu, a dilated depthwise conv, residual Add, global pooling, 2x linear Resize,
+    Concat, Sigmoid, floor-mode MaxPool, Cast, LogSoftmax and Exp."""
+    weights = {
+        "scale": np.array(0.0157, np.float32), "shift": np.array(2.0, np.float32),
+        "w1": rng.standard_normal((6, 3, 3, 3)).astype(np.float32) * 0.3,
+        "b1": rng.standard_normal(6).astype(np.float32) * 0.1,
+        "wd": rng.standard_normal((6, 1, 3, 3)).astype(np.float32) * 0.3,
+        "bd": rng.standard_normal(6).astype(np.float32) * 0.1,
+        "wp": rng.standard_normal((4, 12, 1, 1)).astype(np.float32) * 0.3,
+        "wh": rng.standard_normal((5, 4, 1, 1)).astype(np.float32) * 0.3,
+        "twice": np.array([1, 1, 2, 2], np.float32),
+    }
+    nodes = [
+        node("Mul", ["input", "scale"], ["scaled"]),
+        node("Sub", ["scaled", "shift"], ["centred"]),
+        node("Conv", ["centred", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        node("Relu", ["c1"], ["r1"]),
+        node("Conv", ["r1", "wd", "bd"], ["cd"], kernel_shape=[3, 3], pads=[2, 2, 2, 2],
+             dilations=[2, 2], group=6),
+        node("Relu", ["cd"], ["rd"]),
+        node("Add", ["r1", "rd"], ["res"]),
+        node("GlobalAveragePool", ["res"], ["context"]),
+        node("Add", ["res", "context"], ["mixed"]),
+        node("MaxPool", ["mixed"], ["pooled"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Resize", ["pooled", "", "twice"], ["up"], mode="linear",
+             coordinate_transformation_mode="half_pixel"),
+        node("Concat", ["up", "mixed"], ["joined"], axis=1),
+        node("Conv", ["joined", "wp"], ["p"], kernel_shape=[1, 1]),
+        node("Sigmoid", ["p"], ["prob"]),
+        node("GlobalAveragePool", ["p"], ["g"]),
+        node("Conv", ["g", "wh"], ["logits4"], kernel_shape=[1, 1]),
+        node("Flatten", ["logits4"], ["logits"], axis=1),
+        node("Cast", ["logits"], ["cast"], to=1),
+        node("LogSoftmax", ["cast"], ["log"], axis=1),
+        node("Exp", ["log"], ["classes"]),
+    ]
+    return model(nodes, weights, [("input", ["N", 3, "H", "W"])],
+                 [("prob", ["N", 4, "H", "W"]), ("classes", ["N", 5])], opset=opset)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 8, 8), (3, 3, 12, 16), (2, 3, 10, 6)])
+def test_segmentation_operators_equal_onnxruntime(tmp_path, rng, shape):
+    path = tmp_path / "seg.onnx"
+    path.write_bytes(_segmentation_ops_model(rng))
+    x = rng.uniform(0, 255, shape).astype(np.float32)
+    net = NativeNet(path)
+    assert not any(step[0].__qualname__.startswith("_relu") for step in net._steps)  # fused
+    native, reference = net(x), _onnxruntime(path, x)
+    for name in reference:
+        assert native[name].shape == reference[name].shape
+        np.testing.assert_allclose(native[name], reference[name], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "attributes, extra",
+    [
+        ({"coordinate_transformation_mode": "half_pixel"}, np.array([1, 1, 1.5, 3], np.float32)),
+        ({"coordinate_transformation_mode": "align_corners"}, np.array([1, 1, 2, 0.5], np.float32)),
+        ({"coordinate_transformation_mode": "asymmetric"}, np.array([1, 1, 3, 2], np.float32)),
+        ({"coordinate_transformation_mode": "pytorch_half_pixel"},
+         np.array([1, 1, 2, 2], np.float32)),
+    ],
+)
+def test_linear_resize_of_other_scales_equals_onnxruntime(tmp_path, rng, attributes, extra):
+    data = model([node("Resize", ["input", "", "scales"], ["y"], mode="linear", **attributes)],
+                 {"scales": extra}, [("input", ["N", 2, 5, 6])], [("y", ["N", 2, "h", "w"])])
+    path = tmp_path / "resize.onnx"
+    path.write_bytes(data)
+    x = rng.standard_normal((2, 2, 5, 6)).astype(np.float32)
+    native, reference = NativeNet(path)(x), _onnxruntime(path, x)
+    assert native["y"].shape == reference["y"].shape
+    np.testing.assert_allclose(native["y"], reference["y"], atol=1e-5, rtol=0)
+
+
+def test_unsupported_resize_and_cast_are_refused(tmp_path):
+    io = ([("input", [1, 1, 2, 2])], [("y", [1, 1, 4, 4])])
+    scales = {"scales": np.array([1, 1, 2, 2], np.float32)}
+    path = tmp_path / "nearest.onnx"
+    path.write_bytes(model([node("Resize", ["input", "", "scales"], ["y"], mode="nearest")],
+                           scales, *io))
+    with pytest.raises(UnsupportedOperator, match="mode"):
+        NativeNet(path)
+    path = tmp_path / "cast.onnx"
+    path.write_bytes(model([node("Cast", ["input"], ["y"], to=7)], {}, *io))
+    with pytest.raises(UnsupportedOperator, match="FLOAT"):
+        NativeNet(path)
+
+
+@pytest.mark.parametrize(
+    "name, shape, low, high",
+    [("attributes", (1, 3, 64, 64), -1, 1), ("attributes", (5, 3, 64, 64), -1, 1),
+     ("masknet", (1, 3, 160, 160), 0, 255), ("masknet", (2, 3, 160, 160), 0, 255)],
+)
+def test_shipped_segmentation_nets_native_equal_onnxruntime(rng, name, shape, low, high):
+    from masksegx._models import MODEL_DIR
+
+    path = MODEL_DIR / f"{name}.onnx"
+    x = rng.uniform(low, high, shape).astype(np.float32)
+    native, reference = NativeNet(path)(x), _onnxruntime(path, x)
+    for key in reference:
+        np.testing.assert_allclose(native[key], reference[key], atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shape, dilation, groups", [((1, 4, 9, 7), 2, 4), ((2, 4, 11, 8), 3, 1)])
+def test_dilated_conv_of_any_side_equals_onnxruntime(tmp_path, rng, shape, dilation, groups):
+    weight = rng.standard_normal((4, 4 // groups, 3, 3)).astype(np.float32)
+    data = model([node("Conv", ["input", "w"], ["y"], kernel_shape=[3, 3], group=groups,
+                       pads=[dilation] * 4, dilations=[dilation, dilation])],
+                 {"w": weight}, [("input", ["N", 4, "H", "W"])], [("y", ["N", 4, "H", "W"])])
+    path = tmp_path / "dilated.onnx"
+    path.write_bytes(data)
+    x = rng.standard_normal(shape).astype(np.float32)
+    native, reference = NativeNet(path)(x), _onnxruntime(path, x)
+    np.testing.assert_allclose(native["y"], reference["y"], atol=1e-5, rtol=0)

@@ -198,7 +198,7 @@ def test_bad_constructor_arguments(tmp_path):
 
 def test_sessions_are_shared(net):
     other = MaskNet()
-    assert other._session is net._session and other.input_size == net.input_size
+    assert other._net is net._net and other.input_size == net.input_size
     assert "masknet.onnx" in repr(other)
 
 

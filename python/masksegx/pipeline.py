@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import learned, spectral
+from ._models import check_backend, run_in_parallel
 from ._validation import (
     as_image,
     check_bool,
@@ -35,6 +36,7 @@ from ._validation import (
     settings_or_default,
 )
 from .align import canonical_points
+from .attributes import DEFAULT_BACKEND as ATTRIBUTES_BACKEND
 from .attributes import AttributePredictor, FaceAttributes
 from .detect import FaceDetector
 from .spectral import SpectralParams
@@ -147,7 +149,18 @@ class FaceMaskSegmenter:
         Off by default: on ``real_dev_val`` it emptied the masks of masked faces the attribute
         net misread (fused mIoU 0.919 with it, 0.950 without; ``docs/pipeline_ablation.md``).
     min_face_size, thresholds : detector settings (see :class:`~masksegx.detect.FaceDetector`).
-    threads : intra-op threads of every onnxruntime session (1 = single-threaded).
+    threads : the most threads one call uses (1 = single-threaded, the default). With N > 1,
+        the batches of the attribute net and MaskNet (all faces of the image at once) are split
+        into N parts run at once on the native backend, or run with N onnxruntime intra-op
+        threads (idle ones sleep) on the onnxruntime backend, and the faces are then segmented N
+        at a time; the detector runs its native nets on the calling thread (or N intra-op
+        threads in onnxruntime). The stages follow one another, so no more than N threads are
+        busy; the pool is shared process-wide. For many images, more throughput comes from
+        calling one segmenter from several threads (``masksegx segment --threads``) with
+        ``threads=1``.
+    backend : None (default) runs each net on its default backend (the masksegx C++ kernels,
+        see :data:`masksegx.attributes.DEFAULT_BACKEND`); ``"native"`` or ``"onnxruntime"``
+        runs every net, the detector's included, on that one.
     priors : :class:`GenderPriors`; the tuned defaults when None.
     spectral_params : :class:`~masksegx.spectral.SpectralParams` for ``method="spectral"``.
     fused_params : :class:`~masksegx.learned.FusedParams` for ``method="fused"``.
@@ -167,6 +180,7 @@ class FaceMaskSegmenter:
         min_face_size: float = 20,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         threads: int = 1,
+        backend: str | None = None,
         priors: GenderPriors | None = None,
         spectral_params: SpectralParams | None = None,
         fused_params: learned.FusedParams | None = None,
@@ -178,15 +192,23 @@ class FaceMaskSegmenter:
         self.no_mask_probability = check_number(
             no_mask_probability, "no_mask_probability", low=0.0, high=1.0
         )
-        threads = check_threads(threads)
+        self.threads = check_threads(threads)
+        if backend is not None:
+            check_backend(backend)
         self.priors = settings_or_default(priors, GenderPriors, "priors")
         self.spectral_params = settings_or_default(spectral_params, SpectralParams, "spectral_params")
         self.fused_params = settings_or_default(fused_params, learned.FusedParams, "fused_params")
         self.detector = FaceDetector(
-            min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=threads
+            min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=self.threads,
+            backend=backend or "native",
         )
-        self.attributes = AttributePredictor(threads=threads)
-        self.masknet = learned.MaskNet(threads=threads) if self.method != "spectral" else None
+        self.attributes = AttributePredictor(
+            threads=self.threads, backend=backend or ATTRIBUTES_BACKEND
+        )
+        self.masknet = (
+            learned.MaskNet(threads=self.threads, backend=backend or learned.DEFAULT_BACKEND)
+            if self.method != "spectral" else None
+        )
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Analyse a BGR uint8 HxWx3 image; returns one :class:`Face` per face, best first."""
@@ -195,6 +217,24 @@ class FaceMaskSegmenter:
         if not len(scores):
             return []
         attributes = self.attributes._predict(image, landmarks)
+        emptied = [
+            self.coverage_constraint and attr.coverage_probs[0] >= self.no_mask_probability
+            for attr in attributes
+        ]
+        views: list[learned.ViewProbability | None] = [None] * len(scores)
+        if self.masknet is not None:  # one MaskNet batch for every face that needs a mask
+            wanted = [i for i, empty in enumerate(emptied) if not empty]
+            whole = self.faces == "whole-image"  # segmented as a crop (see _segment)
+            found = self.masknet._view_probabilities(
+                image, [None if whole else boxes[i] for i in wanted]
+            )
+            for i, view in zip(wanted, found):
+                views[i] = view
+        masks = run_in_parallel(
+            self.threads,
+            lambda k: self._segment(image, boxes[k], attributes[k], emptied[k], views[k]),
+            range(len(scores)),
+        )
         return [
             Face(
                 box=box,
@@ -205,9 +245,9 @@ class FaceMaskSegmenter:
                 coverage_probs=attr.coverage_probs,
                 coverage=attr.coverage,
                 wearing=attr.wearing,
-                mask=self._segment(image, box, attr),
+                mask=mask,
             )
-            for box, score, points, attr in zip(boxes, scores, landmarks, attributes)
+            for box, score, points, attr, mask in zip(boxes, scores, landmarks, attributes, masks)
         ]
 
     def _locate(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -221,24 +261,30 @@ class FaceMaskSegmenter:
         guess = canonical_points(112) / 112.0 * np.array([width, height])
         return box[None], np.zeros(1, np.float32), guess.astype(np.float32)[None]
 
-    def _segment(self, image: np.ndarray, box: np.ndarray, attr: FaceAttributes) -> np.ndarray:
-        if self.coverage_constraint and attr.coverage_probs[0] >= self.no_mask_probability:
+    def _segment(
+        self,
+        image: np.ndarray,
+        box: np.ndarray,
+        attr: FaceAttributes,
+        emptied: bool,
+        view: learned.ViewProbability | None,
+    ) -> np.ndarray:
+        """The mask of one face; ``view``: its MaskNet probability (learned and fused methods)."""
+        if emptied:
             return np.zeros(image.shape[:2], bool)
         prior = self.priors.resolve(attr.gender_prob, self.gender_constraint)
-        # A whole-image face is segmented as a crop: the framing the segmenters were tuned on.
-        whole = self.faces == "whole-image"
         if self.method == "spectral":
             params = dataclasses.replace(
                 self.spectral_params, membership_threshold=prior.membership_threshold
             )
-            region = None if whole else _pixel_box(box, image.shape)
+            # A whole-image face is segmented as a crop: the framing the segmenters were tuned on.
+            region = None if self.faces == "whole-image" else _pixel_box(box, image.shape)
             return spectral._segment_spectral(image, region, params).mask
-        view = None if whole else box
-        assert self.masknet is not None  # built for every method but "spectral"
+        assert view is not None  # computed for every face not emptied, by every other method
         if self.method == "learned":
-            return self.masknet._segment(image, view, prior.threshold)
+            return learned._threshold_view(image.shape, view, prior.threshold)
         fused = dataclasses.replace(self.fused_params, threshold=prior.threshold)
-        return learned._segment_fused(image, view, fused, self.masknet._view_probability)
+        return learned._segment_fused(image, None, fused, lambda _image, _box: view)
 
 
 def _pixel_box(box: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
