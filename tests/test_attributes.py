@@ -381,3 +381,11 @@ def test_mirror_average(photo_faces):
     np.testing.assert_allclose(plain.joint_probs(image, landmarks[:1]), direct, rtol=1e-5)
     with pytest.raises(TypeError, match="mirror"):
         AttributePredictor(mirror="yes")
+
+
+def test_backends_give_the_same_probabilities(photo_faces):
+    native = AttributePredictor(backend="native")
+    reference = AttributePredictor(backend="onnxruntime")
+    for image, landmarks in photo_faces:
+        np.testing.assert_allclose(native.joint_probs(image, landmarks),
+                                   reference.joint_probs(image, landmarks), atol=1e-5)
