@@ -235,3 +235,24 @@ def test_dilated_conv_of_any_side_equals_onnxruntime(tmp_path, rng, shape, dilat
     x = rng.standard_normal(shape).astype(np.float32)
     native, reference = NativeNet(path)(x), _onnxruntime(path, x)
     np.testing.assert_allclose(native["y"], reference["y"], atol=1e-5, rtol=0)
+
+
+def test_multiply_adds_count_conv_and_gemm_layers(tmp_path, rng):
+    path = tmp_path / "r.onnx"
+    path.write_bytes(tiny_rnet(rng))
+    net = NativeNet(path)
+    x = rng.uniform(-1, 1, (3, 3, 24, 24)).astype(np.float32)
+    # Per sample, from the layer shapes: every conv's output size x (C / groups x kh x kw),
+    # every Gemm's outputs x K; counted by hand below from the graph's constants.
+    expected = 0
+    shapes = {name: value.shape for name, value in net._constants.items()}
+    observed = []
+    net._evaluate({"input": x}, lambda i, results: observed.append((i, results[0].size)))
+    for index, size in observed:
+        kernel, inputs = net._steps[index][0], net._steps[index][1]
+        name = kernel.__qualname__.split(".")[0]
+        if name == "_conv":
+            expected += size * int(np.prod(shapes[inputs[1]][1:]))
+        elif name == "_gemm":
+            expected += size * shapes[inputs[1]][1]
+    assert expected > 0 and net.multiply_adds({"input": x}) == expected

@@ -74,13 +74,37 @@ class NativeNet:
         self.output_shapes = graph.output_shapes
         self.metadata = dict(graph.metadata)
         try:
-            self._constants, self._steps = _compile(graph)
+            self._constants, self._steps, self._macs_per_output = _compile(graph)
         except ValueError as error:
             raise type(error)(f"{self.path}: {error}") from None
         self._local = threading.local()
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Evaluate the graph; ``feed`` maps every input name to a float32 NCHW array."""
+        values = self._evaluate(feed)
+        # An output may be a view (Reshape, Flatten) of a reused buffer: the caller gets a copy.
+        return {
+            name: values[name] if values[name].flags.owndata else values[name].copy()
+            for name in self.output_names
+        }
+
+    def multiply_adds(self, feed: Mapping[str, np.ndarray]) -> int:
+        """The multiply-adds of the Conv, Gemm and MatMul layers in one run on ``feed`` (the
+        graph is run once to learn its shapes)."""
+        total = 0
+
+        def count(index: int, results: list[np.ndarray]) -> None:
+            nonlocal total
+            total += self._macs_per_output[index] * int(results[0].size)
+
+        self._evaluate(feed, count)
+        return total
+
+    def _evaluate(
+        self,
+        feed: Mapping[str, np.ndarray],
+        observe: Callable[[int, list[np.ndarray]], None] | None = None,
+    ) -> dict[str, np.ndarray]:
         values = dict(self._constants)
         for name in self.input_names:
             if name not in feed:
@@ -95,14 +119,12 @@ class NativeNet:
                 results = kernel(args, lambda shape, i=index: _buffer(buffers, i, shape))
             else:
                 results = kernel(args)
+            if observe is not None:
+                observe(index, results)
             values.update(zip(outputs, results))
             for name in released:  # free intermediates after their last use
                 del values[name]
-        # An output may be a view (Reshape, Flatten) of a reused buffer: the caller gets a copy.
-        return {
-            name: values[name] if values[name].flags.owndata else values[name].copy()
-            for name in self.output_names
-        }
+        return values
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run a single-input net on ``x``."""
@@ -112,8 +134,9 @@ class NativeNet:
         return self.run({self.input_names[0]: x})
 
 
-def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step]]:
-    """Order the nodes, fold those whose inputs are all constant and prepare the others."""
+def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step], list[int]]:
+    """Order the nodes, fold those whose inputs are all constant and prepare the others; also
+    the multiply-adds per output value of each prepared step (0 but for Conv, Gemm, MatMul)."""
     constants: dict[str, np.ndarray] = dict(graph.initializers)
     known = set(constants) | set(graph.inputs) | {""}
     pending: list[Node] = list(graph.nodes)
@@ -141,6 +164,7 @@ def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step]]:
             uses[name] = uses.get(name, 0) + 1
 
     steps: list[Step] = []
+    macs_per_output: list[int] = []
     for index, node in enumerate(ordered):
         builder = _BUILDERS.get(node.op_type)
         if builder is None or node.domain not in ("", "ai.onnx"):
@@ -165,10 +189,19 @@ def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step]]:
         # caller keeps those).
         pooled = node.op_type in _POOLED and not any(name in graph.outputs for name in node.outputs)
         steps.append((kernel, node.inputs, node.outputs, released, pooled))
+        weight = given[1] if len(given) > 1 else None
+        if node.op_type == "Conv" and weight is not None:
+            macs_per_output.append(math.prod(weight.shape[1:]))
+        elif node.op_type == "Gemm" and weight is not None:
+            macs_per_output.append(weight.shape[1 if node.attributes.get("transB", 0) else 0])
+        elif node.op_type == "MatMul" and weight is not None:
+            macs_per_output.append(weight.shape[-2])
+        else:
+            macs_per_output.append(0)
     missing = [name for name in graph.outputs if name not in known]
     if missing:
         raise ValueError(f"graph outputs never produced: {missing}")
-    return constants, steps
+    return constants, steps, macs_per_output
 
 
 _FUSED_PRELU = "masksegx_fused_prelu"
