@@ -236,9 +236,9 @@ class YuNetDetector:
         height, width = image.shape[:2]
         with self._lock:
             self._detector.setInputSize((width, height))
-            _, faces = self._detector.detect(image)
-        if faces is None:
-            faces = np.zeros((0, 15), np.float32)
+            # None when no face is found (OpenCV's stubs do not say so).
+            found: np.ndarray | None = self._detector.detect(image)[1]
+        faces = np.zeros((0, 15), np.float32) if found is None else found
         boxes = faces[:, :4].astype(np.float64)
         boxes[:, 2:] += boxes[:, :2]  # x, y, w, h -> corners
         # Eyes, nose tip, mouth corners; the image's left first as in the other detectors.
