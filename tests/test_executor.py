@@ -256,3 +256,32 @@ def test_multiply_adds_count_conv_and_gemm_layers(tmp_path, rng):
         elif name == "_gemm":
             expected += size * shapes[inputs[1]][1]
     assert expected > 0 and net.multiply_adds({"input": x}) == expected
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_parallel_threads_give_the_serial_results(rng, monkeypatch, threads):
+    """Split batches and channel blocks of one sample (the P-net's pyramid level) answer as
+    the serial run does."""
+    from masksegx import _executor
+    from masksegx._models import DETECTOR_MODELS, MASKNET_MODEL
+
+    splits = []
+
+    def counting(count, work, items):
+        splits.append(len(items))
+        return run_in_parallel(count, work, items)
+
+    from masksegx._models import run_in_parallel
+
+    monkeypatch.setattr(_executor, "run_in_parallel", counting)
+    cases = [(DETECTOR_MODELS[0], (1, 3, 150, 200)), (DETECTOR_MODELS[1], (7, 3, 24, 24)),
+             (MASKNET_MODEL, (1, 3, 160, 160))]
+    for path, shape in cases:
+        net = NativeNet(path)
+        x = rng.uniform(-1, 1, shape).astype(np.float32)
+        serial = net(x)
+        with _executor.parallel_threads(threads):
+            parallel = net(x)
+        for name in serial:
+            np.testing.assert_allclose(parallel[name], serial[name], atol=1e-6, rtol=0)
+    assert splits and max(splits) > 1

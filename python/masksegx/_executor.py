@@ -12,19 +12,26 @@ A Conv whose only reader is a PRelu with constant per-channel slopes, or a Relu 
 as one fused kernel; 1x1 Convs that read the same tensor (the P-net's box and face heads) run as
 one, its output channels split back; Conv and MaxPool results go into per-thread buffers reused
 from run to run (graph outputs are always fresh arrays).
+
+Inside :func:`parallel_threads` a run uses up to that many threads (the C++ layers release the
+GIL): a batch is split into parts run at once when the graph declares one batch axis for its
+inputs and outputs, and a single sample's large convolutions split their output channels. The
+results do not depend on the split.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Callable, Optional
 
 import numpy as np
 
 from . import _core
+from ._models import run_in_parallel
 from ._onnx_graph import Graph, Node, load_graph
 from ._validation import as_float_array
 
@@ -57,6 +64,29 @@ class UnsupportedOperator(ValueError):
     pass
 
 
+_PARALLEL = threading.local()
+#: A convolution of one sample is split over threads from this many multiply-adds on: below,
+#: handing the parts to the pool costs about what they save.
+MIN_SPLIT_MULTIPLY_ADDS = 2_000_000
+
+
+@contextlib.contextmanager
+def parallel_threads(count: int) -> Iterator[None]:
+    """Native nets run by this thread inside the block use up to ``count`` threads (the
+    caller's and those of :func:`masksegx._models.run_in_parallel`'s shared pool)."""
+    previous = getattr(_PARALLEL, "threads", 1)
+    _PARALLEL.threads = count
+    try:
+        yield
+    finally:
+        _PARALLEL.threads = previous
+
+
+def _parallel_threads() -> int:
+    threads: int = getattr(_PARALLEL, "threads", 1)
+    return threads
+
+
 class NativeNet:
     """An ONNX graph executed with :mod:`masksegx.nn` kernels (GIL released in the layers).
 
@@ -73,6 +103,9 @@ class NativeNet:
         self.input_shapes = graph.input_shapes
         self.output_shapes = graph.output_shapes
         self.metadata = dict(graph.metadata)
+        # One symbolic leading axis shared by every input and output: samples are independent.
+        leading = {shape[0] if shape else None for shape in graph.input_shapes + graph.output_shapes}
+        self._batch_axis = len(leading) == 1 and isinstance(next(iter(leading)), str)
         try:
             self._constants, self._steps, self._macs_per_output = _compile(graph)
         except ValueError as error:
@@ -81,6 +114,16 @@ class NativeNet:
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Evaluate the graph; ``feed`` maps every input name to a float32 NCHW array."""
+        threads = _parallel_threads()
+        batch = min((np.shape(x)[0] for x in feed.values() if np.ndim(x)), default=0)
+        if threads > 1 and self._batch_axis and batch > 1:
+            bounds = np.linspace(0, batch, min(threads, batch) + 1).astype(int)
+            parts = [{name: x[a:b] for name, x in feed.items()} for a, b in zip(bounds, bounds[1:])]
+            results = run_in_parallel(threads, self._run_whole, parts)
+            return {name: np.concatenate([r[name] for r in results]) for name in self.output_names}
+        return self._run_whole(feed)
+
+    def _run_whole(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self._evaluate(feed)
         # An output may be a view (Reshape, Flatten) of a reused buffer: the caller gets a copy.
         return {
@@ -383,15 +426,45 @@ def _conv(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
         _require(stride == (1, 1), node, "dilations with strides")
         return _dilated_conv(weight, bias, padding, (dilation[0], dilation[1]), groups, slope)
 
+    channels = weight.shape[0]
+    depthwise = groups == channels and weight.shape[1] == 1
+    # Output channels are split in blocks of 8 (a GEMM row tile), whole groups at a time.
+    splittable = groups == 1 or depthwise
+
     def conv(v: Values, alloc: Alloc | None = None) -> list[np.ndarray]:
         x = v[0]
         out = None
-        if alloc is not None and x.ndim == 4:
+        if x.ndim == 4:
             h = (x.shape[2] + 2 * padding[0] - kh) // stride[0] + 1
             w = (x.shape[3] + 2 * padding[1] - kw) // stride[1] + 1
             if h >= 1 and w >= 1:
-                out = alloc((x.shape[0], weight.shape[0], h, w))
+                shape = (x.shape[0], channels, h, w)
+                threads = _parallel_threads()
+                if (threads > 1 and splittable and x.shape[0] == 1 and channels >= 16
+                        and x.shape[1] == weight.shape[1] * groups
+                        and math.prod(shape) * weight[0].size >= MIN_SPLIT_MULTIPLY_ADDS):
+                    out = alloc(shape) if alloc is not None else np.empty(shape, np.float32)
+                    return [split_conv(x, out, threads)]
+                if alloc is not None:
+                    out = alloc(shape)
         return [_core.conv2d(x, weight, bias, stride, padding, groups, slope, out)]
+
+    def split_conv(x: np.ndarray, out: np.ndarray, threads: int) -> np.ndarray:
+        """One sample's convolution as ``threads`` convolutions of channel blocks, at once
+        (each block of ``out`` is contiguous: the batch is 1)."""
+        parts = min(threads, channels // 8)
+        bounds = [8 * round(channels / 8 * k / parts) for k in range(parts)] + [channels]
+
+        def block(limits: tuple[int, int]) -> None:
+            a, b = limits
+            _core.conv2d(
+                x[:, a:b] if depthwise else x, weight[a:b], None if bias is None else bias[a:b],
+                stride, padding, b - a if depthwise else 1,
+                None if slope is None else slope[a:b], out[:, a:b],
+            )
+
+        run_in_parallel(threads, block, list(zip(bounds, bounds[1:])))
+        return out
 
     return conv
 

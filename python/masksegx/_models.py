@@ -141,8 +141,8 @@ def check_backend(backend: object, name: str = "backend") -> str:
 def open_net(path: str, backend: str, threads: int, name: str = "model") -> OpenedNet:
     """The net file ``path`` (validated by :func:`model_file`) in ``backend`` (checked by
     :func:`check_backend`) using up to ``threads`` threads per call: onnxruntime's intra-op
-    threads, or for the native backend a batch split into that many parts run at once
-    (:func:`run_in_parallel`; the samples' results do not depend on the split). Loaded once per
+    threads, or the native executor's (:func:`masksegx._executor.parallel_threads`; the
+    results do not depend on the split). Loaded once per
     file version (see :func:`cached`). ValueError, naming ``name``, when the file cannot be
     loaded or has more than one input."""
     if backend == "native":
@@ -163,15 +163,14 @@ def _load_native(path: str, name: str) -> NativeNet:
 
 
 def _open_native(path: str, threads: int, name: str) -> OpenedNet:
+    from ._executor import parallel_threads
+
     net = cached(path, "NativeNet", lambda p: _load_native(p, name))
     first = net.output_names[0]
 
     def run(x: np.ndarray) -> np.ndarray:
-        parts = min(threads, len(x))
-        if parts < 2:
+        with parallel_threads(threads):
             return net(x)[first]
-        chunks = np.array_split(x, parts)
-        return np.concatenate(run_in_parallel(threads, lambda c: net(c)[first], chunks))
 
     return OpenedNet(
         "native", run, net.input_names, net.input_shapes, net.output_names, net.output_shapes,

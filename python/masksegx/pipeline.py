@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import learned, spectral
+from ._executor import parallel_threads
 from ._models import check_backend, run_in_parallel
 from ._validation import (
     as_image,
@@ -149,15 +150,15 @@ class FaceMaskSegmenter:
         Off by default: on ``real_dev_val`` it emptied the masks of masked faces the attribute
         net misread (fused mIoU 0.919 with it, 0.950 without; ``docs/pipeline_ablation.md``).
     min_face_size, thresholds : detector settings (see :class:`~masksegx.detect.FaceDetector`).
-    threads : the most threads one call uses (1 = single-threaded, the default). With N > 1,
-        the batches of the attribute net and MaskNet (all faces of the image at once) are split
-        into N parts run at once on the native backend, or run with N onnxruntime intra-op
-        threads (idle ones sleep) on the onnxruntime backend, and the faces are then segmented N
-        at a time; the detector runs its native nets on the calling thread (or N intra-op
-        threads in onnxruntime). The stages follow one another, so no more than N threads are
-        busy; the pool is shared process-wide. For many images, more throughput comes from
-        calling one segmenter from several threads (``masksegx segment --threads``) with
-        ``threads=1``.
+    threads : the most threads one call uses (1 = single-threaded, the default). With N > 1
+        every net runs on N threads: a native net (the default backend) splits a batch of crops
+        or faces into N parts run at once, and a single sample's large convolutions (the
+        detector's pyramid levels) into N blocks of output channels; an onnxruntime net uses N
+        intra-op threads (idle ones sleep). Then the faces are segmented N at a time. The stages
+        follow one another, so at most N threads are busy at once; the extra N - 1 threads come
+        from one pool shared by the process. Results do not depend on N. For the throughput of
+        many images, calling one segmenter from several threads with ``threads=1`` (as
+        ``masksegx segment --threads`` does) keeps every core busy for longer.
     backend : None (default) runs each net on its default backend (the masksegx C++ kernels,
         see :data:`masksegx.attributes.DEFAULT_BACKEND`); ``"native"`` or ``"onnxruntime"``
         runs every net, the detector's included, on that one.
@@ -213,6 +214,10 @@ class FaceMaskSegmenter:
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Analyse a BGR uint8 HxWx3 image; returns one :class:`Face` per face, best first."""
         image = as_image(image)
+        with parallel_threads(self.threads):
+            return self._analyse(image)
+
+    def _analyse(self, image: np.ndarray) -> list[Face]:
         boxes, scores, landmarks = self._locate(image)
         if not len(scores):
             return []
