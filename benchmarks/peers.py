@@ -331,7 +331,7 @@ REFERENCE_MODELS_ENV = "MASKSEGX_REFERENCE_MODELS"
 #: Rows of the side-by-side comparison whose ratios the README reports; see side_by_side().
 DETECTION = "masksegx detection"
 PIPELINE = "masksegx whole pipeline (fused)"
-PIPELINE_ONNXRUNTIME = "masksegx whole pipeline, nets in onnxruntime"
+PIPELINE_NATIVE = "masksegx whole pipeline, every net native"
 PIPELINE_THREADS_2 = "masksegx whole pipeline, threads=2"
 RFB = "Ultra-Light RFB-320 (onnxruntime)"
 RETINAFACE = "RetinaFace mnet0.25 (onnxruntime)"
@@ -370,7 +370,7 @@ def side_by_side(models_dir):
     rows = {
         DETECTION: FaceDetector(),
         PIPELINE: FaceMaskSegmenter(threads=1),
-        PIPELINE_ONNXRUNTIME: FaceMaskSegmenter(threads=1, backend="onnxruntime"),
+        PIPELINE_NATIVE: FaceMaskSegmenter(threads=1, backend="native"),
         PIPELINE_THREADS_2: FaceMaskSegmenter(threads=2),
     }
     references = {

@@ -5,8 +5,9 @@ one thread unless a row says otherwise, every contender of ``benchmarks/peers.si
 (the same as ``benchmarks/test_bench_side_by_side.py``) is timed in interleaved rounds (one call
 of each per round, so a change in the machine's load touches them all alike); the table gives
 medians, and every ratio comes from this one run. Then, per net of one ``FaceMaskSegmenter``
-call, the multiply-adds, the time and the achieved GMAC/s beside the core's measured GEMM peak
-(our GEMM kernel on an L2-sized 1x1 convolution, and numpy's float32 matmul on one thread).
+call, the multiply-adds, and the time and achieved GMAC/s of each backend beside the core's
+measured GEMM peak (our GEMM kernel on an L2-sized 1x1 convolution, and numpy's float32 matmul
+on one thread).
 
     python -m tools.speed_ratios                               # ../shared/data/models if present
     python -m tools.speed_ratios --reference-models DIR --rounds 50
@@ -30,6 +31,7 @@ import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 
 import cv2  # noqa: E402
@@ -37,6 +39,7 @@ import numpy as np  # noqa: E402
 
 from masksegx import FaceMaskSegmenter, _core  # noqa: E402
 from masksegx._executor import NativeNet  # noqa: E402
+from masksegx._models import BACKENDS, open_net  # noqa: E402
 from masksegx.eval.report import markdown_table  # noqa: E402
 from masksegx.examples import MULTI_FACE_EXAMPLE  # noqa: E402
 from masksegx.nn import simd_level  # noqa: E402
@@ -97,7 +100,7 @@ def gemm_peaks(repeats: int = 50) -> tuple[float, float]:
 
 
 def recorded_net_inputs(segmenter: FaceMaskSegmenter, photo: np.ndarray) -> dict[str, tuple]:
-    """Per net of one segmenter call: (its runner, NativeNet for counting, the inputs it got)."""
+    """Per net of one segmenter call: (its file, the backend the call used, the inputs it got)."""
     inputs: dict[str, list[np.ndarray]] = {}
 
     def recording(name: str, run: Callable) -> Callable:
@@ -109,47 +112,83 @@ def recorded_net_inputs(segmenter: FaceMaskSegmenter, photo: np.ndarray) -> dict
 
     detector = segmenter.detector
     paths = {os.path.basename(p).removesuffix(".onnx"): p for p in detector.model_paths}
-    originals = detector._nets, segmenter.attributes._net, segmenter.masknet._net
+    backends = dict.fromkeys(paths, detector.backend)
+    stages = {"attributes": segmenter.attributes, "masknet": segmenter.masknet}
+    originals = detector._nets, {name: stage._net for name, stage in stages.items()}
     try:
         detector._nets = tuple(recording(name, net) for name, net in zip(paths, detector._nets))
-        for stage, name in ((segmenter.attributes, "attributes"), (segmenter.masknet, "masknet")):
+        for name, stage in stages.items():
             stage._net = dataclasses.replace(stage._net, run=recording(name, stage._net.run))
+            paths[name], backends[name] = stage.model_path, stage.backend
         segmenter(photo)
     finally:
-        detector._nets, segmenter.attributes._net, segmenter.masknet._net = originals
-    runners = dict(zip(paths, detector._nets))
-    runners.update(attributes=segmenter.attributes._net.run, masknet=segmenter.masknet._net.run)
-    paths.update(attributes=segmenter.attributes.model_path, masknet=segmenter.masknet.model_path)
-    return {name: (runners[name], NativeNet(paths[name]), inputs[name]) for name in inputs}
+        detector._nets = originals[0]
+        for name, stage in stages.items():
+            stage._net = originals[1][name]
+    return {name: (paths[name], backends[name], inputs[name]) for name in inputs}
 
 
 def multiply_add_table(photo: np.ndarray, pipeline_seconds: float, rounds: int, warmup: int) -> str:
-    segmenter = FaceMaskSegmenter(threads=1)
-    nets = recorded_net_inputs(segmenter, photo)
-    runs = {name: (lambda run=run, xs=xs: [run(x) for x in xs]) for name, (run, _, xs) in nets.items()}
+    """Per net of one default segmenter call: multiply-adds, and the time and GMAC/s of both
+    backends on the inputs the call gave it (interleaved rounds)."""
+    nets = recorded_net_inputs(FaceMaskSegmenter(threads=1), photo)
+    runs, counts = {}, {}
+    for name, (path, _, xs) in nets.items():
+        native = NativeNet(path)
+        counts[name] = sum(native.multiply_adds({native.input_names[0]: x}) for x in xs)
+        for backend in BACKENDS:
+            run = open_net(path, backend, 1).run
+            runs[name, backend] = lambda run=run, xs=xs: [run(x) for x in xs]
     seconds = interleaved(runs, rounds, warmup)
     ours, numpy_peak = gemm_peaks()
-    rows, total_macs, total_seconds = [], 0, 0.0
-    for name, (_, native, xs) in nets.items():
-        macs = sum(native.multiply_adds({native.input_names[0]: x}) for x in xs)
-        total_macs += macs
-        total_seconds += seconds[name]
+
+    def cells(macs: int, time_s: float) -> list[str]:
+        rate = macs / time_s / 1e9
+        return [f"{time_s * 1e3:.2f}", f"{rate:.1f} ({100 * rate / ours:.0f}%)"]
+
+    rows = []
+    totals = {backend: 0.0 for backend in BACKENDS}
+    used = 0.0
+    for name, (_, backend, xs) in nets.items():
         shapes = ", ".join(sorted({"x".join(map(str, x.shape)) for x in xs}))
-        if len(shapes) > 40:
-            shapes = f"{len(xs)} inputs"
-        rate = macs / seconds[name] / 1e9
-        rows.append([name, shapes, f"{macs / 1e6:.1f}", f"{seconds[name] * 1e3:.2f}",
-                     f"{rate:.1f}", f"{100 * rate / ours:.0f}%"])
-    rate = total_macs / total_seconds / 1e9
-    rows.append(["all nets", "", f"{total_macs / 1e6:.1f}", f"{total_seconds * 1e3:.2f}",
-                 f"{rate:.1f}", f"{100 * rate / ours:.0f}%"])
-    rate = total_macs / pipeline_seconds / 1e9
-    rows.append(["whole image (pipeline call)", "", f"{total_macs / 1e6:.1f}",
-                 f"{pipeline_seconds * 1e3:.2f}", f"{rate:.1f}", f"{100 * rate / ours:.0f}%"])
-    table = markdown_table(["net", "inputs", "MMAC", "ms", "GMAC/s", "of GEMM peak"], rows)
-    return (f"{table}\n\nGEMM peak of one core: our kernel {ours:.1f} GMAC/s (256x256 1x1 "
-            f"convolution of a 32x32 plane, best of 50); numpy float32 matmul of the same size, "
-            f"one thread: {numpy_peak:.1f} GMAC/s.")
+        shapes = shapes if len(shapes) <= 40 else f"{len(xs)} levels"
+        row = [name, shapes, f"{counts[name] / 1e6:.1f}"]
+        for each in BACKENDS:
+            totals[each] += seconds[name, each]
+            row += cells(counts[name], seconds[name, each])
+        used += seconds[name, backend]
+        rows.append([*row, backend])
+    macs = sum(counts.values())
+    rows.append(["all nets", "", f"{macs / 1e6:.1f}", *cells(macs, totals["native"]),
+                 *cells(macs, totals["onnxruntime"]), f"{used * 1e3:.2f} ms as used"])
+    rows.append(["whole image (pipeline call)", "", f"{macs / 1e6:.1f}",
+                 *cells(macs, pipeline_seconds), "", "", "default backends"])
+    headers = ["net", "inputs", "MMAC", "native ms", "native GMAC/s (of peak)", "onnxruntime ms",
+               "onnxruntime GMAC/s (of peak)", "pipeline uses"]
+    return (f"{markdown_table(headers, rows)}\n\nGEMM peak of one core: our kernel {ours:.1f} "
+            f"GMAC/s (256x256 1x1 convolution of a 32x32 plane, best of 50; the percentages are "
+            f"of this); numpy float32 matmul of the same size, one thread: {numpy_peak:.1f} GMAC/s.")
+
+
+def parallel_scaling(repeats: int = 100) -> float:
+    """Speed-up of GIL-free work (our GEMM) on two threads over one, now: the most that
+    ``threads=2`` can gain on this machine at this moment (other processes take cores too)."""
+    x = np.ones((1, 256, 32, 32), np.float32)
+    weight = np.ones((256, 256, 1, 1), np.float32)
+
+    def work(_: object = None) -> None:
+        for _ in range(repeats):
+            _core.conv2d(x, weight, None, (1, 1), (0, 0), 1, None)
+
+    start = time.perf_counter()
+    work()
+    work()
+    serial = time.perf_counter() - start
+    with ThreadPoolExecutor(2) as pool:
+        start = time.perf_counter()
+        list(pool.map(work, range(2)))
+        parallel = time.perf_counter() - start
+    return serial / parallel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nTargets (ratios from this run):\n")
     for line in targets(seconds):
         print(f"- {line}")
-    print("\nMultiply-adds of one FaceMaskSegmenter call (default nets, one thread):\n")
+    print("\nMultiply-adds of one FaceMaskSegmenter call (one thread), each net timed on both "
+          "backends on the inputs the call gave it:\n")
     print(multiply_add_table(photo, seconds[peers.PIPELINE], args.rounds, args.warmup))
     return 0
 
@@ -208,7 +248,8 @@ def targets(seconds: dict[str, float]) -> list[str]:
                      f"{ratio:.1f}x ({verdict(ratio >= 10)})")
     ratio = pipeline / seconds[peers.PIPELINE_THREADS_2]
     lines.append(f"threads=2 at least 1.5x the throughput of threads=1: {ratio:.2f}x "
-                 f"({verdict(ratio >= 1.5)})")
+                 f"({verdict(ratio >= 1.5)}); GIL-free GEMM work on two threads gained "
+                 f"{parallel_scaling():.2f}x on this machine just now (the ceiling here)")
     return lines
 
 

@@ -59,8 +59,9 @@ WEARING_STATES = ("none", "incorrect", "correct")
 #: The shipped model.
 DEFAULT_MODEL = ATTRIBUTES_MODEL
 #: The backend of :class:`AttributePredictor` unless asked otherwise: the faster one on the
-#: shipped net (``python -m tools.speed_ratios`` times both).
-DEFAULT_BACKEND = "native"
+#: shipped net: onnxruntime's blocked-layout kernels run its small depthwise layers and first
+#: convolution faster than ours (``python -m tools.speed_ratios`` times both, per net).
+DEFAULT_BACKEND = "onnxruntime"
 #: ONNX metadata key holding the preprocessing settings and the wearing thresholds (JSON).
 METADATA_KEY = "masksegx_attributes"
 #: Settings assumed when a model file carries no metadata.

@@ -71,9 +71,10 @@ ViewProbability = tuple[np.ndarray, tuple[int, int, int, int]]
 
 #: Side of the square view around a face box, in units of the box's larger side.
 BOX_MARGIN = 1.4
-#: The backend of :class:`MaskNet` unless asked otherwise: the faster one on the shipped net
-#: (``python -m tools.speed_ratios`` times both).
-DEFAULT_BACKEND = "native"
+#: The backend of :class:`MaskNet` unless asked otherwise: the faster one on the
+#: shipped net: onnxruntime's blocked-layout kernels run its small depthwise layers and first
+#: convolution faster than ours (``python -m tools.speed_ratios`` times both, per net).
+DEFAULT_BACKEND = "onnxruntime"
 
 _NO_LIMIT = 1e30
 

@@ -151,17 +151,18 @@ class FaceMaskSegmenter:
         net misread (fused mIoU 0.919 with it, 0.950 without; ``docs/pipeline_ablation.md``).
     min_face_size, thresholds : detector settings (see :class:`~masksegx.detect.FaceDetector`).
     threads : the most threads one call uses (1 = single-threaded, the default). With N > 1
-        every net runs on N threads: a native net (the default backend) splits a batch of crops
-        or faces into N parts run at once, and a single sample's large convolutions (the
-        detector's pyramid levels) into N blocks of output channels; an onnxruntime net uses N
-        intra-op threads (idle ones sleep). Then the faces are segmented N at a time. The stages
-        follow one another, so at most N threads are busy at once; the extra N - 1 threads come
-        from one pool shared by the process. Results do not depend on N. For the throughput of
-        many images, calling one segmenter from several threads with ``threads=1`` (as
-        ``masksegx segment --threads`` does) keeps every core busy for longer.
-    backend : None (default) runs each net on its default backend (the masksegx C++ kernels,
-        see :data:`masksegx.attributes.DEFAULT_BACKEND`); ``"native"`` or ``"onnxruntime"``
-        runs every net, the detector's included, on that one.
+        every net runs on N threads: a native net splits a batch of crops or faces into N parts
+        run at once, and a single sample's large convolutions (the detector's pyramid levels)
+        into N blocks of output channels; an onnxruntime net uses N intra-op threads (idle ones
+        sleep). Then the faces are segmented N at a time. The stages follow one another, so at
+        most N threads are busy at once; the extra N - 1 threads come from one pool shared by
+        the process. Results do not depend on N. For the throughput of many images, calling one
+        segmenter from several threads with ``threads=1`` (as ``masksegx segment --threads``
+        does) keeps every core busy for longer.
+    backend : None (default) runs each net on the backend measured faster for it: the detector
+        on the masksegx C++ kernels, the attribute net and MaskNet in onnxruntime (see
+        :data:`masksegx.attributes.DEFAULT_BACKEND`); ``"native"`` or ``"onnxruntime"`` runs
+        every net, the detector's included, on that one (the answers agree to float rounding).
     priors : :class:`GenderPriors`; the tuned defaults when None.
     spectral_params : :class:`~masksegx.spectral.SpectralParams` for ``method="spectral"``.
     fused_params : :class:`~masksegx.learned.FusedParams` for ``method="fused"``.
