@@ -285,3 +285,71 @@ def test_parallel_threads_give_the_serial_results(rng, monkeypatch, threads):
         for name in serial:
             np.testing.assert_allclose(parallel[name], serial[name], atol=1e-6, rtol=0)
     assert splits and max(splits) > 1
+
+
+def _fully_convolutional_pnet(rng):
+    """A P-net shaped as the package's own (strided first conv, no pooling, no padding)."""
+    weights = {
+        "w1": rng.standard_normal((16, 3, 4, 4)).astype(np.float32) * 0.3,
+        "b1": rng.standard_normal(16).astype(np.float32) * 0.1,
+        "s1": rng.uniform(0.05, 0.3, (16, 1, 1)).astype(np.float32),
+        "wd": rng.standard_normal((16, 1, 3, 3)).astype(np.float32) * 0.3,
+        "wp": rng.standard_normal((16, 16, 1, 1)).astype(np.float32) * 0.3,
+        "wf": rng.standard_normal((2, 16, 1, 1)).astype(np.float32) * 0.3,
+        "wr": rng.standard_normal((4, 16, 1, 1)).astype(np.float32) * 0.3,
+    }
+    nodes = [
+        node("Conv", ["input", "w1", "b1"], ["c1"], kernel_shape=[4, 4], strides=[2, 2]),
+        node("PRelu", ["c1", "s1"], ["p1"]),
+        node("Conv", ["p1", "wd"], ["d"], kernel_shape=[3, 3], group=16),
+        node("Conv", ["d", "wp"], ["c2"], kernel_shape=[1, 1]),
+        node("Relu", ["c2"], ["r2"]),
+        node("Conv", ["r2", "wf"], ["logits"], kernel_shape=[1, 1]),
+        node("Softmax", ["logits"], ["prob"], axis=1),
+        node("Conv", ["r2", "wr"], ["reg"], kernel_shape=[1, 1]),
+    ]
+    return model(nodes, weights, [("input", ["N", 3, "H", "W"])],
+                 [("reg", ["N", 4, "h", "w"]), ("prob", ["N", 2, "h", "w"])])
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 411, 223), (1, 3, 160, 420)])
+def test_a_large_image_runs_in_bands_with_the_same_values(tmp_path, rng, shape):
+    from masksegx import _executor
+
+    path = tmp_path / "p.onnx"
+    path.write_bytes(_fully_convolutional_pnet(rng))
+    net = NativeNet(path)
+    assert net._rows == (2, 8)  # output row r sees input rows [2 r, 2 r + 8)
+    x = rng.uniform(-1, 1, shape).astype(np.float32)
+    assert x.shape[2] * x.shape[3] >= 2 * _executor.BAND_PIXELS  # large enough to be banded
+    whole = net._run_whole({"input": x})
+    for threads in (1, 2):
+        with _executor.parallel_threads(threads):
+            banded = net(x)
+        for name in whole:
+            np.testing.assert_array_equal(banded[name], whole[name])
+    reference = _onnxruntime(path, x)
+    for name in reference:
+        np.testing.assert_allclose(banded[name], reference[name], atol=1e-4, rtol=0)
+    standard = tmp_path / "standard.onnx"
+    standard.write_bytes(tiny_pnet(rng))
+    assert NativeNet(standard)._rows is None  # it pools in ceil mode: not banded
+
+
+def test_padded_or_ceil_mode_graphs_are_not_banded(tmp_path, rng):
+    weight = {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32)}
+    io = ([("input", ["N", 3, "H", "W"])], [("y", ["N", 4, "h", "w"])])
+    path = tmp_path / "padded.onnx"
+    path.write_bytes(model([node("Conv", ["input", "w"], ["y"], kernel_shape=[3, 3],
+                                 pads=[1, 1, 1, 1])], weight, *io))
+    assert NativeNet(path)._rows is None
+    path = tmp_path / "ceil.onnx"
+    path.write_bytes(model([node("Conv", ["input", "w"], ["c"], kernel_shape=[3, 3]),
+                            node("MaxPool", ["c"], ["y"], kernel_shape=[2, 2], strides=[2, 2],
+                                 ceil_mode=1)], weight, *io))
+    assert NativeNet(path)._rows is None
+    path = tmp_path / "floor.onnx"
+    path.write_bytes(model([node("Conv", ["input", "w"], ["c"], kernel_shape=[3, 3]),
+                            node("MaxPool", ["c"], ["y"], kernel_shape=[2, 2], strides=[2, 2])],
+                           weight, *io))
+    assert NativeNet(path)._rows == (2, 4)

@@ -65,6 +65,10 @@ class UnsupportedOperator(ValueError):
 
 
 _PARALLEL = threading.local()
+#: Input pixels per band of a large image run by a fully convolutional graph (see
+#: :meth:`NativeNet._run_in_bands`): the P-net's layers on a band this large stay in L2; an
+#: image of fewer than two bands runs whole.
+BAND_PIXELS = 1 << 15
 #: A convolution of one sample is split over threads from this many multiply-adds on: below,
 #: handing the parts to the pool costs about what they save.
 MIN_SPLIT_MULTIPLY_ADDS = 2_000_000
@@ -107,7 +111,7 @@ class NativeNet:
         leading = {shape[0] if shape else None for shape in graph.input_shapes + graph.output_shapes}
         self._batch_axis = len(leading) == 1 and isinstance(next(iter(leading)), str)
         try:
-            self._constants, self._steps, self._macs_per_output = _compile(graph)
+            self._constants, self._steps, self._macs_per_output, self._rows = _compile(graph)
         except ValueError as error:
             raise type(error)(f"{self.path}: {error}") from None
         self._local = threading.local()
@@ -121,7 +125,30 @@ class NativeNet:
             parts = [{name: x[a:b] for name, x in feed.items()} for a, b in zip(bounds, bounds[1:])]
             results = run_in_parallel(threads, self._run_whole, parts)
             return {name: np.concatenate([r[name] for r in results]) for name in self.output_names}
+        if self._rows is not None and len(feed) == 1:
+            x = next(iter(feed.values()))
+            if np.ndim(x) == 4 and x.shape[0] == 1 and x.shape[2] * x.shape[3] >= 2 * BAND_PIXELS:
+                return self._run_in_bands(x, threads)
         return self._run_whole(feed)
+
+    def _run_in_bands(self, x: np.ndarray, threads: int) -> dict[str, np.ndarray]:
+        """A large single image run as bands of about :data:`BAND_PIXELS` pixels, each with
+        the rows above and below that its outputs see, the outputs stacked back: every layer's
+        output then stays in cache for the next. The same results, value for value."""
+        stride, field = self._rows  # type: ignore[misc]  # set: the caller checked
+        out_rows = (x.shape[2] - field) // stride + 1
+        per_band = max(1, (BAND_PIXELS // x.shape[3] - field) // stride + 1)
+        bands = [(a, min(a + per_band, out_rows)) for a in range(0, out_rows, per_band)]
+        name = self.input_names[0]
+
+        def band(rows: tuple[int, int]) -> dict[str, np.ndarray]:
+            a, b = rows
+            with parallel_threads(1):  # the bands are the parallel parts
+                out = self._run_whole({name: x[:, :, a * stride : (b - 1) * stride + field]})
+            return {key: value[:, :, : b - a] for key, value in out.items()}
+
+        results = run_in_parallel(threads, band, bands)
+        return {key: np.concatenate([r[key] for r in results], axis=2) for key in self.output_names}
 
     def _run_whole(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self._evaluate(feed)
@@ -177,9 +204,12 @@ class NativeNet:
         return self.run({self.input_names[0]: x})
 
 
-def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step], list[int]]:
+def _compile(
+    graph: Graph,
+) -> tuple[dict[str, np.ndarray], list[Step], list[int], tuple[int, int] | None]:
     """Order the nodes, fold those whose inputs are all constant and prepare the others; also
-    the multiply-adds per output value of each prepared step (0 but for Conv, Gemm, MatMul)."""
+    the multiply-adds per output value of each prepared step (0 but for Conv, Gemm, MatMul)
+    and the graph's :func:`_row_geometry`."""
     constants: dict[str, np.ndarray] = dict(graph.initializers)
     known = set(constants) | set(graph.inputs) | {""}
     pending: list[Node] = list(graph.nodes)
@@ -199,6 +229,7 @@ def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step], list[int]
 
     ordered = _fuse_conv_prelu(ordered, constants, graph.outputs)
     ordered = _merge_sibling_pointwise(ordered, constants)
+    rows = _row_geometry(ordered, constants, graph)
     last_use: dict[str, int] = {}
     uses: dict[str, int] = {}
     for index, node in enumerate(ordered):
@@ -244,7 +275,7 @@ def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step], list[int]
     missing = [name for name in graph.outputs if name not in known]
     if missing:
         raise ValueError(f"graph outputs never produced: {missing}")
-    return constants, steps, macs_per_output
+    return constants, steps, macs_per_output, rows
 
 
 _FUSED_PRELU = "masksegx_fused_prelu"
@@ -255,6 +286,45 @@ _POOLED = ("Conv", "MaxPool")
 #: Results larger than this (floats; 32 MB) get a fresh array instead of a kept buffer, so a
 #: very large image does not leave hundreds of megabytes behind in every thread.
 MAX_KEPT_FLOATS = 8 << 20
+
+
+# Operators that map every pixel on its own (the rows of their output are those of their input).
+_PER_PIXEL = ("PRelu", "Relu", "Sigmoid", "Identity", "masksegx_split_channels")
+
+
+def _row_geometry(
+    nodes: Sequence[Node], constants: Mapping[str, np.ndarray], graph: Graph
+) -> tuple[int, int] | None:
+    """``(stride, field)`` when output row ``r`` of every graph output is computed from input
+    rows ``[r * stride, r * stride + field)`` alone, by unpadded Convs and floor-mode MaxPools
+    and per-pixel operators, Softmax over channels included (a fully convolutional graph such
+    as the P-net); None for any other graph."""
+    geometry: dict[str, tuple[int, int]] = {name: (1, 1) for name in graph.inputs}
+    for node in nodes:
+        sources = {geometry.get(name) for name in node.inputs if name and name not in constants}
+        if not sources:
+            continue  # folded into a constant
+        if len(sources) != 1 or None in sources or node.domain not in ("", "ai.onnx"):
+            return None
+        stride, field = sources.pop()  # type: ignore[misc]  # None excluded above
+        if node.op_type in ("Conv", "MaxPool"):
+            weight = constants.get(node.inputs[1]) if node.op_type == "Conv" else None
+            kernel = weight.shape[2] if weight is not None and weight.ndim == 4 else (
+                _ints(node, "kernel_shape", [0])[0] if node.op_type == "MaxPool" else 0)
+            if (not kernel or any(_ints(node, "pads", [0, 0, 0, 0]))
+                    or _ints(node, "dilations", [1, 1])[0] != 1 or node.attributes.get("ceil_mode")
+                    or node.attributes.get("auto_pad", "NOTSET") not in ("NOTSET", "")):
+                return None
+            step = _ints(node, "strides", [1, 1])[0]
+            stride, field = stride * step, field + (kernel - 1) * stride
+        elif node.op_type == "Softmax":
+            if graph.opset < 13 or int(node.attributes.get("axis", -1)) != 1:  # type: ignore[arg-type]
+                return None
+        elif node.op_type not in _PER_PIXEL:
+            return None
+        geometry.update((name, (stride, field)) for name in node.outputs)
+    found = {geometry.get(name) for name in graph.outputs}
+    return found.pop() if len(found) == 1 and None not in found else None
 
 
 def _buffer(buffers: list[np.ndarray | None], index: int, shape: tuple[int, ...]) -> np.ndarray:
