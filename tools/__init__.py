@@ -14,6 +14,9 @@ docs/paper_tables.md``; most read the shared data folder (``--data``, default
 - :mod:`.compare_detectors`: the detector comparison (``docs/detectors.md``);
 - :mod:`.check_detector_backends`: native vs onnxruntime detector agreement and speed;
 - :mod:`.bench_table`: the README's kernel speed table, from the benchmarks;
+- :mod:`.speed_ratios`: the README's side-by-side speed table (the whole pipeline and our
+  detector beside RFB-320, RetinaFace, YuNet and the standard MTCNN on the bundled 3-face
+  photo, one run) and the multiply-adds per net against the GEMM peak;
 - :mod:`.gil_share`: the share of a segmenter call that runs without the GIL;
 - :mod:`.synth_preview`: a grid of synthetic masked faces, to check their placement by eye.
 
