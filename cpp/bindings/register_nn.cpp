@@ -119,8 +119,9 @@ py::array_t<float> upsample_linear2x(const py::handle& x_obj) {
     auto x = require_array<float>(x_obj, "x", 4, 4);
     const auto in = shape_of(x);
     if (in.n < 1 || in.c < 1 || in.h < 1 || in.w < 1 || 2 * std::max(in.h, in.w) > kMaxSide) {
-        throw py::value_error("x: expected a non-empty [N, C, H, W] array with 2 H and 2 W at most " +
-                              std::to_string(kMaxSide));
+        throw py::value_error(
+            "x: expected a non-empty [N, C, H, W] array with 2 H and 2 W at most " +
+            std::to_string(kMaxSide));
     }
     F32 result({in.n, in.c, 2 * in.h, 2 * in.w});
     const float* x_data = x.data();

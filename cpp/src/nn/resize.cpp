@@ -237,10 +237,12 @@ void upsample_linear2x(const float* input, std::int64_t planes, std::int64_t hei
         float* out_plane = output + p * 4 * height * width;
         for (std::int64_t oy = 0; oy < 2 * height; ++oy) {
             const std::int64_t i = oy / 2;
-            const std::int64_t j = oy % 2 ? std::min(i + 1, height - 1) : std::max(i - 1, std::int64_t{0});
+            const std::int64_t j =
+                oy % 2 ? std::min(i + 1, height - 1) : std::max(i - 1, std::int64_t{0});
             const float* __restrict near_row = plane + i * width;
             const float* __restrict far_row = plane + j * width;
-            for (std::int64_t x = 0; x < width; ++x) b[x] = 0.75f * near_row[x] + 0.25f * far_row[x];
+            for (std::int64_t x = 0; x < width; ++x)
+                b[x] = 0.75f * near_row[x] + 0.25f * far_row[x];
             float* __restrict dst = out_plane + oy * out_w;
             dst[0] = b[0];
             for (std::int64_t x = 1; x < width; ++x) {
