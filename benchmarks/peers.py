@@ -383,7 +383,8 @@ def side_by_side(models_dir):
     }
     for name, build in references.items():
         if models_dir is None or not os.path.isdir(models_dir):
-            rows[name] = (f"no reference models folder {models_dir!r} (--reference-models or "
+            where = "none given" if models_dir is None else f"{models_dir!r} is not a folder"
+            rows[name] = (f"no reference models ({where}; pass --reference-models or set "
                           f"${REFERENCE_MODELS_ENV})")
             continue
         try:
