@@ -15,8 +15,8 @@ from run to run (graph outputs are always fresh arrays).
 
 Inside :func:`parallel_threads` a run uses up to that many threads (the C++ layers release the
 GIL): a batch is split into parts run at once when the graph declares one batch axis for its
-inputs and outputs, and a single sample's large convolutions split their output channels. The
-results do not depend on the split.
+inputs and outputs. The results do not depend on the split. A large image on a fully
+convolutional graph runs in row bands (:meth:`NativeNet._run_in_bands`).
 """
 
 from __future__ import annotations
@@ -69,9 +69,6 @@ _PARALLEL = threading.local()
 #: :meth:`NativeNet._run_in_bands`): the P-net's layers on a band this large stay in L2; an
 #: image of fewer than two bands runs whole.
 BAND_PIXELS = 1 << 15
-#: A convolution of one sample is split over threads from this many multiply-adds on: below,
-#: handing the parts to the pool costs about what they save.
-MIN_SPLIT_MULTIPLY_ADDS = 2_000_000
 
 
 @contextlib.contextmanager
@@ -128,10 +125,10 @@ class NativeNet:
         if self._rows is not None and len(feed) == 1:
             x = next(iter(feed.values()))
             if np.ndim(x) == 4 and x.shape[0] == 1 and x.shape[2] * x.shape[3] >= 2 * BAND_PIXELS:
-                return self._run_in_bands(x, threads)
+                return self._run_in_bands(x)
         return self._run_whole(feed)
 
-    def _run_in_bands(self, x: np.ndarray, threads: int) -> dict[str, np.ndarray]:
+    def _run_in_bands(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """A large single image run as bands of about :data:`BAND_PIXELS` pixels, each with
         the rows above and below that its outputs see, the outputs stacked back: every layer's
         output then stays in cache for the next. The same results, value for value."""
@@ -143,11 +140,10 @@ class NativeNet:
 
         def band(rows: tuple[int, int]) -> dict[str, np.ndarray]:
             a, b = rows
-            with parallel_threads(1):  # the bands are the parallel parts
-                out = self._run_whole({name: x[:, :, a * stride : (b - 1) * stride + field]})
+            out = self._run_whole({name: x[:, :, a * stride : (b - 1) * stride + field]})
             return {key: value[:, :, : b - a] for key, value in out.items()}
 
-        results = run_in_parallel(threads, band, bands)
+        results = [band(rows) for rows in bands]
         return {key: np.concatenate([r[key] for r in results], axis=2) for key in self.output_names}
 
     def _run_whole(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -496,45 +492,15 @@ def _conv(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
         _require(stride == (1, 1), node, "dilations with strides")
         return _dilated_conv(weight, bias, padding, (dilation[0], dilation[1]), groups, slope)
 
-    channels = weight.shape[0]
-    depthwise = groups == channels and weight.shape[1] == 1
-    # Output channels are split in blocks of 8 (a GEMM row tile), whole groups at a time.
-    splittable = groups == 1 or depthwise
-
     def conv(v: Values, alloc: Alloc | None = None) -> list[np.ndarray]:
         x = v[0]
         out = None
-        if x.ndim == 4:
+        if alloc is not None and x.ndim == 4:
             h = (x.shape[2] + 2 * padding[0] - kh) // stride[0] + 1
             w = (x.shape[3] + 2 * padding[1] - kw) // stride[1] + 1
             if h >= 1 and w >= 1:
-                shape = (x.shape[0], channels, h, w)
-                threads = _parallel_threads()
-                if (threads > 1 and splittable and x.shape[0] == 1 and channels >= 16
-                        and x.shape[1] == weight.shape[1] * groups
-                        and math.prod(shape) * weight[0].size >= MIN_SPLIT_MULTIPLY_ADDS):
-                    out = alloc(shape) if alloc is not None else np.empty(shape, np.float32)
-                    return [split_conv(x, out, threads)]
-                if alloc is not None:
-                    out = alloc(shape)
+                out = alloc((x.shape[0], weight.shape[0], h, w))
         return [_core.conv2d(x, weight, bias, stride, padding, groups, slope, out)]
-
-    def split_conv(x: np.ndarray, out: np.ndarray, threads: int) -> np.ndarray:
-        """One sample's convolution as ``threads`` convolutions of channel blocks, at once
-        (each block of ``out`` is contiguous: the batch is 1)."""
-        parts = min(threads, channels // 8)
-        bounds = [8 * round(channels / 8 * k / parts) for k in range(parts)] + [channels]
-
-        def block(limits: tuple[int, int]) -> None:
-            a, b = limits
-            _core.conv2d(
-                x[:, a:b] if depthwise else x, weight[a:b], None if bias is None else bias[a:b],
-                stride, padding, b - a if depthwise else 1,
-                None if slope is None else slope[a:b], out[:, a:b],
-            )
-
-        run_in_parallel(threads, block, list(zip(bounds, bounds[1:])))
-        return out
 
     return conv
 

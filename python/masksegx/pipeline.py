@@ -20,13 +20,13 @@ Two constraints from the attributes shape the mask (see :class:`GenderPriors` an
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from . import learned, spectral
-from ._executor import parallel_threads
 from ._models import check_backend, run_in_parallel
 from ._validation import (
     as_image,
@@ -150,15 +150,16 @@ class FaceMaskSegmenter:
         Off by default: on ``real_dev_val`` it emptied the masks of masked faces the attribute
         net misread (fused mIoU 0.919 with it, 0.950 without; ``docs/pipeline_ablation.md``).
     min_face_size, thresholds : detector settings (see :class:`~masksegx.detect.FaceDetector`).
-    threads : the most threads one call uses (1 = single-threaded, the default). With N > 1
-        every net runs on N threads: a native net splits a batch of crops or faces into N parts
-        run at once, and a single sample's large convolutions (the detector's pyramid levels)
-        into N blocks of output channels; an onnxruntime net uses N intra-op threads (idle ones
-        sleep). Then the faces are segmented N at a time. The stages follow one another, so at
-        most N threads are busy at once; the extra N - 1 threads come from one pool shared by
-        the process. Results do not depend on N. For the throughput of many images, calling one
-        segmenter from several threads with ``threads=1`` (as ``masksegx segment --threads``
-        does) keeps every core busy for longer.
+    threads : the most threads one call uses (1 = single-threaded, the default). With N >= 2,
+        once the detector has run (on the calling thread), the attribute net and MaskNet, which
+        both need only the detections, run at the same time, and then the faces are segmented
+        N at a time. Every net itself runs on one thread (onnxruntime sessions get one intra-op
+        thread), so at most N threads are busy and onnxruntime's pools never compete with ours;
+        the N - 1 extra threads come from one pool shared by the process. Results do not depend
+        on N. With ``coverage_constraint`` the attributes come first (they decide which faces
+        MaskNet sees). For the throughput of many images, calling one segmenter from several
+        threads with ``threads=1`` (as ``masksegx segment --threads`` does) keeps every core
+        busy for longer.
     backend : None (default) runs each net on the backend measured faster for it: the detector
         on the masksegx C++ kernels, the attribute net and MaskNet in onnxruntime (see
         :data:`masksegx.attributes.DEFAULT_BACKEND`); ``"native"`` or ``"onnxruntime"`` runs
@@ -200,42 +201,48 @@ class FaceMaskSegmenter:
         self.priors = settings_or_default(priors, GenderPriors, "priors")
         self.spectral_params = settings_or_default(spectral_params, SpectralParams, "spectral_params")
         self.fused_params = settings_or_default(fused_params, learned.FusedParams, "fused_params")
+        # Every net single-threaded: the threads are the stages run side by side (see above).
         self.detector = FaceDetector(
-            min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=self.threads,
+            min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=1,
             backend=backend or "native",
         )
-        self.attributes = AttributePredictor(
-            threads=self.threads, backend=backend or ATTRIBUTES_BACKEND
-        )
+        self.attributes = AttributePredictor(threads=1, backend=backend or ATTRIBUTES_BACKEND)
         self.masknet = (
-            learned.MaskNet(threads=self.threads, backend=backend or learned.DEFAULT_BACKEND)
+            learned.MaskNet(threads=1, backend=backend or learned.DEFAULT_BACKEND)
             if self.method != "spectral" else None
         )
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Analyse a BGR uint8 HxWx3 image; returns one :class:`Face` per face, best first."""
         image = as_image(image)
-        with parallel_threads(self.threads):
-            return self._analyse(image)
-
-    def _analyse(self, image: np.ndarray) -> list[Face]:
         boxes, scores, landmarks = self._locate(image)
         if not len(scores):
             return []
-        attributes = self.attributes._predict(image, landmarks)
-        emptied = [
-            self.coverage_constraint and attr.coverage_probs[0] >= self.no_mask_probability
-            for attr in attributes
-        ]
+        # A whole-image face is segmented as a crop (see _segment).
+        views_of = [None if self.faces == "whole-image" else box for box in boxes]
         views: list[learned.ViewProbability | None] = [None] * len(scores)
-        if self.masknet is not None:  # one MaskNet batch for every face that needs a mask
-            wanted = [i for i, empty in enumerate(emptied) if not empty]
-            whole = self.faces == "whole-image"  # segmented as a crop (see _segment)
-            found = self.masknet._view_probabilities(
-                image, [None if whole else boxes[i] for i in wanted]
-            )
-            for i, view in zip(wanted, found):
-                views[i] = view
+        masknet = self.masknet
+        if masknet is not None and not self.coverage_constraint:
+            # Both read only the detections: on two threads side by side when there are two.
+            tasks: list[Callable[[], object]] = [
+                lambda: self.attributes._predict(image, landmarks),
+                lambda: masknet._view_probabilities(image, views_of),
+            ]
+            found, probabilities = run_in_parallel(self.threads, _call, tasks)
+            attributes = cast(list[FaceAttributes], found)
+            views = list(cast(list[learned.ViewProbability], probabilities))
+            emptied = [False] * len(scores)
+        else:
+            attributes = self.attributes._predict(image, landmarks)
+            emptied = [
+                self.coverage_constraint and attr.coverage_probs[0] >= self.no_mask_probability
+                for attr in attributes
+            ]
+            if masknet is not None:  # one MaskNet batch for every face that needs a mask
+                wanted = [i for i, empty in enumerate(emptied) if not empty]
+                for i, view in zip(wanted, masknet._view_probabilities(
+                        image, [views_of[i] for i in wanted])):
+                    views[i] = view
         masks = run_in_parallel(
             self.threads,
             lambda k: self._segment(image, boxes[k], attributes[k], emptied[k], views[k]),
@@ -291,6 +298,10 @@ class FaceMaskSegmenter:
             return learned._threshold_view(image.shape, view, prior.threshold)
         fused = dataclasses.replace(self.fused_params, threshold=prior.threshold)
         return learned._segment_fused(image, None, fused, lambda _image, _box: view)
+
+
+def _call(task: Callable[[], object]) -> object:
+    return task()
 
 
 def _pixel_box(box: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
