@@ -86,10 +86,10 @@ def onnx_session(path: str, threads: int, name: str = "model") -> onnxruntime.In
 
     ``threads``: intra-op threads, validated by the caller (:func:`masksegx._validation.check_threads`);
     0 leaves both thread pools at onnxruntime's defaults, otherwise the graph runs sequentially
-    (one inter-op thread); with more than one thread the idle ones do not spin.
-    onnxruntime's warnings are not shown (older exports list every
-    initializer as a graph input, and it warns about each one). ValueError, naming the argument
-    ``name``, when onnxruntime cannot load the file.
+    (one inter-op thread); with more than one thread the idle ones do not spin. onnxruntime's
+    warnings are not shown (older exports list every initializer as a graph input, and it warns
+    about each one). ValueError, naming the argument ``name``, when onnxruntime cannot load the
+    file.
     """
     return cached(path, ("onnxruntime", threads), lambda p: _open_session(p, threads, name))
 
@@ -103,7 +103,7 @@ def _open_session(path: str, threads: int, name: str) -> onnxruntime.InferenceSe
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     if threads != 1:
         # Idle intra-op threads sleep instead of spinning: between two runs the cores belong to
-        # the other stages (and their thread pool), not to busy-waiting.
+        # the caller's other work, not to busy-waiting.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     try:
@@ -141,10 +141,9 @@ def check_backend(backend: object, name: str = "backend") -> str:
 def open_net(path: str, backend: str, threads: int, name: str = "model") -> OpenedNet:
     """The net file ``path`` (validated by :func:`model_file`) in ``backend`` (checked by
     :func:`check_backend`) using up to ``threads`` threads per call: onnxruntime's intra-op
-    threads, or the native executor's (:func:`masksegx._executor.parallel_threads`; the
-    results do not depend on the split). Loaded once per
-    file version (see :func:`cached`). ValueError, naming ``name``, when the file cannot be
-    loaded or has more than one input."""
+    threads, or the native executor's batch split (:func:`masksegx._executor.parallel_threads`;
+    the results do not depend on it). Loaded once per file version (see :func:`cached`).
+    ValueError, naming ``name``, when the file cannot be loaded or has more than one input."""
     if backend == "native":
         return cached(path, ("OpenedNet native", threads), lambda p: _open_native(p, threads, name))
     return cached(path, ("OpenedNet onnxruntime", threads), lambda p: _open_onnxruntime(p, threads, name))

@@ -132,8 +132,9 @@ class AttributePredictor:
     ----------
     model : path of an attribute ``.onnx`` file, or None for the shipped
         ``models/attributes.onnx``.
-    threads : onnxruntime intra-op threads (>= 1; 1 = single-threaded, the benchmark setting);
-        the native backend runs on the calling thread.
+    threads : threads per call (>= 1; 1 = single-threaded, the benchmark setting): onnxruntime's
+        intra-op threads, or on the native backend the batch split into that many parts run at
+        once.
     backend : ``"native"`` (the masksegx C++ kernels, :mod:`masksegx._executor`) or
         ``"onnxruntime"`` (the reference); both give the same probabilities to float rounding.
     mirror : average the joint probabilities of each aligned crop and its mirror image (gender

@@ -167,8 +167,9 @@ class MaskNet:
     model : None for the shipped ``models/masknet.onnx``, or the path of an ONNX net with one
         input ``[N, 3, S, S]`` (BGR, 0..255 float32) and one output ``[N, 1, S, S]``
         (probability); the Table 4 U-Net baseline has the same interface.
-    threads : onnxruntime intra-op threads (>= 1; 1 = single-threaded, the timed setting); the
-        native backend runs on the calling thread.
+    threads : threads per call (>= 1; 1 = single-threaded, the timed setting): onnxruntime's
+        intra-op threads, or on the native backend the batch split into that many parts run at
+        once.
     backend : ``"native"`` (the masksegx C++ kernels) or ``"onnxruntime"`` (the reference);
         both give the same probabilities to float rounding.
 
