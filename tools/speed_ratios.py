@@ -150,8 +150,12 @@ def multiply_add_table(photo: np.ndarray, pipeline_seconds: float, rounds: int, 
     totals = {backend: 0.0 for backend in BACKENDS}
     used = 0.0
     for name, (_, backend, xs) in nets.items():
-        shapes = ", ".join(sorted({"x".join(map(str, x.shape)) for x in xs}))
-        shapes = shapes if len(shapes) <= 40 else f"{len(xs)} levels"
+        if len({x.shape[1:] for x in xs}) == 1:  # crops or faces: how many, in how many calls
+            count = sum(len(x) for x in xs)
+            calls = f" ({len(xs)} calls)" if len(xs) > 1 else ""
+            shapes = f"{count} x {'x'.join(map(str, xs[0].shape[1:]))}{calls}"
+        else:
+            shapes = f"{len(xs)} pyramid levels"
         row = [name, shapes, f"{counts[name] / 1e6:.1f}"]
         for each in BACKENDS:
             totals[each] += seconds[name, each]
