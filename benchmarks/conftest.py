@@ -13,6 +13,14 @@ EXAMPLE = os.path.join(HERE, "..", "python", "masksegx", "data", "example_blue_m
 SIZES = {"250x250": (250, 250), "640x480": (640, 480)}
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--reference-models", default=None,
+        help="folder of the reference detectors' models for the side-by-side suite (default: "
+             "$MASKSEGX_REFERENCE_MODELS, else ../shared/data/models when it exists)",
+    )
+
+
 def pytest_configure(config):
     # Single-threaded figures first: OpenCV would otherwise use every core for its peers.
     cv2.setNumThreads(1)

@@ -322,3 +322,73 @@ def onnxruntime_node(op_type, inputs, initializers, output_rank, **attributes):
     )
     feeds = list(inputs)
     return lambda *arrays: session.run(None, dict(zip(feeds, arrays)))[0]
+
+
+# --- side by side: the whole package beside the detectors people would pick instead ---------
+
+#: Environment variable naming the folder of the reference detectors' models.
+REFERENCE_MODELS_ENV = "MASKSEGX_REFERENCE_MODELS"
+#: Rows of the side-by-side comparison whose ratios the README reports; see side_by_side().
+DETECTION = "masksegx detection"
+PIPELINE = "masksegx whole pipeline (fused)"
+PIPELINE_NATIVE = "masksegx whole pipeline, every net native"
+PIPELINE_THREADS_2 = "masksegx whole pipeline, threads=2"
+RFB = "Ultra-Light RFB-320 (onnxruntime)"
+RETINAFACE = "RetinaFace mnet0.25 (onnxruntime)"
+YUNET = "YuNet-n (OpenCV FaceDetectorYN)"
+STANDARD_MTCNN = "standard MTCNN weights (onnxruntime)"
+#: Rows that run on more than one thread (the others run on one).
+MULTI_THREADED = (PIPELINE_THREADS_2,)
+
+
+def reference_models_dir(option=None):
+    """The reference models folder: ``option``, else $MASKSEGX_REFERENCE_MODELS, else
+    ``../shared/data/models`` beside the repository when it exists (None otherwise)."""
+    import os
+
+    if option:
+        return option
+    if os.environ.get(REFERENCE_MODELS_ENV):
+        return os.environ[REFERENCE_MODELS_ENV]
+    default = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "models")
+    return os.path.normpath(default) if os.path.isdir(default) else None
+
+
+def side_by_side(models_dir):
+    """The contenders timed on the multi-face example: name -> callable on a BGR image, or the
+    reason (a string) why it cannot run. OpenCV should be set to one thread by the caller."""
+    import os
+
+    from masksegx import FaceDetector, FaceMaskSegmenter
+    from masksegx.eval.reference_detectors import (
+        STANDARD_MTCNN_MODELS,
+        DetectorUnavailable,
+        make_detector,
+        mtcnn_detector,
+    )
+
+    rows = {
+        DETECTION: FaceDetector(),
+        PIPELINE: FaceMaskSegmenter(threads=1),
+        PIPELINE_NATIVE: FaceMaskSegmenter(threads=1, backend="native"),
+        PIPELINE_THREADS_2: FaceMaskSegmenter(threads=2),
+    }
+    references = {
+        RFB: lambda folder: make_detector("ultralight", folder, threads=1),
+        RETINAFACE: lambda folder: make_detector("retinaface", folder, threads=1),
+        YUNET: lambda folder: make_detector("yunet", folder),
+        STANDARD_MTCNN: lambda folder: mtcnn_detector(
+            "onnxruntime", [os.path.join(folder, name) for name in STANDARD_MTCNN_MODELS], threads=1
+        ),
+    }
+    for name, build in references.items():
+        if models_dir is None or not os.path.isdir(models_dir):
+            where = "none given" if models_dir is None else f"{models_dir!r} is not a folder"
+            rows[name] = (f"no reference models ({where}; pass --reference-models or set "
+                          f"${REFERENCE_MODELS_ENV})")
+            continue
+        try:
+            rows[name] = build(models_dir)
+        except DetectorUnavailable as error:
+            rows[name] = str(error)
+    return rows

@@ -61,8 +61,7 @@ def test_attributes_net_only(benchmark, predictor, face):
     image, landmarks = face
     benchmark.group = f"attributes per face {image.shape[1]}x{image.shape[0]}"
     blob = predictor.preprocess(image, landmarks[None].astype(np.float64))
-    session = predictor._session
-    benchmark(session.run, None, {predictor._input: blob})
+    benchmark(predictor._net.run, blob)
 
 
 def test_gender_v1_per_face(benchmark, face):

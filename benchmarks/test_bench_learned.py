@@ -39,7 +39,7 @@ def test_learned_net_only(benchmark, name):
     s = net.input_size
     x = np.random.default_rng(0).uniform(0, 255, (1, 3, s, s)).astype(np.float32)
     benchmark.group = f"learned net {s}x{s}"
-    benchmark(net._session.run, [net._output], {net._input: x})
+    benchmark(net._net.run, x)
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -374,10 +374,18 @@ def test_mirror_average(photo_faces):
         pytest.skip("the shipped graph averages the mirror image itself")
     crop = plain.preprocess(image, landmarks[:1].astype(np.float64))
     flipped = np.ascontiguousarray(crop[:, :, :, ::-1])
-    direct = plain._session.run(None, {plain._input: crop})[0]
-    mirrored = plain._session.run(None, {plain._input: flipped})[0]
+    direct = plain._net.run(crop)
+    mirrored = plain._net.run(flipped)
     np.testing.assert_allclose(averaged.joint_probs(image, landmarks[:1]),
                                0.5 * (direct + mirrored), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(plain.joint_probs(image, landmarks[:1]), direct, rtol=1e-5)
     with pytest.raises(TypeError, match="mirror"):
         AttributePredictor(mirror="yes")
+
+
+def test_backends_give_the_same_probabilities(photo_faces):
+    native = AttributePredictor(backend="native")
+    reference = AttributePredictor(backend="onnxruntime")
+    for image, landmarks in photo_faces:
+        np.testing.assert_allclose(native.joint_probs(image, landmarks),
+                                   reference.joint_probs(image, landmarks), atol=1e-5)

@@ -1,5 +1,6 @@
 """One FaceMaskSegmenter shared by 8 threads returns exactly what sequential calls return."""
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -54,3 +55,20 @@ def test_onnxruntime_detector_backend_is_thread_safe_too():
         results = list(pool.map(segmenter, images * 3))
     for index, faces in enumerate(results):
         assert_same_faces(faces, sequential[index % len(images)])
+
+
+def test_run_in_parallel_keeps_the_order_and_runs_nested_calls_serially():
+    from masksegx._models import run_in_parallel
+
+    names = set()
+
+    def inner(k):
+        names.add(threading.current_thread().name)
+        return k * k
+
+    def outer(k):
+        return run_in_parallel(3, inner, list(range(k)))  # inside a worker: no nested waiting
+
+    assert run_in_parallel(3, outer, list(range(6))) == [[j * j for j in range(k)] for k in range(6)]
+    assert run_in_parallel(1, inner, [3, 1]) == [9, 1]
+    assert any(name.startswith("masksegx") for name in names)

@@ -358,25 +358,31 @@ def test_nms_exclusive_keeps_the_best_of_overlapping_boxes():
     assert nms_exclusive(np.zeros((0, 4)), np.zeros(0), 0.5).size == 0
 
 
-def test_mtcnn_detector_wraps_detect_faces(tmp_path, monkeypatch):
-    calls = []
+def test_mtcnn_detector_wraps_one_face_detector(tmp_path, monkeypatch):
+    built, calls = [], []
 
-    def detect_faces(image, *, backend="native", models=None, onnxruntime_threads=0):
-        calls.append((backend, models, onnxruntime_threads))
-        return types.SimpleNamespace(
-            boxes=np.array([WIDE]), scores=np.array([0.9]), landmarks=np.zeros((1, 5, 2))
-        )
+    class FaceDetector:
+        def __init__(self, models=None, *, backend="native", onnxruntime_threads=0):
+            built.append((backend, models, onnxruntime_threads))
 
-    fake = types.SimpleNamespace(detect_faces=detect_faces)
+        def __call__(self, image):
+            calls.append(image.shape)
+            return types.SimpleNamespace(
+                boxes=np.array([WIDE]), scores=np.array([0.9]), landmarks=np.zeros((1, 5, 2))
+            )
+
+    fake = types.SimpleNamespace(FaceDetector=FaceDetector)
     monkeypatch.setitem(sys.modules, "masksegx.detect", fake)
     image = np.zeros((8, 8, 3), np.uint8)
-    boxes, scores, landmarks = mtcnn_detector("onnxruntime")(image)
-    assert boxes.shape == (1, 4) and landmarks.shape == (1, 5, 2)
+    detect = mtcnn_detector("onnxruntime")
+    boxes, scores, landmarks = detect(image)
+    detect(image)
+    assert boxes.shape == (1, 4) and landmarks.shape == (1, 5, 2) and len(calls) == 2
     paths = [tmp_path / name for name in ("p.onnx", "r.onnx", "o.onnx")]
     for path in paths:
         path.write_bytes(b"")
     mtcnn_detector("native", paths)(image)
-    assert calls == [("onnxruntime", None, 1), ("native", tuple(str(p) for p in paths), 1)]
+    assert built == [("onnxruntime", None, 1), ("native", tuple(str(p) for p in paths), 1)]
     with pytest.raises(DetectorUnavailable, match="not found"):
         mtcnn_detector("native", [tmp_path / "missing.onnx"])
 
@@ -389,5 +395,7 @@ def test_detectors_report_what_is_missing(tmp_path, monkeypatch):
         make_detector("retinaface")
     with pytest.raises(DetectorUnavailable, match="version-RFB-320.onnx"):
         make_detector("ultralight", tmp_path)
+    with pytest.raises(DetectorUnavailable, match="yunet_n_640_640.onnx"):
+        make_detector("yunet", tmp_path)
     with pytest.raises(ValueError, match="expected one of"):
         make_detector("yolo", tmp_path)

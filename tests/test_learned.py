@@ -198,7 +198,7 @@ def test_bad_constructor_arguments(tmp_path):
 
 def test_sessions_are_shared(net):
     other = MaskNet()
-    assert other._session is net._session and other.input_size == net.input_size
+    assert other._net is net._net and other.input_size == net.input_size
     assert "masknet.onnx" in repr(other)
 
 
@@ -248,3 +248,22 @@ def test_eval_seg_step_selects_every_kth_pair(tmp_path):
             "--method", "threshold", "--step", "4", "--json", str(out)]
     assert main(args) == 0
     assert json.loads(out.read_text())["n_images"] == 2  # indices 0 and 4
+
+
+def test_backends_give_the_same_probability(examples):
+    native, reference = MaskNet(backend="native"), MaskNet(backend="onnxruntime")
+    assert "native" in repr(native)
+    for image, box in examples:
+        for view in (box, None):
+            np.testing.assert_allclose(native.probability(image, view),
+                                       reference.probability(image, view), atol=1e-5)
+
+
+def test_views_of_several_boxes_in_one_batch_equal_one_at_a_time(net, examples):
+    image, box = examples[0]
+    boxes = [box, None, (box[0] - 40, box[1] - 30, box[2] - 20, box[3])]
+    batched = net._view_probabilities(image, boxes)
+    for one, view in zip(boxes, batched):
+        alone = net.view_probability(image, one)
+        assert alone[1] == view[1]
+        np.testing.assert_allclose(alone[0], view[0], atol=1e-6)

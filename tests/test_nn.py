@@ -539,3 +539,23 @@ def test_simd_matches_scalar_face_detection(scalar_and_simd):
     np.testing.assert_allclose(simd.boxes, scalar.boxes, atol=1e-2)
     np.testing.assert_allclose(simd.landmarks, scalar.landmarks, atol=1e-2)
     np.testing.assert_allclose(simd.scores, scalar.scores, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 1, 5), (1, 2, 7, 4), (3, 4, 10, 10)])
+def test_upsample_linear2x_matches_half_pixel_bilinear(rng, shape):
+    """Twice the size, half-pixel centres, edges clamped (ONNX Resize linear, scales 2)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+
+    def along(values, axis):
+        size = values.shape[axis]
+        source = np.clip((np.arange(2 * size) + 0.5) / 2 - 0.5, 0, size - 1)
+        low = np.floor(source).astype(int)
+        high = np.minimum(low + 1, size - 1)
+        frac = (source - low).reshape([-1 if a == axis % values.ndim else 1
+                                       for a in range(values.ndim)])
+        return np.take(values, low, axis) * (1 - frac) + np.take(values, high, axis) * frac
+
+    expected = along(along(x.astype(np.float64), 2), 3)
+    np.testing.assert_allclose(_core.upsample_linear2x(x), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="4 dimensions"):
+        _core.upsample_linear2x(x[0])

@@ -83,3 +83,12 @@ def test_agrees_with_the_onnx_package(tmp_path, rng):
     np.testing.assert_array_equal(graph.initializers["w"], weights)
     np.testing.assert_array_equal(graph.initializers["i"], [-1, 0, 2**40])
     assert graph.nodes[0].attributes == {"transB": 1, "alpha": 0.5}
+
+
+def test_shapes_and_metadata_of_the_shipped_attribute_net():
+    from masksegx._models import ATTRIBUTES_MODEL
+
+    graph = load_graph(ATTRIBUTES_MODEL)
+    assert graph.input_shapes == (("batch", 3, 64, 64),)
+    assert graph.output_shapes == (("batch", 22),)
+    assert "crop_size" in graph.metadata["masksegx_attributes"]

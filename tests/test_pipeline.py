@@ -171,3 +171,67 @@ def test_non_contiguous_input_gives_the_contiguous_result(segmenter, photo):
 
 def test_exported_at_top_level():
     assert masksegx.FaceMaskSegmenter is FaceMaskSegmenter
+
+
+@pytest.fixture(scope="module")
+def three_faces():
+    from masksegx.examples import MULTI_FACE_EXAMPLE
+
+    return cv2.imread(MULTI_FACE_EXAMPLE.path)
+
+
+def test_the_multi_face_example_has_its_three_faces(segmenter, three_faces):
+    from masksegx.examples import MULTI_FACE_EXAMPLE
+
+    faces = segmenter(three_faces)
+    assert three_faces.shape == (480, 640, 3) and len(faces) == 3
+    for annotated in MULTI_FACE_EXAMPLE.face_boxes:
+        assert max(_box_iou(face.box, annotated) for face in faces) > 0.5
+
+
+def _same_faces(a, b, *, mask_share=0.0, probability=1e-5):
+    """Equal boxes and attributes; masks equal but for ``mask_share`` of each mask's pixels
+    (a probability a float rounding away from the threshold may fall either side)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.box, y.box, atol=1e-3)
+        np.testing.assert_allclose(x.coverage_probs, y.coverage_probs, atol=probability)
+        assert x.wearing == y.wearing and x.gender == y.gender
+        assert np.count_nonzero(x.mask != y.mask) <= mask_share * max(1, x.mask.sum())
+
+
+@pytest.mark.parametrize("method", ["fused", "learned"])
+def test_native_and_onnxruntime_backends_agree(three_faces, method):
+    native = FaceMaskSegmenter(method, backend="native")
+    reference = FaceMaskSegmenter(method, backend="onnxruntime")
+    assert native.masknet.backend == "native" and reference.attributes.backend == "onnxruntime"
+    # The same detections for both: a landmark a float rounding apart can move a pixel of the
+    # aligned uint8 crop by one grey level.
+    reference.detector = native.detector
+    _same_faces(native(three_faces), reference(three_faces), mask_share=0.002)
+
+
+@pytest.mark.parametrize("backend", ["native", "onnxruntime"])
+def test_more_threads_give_the_same_faces(three_faces, backend):
+    one = FaceMaskSegmenter(backend=backend)(three_faces)
+    _same_faces(FaceMaskSegmenter(threads=2, backend=backend)(three_faces), one)
+    _same_faces(FaceMaskSegmenter(threads=3, backend=backend)(three_faces), one)
+
+
+def test_batched_masks_equal_one_face_at_a_time(three_faces):
+    """One MaskNet batch for the image gives each face the mask of its own call."""
+    faces = FaceMaskSegmenter("learned")(three_faces)
+    net = masksegx.learned.MaskNet()
+    for face in faces:
+        alone = net.segment(three_faces, face.box, threshold=0.5)
+        assert np.count_nonzero(alone != face.mask) <= 0.002 * max(1, alone.sum())
+
+
+@pytest.mark.parametrize("backend, error", [("torch", ValueError), (1, TypeError)])
+def test_bad_backend(backend, error):
+    with pytest.raises(error, match="backend"):
+        FaceMaskSegmenter(backend=backend)
+    with pytest.raises(error, match="backend"):
+        masksegx.learned.MaskNet(backend=backend)
+    with pytest.raises(error, match="backend"):
+        masksegx.attributes.AttributePredictor(backend=backend)

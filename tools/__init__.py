@@ -15,6 +15,9 @@ docs/paper_tables.md``; most read the shared data folder (``--data``, default
 - :mod:`.check_detector_backends`: native vs onnxruntime detector agreement and speed;
 - :mod:`.bench_table`: the kernel speed table (``> docs/kernel_speed.md``), from the benchmarks;
 - :mod:`.figures`: the documentation's figures (``docs/img``; the ``docs`` extra's matplotlib);
+- :mod:`.speed_ratios`: the side-by-side speed table (``docs/speed.md``: the whole pipeline and our
+  detector beside RFB-320, RetinaFace, YuNet and the standard MTCNN on the bundled 3-face
+  photo, one run) and the multiply-adds per net against the GEMM peak;
 - :mod:`.gil_share`: the share of a segmenter call that runs without the GIL;
 - :mod:`.synth_preview`: a grid of synthetic masked faces, to check their placement by eye.
 

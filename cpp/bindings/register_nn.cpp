@@ -1,6 +1,7 @@
 #include "array_checks.hpp"
 #include "masksegx/nn.hpp"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -112,6 +113,24 @@ F32 target_array(const F32& x, bool inplace) {
     F32 copy(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
     std::copy(x.data(), x.data() + x.size(), copy.mutable_data());
     return copy;
+}
+
+py::array_t<float> upsample_linear2x(const py::handle& x_obj) {
+    auto x = require_array<float>(x_obj, "x", 4, 4);
+    const auto in = shape_of(x);
+    if (in.n < 1 || in.c < 1 || in.h < 1 || in.w < 1 || 2 * std::max(in.h, in.w) > kMaxSide) {
+        throw py::value_error(
+            "x: expected a non-empty [N, C, H, W] array with 2 H and 2 W at most " +
+            std::to_string(kMaxSide));
+    }
+    F32 result({in.n, in.c, 2 * in.h, 2 * in.w});
+    const float* x_data = x.data();
+    float* out_data = result.mutable_data();
+    {
+        py::gil_scoped_release release;
+        masksegx::upsample_linear2x(x_data, in.n * in.c, in.h, in.w, out_data);
+    }
+    return result;
 }
 
 F32 prelu(const py::handle& x_obj, const py::handle& slope_obj, bool inplace) {
@@ -266,6 +285,8 @@ void register_nn(py::module_& m) {
     m.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("kernel"), py::arg("stride"),
           py::arg("out") = py::none(),
           "float32 NCHW max pooling, ceil mode, no padding (windows clipped to the input).");
+    m.def("upsample_linear2x", &upsample_linear2x, py::arg("x"),
+          "Bilinear 2x enlargement of float32 [N, C, H, W] (half-pixel centres, clamped edges).");
     m.def("prelu", &prelu, py::arg("x"), py::arg("slope"), py::arg("inplace") = false,
           "x > 0 ? x : slope[c] * x over channel axis 1 of a 2- to 4-D float32 array.");
     m.def("relu", &relu, py::arg("x"), py::arg("inplace") = false, "max(x, 0) for float32 x.");

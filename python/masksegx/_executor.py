@@ -1,27 +1,37 @@
-"""Run small ONNX inference graphs (the MTCNN P-, R- and O-nets) on the masksegx C++ kernels.
+"""Run small ONNX inference graphs (the MTCNN nets, the attribute net, MaskNet) on the masksegx
+C++ kernels.
 
-Supported operators: Conv (2-D, symmetric padding, no dilation; depthwise and pointwise
-included), PRelu, Relu, MaxPool (2-D, no padding, ceil_mode 0 or 1), Gemm, MatMul, Add,
-Softmax, Transpose, Reshape, Flatten, Identity, and the shape arithmetic a dynamic-batch export
-emits (Shape, Gather, Unsqueeze, Squeeze, Concat, Constant), evaluated with numpy.
+Supported operators: Conv (2-D, symmetric padding; depthwise and pointwise included; dilation
+with stride 1), PRelu, Relu, MaxPool (2-D, no padding, ceil_mode 0 or 1), GlobalAveragePool,
+Gemm, MatMul, Add, Sub, Mul, Softmax, LogSoftmax, Exp, Sigmoid, Resize (linear, on the two
+spatial axes), Transpose, Reshape, Flatten, Identity, Cast (to float), and the shape arithmetic
+a dynamic-batch export emits (Shape, Gather, Unsqueeze, Squeeze, Concat, Constant), evaluated
+with numpy.
 
-A Conv whose only reader is a PRelu with constant per-channel slopes runs as one fused kernel;
-1x1 Convs that read the same tensor (the P-net's box and face heads) run as one, its output
-channels split back; Conv and MaxPool results go into per-thread buffers reused from run to run
-(graph outputs are always fresh arrays).
+A Conv whose only reader is a PRelu with constant per-channel slopes, or a Relu (slope 0), runs
+as one fused kernel; 1x1 Convs that read the same tensor (the P-net's box and face heads) run as
+one, its output channels split back; Conv and MaxPool results go into per-thread buffers reused
+from run to run (graph outputs are always fresh arrays).
+
+Inside :func:`parallel_threads` a run uses up to that many threads (the C++ layers release the
+GIL): a batch is split into parts run at once when the graph declares one batch axis for its
+inputs and outputs. The results do not depend on the split. A large image on a fully
+convolutional graph runs in row bands (:meth:`NativeNet._run_in_bands`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Callable, Optional
 
 import numpy as np
 
 from . import _core
+from ._models import run_in_parallel
 from ._onnx_graph import Graph, Node, load_graph
 from ._validation import as_float_array
 
@@ -54,6 +64,30 @@ class UnsupportedOperator(ValueError):
     pass
 
 
+_PARALLEL = threading.local()
+#: Input pixels per band of a large image run by a fully convolutional graph (see
+#: :meth:`NativeNet._run_in_bands`): the P-net's layers on a band this large stay in L2; an
+#: image of fewer than two bands runs whole.
+BAND_PIXELS = 1 << 15
+
+
+@contextlib.contextmanager
+def parallel_threads(count: int) -> Iterator[None]:
+    """Native nets run by this thread inside the block use up to ``count`` threads (the
+    caller's and those of :func:`masksegx._models.run_in_parallel`'s shared pool)."""
+    previous = getattr(_PARALLEL, "threads", 1)
+    _PARALLEL.threads = count
+    try:
+        yield
+    finally:
+        _PARALLEL.threads = previous
+
+
+def _parallel_threads() -> int:
+    threads: int = getattr(_PARALLEL, "threads", 1)
+    return threads
+
+
 class NativeNet:
     """An ONNX graph executed with :mod:`masksegx.nn` kernels (GIL released in the layers).
 
@@ -67,14 +101,76 @@ class NativeNet:
         graph = load_graph(self.path)
         self.input_names: tuple[str, ...] = graph.inputs
         self.output_names: tuple[str, ...] = graph.outputs
+        self.input_shapes = graph.input_shapes
+        self.output_shapes = graph.output_shapes
+        self.metadata = dict(graph.metadata)
+        # One symbolic leading axis shared by every input and output: samples are independent.
+        leading = {shape[0] if shape else None for shape in graph.input_shapes + graph.output_shapes}
+        self._batch_axis = len(leading) == 1 and isinstance(next(iter(leading)), str)
         try:
-            self._constants, self._steps = _compile(graph)
+            self._constants, self._steps, self._macs_per_output, self._rows = _compile(graph)
         except ValueError as error:
             raise type(error)(f"{self.path}: {error}") from None
         self._local = threading.local()
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Evaluate the graph; ``feed`` maps every input name to a float32 NCHW array."""
+        threads = _parallel_threads()
+        batch = min((np.shape(x)[0] for x in feed.values() if np.ndim(x)), default=0)
+        if threads > 1 and self._batch_axis and batch > 1:
+            bounds = np.linspace(0, batch, min(threads, batch) + 1).astype(int)
+            parts = [{name: x[a:b] for name, x in feed.items()} for a, b in zip(bounds, bounds[1:])]
+            results = run_in_parallel(threads, self._run_whole, parts)
+            return {name: np.concatenate([r[name] for r in results]) for name in self.output_names}
+        if self._rows is not None and len(feed) == 1:
+            x = next(iter(feed.values()))
+            if np.ndim(x) == 4 and x.shape[0] == 1 and x.shape[2] * x.shape[3] >= 2 * BAND_PIXELS:
+                return self._run_in_bands(x)
+        return self._run_whole(feed)
+
+    def _run_in_bands(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """A large single image run as bands of about :data:`BAND_PIXELS` pixels, each with
+        the rows above and below that its outputs see, the outputs stacked back: every layer's
+        output then stays in cache for the next. The same results, value for value."""
+        stride, field = self._rows  # type: ignore[misc]  # set: the caller checked
+        out_rows = (x.shape[2] - field) // stride + 1
+        per_band = max(1, (BAND_PIXELS // x.shape[3] - field) // stride + 1)
+        bands = [(a, min(a + per_band, out_rows)) for a in range(0, out_rows, per_band)]
+        name = self.input_names[0]
+
+        def band(rows: tuple[int, int]) -> dict[str, np.ndarray]:
+            a, b = rows
+            out = self._run_whole({name: x[:, :, a * stride : (b - 1) * stride + field]})
+            return {key: value[:, :, : b - a] for key, value in out.items()}
+
+        results = [band(rows) for rows in bands]
+        return {key: np.concatenate([r[key] for r in results], axis=2) for key in self.output_names}
+
+    def _run_whole(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self._evaluate(feed)
+        # An output may be a view (Reshape, Flatten) of a reused buffer: the caller gets a copy.
+        return {
+            name: values[name] if values[name].flags.owndata else values[name].copy()
+            for name in self.output_names
+        }
+
+    def multiply_adds(self, feed: Mapping[str, np.ndarray]) -> int:
+        """The multiply-adds of the Conv, Gemm and MatMul layers in one run on ``feed`` (the
+        graph is run once to learn its shapes)."""
+        total = 0
+
+        def count(index: int, results: list[np.ndarray]) -> None:
+            nonlocal total
+            total += self._macs_per_output[index] * int(results[0].size)
+
+        self._evaluate(feed, count)
+        return total
+
+    def _evaluate(
+        self,
+        feed: Mapping[str, np.ndarray],
+        observe: Callable[[int, list[np.ndarray]], None] | None = None,
+    ) -> dict[str, np.ndarray]:
         values = dict(self._constants)
         for name in self.input_names:
             if name not in feed:
@@ -89,14 +185,12 @@ class NativeNet:
                 results = kernel(args, lambda shape, i=index: _buffer(buffers, i, shape))
             else:
                 results = kernel(args)
+            if observe is not None:
+                observe(index, results)
             values.update(zip(outputs, results))
             for name in released:  # free intermediates after their last use
                 del values[name]
-        # An output may be a view (Reshape, Flatten) of a reused buffer: the caller gets a copy.
-        return {
-            name: values[name] if values[name].flags.owndata else values[name].copy()
-            for name in self.output_names
-        }
+        return values
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run a single-input net on ``x``."""
@@ -106,8 +200,12 @@ class NativeNet:
         return self.run({self.input_names[0]: x})
 
 
-def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step]]:
-    """Order the nodes, fold those whose inputs are all constant and prepare the others."""
+def _compile(
+    graph: Graph,
+) -> tuple[dict[str, np.ndarray], list[Step], list[int], tuple[int, int] | None]:
+    """Order the nodes, fold those whose inputs are all constant and prepare the others; also
+    the multiply-adds per output value of each prepared step (0 but for Conv, Gemm, MatMul)
+    and the graph's :func:`_row_geometry`."""
     constants: dict[str, np.ndarray] = dict(graph.initializers)
     known = set(constants) | set(graph.inputs) | {""}
     pending: list[Node] = list(graph.nodes)
@@ -127,6 +225,7 @@ def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step]]:
 
     ordered = _fuse_conv_prelu(ordered, constants, graph.outputs)
     ordered = _merge_sibling_pointwise(ordered, constants)
+    rows = _row_geometry(ordered, constants, graph)
     last_use: dict[str, int] = {}
     uses: dict[str, int] = {}
     for index, node in enumerate(ordered):
@@ -135,6 +234,7 @@ def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step]]:
             uses[name] = uses.get(name, 0) + 1
 
     steps: list[Step] = []
+    macs_per_output: list[int] = []
     for index, node in enumerate(ordered):
         builder = _BUILDERS.get(node.op_type)
         if builder is None or node.domain not in ("", "ai.onnx"):
@@ -159,19 +259,68 @@ def _compile(graph: Graph) -> tuple[dict[str, np.ndarray], list[Step]]:
         # caller keeps those).
         pooled = node.op_type in _POOLED and not any(name in graph.outputs for name in node.outputs)
         steps.append((kernel, node.inputs, node.outputs, released, pooled))
+        weight = given[1] if len(given) > 1 else None
+        if node.op_type == "Conv" and weight is not None:
+            macs_per_output.append(math.prod(weight.shape[1:]))
+        elif node.op_type == "Gemm" and weight is not None:
+            macs_per_output.append(weight.shape[1 if node.attributes.get("transB", 0) else 0])
+        elif node.op_type == "MatMul" and weight is not None:
+            macs_per_output.append(weight.shape[-2])
+        else:
+            macs_per_output.append(0)
     missing = [name for name in graph.outputs if name not in known]
     if missing:
         raise ValueError(f"graph outputs never produced: {missing}")
-    return constants, steps
+    return constants, steps, macs_per_output, rows
 
 
 _FUSED_PRELU = "masksegx_fused_prelu"
+_ZERO_SLOPE = np.zeros(1, np.float32)  # a Relu is a PReLU of slope 0
 _POOLED = ("Conv", "MaxPool")
 
 
 #: Results larger than this (floats; 32 MB) get a fresh array instead of a kept buffer, so a
 #: very large image does not leave hundreds of megabytes behind in every thread.
 MAX_KEPT_FLOATS = 8 << 20
+
+
+# Operators that map every pixel on its own (the rows of their output are those of their input).
+_PER_PIXEL = ("PRelu", "Relu", "Sigmoid", "Identity", "masksegx_split_channels")
+
+
+def _row_geometry(
+    nodes: Sequence[Node], constants: Mapping[str, np.ndarray], graph: Graph
+) -> tuple[int, int] | None:
+    """``(stride, field)`` when output row ``r`` of every graph output is computed from input
+    rows ``[r * stride, r * stride + field)`` alone, by unpadded Convs and floor-mode MaxPools
+    and per-pixel operators, Softmax over channels included (a fully convolutional graph such
+    as the P-net); None for any other graph."""
+    geometry: dict[str, tuple[int, int]] = {name: (1, 1) for name in graph.inputs}
+    for node in nodes:
+        sources = {geometry.get(name) for name in node.inputs if name and name not in constants}
+        if not sources:
+            continue  # folded into a constant
+        if len(sources) != 1 or None in sources or node.domain not in ("", "ai.onnx"):
+            return None
+        stride, field = sources.pop()  # type: ignore[misc]  # None excluded above
+        if node.op_type in ("Conv", "MaxPool"):
+            weight = constants.get(node.inputs[1]) if node.op_type == "Conv" else None
+            kernel = weight.shape[2] if weight is not None and weight.ndim == 4 else (
+                _ints(node, "kernel_shape", [0])[0] if node.op_type == "MaxPool" else 0)
+            if (not kernel or any(_ints(node, "pads", [0, 0, 0, 0]))
+                    or _ints(node, "dilations", [1, 1])[0] != 1 or node.attributes.get("ceil_mode")
+                    or node.attributes.get("auto_pad", "NOTSET") not in ("NOTSET", "")):
+                return None
+            step = _ints(node, "strides", [1, 1])[0]
+            stride, field = stride * step, field + (kernel - 1) * stride
+        elif node.op_type == "Softmax":
+            if graph.opset < 13 or int(node.attributes.get("axis", -1)) != 1:  # type: ignore[arg-type]
+                return None
+        elif node.op_type not in _PER_PIXEL:
+            return None
+        geometry.update((name, (stride, field)) for name in node.outputs)
+    found = {geometry.get(name) for name in graph.outputs}
+    return found.pop() if len(found) == 1 and None not in found else None
 
 
 def _buffer(buffers: list[np.ndarray | None], index: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -187,10 +336,11 @@ def _buffer(buffers: list[np.ndarray | None], index: int, shape: tuple[int, ...]
 
 
 def _fuse_conv_prelu(
-    nodes: list[Node], constants: Mapping[str, np.ndarray], outputs: Sequence[str]
+    nodes: list[Node], constants: dict[str, np.ndarray], outputs: Sequence[str]
 ) -> list[Node]:
     """Conv followed by a PRelu that alone reads it, with a constant per-channel (or scalar)
-    slope, becomes one Conv node: the kernel applies PReLU while the output is in registers."""
+    slope, or by a Relu (slope 0), becomes one Conv node: the kernel applies the activation
+    while the output is in registers."""
     readers: dict[str, int] = {}
     for node in nodes:
         for name in node.inputs:
@@ -199,11 +349,16 @@ def _fuse_conv_prelu(
     fused: dict[int, Node] = {}
     dropped = set()
     for index, node in enumerate(nodes):
-        if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx"):
+        if node.op_type not in ("PRelu", "Relu") or node.domain not in ("", "ai.onnx"):
             continue
         source = node.inputs[0]
         conv_index = producer.get(source)
-        slope = constants.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        slope: np.ndarray | None
+        if node.op_type == "Relu":
+            slope_name, slope = f"{node.outputs[0]}/{_FUSED_PRELU}/zero", _ZERO_SLOPE
+        else:
+            slope_name = node.inputs[1] if len(node.inputs) > 1 else ""
+            slope = constants.get(slope_name)
         if conv_index is None or slope is None or readers.get(source) != 1 or source in outputs:
             continue
         conv = nodes[conv_index]
@@ -215,7 +370,8 @@ def _fuse_conv_prelu(
         if not (slope.size == 1 or (slope.size == channels and slope.shape[0] == channels
                                     and slope.ndim <= 3)):
             continue
-        inputs = tuple(conv.inputs) + ("",) * (3 - len(conv.inputs)) + (node.inputs[1],)
+        constants[slope_name] = slope
+        inputs = tuple(conv.inputs) + ("",) * (3 - len(conv.inputs)) + (slope_name,)
         attributes = dict(conv.attributes, **{_FUSED_PRELU: 1})
         fused[conv_index] = Node("Conv", inputs, tuple(node.outputs), attributes, conv.domain)
         dropped.add(index)
@@ -304,20 +460,23 @@ def _constant_input(node: Node, given: Given, index: int, what: str) -> np.ndarr
     return value
 
 
-def _spatial_2d(node: Node) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(stride, symmetric padding) of a 2-D Conv/MaxPool node."""
+def _spatial_2d(node: Node, dilated: bool = False) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(stride, symmetric padding) of a 2-D Conv/MaxPool node; dilations other than 1 only
+    where ``dilated`` (the caller reads them)."""
     pads = _ints(node, "pads", [0, 0, 0, 0])
     strides = _ints(node, "strides", [1, 1])
-    _require(len(strides) == 2 and len(pads) == 4, node, "rank (only 2-D)")
+    dilations = _ints(node, "dilations", [1, 1])
+    _require(len(strides) == 2 and len(pads) == 4 and len(dilations) == 2, node, "rank (only 2-D)")
     _require(pads[0] == pads[2] and pads[1] == pads[3], node, f"asymmetric pads {pads}")
-    _require(_ints(node, "dilations", [1, 1]) == [1, 1], node, "dilations")
+    _require(min(dilations) >= 1 and (dilated or dilations == [1, 1]), node, "dilations")
     _require(node.attributes.get("auto_pad", "NOTSET") in ("NOTSET", ""), node, "auto_pad")
     return (strides[0], strides[1]), (pads[0], pads[1])
 
 
 @_op("Conv")
 def _conv(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
-    stride, padding = _spatial_2d(node)
+    stride, padding = _spatial_2d(node, dilated=True)
+    dilation = tuple(_ints(node, "dilations", [1, 1]))
     groups = int(node.attributes.get("group", 1))  # type: ignore[arg-type]
     weight = _constant_input(node, given, 1, "non-constant or non-4-D weight")
     bias = given[2] if len(given) > 2 else None
@@ -329,6 +488,9 @@ def _conv(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
         slopes = _constant_input(node, given, 3, "non-constant slope").reshape(-1)
         slope = np.ascontiguousarray(np.broadcast_to(slopes, (weight.shape[0],)), dtype=np.float32)
     kh, kw = weight.shape[2:]
+    if dilation != (1, 1):
+        _require(stride == (1, 1), node, "dilations with strides")
+        return _dilated_conv(weight, bias, padding, (dilation[0], dilation[1]), groups, slope)
 
     def conv(v: Values, alloc: Alloc | None = None) -> list[np.ndarray]:
         x = v[0]
@@ -339,6 +501,46 @@ def _conv(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
             if h >= 1 and w >= 1:
                 out = alloc((x.shape[0], weight.shape[0], h, w))
         return [_core.conv2d(x, weight, bias, stride, padding, groups, slope, out)]
+
+    return conv
+
+
+def _dilated_conv(
+    weight: np.ndarray, bias: np.ndarray | None, padding: tuple[int, int],
+    dilation: tuple[int, int], groups: int, slope: np.ndarray | None,
+) -> Kernel:
+    """A stride-1 convolution dilated by (dh, dw) as dh * dw plain ones: output rows and columns
+    of the same phase modulo the dilation read only padded input rows and columns of that phase
+    (MaskNet's context layer: a few small planes)."""
+    kh, kw = weight.shape[2:]
+    dh, dw = dilation
+
+    def conv(v: Values, alloc: Alloc | None = None) -> list[np.ndarray]:
+        x = v[0]
+        padded = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+        h = padded.shape[2] - dh * (kh - 1)
+        w = padded.shape[3] - dw * (kw - 1)
+        if h < 1 or w < 1:
+            raise ValueError(f"Conv: dilated kernel larger than the padded input {padded.shape}")
+        n = x.shape[0]
+        out = np.empty((n, weight.shape[0], h, w), np.float32)
+        if h % dh == 0 and w % dw == 0:  # phases of one shape: one call on them all
+            phases = padded.reshape(n, x.shape[1], -1, dh, padded.shape[3] // dw, dw)
+            batch = np.ascontiguousarray(phases.transpose(3, 5, 0, 1, 2, 4)).reshape(
+                dh * dw * n, x.shape[1], padded.shape[2] // dh, padded.shape[3] // dw
+            )
+            result = _core.conv2d(batch, weight, bias, (1, 1), (0, 0), groups, slope)
+            out.reshape(n, -1, h // dh, dh, w // dw, dw)[...] = result.reshape(
+                dh, dw, n, -1, h // dh, w // dw
+            ).transpose(2, 3, 4, 0, 5, 1)
+            return [out]
+        for a in range(min(dh, h)):
+            for b in range(min(dw, w)):
+                phase = np.ascontiguousarray(padded[:, :, a::dh, b::dw])
+                out[:, :, a::dh, b::dw] = _core.conv2d(
+                    phase, weight, bias, (1, 1), (0, 0), groups, slope
+                )
+        return [out]
 
     return conv
 
@@ -366,9 +568,15 @@ def _max_pool(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
         return ceil_mode
 
     def floor_mode(v: Values, alloc: Alloc | None = None) -> list[np.ndarray]:
-        # Ceil-mode windows start where floor-mode ones do; floor mode only drops the last one.
-        h, w = ((v[0].shape[2 + i] - kernel[i]) // stride[i] + 1 for i in (0, 1))
-        return [np.ascontiguousarray(_core.max_pool2d(v[0], kernel, stride)[:, :, :h, :w])]
+        # Ceil-mode windows start where floor-mode ones do; floor mode only drops the last one
+        # (none when the windows tile the input, as 2x2 windows of even sides do).
+        x = v[0]
+        h, w = ((x.shape[2 + i] - kernel[i]) // stride[i] + 1 for i in (0, 1))
+        if alloc is not None and x.ndim == 4 and all(
+            (x.shape[2 + i] - kernel[i]) % stride[i] == 0 for i in (0, 1)
+        ):
+            return [_core.max_pool2d(x, kernel, stride, alloc((x.shape[0], x.shape[1], h, w)))]
+        return [np.ascontiguousarray(_core.max_pool2d(x, kernel, stride)[:, :, :h, :w])]
 
     return floor_mode
 
@@ -443,6 +651,123 @@ def _matmul(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
 @_op("Add")
 def _add(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
     return lambda v: [np.add(v[0], v[1])]
+
+
+@_op("Sub")
+def _sub(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    return lambda v: [np.subtract(v[0], v[1])]
+
+
+@_op("Mul")
+def _mul(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    return lambda v: [np.multiply(v[0], v[1])]
+
+
+@_op("Exp")
+def _exp(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    return lambda v: [np.exp(v[0])]
+
+
+@_op("Sigmoid")
+def _sigmoid(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    def sigmoid(v: Values) -> list[np.ndarray]:
+        # From exp(-|x|) <= 1 only: no overflow for large |x|.
+        x = v[0]
+        small = np.exp(-np.abs(x))
+        big = np.float32(1) / (np.float32(1) + small)
+        return [np.where(x >= 0, big, small * big).astype(np.float32)]
+
+    return sigmoid
+
+
+@_op("GlobalAveragePool")
+def _global_average_pool(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    return lambda v: [v[0].mean(axis=tuple(range(2, v[0].ndim)), keepdims=True, dtype=np.float32)]
+
+
+@_op("Cast")
+def _cast(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    _require(node.attributes.get("to") == 1, node, "target type (only FLOAT)")
+    return lambda v: [np.asarray(v[0], np.float32)]
+
+
+@_op("LogSoftmax")
+def _log_softmax(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    axis = int(node.attributes.get("axis", -1 if opset >= 13 else 1))  # type: ignore[arg-type]
+    _require(opset >= 13 or axis in (-1,), node, "axis before opset 13 (only the last)")
+
+    def log_softmax(v: Values) -> list[np.ndarray]:
+        shifted = v[0] - v[0].max(axis=axis, keepdims=True)
+        return [shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))]
+
+    return log_softmax
+
+
+_RESIZE_COORDINATES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
+
+
+@_op("Resize")
+def _resize(node: Node, given: Given, opset: int, owned: bool) -> Kernel:
+    """Linear resizing of the last two axes (the leading ones kept), from constant scales or
+    sizes; source coordinates clamped to the input as onnxruntime does."""
+    attrs = node.attributes
+    mode = attrs.get("mode", "nearest")
+    coordinates = attrs.get("coordinate_transformation_mode", "half_pixel" if opset >= 11 else "asymmetric")
+    _require(mode == "linear", node, f"mode {mode!r} (only linear)")
+    _require(coordinates in _RESIZE_COORDINATES, node, f"coordinate mode {coordinates!r}")
+    _require(not attrs.get("antialias", 0) and "axes" not in attrs, node, "antialias or axes")
+    inputs = [given[i] if i < len(given) else None for i in range(4)]
+    scales = inputs[1] if opset < 11 else inputs[2]
+    sizes = None if opset < 11 else inputs[3]
+    scales = scales if scales is not None and scales.size else None
+    sizes = sizes if sizes is not None and sizes.size else None
+    _require(scales is not None or sizes is not None, node, "non-constant scales and sizes")
+    leading = scales[:-2] if scales is not None else None
+    _require(leading is None or bool(np.all(leading == 1)), node, "scaling beyond the last two axes")
+
+    def axis_weights(size: int, out_size: int, scale: float) -> tuple[np.ndarray, ...]:
+        out = np.arange(out_size, dtype=np.float64)
+        if coordinates == "align_corners":
+            source = out * (size - 1) / (out_size - 1) if out_size > 1 else np.zeros(1)
+        elif coordinates == "asymmetric":
+            source = out / scale
+        elif coordinates == "pytorch_half_pixel" and out_size == 1:
+            source = np.zeros(1)
+        else:
+            source = (out + 0.5) / scale - 0.5
+        source = np.clip(source, 0, size - 1)
+        low = np.floor(source).astype(np.intp)
+        high = np.minimum(low + 1, size - 1)
+        frac = (source - low).astype(np.float32)
+        return low, high, frac
+
+    doubling = (
+        scales is not None and len(scales) == 4 and list(scales[2:]) == [2, 2]
+        and coordinates in ("half_pixel", "pytorch_half_pixel")
+    )
+
+    def resize(v: Values) -> list[np.ndarray]:
+        x = v[0]
+        if doubling and x.ndim == 4:  # the U-Net decoder's upsampling: one C++ pass
+            return [_core.upsample_linear2x(x)]
+        _require(x.ndim >= 2 and (sizes is None or len(sizes) == x.ndim), node, "rank")
+        out = x
+        for axis in (-2, -1):
+            size = x.shape[axis]
+            if sizes is not None:
+                out_size = int(sizes[axis])
+                scale = out_size / size
+            else:
+                scale = float(scales[axis])  # type: ignore[index]
+                out_size = int(math.floor(size * scale))
+            low, high, frac = axis_weights(size, out_size, scale)
+            shape = [1] * out.ndim
+            shape[axis] = out_size
+            first = np.take(out, low, axis=axis)
+            out = first + (np.take(out, high, axis=axis) - first) * frac.reshape(shape)
+        return [np.ascontiguousarray(out, dtype=np.float32)]
+
+    return resize
 
 
 @_op("Softmax")

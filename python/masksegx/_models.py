@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, Union, cast
+
+import numpy as np
+
+from ._onnx_graph import Shape
 
 if TYPE_CHECKING:
     import onnxruntime
 
+    from ._executor import NativeNet
+
 PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: Where the package's own models are shipped.
 MODEL_DIR = Path(__file__).resolve().parent / "models"
@@ -29,6 +38,11 @@ DETECTOR_MODELS = tuple(MODEL_DIR / f"ds_mtcnn_{net}.onnx" for net in ("pnet", "
 MASKNET_MODEL = MODEL_DIR / "masknet.onnx"
 #: The multi-attribute net (:class:`masksegx.attributes.AttributePredictor`).
 ATTRIBUTES_MODEL = MODEL_DIR / "attributes.onnx"
+
+
+#: Where a net runs: the masksegx C++ kernels (:class:`masksegx._executor.NativeNet`) or an
+#: onnxruntime session (the reference).
+BACKENDS = ("native", "onnxruntime")
 
 
 class ModelNotFoundError(FileNotFoundError, ValueError):
@@ -72,9 +86,10 @@ def onnx_session(path: str, threads: int, name: str = "model") -> onnxruntime.In
 
     ``threads``: intra-op threads, validated by the caller (:func:`masksegx._validation.check_threads`);
     0 leaves both thread pools at onnxruntime's defaults, otherwise the graph runs sequentially
-    (one inter-op thread). onnxruntime's warnings are not shown (older exports list every
-    initializer as a graph input, and it warns about each one). ValueError, naming the argument
-    ``name``, when onnxruntime cannot load the file.
+    (one inter-op thread); with more than one thread the idle ones do not spin. onnxruntime's
+    warnings are not shown (older exports list every initializer as a graph input, and it warns
+    about each one). ValueError, naming the argument ``name``, when onnxruntime cannot load the
+    file.
     """
     return cached(path, ("onnxruntime", threads), lambda p: _open_session(p, threads, name))
 
@@ -86,8 +101,131 @@ def _open_session(path: str, threads: int, name: str) -> onnxruntime.InferenceSe
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1 if threads else 0
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    if threads != 1:
+        # Idle intra-op threads sleep instead of spinning: between two runs the cores belong to
+        # the caller's other work, not to busy-waiting.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     try:
         return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types
         raise ValueError(f"{name}: onnxruntime cannot load {path}: {error}") from None
+
+
+@dataclass(frozen=True)
+class OpenedNet:
+    """A one-input net file opened in a backend (:func:`open_net`).
+
+    ``run(x)`` returns the first output for the input array ``x``; the names and declared shapes
+    (per axis an int, a symbolic name or None) and the file's metadata come from the file.
+    """
+
+    backend: str
+    run: Callable[[np.ndarray], np.ndarray]
+    input_names: tuple[str, ...]
+    input_shapes: tuple[Shape | None, ...]
+    output_names: tuple[str, ...]
+    output_shapes: tuple[Shape | None, ...]
+    metadata: dict[str, str]
+
+
+def check_backend(backend: object, name: str = "backend") -> str:
+    """``backend`` if it is one of :data:`BACKENDS` (TypeError/ValueError naming ``name``)."""
+    if not isinstance(backend, str):
+        raise TypeError(f"{name}: expected one of {BACKENDS}, got {type(backend).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"{name}: expected one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def open_net(path: str, backend: str, threads: int, name: str = "model") -> OpenedNet:
+    """The net file ``path`` (validated by :func:`model_file`) in ``backend`` (checked by
+    :func:`check_backend`) using up to ``threads`` threads per call: onnxruntime's intra-op
+    threads, or the native executor's batch split (:func:`masksegx._executor.parallel_threads`;
+    the results do not depend on it). Loaded once per file version (see :func:`cached`).
+    ValueError, naming ``name``, when the file cannot be loaded or has more than one input."""
+    if backend == "native":
+        return cached(path, ("OpenedNet native", threads), lambda p: _open_native(p, threads, name))
+    return cached(path, ("OpenedNet onnxruntime", threads), lambda p: _open_onnxruntime(p, threads, name))
+
+
+def _load_native(path: str, name: str) -> NativeNet:
+    from ._executor import NativeNet
+
+    try:
+        net = NativeNet(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{name}: the native executor cannot load {path}: {error}") from None
+    if len(net.input_names) != 1:
+        raise ValueError(f"{name}: {path} has {len(net.input_names)} inputs, expected one")
+    return net
+
+
+def _open_native(path: str, threads: int, name: str) -> OpenedNet:
+    from ._executor import parallel_threads
+
+    net = cached(path, "NativeNet", lambda p: _load_native(p, name))
+    first = net.output_names[0]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with parallel_threads(threads):
+            return net(x)[first]
+
+    return OpenedNet(
+        "native", run, net.input_names, net.input_shapes, net.output_names, net.output_shapes,
+        net.metadata,
+    )
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOL_LOCK = threading.Lock()
+_IN_POOL = threading.local()
+
+
+def run_in_parallel(threads: int, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[work(item) for item in items]`` on up to ``threads`` threads: the caller's and the
+    workers of a pool shared process-wide (``threads - 1`` of them per thread count; ``work``
+    should release the GIL for this to pay). A call from inside a pool worker runs serially
+    (no nested waiting on a saturated pool)."""
+    if threads < 2 or len(items) < 2 or getattr(_IN_POOL, "active", False):
+        return [work(item) for item in items]
+    with _POOL_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = ThreadPoolExecutor(threads - 1, "masksegx")
+
+    def in_pool(item: T) -> R:
+        _IN_POOL.active = True
+        try:
+            return work(item)
+        finally:
+            _IN_POOL.active = False
+
+    # Item k goes to the caller when k % threads == 0, to the pool otherwise.
+    futures = {k: pool.submit(in_pool, item) for k, item in enumerate(items) if k % threads}
+    mine = {k: work(item) for k, item in enumerate(items) if not k % threads}
+    return [mine[k] if k in mine else futures[k].result() for k in range(len(items))]
+
+
+def _open_onnxruntime(path: str, threads: int, name: str) -> OpenedNet:
+    session = onnx_session(path, threads, name)
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1:
+        raise ValueError(f"{name}: {path} has {len(inputs)} inputs, expected one")
+    input_name, first = inputs[0].name, [outputs[0].name]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        result: np.ndarray = session.run(first, {input_name: x})[0]
+        return result
+
+    return OpenedNet(
+        "onnxruntime", run, (input_name,), (_ort_shape(inputs[0].shape),),
+        tuple(o.name for o in outputs), tuple(_ort_shape(o.shape) for o in outputs),
+        dict(session.get_modelmeta().custom_metadata_map),
+    )
+
+
+def _ort_shape(shape: object) -> Shape | None:
+    if not isinstance(shape, (list, tuple)):
+        return None
+    return tuple(d if isinstance(d, (int, str)) else None for d in shape)

@@ -2,7 +2,8 @@
 
 Decodes just enough of the protobuf wire format (ModelProto -> GraphProto) to run small
 inference graphs: nodes with their attributes, initializers (FLOAT and INT64 tensors), the
-graph's input and output names and the default-domain opset. Anything else is skipped.
+graph's input and output names and shapes, the model's metadata and the default-domain opset.
+Anything else is skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Union
 import numpy as np
 
 AttributeValue = Union[int, float, str, np.ndarray, list[int], list[float]]
+#: A declared tensor shape: per axis its size, its symbolic name, or None when unknown.
+Shape = tuple[Union[int, str, None], ...]
 
 # TensorProto.DataType codes we read and their numpy types.
 _TENSOR_DTYPES = {1: np.float32, 7: np.int64}
@@ -43,6 +46,10 @@ class Graph:
     inputs: tuple[str, ...]  # graph inputs that are not initializers
     outputs: tuple[str, ...]
     opset: int  # version of the default ("" / "ai.onnx") operator set
+    # Declared shapes of the inputs and outputs (None: no shape declared), in order.
+    input_shapes: tuple[Shape | None, ...] = ()
+    output_shapes: tuple[Shape | None, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)  # the model's metadata_props
 
 
 def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
@@ -199,15 +206,46 @@ def _node(buf: bytes) -> Node:
     return Node(op_type, tuple(inputs), tuple(outputs), attributes, domain)
 
 
-def _value_info_name(buf: bytes) -> str:
-    return next((_text(v) for n, _, v in _fields(buf) if n == 1), "")
+def _message(value: int | bytes) -> bytes:
+    if not isinstance(value, bytes):
+        raise _Corrupt("expected a message field")
+    return value
 
 
-def _graph(buf: bytes, opset: int) -> Graph:
+def _value_info(buf: bytes) -> tuple[str, Shape | None]:
+    """Name and declared tensor shape of a ValueInfoProto (TypeProto.tensor_type.shape)."""
+    name, shape = "", None
+    for number, _, value in _fields(buf):
+        if number == 1:
+            name = _text(value)
+        elif number == 2:  # TypeProto
+            for type_number, _, tensor in _fields(_message(value)):
+                if type_number != 1:  # tensor_type
+                    continue
+                for tensor_number, _, dims in _fields(_message(tensor)):
+                    if tensor_number == 2:  # shape
+                        shape = tuple(
+                            _dimension(_message(dim))
+                            for dim_number, _, dim in _fields(_message(dims))
+                            if dim_number == 1
+                        )
+    return name, shape
+
+
+def _dimension(buf: bytes) -> int | str | None:
+    for number, _, value in _fields(buf):
+        if number == 1:
+            return _signed(value)  # type: ignore[arg-type]
+        if number == 2:
+            return _text(value)
+    return None
+
+
+def _graph(buf: bytes, opset: int, metadata: dict[str, str]) -> Graph:
     nodes: list[Node] = []
     initializers: dict[str, np.ndarray] = {}
-    inputs: list[str] = []
-    outputs: list[str] = []
+    inputs: list[tuple[str, Shape | None]] = []
+    outputs: list[tuple[str, Shape | None]] = []
     for number, _, value in _fields(buf):
         if number == 1:
             nodes.append(_node(value))  # type: ignore[arg-type]
@@ -215,17 +253,22 @@ def _graph(buf: bytes, opset: int) -> Graph:
             key, tensor = _tensor(value)  # type: ignore[arg-type]
             initializers[key] = tensor
         elif number == 11:
-            inputs.append(_value_info_name(value))  # type: ignore[arg-type]
+            inputs.append(_value_info(value))  # type: ignore[arg-type]
         elif number == 12:
-            outputs.append(_value_info_name(value))  # type: ignore[arg-type]
-    inputs = [name for name in inputs if name not in initializers]
-    return Graph(tuple(nodes), initializers, tuple(inputs), tuple(outputs), opset)
+            outputs.append(_value_info(value))  # type: ignore[arg-type]
+    inputs = [item for item in inputs if item[0] not in initializers]
+    return Graph(
+        tuple(nodes), initializers, tuple(name for name, _ in inputs),
+        tuple(name for name, _ in outputs), opset, tuple(shape for _, shape in inputs),
+        tuple(shape for _, shape in outputs), metadata,
+    )
 
 
 def parse_model(data: bytes) -> Graph:
     """Decode the bytes of an ONNX ModelProto; raises ValueError when they are not one."""
     try:
         graph_bytes, opset = None, 0
+        metadata: dict[str, str] = {}
         for number, _, value in _fields(data):
             if number == 7:
                 graph_bytes = value
@@ -233,9 +276,12 @@ def parse_model(data: bytes) -> Graph:
                 fields = {n: v for n, _, v in _fields(value)}  # type: ignore[arg-type]
                 if _text(fields.get(1, b"")) in ("", "ai.onnx"):
                     opset = int(fields.get(2, 0))
+            elif number == 14:  # metadata_props: StringStringEntryProto key = 1, value = 2
+                entry = {n: v for n, _, v in _fields(_message(value))}
+                metadata[_text(entry.get(1, b""))] = _text(entry.get(2, b""))
         if not isinstance(graph_bytes, bytes):
             raise _Corrupt("no graph")
-        graph = _graph(graph_bytes, opset)
+        graph = _graph(graph_bytes, opset, metadata)
     except (_Corrupt, UnicodeDecodeError, struct.error) as error:
         raise ValueError(f"not a valid ONNX model: {error}") from None
     if not graph.nodes or not graph.outputs:

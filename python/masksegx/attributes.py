@@ -20,7 +20,8 @@ state follows from the expected level with two thresholds ``a < b`` stored in th
 A correctly worn mask covers nose and mouth but not the cheeks under the eyes, so it reaches
 levels around 5-7; one pulled under the nose or chin, 1-4.
 
-Inference runs in onnxruntime; torch is never imported here.
+Inference runs on the masksegx C++ kernels or in onnxruntime (``backend``); torch is never
+imported here.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 import cv2
 import numpy as np
 
-from ._models import ATTRIBUTES_MODEL, cached, model_file, onnx_session
+from ._models import ATTRIBUTES_MODEL, OpenedNet, cached, check_backend, model_file, open_net
 from ._validation import (
     as_image,
     as_numeric_points,
@@ -47,9 +48,6 @@ from ._validation import (
 )
 from .align import MAX_CROP_SIZE, MIN_CROP_SIZE, _align_face
 
-if TYPE_CHECKING:
-    import onnxruntime
-
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Coverage levels 0..10.
@@ -60,6 +58,10 @@ GENDERS = ("female", "male")
 WEARING_STATES = ("none", "incorrect", "correct")
 #: The shipped model.
 DEFAULT_MODEL = ATTRIBUTES_MODEL
+#: The backend of :class:`AttributePredictor` unless asked otherwise: the faster one on the
+#: shipped net: onnxruntime's blocked-layout kernels run its small depthwise layers and first
+#: convolution faster than ours (``python -m tools.speed_ratios`` times both, per net).
+DEFAULT_BACKEND = "onnxruntime"
 #: ONNX metadata key holding the preprocessing settings and the wearing thresholds (JSON).
 METADATA_KEY = "masksegx_attributes"
 #: Settings assumed when a model file carries no metadata.
@@ -124,13 +126,17 @@ def wearing_state(coverage: float, thresholds: Sequence[float]) -> str:
 
 
 class AttributePredictor:
-    """The multi-attribute network in an onnxruntime session; call it on faces.
+    """The multi-attribute network; call it on faces.
 
     Parameters
     ----------
     model : path of an attribute ``.onnx`` file, or None for the shipped
         ``models/attributes.onnx``.
-    threads : onnxruntime intra-op threads (>= 1; 1 = single-threaded, the benchmark setting).
+    threads : threads per call (>= 1; 1 = single-threaded, the benchmark setting): onnxruntime's
+        intra-op threads, or on the native backend the batch split into that many parts run at
+        once.
+    backend : ``"native"`` (the masksegx C++ kernels, :mod:`masksegx._executor`) or
+        ``"onnxruntime"`` (the reference); both give the same probabilities to float rounding.
     mirror : average the joint probabilities of each aligned crop and its mirror image (gender
         and coverage do not change under a horizontal flip; costs a second pass of the net).
         Files exported with ``mirror_average`` in their metadata do this inside the graph and
@@ -148,13 +154,19 @@ class AttributePredictor:
     """
 
     def __init__(
-        self, model: PathLike | None = None, *, threads: int = 1, mirror: bool = True
+        self,
+        model: PathLike | None = None,
+        *,
+        threads: int = 1,
+        mirror: bool = True,
+        backend: str = DEFAULT_BACKEND,
     ) -> None:
         self.threads = check_threads(threads)
+        self.backend = check_backend(backend)
         self.model_path = model_file(model, shipped=ATTRIBUTES_MODEL)
-        self._session = onnx_session(self.model_path, self.threads)
+        self._net = open_net(self.model_path, self.backend, self.threads)
         mirror = check_bool(mirror, "mirror")
-        self._input, self.settings = _attribute_net_settings(self._session, self.model_path)
+        self.settings = _attribute_net_settings(self._net, self.model_path)
         self.crop_size = int(self.settings["crop_size"])
         self.input_size = int(self.settings["input_size"])
         self.padding = float(self.settings["padding"])
@@ -199,10 +211,10 @@ class AttributePredictor:
         batch = self._preprocess(image, landmarks)
         if self.mirror_here:
             both = np.ascontiguousarray(np.concatenate([batch, batch[:, :, :, ::-1]]))
-            out = self._session.run(None, {self._input: both})[0]
+            out = self._net.run(both)
             out = 0.5 * (out[: len(batch)] + out[len(batch) :])
         else:
-            out = self._session.run(None, {self._input: batch})[0]
+            out = self._net.run(batch)
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> list[FaceAttributes]:
@@ -280,14 +292,14 @@ def _thresholds(values: object) -> tuple[float, float]:
     return low, high
 
 
-def _attribute_net_settings(session: onnxruntime.InferenceSession, path: str) -> tuple[str, dict[str, Any]]:
-    """Input name and preprocessing settings (:data:`DEFAULT_SETTINGS` updated from the model's
-    metadata) of an attribute net; ValueError for any other net."""
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) < 1 or outputs[0].shape[-1] != N_JOINT:
+def _attribute_net_settings(net: OpenedNet, path: str) -> dict[str, Any]:
+    """Preprocessing settings (:data:`DEFAULT_SETTINGS` updated from the model's metadata) of an
+    attribute net; ValueError for any other net."""
+    shape = net.output_shapes[0] if net.output_shapes else None
+    if not shape or shape[-1] != N_JOINT:
         raise ValueError(f"model: {path} is not an attribute net (one input, output [N, 22])")
     settings = dict(DEFAULT_SETTINGS)
-    raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    raw = net.metadata.get(METADATA_KEY)
     if raw:
         try:
             settings.update(json.loads(raw))
@@ -297,7 +309,7 @@ def _attribute_net_settings(session: onnxruntime.InferenceSession, path: str) ->
         _check_settings(settings)
     except (TypeError, ValueError) as error:
         raise ValueError(f"model: {path} has bad {METADATA_KEY} metadata: {error}") from None
-    return inputs[0].name, settings
+    return settings
 
 
 def _check_settings(settings: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """The learned face-mask segmentation path (MaskNet) and the fused method.
 
 :class:`MaskNet` runs a small depthwise-separable encoder-decoder (``models/masknet.onnx``,
-model card ``models/masknet.md``) in onnxruntime. It sees a square view of the face:
+model card ``models/masknet.md``) on the masksegx C++ kernels or in onnxruntime (``backend``).
+It sees a square view of the face:
 
 - ``box=None``: the whole image, resized to the net input (``S x S``, 160 for the shipped
   model; a non-square image is stretched, which the training covered);
@@ -41,13 +42,13 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol, Union
+from typing import Callable, NamedTuple, Protocol, Union
 
 import cv2
 import numpy as np
 
 from . import color, filters, regions, spectral
-from ._models import MASKNET_MODEL, cached, model_file, onnx_session
+from ._models import MASKNET_MODEL, OpenedNet, cached, check_backend, model_file, open_net
 from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.learned.MODEL_DIR
 from ._validation import (
     MAX_SIDE,
@@ -62,9 +63,6 @@ from ._validation import (
 )
 from .spectral import SpectralParams
 
-if TYPE_CHECKING:
-    import onnxruntime
-
 PathLike = Union[str, "os.PathLike[str]"]
 Box = Union[Sequence[float], np.ndarray]
 #: What a net's ``view_probability`` returns: the probability over the view and the view's
@@ -73,24 +71,27 @@ ViewProbability = tuple[np.ndarray, tuple[int, int, int, int]]
 
 #: Side of the square view around a face box, in units of the box's larger side.
 BOX_MARGIN = 1.4
+#: The backend of :class:`MaskNet` unless asked otherwise: the faster one on the
+#: shipped net: onnxruntime's blocked-layout kernels run its small depthwise layers and first
+#: convolution faster than ours (``python -m tools.speed_ratios`` times both, per net).
+DEFAULT_BACKEND = "onnxruntime"
 
 _NO_LIMIT = 1e30
 
 
-def _mask_net_signature(session: onnxruntime.InferenceSession, path: str) -> tuple[str, str, int]:
-    """Input name, output name and input side of a mask net; ValueError for any other net."""
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    shape = inputs[0].shape if len(inputs) == 1 else None
-    out_shape = outputs[0].shape if len(outputs) == 1 else None
+def _mask_net_side(net: OpenedNet, path: str) -> int:
+    """Input side of a mask net; ValueError for any other net."""
+    shape = net.input_shapes[0] if len(net.input_shapes) == 1 else None
+    out_shape = net.output_shapes[0] if len(net.output_shapes) == 1 else None
     if (shape is None or len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int)
             or shape[2] != shape[3] or out_shape is None or len(out_shape) != 4
             or out_shape[1] != 1):
         raise ValueError(
             f"model: {path} is not a mask net (expected one input [N, 3, S, S] and one output "
-            f"[N, 1, S, S]; got inputs {[i.shape for i in inputs]}, "
-            f"outputs {[o.shape for o in outputs]})"
+            f"[N, 1, S, S]; got inputs {list(net.input_shapes)}, "
+            f"outputs {list(net.output_shapes)})"
         )
-    return inputs[0].name, outputs[0].name, int(shape[2])
+    return int(shape[2])
 
 
 def _check_box(box: object, shape: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -148,6 +149,16 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
+class _View(NamedTuple):
+    """Where a net view lies: the square ``(x0, y0, side)`` and its part of the image
+    ``(ix0, iy0, ix1, iy1)``; ``side`` 0 for the whole image (stretched to the net input)."""
+
+    x0: int
+    y0: int
+    side: int
+    inside: tuple[int, int, int, int]
+
+
 class MaskNet:
     """The learned face-mask segmentation net.
 
@@ -156,25 +167,34 @@ class MaskNet:
     model : None for the shipped ``models/masknet.onnx``, or the path of an ONNX net with one
         input ``[N, 3, S, S]`` (BGR, 0..255 float32) and one output ``[N, 1, S, S]``
         (probability); the Table 4 U-Net baseline has the same interface.
-    threads : onnxruntime intra-op threads (>= 1; 1 = single-threaded, the timed setting).
+    threads : threads per call (>= 1; 1 = single-threaded, the timed setting): onnxruntime's
+        intra-op threads, or on the native backend the batch split into that many parts run at
+        once.
+    backend : ``"native"`` (the masksegx C++ kernels) or ``"onnxruntime"`` (the reference);
+        both give the same probabilities to float rounding.
 
     A missing model file raises :class:`masksegx.detect.ModelNotFoundError` (a
-    FileNotFoundError and ValueError); an unreadable or wrong-shaped one ValueError. Sessions are
-    shared by instances with the same file and threads; calls are thread-safe.
+    FileNotFoundError and ValueError); an unreadable or wrong-shaped one ValueError. Nets are
+    shared by instances with the same file, backend and threads; calls are thread-safe.
     """
 
-    def __init__(self, model: PathLike | None = None, *, threads: int = 1) -> None:
+    def __init__(
+        self, model: PathLike | None = None, *, threads: int = 1, backend: str = DEFAULT_BACKEND
+    ) -> None:
         self.threads = check_threads(threads)
+        self.backend = check_backend(backend)
         self.model_path = model_file(model, shipped=MASKNET_MODEL)
-        self._session = onnx_session(self.model_path, self.threads)
-        self._input, self._output, self.input_size = _mask_net_signature(self._session, self.model_path)
+        self._net = open_net(self.model_path, self.backend, self.threads)
+        self.input_size = _mask_net_side(self._net, self.model_path)
 
     def __repr__(self) -> str:
-        return f"MaskNet({self.model_path!r}, threads={self.threads}, input_size={self.input_size})"
+        return (f"MaskNet({self.model_path!r}, threads={self.threads}, backend={self.backend!r}, "
+                f"input_size={self.input_size})")
 
-    def _run(self, view: np.ndarray) -> np.ndarray:
-        x = view.transpose(2, 0, 1)[None].astype(np.float32)
-        prob: np.ndarray = self._session.run([self._output], {self._input: x})[0][0, 0]
+    def _run(self, views: np.ndarray) -> np.ndarray:
+        """Probabilities [N, S, S] of uint8 views [N, S, S, 3]: one net call for the batch."""
+        x = np.ascontiguousarray(views.transpose(0, 3, 1, 2), dtype=np.float32)
+        prob: np.ndarray = self._net.run(x)[:, 0]
         return prob
 
     def view_probability(self, image: np.ndarray, box: Box | None = None) -> ViewProbability:
@@ -185,10 +205,25 @@ class MaskNet:
 
     def _view_probability(self, image: np.ndarray, box: Box | None = None) -> ViewProbability:
         """:meth:`view_probability` of an image already validated by :func:`as_image`."""
+        return self._view_probabilities(image, [box])[0]
+
+    def _view_probabilities(
+        self, image: np.ndarray, boxes: Sequence[Box | None]
+    ) -> list[ViewProbability]:
+        """:meth:`view_probability` of several boxes of one image (validated by
+        :func:`as_image`), every view cropped once and all run through the net in one batch."""
+        if not len(boxes):
+            return []
+        prepared = [self._prepare_view(image, box) for box in boxes]
+        probs = self._run(np.stack([pixels for pixels, _ in prepared]))
+        return [self._place(image, prob, view) for prob, (_, view) in zip(probs, prepared)]
+
+    def _prepare_view(self, image: np.ndarray, box: Box | None) -> tuple[np.ndarray, _View]:
+        """The net's uint8 input ``[S, S, 3]`` for ``box`` and where that view lies."""
         h, w = image.shape[:2]
         s = self.input_size
         if box is None:
-            return _unit(_resize(self._run(_resize(image, (s, s))), (w, h))), (0, 0, w, h)
+            return _resize(image, (s, s)), _View(0, 0, 0, (0, 0, w, h))
         x0, y0, side = view_square(_check_box(box, (h, w)))
         # The part of the square inside the image.
         ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
@@ -206,19 +241,29 @@ class MaskNet:
             if any(pads):  # replicate the border pixels outside the image
                 view = cv2.copyMakeBorder(view, *pads, cv2.BORDER_REPLICATE)
             view = _resize(view, (s, s))
+        return view, _View(x0, y0, side, (ix0, iy0, ix1, iy1))
+
+    def _place(self, image: np.ndarray, prob: np.ndarray, view: _View) -> ViewProbability:
+        """The net's probability ``[S, S]`` resampled over the view's part of the image."""
+        h, w = image.shape[:2]
+        s = self.input_size
+        x0, y0, side = view.x0, view.y0, view.side
+        ix0, iy0, ix1, iy1 = view.inside
+        if side == 0:
+            return _unit(_resize(prob, (w, h))), view.inside
         if side > 2 * max(h, w, s):
             # A square much larger than the image: resample the net's output over the image's
             # part only (bilinear, as the resize below), never the whole square.
             k = s / side
             matrix = np.array([[k, 0.0, k * (ix0 - x0 + 0.5) - 0.5],
                                [0.0, k, k * (iy0 - y0 + 0.5) - 0.5]])
-            prob = cv2.warpAffine(self._run(view), matrix, (ix1 - ix0, iy1 - iy0),
+            prob = cv2.warpAffine(prob, matrix, (ix1 - ix0, iy1 - iy0),
                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                   borderMode=cv2.BORDER_REPLICATE)
         else:
-            prob = _resize(self._run(view), (side, side))
+            prob = _resize(prob, (side, side))
             prob = prob[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
-        return _unit(prob), (ix0, iy0, ix1, iy1)
+        return _unit(prob), view.inside
 
     def probability(self, image: np.ndarray, box: Box | None = None) -> np.ndarray:
         """float32 HxW in [0, 1]: probability that a pixel is the worn face mask.
@@ -241,10 +286,15 @@ class MaskNet:
     def _segment(self, image: np.ndarray, box: Box | None, threshold: float) -> np.ndarray:
         """:meth:`segment` of an image already validated by :func:`as_image`."""
         threshold = _check_threshold(threshold)
-        prob, (x0, y0, x1, y1) = self._view_probability(image, box)
-        out = np.zeros(image.shape[:2], bool)
-        out[y0:y1, x0:x1] = prob > threshold
-        return out
+        return _threshold_view(image.shape, self._view_probability(image, box), threshold)
+
+
+def _threshold_view(shape: tuple[int, ...], view: ViewProbability, threshold: float) -> np.ndarray:
+    """bool image-sized mask: the view's probability above ``threshold``, False elsewhere."""
+    prob, (x0, y0, x1, y1) = view
+    out = np.zeros(shape[:2], bool)
+    out[y0:y1, x0:x1] = prob > threshold
+    return out
 
 
 class _ViewModel(Protocol):

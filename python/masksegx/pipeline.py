@@ -20,12 +20,14 @@ Two constraints from the attributes shape the mask (see :class:`GenderPriors` an
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from . import learned, spectral
+from ._models import check_backend, run_in_parallel
 from ._validation import (
     as_image,
     check_bool,
@@ -35,6 +37,7 @@ from ._validation import (
     settings_or_default,
 )
 from .align import canonical_points
+from .attributes import DEFAULT_BACKEND as ATTRIBUTES_BACKEND
 from .attributes import AttributePredictor, FaceAttributes
 from .detect import FaceDetector
 from .spectral import SpectralParams
@@ -147,7 +150,20 @@ class FaceMaskSegmenter:
         Off by default: on ``real_dev_val`` it emptied the masks of masked faces the attribute
         net misread (fused mIoU 0.919 with it, 0.950 without; ``docs/pipeline_ablation.md``).
     min_face_size, thresholds : detector settings (see :class:`~masksegx.detect.FaceDetector`).
-    threads : intra-op threads of every onnxruntime session (1 = single-threaded).
+    threads : the most threads one call uses (1 = single-threaded, the default). With N >= 2,
+        once the detector has run (on the calling thread), the attribute net and MaskNet, which
+        both need only the detections, run at the same time, and then the faces are segmented
+        N at a time. Every net itself runs on one thread (onnxruntime sessions get one intra-op
+        thread), so at most N threads are busy and onnxruntime's pools never compete with ours;
+        the N - 1 extra threads come from one pool shared by the process. Results do not depend
+        on N. With ``coverage_constraint`` the attributes come first (they decide which faces
+        MaskNet sees). For the throughput of many images, calling one segmenter from several
+        threads with ``threads=1`` (as ``masksegx segment --threads`` does) keeps every core
+        busy for longer.
+    backend : None (default) runs each net on the backend measured faster for it: the detector
+        on the masksegx C++ kernels, the attribute net and MaskNet in onnxruntime (see
+        :data:`masksegx.attributes.DEFAULT_BACKEND`); ``"native"`` or ``"onnxruntime"`` runs
+        every net, the detector's included, on that one (the answers agree to float rounding).
     priors : :class:`GenderPriors`; the tuned defaults when None.
     spectral_params : :class:`~masksegx.spectral.SpectralParams` for ``method="spectral"``.
     fused_params : :class:`~masksegx.learned.FusedParams` for ``method="fused"``.
@@ -167,6 +183,7 @@ class FaceMaskSegmenter:
         min_face_size: float = 20,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         threads: int = 1,
+        backend: str | None = None,
         priors: GenderPriors | None = None,
         spectral_params: SpectralParams | None = None,
         fused_params: learned.FusedParams | None = None,
@@ -178,15 +195,22 @@ class FaceMaskSegmenter:
         self.no_mask_probability = check_number(
             no_mask_probability, "no_mask_probability", low=0.0, high=1.0
         )
-        threads = check_threads(threads)
+        self.threads = check_threads(threads)
+        if backend is not None:
+            check_backend(backend)
         self.priors = settings_or_default(priors, GenderPriors, "priors")
         self.spectral_params = settings_or_default(spectral_params, SpectralParams, "spectral_params")
         self.fused_params = settings_or_default(fused_params, learned.FusedParams, "fused_params")
+        # Every net single-threaded: the threads are the stages run side by side (see above).
         self.detector = FaceDetector(
-            min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=threads
+            min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=1,
+            backend=backend or "native",
         )
-        self.attributes = AttributePredictor(threads=threads)
-        self.masknet = learned.MaskNet(threads=threads) if self.method != "spectral" else None
+        self.attributes = AttributePredictor(threads=1, backend=backend or ATTRIBUTES_BACKEND)
+        self.masknet = (
+            learned.MaskNet(threads=1, backend=backend or learned.DEFAULT_BACKEND)
+            if self.method != "spectral" else None
+        )
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Analyse a BGR uint8 HxWx3 image; returns one :class:`Face` per face, best first."""
@@ -194,7 +218,36 @@ class FaceMaskSegmenter:
         boxes, scores, landmarks = self._locate(image)
         if not len(scores):
             return []
-        attributes = self.attributes._predict(image, landmarks)
+        # A whole-image face is segmented as a crop (see _segment).
+        views_of = [None if self.faces == "whole-image" else box for box in boxes]
+        views: list[learned.ViewProbability | None] = [None] * len(scores)
+        masknet = self.masknet
+        if masknet is not None and not self.coverage_constraint:
+            # Both read only the detections: on two threads side by side when there are two.
+            tasks: list[Callable[[], object]] = [
+                lambda: self.attributes._predict(image, landmarks),
+                lambda: masknet._view_probabilities(image, views_of),
+            ]
+            found, probabilities = run_in_parallel(self.threads, _call, tasks)
+            attributes = cast(list[FaceAttributes], found)
+            views = list(cast(list[learned.ViewProbability], probabilities))
+            emptied = [False] * len(scores)
+        else:
+            attributes = self.attributes._predict(image, landmarks)
+            emptied = [
+                self.coverage_constraint and attr.coverage_probs[0] >= self.no_mask_probability
+                for attr in attributes
+            ]
+            if masknet is not None:  # one MaskNet batch for every face that needs a mask
+                wanted = [i for i, empty in enumerate(emptied) if not empty]
+                for i, view in zip(wanted, masknet._view_probabilities(
+                        image, [views_of[i] for i in wanted])):
+                    views[i] = view
+        masks = run_in_parallel(
+            self.threads,
+            lambda k: self._segment(image, boxes[k], attributes[k], emptied[k], views[k]),
+            range(len(scores)),
+        )
         return [
             Face(
                 box=box,
@@ -205,9 +258,9 @@ class FaceMaskSegmenter:
                 coverage_probs=attr.coverage_probs,
                 coverage=attr.coverage,
                 wearing=attr.wearing,
-                mask=self._segment(image, box, attr),
+                mask=mask,
             )
-            for box, score, points, attr in zip(boxes, scores, landmarks, attributes)
+            for box, score, points, attr, mask in zip(boxes, scores, landmarks, attributes, masks)
         ]
 
     def _locate(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -221,24 +274,34 @@ class FaceMaskSegmenter:
         guess = canonical_points(112) / 112.0 * np.array([width, height])
         return box[None], np.zeros(1, np.float32), guess.astype(np.float32)[None]
 
-    def _segment(self, image: np.ndarray, box: np.ndarray, attr: FaceAttributes) -> np.ndarray:
-        if self.coverage_constraint and attr.coverage_probs[0] >= self.no_mask_probability:
+    def _segment(
+        self,
+        image: np.ndarray,
+        box: np.ndarray,
+        attr: FaceAttributes,
+        emptied: bool,
+        view: learned.ViewProbability | None,
+    ) -> np.ndarray:
+        """The mask of one face; ``view``: its MaskNet probability (learned and fused methods)."""
+        if emptied:
             return np.zeros(image.shape[:2], bool)
         prior = self.priors.resolve(attr.gender_prob, self.gender_constraint)
-        # A whole-image face is segmented as a crop: the framing the segmenters were tuned on.
-        whole = self.faces == "whole-image"
         if self.method == "spectral":
             params = dataclasses.replace(
                 self.spectral_params, membership_threshold=prior.membership_threshold
             )
-            region = None if whole else _pixel_box(box, image.shape)
+            # A whole-image face is segmented as a crop: the framing the segmenters were tuned on.
+            region = None if self.faces == "whole-image" else _pixel_box(box, image.shape)
             return spectral._segment_spectral(image, region, params).mask
-        view = None if whole else box
-        assert self.masknet is not None  # built for every method but "spectral"
+        assert view is not None  # computed for every face not emptied, by every other method
         if self.method == "learned":
-            return self.masknet._segment(image, view, prior.threshold)
+            return learned._threshold_view(image.shape, view, prior.threshold)
         fused = dataclasses.replace(self.fused_params, threshold=prior.threshold)
-        return learned._segment_fused(image, view, fused, self.masknet._view_probability)
+        return learned._segment_fused(image, None, fused, lambda _image, _box: view)
+
+
+def _call(task: Callable[[], object]) -> object:
+    return task()
 
 
 def _pixel_box(box: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:

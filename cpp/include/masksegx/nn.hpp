@@ -79,6 +79,12 @@ void resize_area_boxes_u8(const std::uint8_t* image, std::int64_t height, std::i
                           const std::int64_t* boxes, std::int64_t count, std::int64_t out_h,
                           std::int64_t out_w, float* output);
 
+// Bilinear 2x enlargement of every plane of [planes, height, width] into [planes, 2 height,
+// 2 width], half-pixel centres, source coordinates clamped to the input (ONNX Resize, mode
+// linear, scales 2 on both axes, onnxruntime's rounding up to the order of the sums).
+void upsample_linear2x(const float* input, std::int64_t planes, std::int64_t height,
+                       std::int64_t width, float* output);
+
 enum class SimdLevel { Scalar, Avx2, Avx512, Neon };
 // The instruction set the kernels use now: the best the CPU has, unless disabled by
 // set_simd_enabled(false) or the environment variable MASKSEGX_FORCE_SCALAR=1 (read once),

@@ -1,4 +1,6 @@
 // The AVX2 + FMA kernels (x86-64; compiled per function, used only on CPUs that have both).
+#include <algorithm>
+
 #include "nn_internal.hpp"
 
 #if defined(MASKSEGX_X86_KERNELS)
@@ -64,20 +66,43 @@ MASKSEGX_TARGET_AVX2 void gemm_column_strip_avx2(const GemmArgs& g, i64 p0, __m2
     }
 }
 
+template <bool Tail>
+MASKSEGX_TARGET_AVX2 void gemm_tile_rows_avx2(const GemmArgs& g, i64 m, i64 rows, i64 p0,
+                                              __m256i mask0, __m256i mask1) {
+    switch (rows) {
+        case 4: gemm_tile_avx2<4, Tail>(g, m, p0, mask0, mask1); break;
+        case 3: gemm_tile_avx2<3, Tail>(g, m, p0, mask0, mask1); break;
+        case 2: gemm_tile_avx2<2, Tail>(g, m, p0, mask0, mask1); break;
+        case 1: gemm_tile_avx2<1, Tail>(g, m, p0, mask0, mask1); break;
+        default: break;
+    }
+}
+
+// B matrices up to this many floats (256 KiB) stay in L2 while being read once per row block.
+constexpr i64 kRowBlocksOuterLimit = 1 << 16;
+
 }  // namespace
 
 MASKSEGX_TARGET_AVX2 void gemm_avx2(const GemmArgs& g) {
-    // Column strips outermost: a depth x 16 panel of B stays in L1 for every row tile.
     const __m256i all = _mm256_set1_epi32(-1);
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    i64 p0 = 0;
-    for (; p0 + 16 <= g.cols; p0 += 16) gemm_column_strip_avx2<false>(g, p0, all, all);
-    const i64 left = g.cols - p0;
-    if (left > 0) {
-        const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(left)), lane);
-        const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(left - 8)), lane);
-        gemm_column_strip_avx2<true>(g, p0, mask0, mask1);
+    const i64 full = g.cols / 16 * 16, left = g.cols - full;
+    const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(left)), lane);
+    const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(left - 8)), lane);
+    if (g.rows > 4 && g.depth * g.cols <= kRowBlocksOuterLimit) {
+        // A small B: row blocks outermost, each writing its output rows front to back (see
+        // gemm_avx512).
+        for (i64 m = 0; m < g.rows; m += 4) {
+            const i64 rows = std::min<i64>(4, g.rows - m);
+            for (i64 p0 = 0; p0 < full; p0 += 16)
+                gemm_tile_rows_avx2<false>(g, m, rows, p0, all, all);
+            if (left > 0) gemm_tile_rows_avx2<true>(g, m, rows, full, mask0, mask1);
+        }
+        return;
     }
+    // Column strips outermost: a depth x 16 panel of B stays in L1 for every row tile.
+    for (i64 p0 = 0; p0 < full; p0 += 16) gemm_column_strip_avx2<false>(g, p0, all, all);
+    if (left > 0) gemm_column_strip_avx2<true>(g, full, mask0, mask1);
 }
 
 MASKSEGX_TARGET_AVX2 void depthwise_row_avx2(const float* const* taps, const float* w, float bias,

@@ -70,18 +70,48 @@ MASKSEGX_TARGET_AVX512 void gemm_column_strip_avx512(const GemmArgs& g, i64 p0, 
     }
 }
 
+template <bool Tail>
+MASKSEGX_TARGET_AVX512 void gemm_tile_rows_avx512(const GemmArgs& g, i64 m, i64 rows, i64 p0,
+                                                  __mmask16 mask0, __mmask16 mask1) {
+    switch (rows) {
+        case 8: gemm_tile_avx512<8, Tail>(g, m, p0, mask0, mask1); break;
+        case 7: gemm_tile_avx512<7, Tail>(g, m, p0, mask0, mask1); break;
+        case 6: gemm_tile_avx512<6, Tail>(g, m, p0, mask0, mask1); break;
+        case 5: gemm_tile_avx512<5, Tail>(g, m, p0, mask0, mask1); break;
+        case 4: gemm_tile_avx512<4, Tail>(g, m, p0, mask0, mask1); break;
+        case 3: gemm_tile_avx512<3, Tail>(g, m, p0, mask0, mask1); break;
+        case 2: gemm_tile_avx512<2, Tail>(g, m, p0, mask0, mask1); break;
+        case 1: gemm_tile_avx512<1, Tail>(g, m, p0, mask0, mask1); break;
+        default: break;
+    }
+}
+
+// B matrices up to this many floats (256 KiB) stay in L2 while being read once per row block.
+constexpr i64 kRowBlocksOuterLimit = 1 << 16;
+
 }  // namespace
 
 MASKSEGX_TARGET_AVX512 void gemm_avx512(const GemmArgs& g) {
-    i64 p0 = 0;
-    for (; p0 + 32 <= g.cols; p0 += 32) gemm_column_strip_avx512<false>(g, p0, 0xFFFF, 0xFFFF);
-    const i64 left = g.cols - p0;
-    if (left > 0) {
-        const auto bits = [](i64 n) {
-            return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
-        };
-        gemm_column_strip_avx512<true>(g, p0, bits(left), bits(left - 16));
+    const auto bits = [](i64 n) {
+        return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
+    };
+    const i64 full = g.cols / 32 * 32, left = g.cols - full;
+    if (g.rows > 8 && g.depth * g.cols <= kRowBlocksOuterLimit) {
+        // A small B: row blocks outermost, so each block writes its 8 output rows front to back
+        // (column strips outermost write 8 rows x 32 columns per tile across every output row:
+        // with planes a power of two apart, all in the same cache sets).
+        for (i64 m = 0; m < g.rows; m += 8) {
+            const i64 rows = std::min<i64>(8, g.rows - m);
+            for (i64 p0 = 0; p0 < full; p0 += 32) {
+                gemm_tile_rows_avx512<false>(g, m, rows, p0, 0xFFFF, 0xFFFF);
+            }
+            if (left > 0)
+                gemm_tile_rows_avx512<true>(g, m, rows, full, bits(left), bits(left - 16));
+        }
+        return;
     }
+    for (i64 p0 = 0; p0 < full; p0 += 32) gemm_column_strip_avx512<false>(g, p0, 0xFFFF, 0xFFFF);
+    if (left > 0) gemm_column_strip_avx512<true>(g, full, bits(left), bits(left - 16));
 }
 
 MASKSEGX_TARGET_AVX512 void depthwise_row_avx512(const float* const* taps, const float* w,

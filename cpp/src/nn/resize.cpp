@@ -223,4 +223,35 @@ void resize_area_boxes_u8(const std::uint8_t* image, std::int64_t height, std::i
                 boxes, count, out_h, out_w, output);
 }
 
+void upsample_linear2x(const float* input, std::int64_t planes, std::int64_t height,
+                       std::int64_t width, float* output) {
+    require(planes >= 1 && height >= 1 && width >= 1, "upsample_linear2x: empty input");
+    // Output row 2i + 1 lies 1/4 of the way from input row i to row i + 1, row 2i 1/4 of the way
+    // from row i to row i - 1 (clamped at the edges); columns likewise. Rows are blended first
+    // into `blend`, then each blended row is spread to twice its width.
+    std::vector<float> blend(static_cast<std::size_t>(width));
+    float* __restrict b = blend.data();
+    const std::int64_t out_w = 2 * width;
+    for (std::int64_t p = 0; p < planes; ++p) {
+        const float* plane = input + p * height * width;
+        float* out_plane = output + p * 4 * height * width;
+        for (std::int64_t oy = 0; oy < 2 * height; ++oy) {
+            const std::int64_t i = oy / 2;
+            const std::int64_t j =
+                oy % 2 ? std::min(i + 1, height - 1) : std::max(i - 1, std::int64_t{0});
+            const float* __restrict near_row = plane + i * width;
+            const float* __restrict far_row = plane + j * width;
+            for (std::int64_t x = 0; x < width; ++x)
+                b[x] = 0.75f * near_row[x] + 0.25f * far_row[x];
+            float* __restrict dst = out_plane + oy * out_w;
+            dst[0] = b[0];
+            for (std::int64_t x = 1; x < width; ++x) {
+                dst[2 * x] = 0.75f * b[x] + 0.25f * b[x - 1];
+                dst[2 * x - 1] = 0.75f * b[x - 1] + 0.25f * b[x];
+            }
+            dst[out_w - 1] = b[width - 1];
+        }
+    }
+}
+
 }  // namespace masksegx

@@ -11,6 +11,8 @@ landmarks float32 [N,5,2] or None)``, boxes clipped to the image (exclusive ends
   is the larger of its ``face`` and ``masked_face`` probabilities). No landmarks.
 - :class:`RetinaFaceDetector`: RetinaFace MobileNet-0.25 (``retinaface_mnet025_512.onnx``),
   with 5 landmarks.
+- :class:`YuNetDetector`: YuNet-n (``yunet_n_640_640.onnx``) through OpenCV's
+  ``cv2.FaceDetectorYN``, with 5 landmarks.
 - :func:`make_detector`: a detector by the command-line name (:data:`DETECTOR_NAMES`), the
   package's own MTCNN cascade included.
 """
@@ -18,6 +20,7 @@ landmarks float32 [N,5,2] or None)``, boxes clipped to the image (exclusive ends
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -40,6 +43,7 @@ REFERENCE_MODELS = {
     "ultralight": "version-RFB-320.onnx",
     "ultralight-masked": "RFB-640-masked_face-v2.onnx",
     "retinaface": "retinaface_mnet025_512.onnx",
+    "yunet": "yunet_n_640_640.onnx",
 }
 DETECTOR_NAMES = ("mtcnn", *REFERENCE_MODELS)
 #: The standard MTCNN weights in ``shared/data/models`` (P-, R-, O-net).
@@ -209,6 +213,39 @@ class RetinaFaceDetector:
         )
 
 
+class YuNetDetector:
+    """YuNet (libfacedetection) through OpenCV's ``cv2.FaceDetectorYN``, which does its own
+    pre- and post-processing on the image at its own size: faces with score >
+    ``score_threshold`` after NMS at ``nms_iou`` (OpenCV's sample values 0.9 and 0.3). It runs on
+    OpenCV's DNN module, with OpenCV's thread setting (``cv2.setNumThreads``).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, score_threshold: float = 0.9, nms_iou: float = 0.3
+    ) -> None:
+        if not Path(path).is_file():
+            raise DetectorUnavailable(f"model file not found: {os.fspath(path)!r}")
+        self.nms_iou = nms_iou
+        self._detector = cv2.FaceDetectorYN.create(
+            os.fspath(path), "", (320, 320), score_threshold, nms_iou, 5000
+        )
+        self._lock = threading.Lock()  # the input size is state of the OpenCV object
+
+    def __call__(self, image_bgr: np.ndarray) -> Detections:
+        image = as_image(image_bgr, "image_bgr")
+        height, width = image.shape[:2]
+        with self._lock:
+            self._detector.setInputSize((width, height))
+            # None when no face is found (OpenCV's stubs do not say so).
+            found: np.ndarray | None = self._detector.detect(image)[1]
+        faces = np.zeros((0, 15), np.float32) if found is None else found
+        boxes = faces[:, :4].astype(np.float64)
+        boxes[:, 2:] += boxes[:, :2]  # x, y, w, h -> corners
+        # Eyes, nose tip, mouth corners; the image's left first as in the other detectors.
+        points = faces[:, 4:14].reshape(-1, 5, 2)
+        return _finish(boxes, faces[:, 14], points, image.shape, self.nms_iou)
+
+
 def mtcnn_detector(
     backend: str = "native",
     models: Sequence[str | os.PathLike[str]] | None = None,
@@ -222,7 +259,7 @@ def mtcnn_detector(
     DetectorUnavailable when :mod:`masksegx.detect` is missing or a model file does not exist.
     """
     try:
-        from ..detect import detect_faces
+        from ..detect import FaceDetector
     except ImportError as err:
         raise DetectorUnavailable(f"the MTCNN cascade (masksegx.detect) is unavailable: {err}") from err
     paths = None
@@ -231,9 +268,10 @@ def mtcnn_detector(
         if missing:
             raise DetectorUnavailable(f"model file not found: {missing[0]!r}")
         paths = tuple(os.fspath(p) for p in models)
+    detector = FaceDetector(paths, backend=backend, onnxruntime_threads=threads)
 
     def detect(image_bgr: np.ndarray) -> Detections:
-        found = detect_faces(image_bgr, backend=backend, models=paths, onnxruntime_threads=threads)
+        found = detector(image_bgr)
         return found.boxes, found.scores, found.landmarks
 
     return detect
@@ -254,4 +292,6 @@ def make_detector(
     path = Path(models_dir) / REFERENCE_MODELS[name]
     if name == "retinaface":
         return RetinaFaceDetector(path, threads=threads)
+    if name == "yunet":  # OpenCV's own threads (cv2.setNumThreads)
+        return YuNetDetector(path)
     return UltraLightDetector(path, threads=threads)
