@@ -142,6 +142,8 @@ class AttributePredictor:
         Files exported with ``mirror_average`` in their metadata do this inside the graph and
         always average; for the others it is done here unless ``mirror=False``.
 
+    Notes
+    -----
     ``predictor(image, landmarks)`` takes a uint8 BGR image [H, W, 3] and the 5 landmarks of one
     face [5, 2] or of several [N, 5, 2] (left eye, right eye, nose tip, left and right mouth corner,
     pixels; as :class:`masksegx.Detections` gives them) and returns one :class:`FaceAttributes`
@@ -149,8 +151,13 @@ class AttributePredictor:
     outside the image (a face at the border) but not more than the image's larger side (at
     least 128 pixels) beyond its border: such points belong to no face in it (ValueError naming
     ``landmarks``).
-    Raises ModelNotFoundError (a FileNotFoundError and ValueError) for a missing model and
-    ValueError for a file onnxruntime cannot load or whose output is not [N, 22].
+
+    Raises
+    ------
+    ModelNotFoundError
+        A missing model (a FileNotFoundError and ValueError).
+    ValueError
+        A file onnxruntime cannot load or whose output is not [N, 22].
     """
 
     def __init__(

@@ -33,7 +33,7 @@ membership (:func:`masksegx.segment_spectral` on the view shrunk to ``spectral_s
 ``Po <= p2`` (eq. 22-24, ``eps`` = mean 5x5 local variance of NBRI) and by size (components
 below ``min_area_share`` of the largest one are dropped), the largest component always being
 kept; enclosed holes are filled. The region compensation (step 4) is not used: it is off in the
-spectral pipeline's defaults too (it measured worse, see the README).
+spectral pipeline's defaults too (it measured worse, see docs/method.md).
 """
 
 from __future__ import annotations
@@ -173,6 +173,8 @@ class MaskNet:
     backend : ``"native"`` (the masksegx C++ kernels) or ``"onnxruntime"`` (the reference);
         both give the same probabilities to float rounding.
 
+    Notes
+    -----
     A missing model file raises :class:`masksegx.detect.ModelNotFoundError` (a
     FileNotFoundError and ValueError); an unreadable or wrong-shaped one ValueError. Nets are
     shared by instances with the same file, backend and threads; calls are thread-safe.

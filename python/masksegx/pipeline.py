@@ -14,7 +14,7 @@ mask-coverage level on the aligned crop) and one of three segmenters inside each
                 (:func:`~masksegx.learned.segment_fused`).
 
 Two constraints from the attributes shape the mask (see :class:`GenderPriors` and
-``coverage_constraint``); ``tools/pipeline_ablation.py`` measures both, and the README reports it.
+``coverage_constraint``); ``python -m tools.pipeline_ablation`` measures both (docs/pipeline_ablation.md).
 """
 
 from __future__ import annotations
@@ -168,6 +168,8 @@ class FaceMaskSegmenter:
     spectral_params : :class:`~masksegx.spectral.SpectralParams` for ``method="spectral"``.
     fused_params : :class:`~masksegx.learned.FusedParams` for ``method="fused"``.
 
+    Notes
+    -----
     Calling the segmenter does not change it, and its models are safe to run from several
     threads at once: one instance may serve concurrent calls.
     """

@@ -285,7 +285,10 @@ def coverage_level(mask: np.ndarray, landmarks: np.ndarray, box: np.ndarray) -> 
     box : [x1, y1, x2, y2]
         Face box in pixels (e.g. a detector's, or :func:`estimate_face_box`).
 
-    Raises ValueError when the lower face has no pixel inside the image.
+    Raises
+    ------
+    ValueError
+        When the lower face has no pixel inside the image.
     """
     if not isinstance(mask, np.ndarray):
         raise TypeError(f"mask: expected a numpy.ndarray, got {type(mask).__name__}")
