@@ -100,9 +100,11 @@ class FaceDetector:
     order : channel order of the images, ``"bgr"`` (cv2.imread) or ``"rgb"``.
     onnxruntime_threads : intra-op threads of the onnxruntime sessions (0 = its default).
     mirror_landmarks : also run the landmark net on each face's mirror image and average the two
-        answers: a lower landmark error (figures in the README), for one more landmark-net pass
+        answers: a lower landmark error (figures in docs/detection.md), for one more landmark-net pass
         per face. No effect on three-net model sets.
 
+    Notes
+    -----
     Nets are loaded once per file and backend and shared by every detector; a detector holds no
     mutable state, so concurrent calls from several threads are safe.
     """
@@ -340,7 +342,7 @@ def _landmarks_with_mirror(lnet: Runner, crops: np.ndarray, sides: np.ndarray) -
 
 #: Crops per net call, by crop side: a net's layers run one after the other over the whole batch,
 #: so a large batch leaves the caches between layers; chunks keep a layer's output in cache for
-#: the next (the README gives the per-crop times).
+#: the next (docs/detection.md gives the per-crop times).
 _CHUNK = {24: 64, 48: 32}
 
 
