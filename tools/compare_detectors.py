@@ -76,12 +76,17 @@ TIMING_RUNS = 20
 Factory = Callable[[], Callable]
 
 
-def _detectors(models: Path) -> list[tuple[str, Factory]]:
+#: Our cascade's files in a folder given by --ours (the shipped ones by default).
+OURS = ("ds_mtcnn_pnet.onnx", "ds_mtcnn_rnet.onnx", "ds_mtcnn_onet.onnx", "ds_mtcnn_lnet.onnx")
+
+
+def _detectors(models: Path, ours: Path | None = None) -> list[tuple[str, Factory]]:
     """(label, factory) in table order; a factory builds its detector (it may raise)."""
     standard = [models / name for name in STANDARD_MTCNN_MODELS]
+    candidate = None if ours is None else [ours / name for name in OURS]
     return [
-        ("ours, native", lambda: mtcnn_detector("native")),
-        ("ours, onnxruntime", lambda: mtcnn_detector("onnxruntime")),
+        ("ours, native", lambda: mtcnn_detector("native", candidate)),
+        ("ours, onnxruntime", lambda: mtcnn_detector("onnxruntime", candidate)),
         ("standard MTCNN, native", lambda: mtcnn_detector("native", standard)),
         ("standard MTCNN, onnxruntime", lambda: mtcnn_detector("onnxruntime", standard)),
         ("Ultra-Light RFB-320", lambda: UltraLightDetector(models / "version-RFB-320.onnx")),
@@ -261,6 +266,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--limit", type=int, help="use only the first N images of each set")
     parser.add_argument(
+        "--ours", type=Path, metavar="DIR",
+        help=f"run our cascade from DIR ({', '.join(OURS)}) instead of the shipped files "
+             "(a candidate, for a quick check)",
+    )
+    parser.add_argument(
         "--only", action="append", metavar="LABEL",
         help="run only the detectors whose label contains this text (repeatable; for a quick "
              "check, not for --out)",
@@ -300,7 +310,7 @@ def main() -> int:
 
     kept = previous_ms(args.out) if args.keep_ms and args.out and args.out.is_file() else {}
     detectors = [
-        (label, factory) for label, factory in _detectors(args.data / "models")
+        (label, factory) for label, factory in _detectors(args.data / "models", args.ours)
         if not args.only or any(text in label for text in args.only)
     ]
     rows = [

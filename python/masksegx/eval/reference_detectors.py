@@ -242,9 +242,8 @@ class YuNetDetector:
         image = as_image(image_bgr, "image_bgr")
         height, width = image.shape[:2]
         self._detector.setInputSize((width, height))
-        _, rows = self._detector.detect(np.ascontiguousarray(image))
-        if rows is None:
-            rows = np.zeros((0, 15), np.float32)
+        found: np.ndarray | None = self._detector.detect(np.ascontiguousarray(image))[1]
+        rows = np.zeros((0, 15), np.float32) if found is None else found  # None: no face
         rows = rows[np.argsort(-rows[:, 14], kind="stable")].astype(np.float64)
         boxes = np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:4]], axis=1)
         boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)
