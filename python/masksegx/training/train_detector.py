@@ -375,6 +375,8 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         "sampling_seconds": sampling_seconds, "training_seconds": training_seconds,
         "epochs": len(history), "final": history[-1], "export": export, "counts": counts,
         "loss_weights": weights, "mirrored_fraction": sampling.MIRRORED_FRACTION,
+        "teacher": bool(args.teacher), "augment": bool(args.augment),
+        "start_from": None if args.start_from is None else str(args.start_from),
     }
 
 
@@ -449,6 +451,36 @@ def stage_commands(results: Results) -> list[tuple[str, list[str]]]:
     return list(commands.items())
 
 
+def _teacher_data_lines() -> list[str]:
+    """The card's data bullets for stages trained with ``--teacher``."""
+    held_out = {folder: skip for folder, _, skip in sampling.TEACHER_SETS}
+    return [
+        "- `det/ilc2021` (**no license stated**; web photos; used for training): boxes of the",
+        "  images whose name does not end in 0 or 1 (those are the validation split), plus the",
+        "  faces YuNet-n finds there that overlap no annotated box (IoU < 0.3: background faces",
+        "  the annotators left out), so that no negative is cut from them. Its crowds give the",
+        "  R/O-nets' mined hard negatives.",
+        "- YuNet-n (`models/yunet_n_dynamic.onnx`, Apache-2.0) as a **teacher**: its boxes",
+        "  (score >= 0.6) label images without boxes; its landmarks only place synthetic masks",
+        "  there (no landmark samples). Sets: `masked_unlabeled/rwmfd` (research use; every",
+        f"  {held_out['masked_unlabeled/rwmfd']}th image in path order from index 3 held out),",
+        "  `seg/ffhq_synthmask/train` crops (FFHQ, CC BY-NC-SA; the test crops unseen), and",
+        "  every 4th `attr/utkface` file outside its validation files (non-commercial",
+        "  research). Negatives are cut only from teacher images with more than one face.",
+    ]
+
+
+def _augment_lines() -> list[str]:
+    """The card's data bullets for stages trained with ``--augment``."""
+    return [
+        f"- Augmentation (training samples): {sampling.ZOOM_IN_FRACTION:.0%} of the single-face",
+        "  images are cut to a window whose sides lie from 10 % outside to 20 % inside the face",
+        "  box (a tight crop with chin or forehead cut off; the crops then show black beyond",
+        "  the window, as the cascade pads the image); blur, JPEG quality 15-60 and",
+        f"  light/colour changes, each with probability {sampling.PHOTOMETRIC_PROBABILITY:g}.",
+    ]
+
+
 def write_card(out: Path, results: Results) -> None:
     total_seconds = sum(
         results[stage]["sampling_seconds"] + results[stage]["training_seconds"]
@@ -507,7 +539,12 @@ def write_card(out: Path, results: Results) -> None:
         "- Mirroring: half of the crops are mirrored left-right (exact box/landmark mirror, left",
         "  and right eyes and mouth corners swapped) for stages trained since sample format 2",
         "  (column `mirrored` below; earlier runs: none).",
-        "- No distillation from the reference models; `masked_unlabeled/rwmfd` unused.",
+        *(_teacher_data_lines() if any(
+            results.get(stage, {}).get("teacher") for stage in STAGES
+        ) else ["- No distillation from the reference models; `masked_unlabeled/rwmfd` unused."]),
+        *(_augment_lines() if any(
+            results.get(stage, {}).get("augment") for stage in STAGES
+        ) else []),
         "- Labels: positive IoU >= 0.65, part 0.4-0.65, negative < 0.3 with every face;",
         "  R/O-net also get the earlier stages' detections on the training images, labelled",
         "  the same way (hard-negative mining). See `masksegx/training/samples.py`.",
@@ -597,9 +634,14 @@ def write_card(out: Path, results: Results) -> None:
                     f"{c['with_mask_recall']:.3f} | {c['precision']:.3f} | {c['detections']} |"
                 )
         lines.append("")
+    teacher = any(results.get(stage, {}).get("teacher") for stage in STAGES)
     lines += [
         "Licenses: the weights are trained on research-only data (CUHK/MTFL) as well as CC0",
-        "data; treat them as research use only.",
+        *([
+            "data, on det/ilc2021 (no license stated), on non-commercial sets (FFHQ crops,",
+            "UTKFace) and on RWMFD (research use), with YuNet-n (Apache-2.0) as the teacher;",
+        ] if teacher else ["data;"]),
+        "treat them as research use only.",
         "",
     ]
     (out / CARD).write_text("\n".join(lines))
