@@ -110,6 +110,33 @@ def test_mirrored_landmarks_map_back_to_the_same_pixels():
     np.testing.assert_allclose(got[0], np.concatenate(truth) / side, atol=1e-6)
 
 
+def test_crops_leaving_the_image_are_black_outside_it():
+    """As the nets were trained: the part of a box outside the image is black, the part inside
+    keeps its place in the crop (not stretched over the whole crop)."""
+    image = np.full((40, 40, 3), 255, np.uint8)
+    source = detect._Source(image, True)
+    # MTCNN's 1-based corners: pixels -20..19 across, 0..39 down; the left half is outside.
+    boxes = np.array([[-19.0, 1.0, 20.0, 40.0, 0.9], [1.0, 1.0, 40.0, 40.0, 0.9]], np.float32)
+    crops, kept = detect._crops(source, boxes, 24)
+    assert len(kept) == 2
+    white = (255 - 127.5) / 128
+    np.testing.assert_allclose(crops[0][:, :, :12], detect._BLACK)
+    np.testing.assert_allclose(crops[0][:, :, 12:], white, atol=1e-5)
+    np.testing.assert_allclose(crops[1], white, atol=1e-5)
+
+
+def test_pyramid_levels_are_padded_black_and_cells_map_back():
+    level = np.zeros((1, 3, 5, 6), np.float32)
+    padded = detect._padded(level, 4)
+    assert padded.shape == (1, 3, 13, 14)
+    assert np.all(padded[:, :, 4:9, 4:10] == 0) and padded[0, 0, 0, 0] == detect._BLACK
+    # The cell whose window starts at padded pixel (4, 4) starts at image pixel (0, 0).
+    prob = np.zeros((2, 3), np.float32)
+    prob[1, 2] = 1.0
+    boxes = detect._cells_to_boxes(np.zeros((4, 2, 3), np.float32), prob, 1.0, 0.5, pad=4)
+    np.testing.assert_array_equal(boxes[0, :4], [1, -1, 12, 10])
+
+
 def test_large_crop_batches_run_in_chunks_with_the_same_answers(models):
     rnet = detect._load(models[1], "native", 0, ("reg", "prob"))
     chunk = detect._CHUNK[24]

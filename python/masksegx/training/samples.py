@@ -71,7 +71,10 @@ MIRRORED_FRACTION = 0.5
 MIRRORED_LANDMARKS = [1, 0, 2, 4, 3]
 SHARD_SIZE = 20000
 #: Share of the single-face images cut into their face (augmented samples only).
-ZOOM_IN_FRACTION = 0.4
+ZOOM_IN_FRACTION = 0.5
+#: How far each side of a zoom-in window lies inside the face box, as a fraction of the face's
+#: size (negative: outside); real tight crops cut up to about a third of the face.
+ZOOM_IN_RANGE = (-0.1, 0.35)
 #: Probability of each photometric change (augmented samples only).
 PHOTOMETRIC_PROBABILITY = 0.2
 
@@ -463,12 +466,13 @@ def _load_rgb(
 def _zoom_in(
     image: np.ndarray, face_image: FaceImage, rng: np.random.Generator
 ) -> tuple[np.ndarray, npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
-    """The image cut to a window around its one face that may cut into it (each side moved
-    by -10 % to +20 % of the face size from the face's edge: a tight crop, chin or forehead
-    cut off), the face box and landmarks in the window's pixels (the box may leave it)."""
+    """The image cut to a window around its one face that may cut into it (each side from
+    :data:`ZOOM_IN_RANGE` of the face size inside the face's edge: a tight crop, chin or
+    forehead cut off), the face box and landmarks in the window's pixels (the box may leave
+    it)."""
     face = face_image.boxes[0]
     size = np.array([face[2] - face[0] + 1, face[3] - face[1] + 1] * 2)
-    inward = rng.uniform(-0.1, 0.2, 4) * size * np.array([1, 1, -1, -1])
+    inward = rng.uniform(*ZOOM_IN_RANGE, 4) * size * np.array([1, 1, -1, -1])
     height, width = image.shape[:2]
     x0, y0 = (int(max(0, v)) for v in (face[:2] + inward[:2]))
     x1 = int(min(width, face[2] + 1 + inward[2]))

@@ -316,6 +316,12 @@ class YuNetTeacher:
         self._unsaved = 0
 
 
+def augmentation_settings() -> dict[str, object]:
+    """What ``--augment`` does, for the sample cache's key."""
+    return {"zoom_in": sampling.ZOOM_IN_FRACTION, "zoom_in_range": sampling.ZOOM_IN_RANGE,
+            "photometric": sampling.PHOTOMETRIC_PROBABILITY}
+
+
 def run_stage(stage: DetectorStage, args: argparse.Namespace,
               templates: list[MaskTemplate]) -> dict[str, object]:
     """Generate (or load cached) samples, train, save weights, export; returns the card facts."""
@@ -343,7 +349,8 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         augment = args.augment and split == "train"
         meta = {"stage": stage, "split": split, "quota": vars(split_quota), "seed": seed,
                 "detector": detector_id, "format": 4 if teacher or augment else 3,
-                **({"teacher": True} if teacher else {}), **({"augment": True} if augment else {})}
+                **({"teacher": True} if teacher else {}),
+                **({"augment": augmentation_settings()} if augment else {})}
         box_images, landmark_images = sampling.sources(args.data, split == "val", teacher)
         if teacher is not None:
             teacher.save()
@@ -474,7 +481,8 @@ def _augment_lines() -> list[str]:
     """The card's data bullets for stages trained with ``--augment``."""
     return [
         f"- Augmentation (training samples): {sampling.ZOOM_IN_FRACTION:.0%} of the single-face",
-        "  images are cut to a window whose sides lie from 10 % outside to 20 % inside the face",
+        "  images are cut to a window whose sides lie from "
+        f"{-sampling.ZOOM_IN_RANGE[0]:.0%} outside to {sampling.ZOOM_IN_RANGE[1]:.0%} inside the face",
         "  box (a tight crop with chin or forehead cut off; the crops then show black beyond",
         "  the window, as the cascade pads the image); blur, JPEG quality 15-60 and",
         f"  light/colour changes, each with probability {sampling.PHOTOMETRIC_PROBABILITY:g}.",
