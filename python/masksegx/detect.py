@@ -7,9 +7,12 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
    with area interpolation, normalised as ``(pixel - 127.5) / 128`` (RGB, NCHW). Levels 0-2
    are resampled from the image, level k >= 3 from level k - 3 (a deviation from facenet-pytorch
    for speed; area of area, at least 2.8x smaller each time).
-2. P-net on every level; each output cell ``(row, col)`` with face probability
-   ``>= thresholds[0]`` proposes ``floor((2 col + 1) / s)``, ``floor((2 row + 1) / s)``,
-   ``floor((2 col + 12) / s)``, ``floor((2 row + 12) / s)``; NMS ``nms_thresholds[0]`` per level,
+2. P-net on every level with a black border of ``p`` = 4 pixels around it (a deviation from
+   facenet-pytorch: a face cut by the frame still fills a 12x12 window, and black beyond the
+   edge is what the nets saw in training); each output cell ``(row, col)`` with face
+   probability ``>= thresholds[0]`` proposes ``floor((2 col - p + 1) / s)``,
+   ``floor((2 row - p + 1) / s)``, ``floor((2 col - p + 12) / s)``,
+   ``floor((2 row - p + 12) / s)``; NMS ``nms_thresholds[0]`` per level,
    NMS ``nms_thresholds[1]`` over all levels, box regression with the box width ``x2 - x1``,
    then squaring (rerec).
 3. R-net on 24x24 crops; keep probability ``> thresholds[1]``, NMS ``nms_thresholds[1]``,
@@ -23,10 +26,11 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
 
 The IoU of the first two stages is measured without the +1 pixel (torchvision's ``nms``, as
 facenet-pytorch uses there) and the last NMS with the +1 (its ``batched_nms_numpy``). A crop is
-the part of its box inside the image (corners truncated to integers, then clipped), resized to
-the net input by area resampling (:func:`masksegx.nn.resize_area`, OpenCV's ``INTER_AREA``
-where both sides shrink or both grow); boxes entirely outside the image are dropped. Returned
-boxes are not clipped.
+its box (corners truncated to integers) resized to the net input by area resampling
+(:func:`masksegx.nn.resize_area`, OpenCV's ``INTER_AREA`` where both sides shrink or both
+grow), black where the box leaves the image (facenet-pytorch stretches the part inside over
+the whole crop; the original MTCNN and our training pad, as here); boxes entirely outside the
+image are dropped. Returned boxes are not clipped.
 """
 
 from __future__ import annotations
