@@ -7,7 +7,8 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
    with area interpolation, normalised as ``(pixel - 127.5) / 128`` (RGB, NCHW). Levels 0-2
    are resampled from the image, level k >= 3 from level k - 3 (a deviation from facenet-pytorch
    for speed; area of area, at least 2.8x smaller each time).
-2. P-net on every level with a black border of ``p`` = 4 pixels around it (a deviation from
+2. P-net on every level, the levels with a shorter side of at most 160 pixels with a black
+   border of ``p`` = 4 pixels around them (``p`` = 0 on the others; a deviation from
    facenet-pytorch: a face cut by the frame still fills a 12x12 window, and black beyond the
    edge is what the nets saw in training); each output cell ``(row, col)`` with face
    probability ``>= thresholds[0]`` proposes ``floor((2 col - p + 1) / s)``,
@@ -183,11 +184,12 @@ class FaceDetector:
                 whole = np.array([[0, 0, source.shape[2], source.shape[1]]], np.int64)
                 _core.resize_area_boxes(source, whole, size, level)
             levels.append(level[0])
-            out = pnet(_padded(level, _PNET_PAD))
+            pad = _PNET_PAD if min(size) <= _PADDED_LEVEL_SIDE else 0
+            out = pnet(_padded(level, pad))
             prob = out["prob"][0, 1]
             if prob.max() < self.thresholds[0]:
                 continue
-            found = _cells_to_boxes(out["reg"][0], prob, scale, self.thresholds[0], _PNET_PAD)
+            found = _cells_to_boxes(out["reg"][0], prob, scale, self.thresholds[0], pad)
             keep = nms_exclusive(found[:, :4], found[:, 4], self.nms_thresholds[0])
             candidates.append(found[keep])
         if not candidates:
@@ -282,8 +284,12 @@ _SCRATCH = threading.local()
 #: from the image: cheaper than resampling the image every time, with the same AP50 on the
 #: facemask validation split for our nets (resampling from the level before lost some).
 _PYRAMID_STEP = 3
-#: Black pixels added around every pyramid level before the P-net (see :func:`_padded`).
+#: Black pixels added around the small pyramid levels before the P-net (see :func:`_padded`).
 _PNET_PAD = 4
+#: Levels whose shorter side is at most this are padded: there a face is a large part of the
+#: frame and likely cut by it; the large levels (small faces) would pay most of the padding's
+#: extra P-net work.
+_PADDED_LEVEL_SIDE = 160
 #: A black pixel after normalisation, ``(0 - 127.5) / 128``.
 _BLACK = -0.99609375
 
