@@ -167,7 +167,7 @@ def test_spectral_box_limits_the_mask(tmp_path):
     mask = cv2.imread(str(tmp_path / "canvas_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
     assert mask.any() and not mask[:40].any() and not mask[:, :30].any()
 
-DET_KEYS = {"ap50", "ap50_min20", "recall", "n_images", "ms_per_image"}
+DET_KEYS = {"ap50", "ap50_min20", "recall", "precision", "precision_min20", "n_images", "ms_per_image"}
 FACE = (10.0, 10.0, 60.0, 60.0)
 FACE_POINTS = np.array([[25.0, 30.0], [45.0, 30.0], [35.0, 40.0], [27.0, 50.0], [43.0, 50.0]])
 
@@ -226,7 +226,34 @@ def test_eval_det_empty_split_exits_2(tmp_path, capsys):
     assert "no image/annotation pairs" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("detector", ["ultralight", "ultralight-masked", "retinaface"])
+def test_eval_found_scores_a_folder_tree(tmp_path, capsys, monkeypatch):
+    # A detector that finds a face only in bright images.
+    monkeypatch.setattr(
+        "masksegx.cli.eval_found.make_detector",
+        lambda name, models_dir=None, **kwargs: lambda image: (
+            np.array([FACE] * int(image.mean() > 50)), np.array([0.9] * int(image.mean() > 50))
+        ),
+    )
+    for k, name in enumerate(("a/1.jpg", "a/2.jpg", "b/3.png", "4.jpg")):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), np.full((20, 30, 3), 255 * (k != 0), np.uint8))
+    out = tmp_path / "found.json"
+    assert main(["eval-found", "--images", str(tmp_path), "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["found_rate"] == 0.75 and record["n_images"] == 4
+    assert "found rate" in capsys.readouterr().out
+    assert main(["eval-found", "--images", str(tmp_path), "--every", "2", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["n_images"] == 2
+
+
+def test_eval_found_without_images_exits_2(tmp_path, capsys):
+    assert main(["eval-found", "--images", str(tmp_path / "nowhere")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["eval-found", "--images", str(tmp_path)]) == 2
+    assert "no images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("detector", ["ultralight", "ultralight-masked", "retinaface", "yunet"])
 def test_eval_det_missing_model_exits_2(tmp_path, capsys, detector):
     images, annotations = make_voc_dataset(tmp_path / "data", numbers=(1,))
     assert main(det_args(images, annotations, "--detector", detector)) == 2

@@ -110,6 +110,33 @@ def test_mirrored_landmarks_map_back_to_the_same_pixels():
     np.testing.assert_allclose(got[0], np.concatenate(truth) / side, atol=1e-6)
 
 
+def test_crops_leaving_the_image_are_black_outside_it():
+    """As the nets were trained: the part of a box outside the image is black, the part inside
+    keeps its place in the crop (not stretched over the whole crop)."""
+    image = np.full((40, 40, 3), 255, np.uint8)
+    source = detect._Source(image, True)
+    # MTCNN's 1-based corners: pixels -20..19 across, 0..39 down; the left half is outside.
+    boxes = np.array([[-19.0, 1.0, 20.0, 40.0, 0.9], [1.0, 1.0, 40.0, 40.0, 0.9]], np.float32)
+    crops, kept = detect._crops(source, boxes, 24)
+    assert len(kept) == 2
+    white = (255 - 127.5) / 128
+    np.testing.assert_allclose(crops[0][:, :, :12], detect._BLACK)
+    np.testing.assert_allclose(crops[0][:, :, 12:], white, atol=1e-5)
+    np.testing.assert_allclose(crops[1], white, atol=1e-5)
+
+
+def test_pyramid_levels_are_padded_black_and_cells_map_back():
+    level = np.zeros((1, 3, 5, 6), np.float32)
+    padded = detect._padded(level, 4)
+    assert padded.shape == (1, 3, 13, 14)
+    assert np.all(padded[:, :, 4:9, 4:10] == 0) and padded[0, 0, 0, 0] == detect._BLACK
+    # The cell whose window starts at padded pixel (4, 4) starts at image pixel (0, 0).
+    prob = np.zeros((2, 3), np.float32)
+    prob[1, 2] = 1.0
+    boxes = detect._cells_to_boxes(np.zeros((4, 2, 3), np.float32), prob, 1.0, 0.5, pad=4)
+    np.testing.assert_array_equal(boxes[0, :4], [1, -1, 12, 10])
+
+
 def test_large_crop_batches_run_in_chunks_with_the_same_answers(models):
     rnet = detect._load(models[1], "native", 0, ("reg", "prob"))
     chunk = detect._CHUNK[24]
@@ -241,3 +268,43 @@ def test_shipped_models_find_the_example_face_on_both_backends(example):
     # box reaches IoU 0.79 at best). Ours: 0.50 and 0.68 (example 0 also gets a false positive
     # on the background).
     assert (inter / union).max() > 0.45
+
+
+@pytest.mark.parametrize("width", [300, 450, 600, 900, 1200, 1800, 2400, 3000, 3600, 4800])
+def test_shipped_models_find_the_navy_example_at_every_width(width):
+    """The close-up is found whatever the photo's size: the pyramid reaches a face that fills
+    most of the frame, at every phase of its levels."""
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.examples import EXAMPLES
+
+    path, face = EXAMPLES[1]
+    image = cv2.imread(path)
+    factor = width / image.shape[1]
+    resized = cv2.resize(image, (width, round(image.shape[0] * factor)))
+    found = detect_faces(resized)
+    assert len(found) >= 1
+    # The most overlapping box covers the face: IoU with the scaled annotation.
+    x0, y0, x1, y1 = (v * factor for v in face)
+    boxes = found.boxes
+    inter = np.prod(
+        np.clip(np.minimum(boxes[:, 2:], [x1, y1]) - np.maximum(boxes[:, :2], [x0, y0]), 0, None),
+        axis=1,
+    )
+    union = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) + (x1 - x0) * (y1 - y0) - inter
+    assert (inter / union).max() > 0.45
+
+
+def test_shipped_models_find_a_face_cut_by_the_frame():
+    """A tight crop of the navy example (forehead and chin cut by a tenth of the face height,
+    128 px) is found: the P-net windows and the crops reach past the image edge."""
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.examples import EXAMPLES
+
+    path, (x0, y0, x1, y1) = EXAMPLES[1]
+    cut_x, cut_y = (x1 - x0) // 20, (y1 - y0) // 10
+    crop = cv2.imread(path)[y0 + cut_y : y1 - cut_y, x0 + cut_x : x1 - cut_x]
+    found = detect_faces(cv2.resize(crop, (128, 128), interpolation=cv2.INTER_AREA))
+    assert len(found) >= 1
+    # The face fills the crop: the best box covers most of it.
+    covered = np.clip(found.boxes[:, 2:], 0, 128) - np.clip(found.boxes[:, :2], 0, 128)
+    assert covered.prod(axis=1).max() > 0.5 * 128 * 128

@@ -13,7 +13,10 @@ from masksegx.eval.detection import (
     box_iou,
     class_recall,
     evaluate_detector,
+    evaluate_found,
     evaluate_landmarks,
+    image_files,
+    precision,
     read_cuhk,
     read_mtfl,
     read_voc,
@@ -180,6 +183,39 @@ def test_voc_pairs_and_split(tmp_path):
         voc_pairs(tmp_path / "nowhere", annotations)
 
 
+def test_ilc_split_takes_names_ending_in_0_or_1(tmp_path):
+    stems = ["9e0", "ab1", "c2f", "0a", "11"]
+    pairs = [(tmp_path / f"{stem}.jpg", tmp_path / f"{stem}.xml") for stem in stems]
+    assert [p.stem for p, _ in split_pairs(pairs, "ilc-val")] == ["9e0", "ab1", "11"]
+    assert [p.stem for p, _ in split_pairs(pairs, "ilc-train")] == ["c2f", "0a"]
+
+
+def test_precision_counts_detections_on_a_face_and_can_skip_narrow_ones():
+    truth = [np.array([WIDE, NARROW])]
+    found = [dets((WIDE, 0.9), (NARROW, 0.8), (FAR, 0.7), (WIDE, 0.6))]
+    assert precision(found, truth) == 0.75  # the duplicate on WIDE counts as a hit
+    assert precision(found, truth, min_width=20) == 2 / 3  # NARROW left out
+    assert math.isnan(precision([dets()], truth))
+    assert precision(found, [np.zeros((0, 4))]) == 0.0
+
+
+def test_found_rate_over_a_folder_tree(tmp_path):
+    for name in ("a/1.jpg", "a/2.png", "b/3.jpg", "4.jpg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), np.full((20, 30, 3), int(name[-5]) * 40, np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    files = image_files(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == ["4.jpg", "a/1.jpg", "a/2.png", "b/3.jpg"]
+    assert [p.name for p in image_files(tmp_path, every=2)] == ["1.jpg", "3.jpg"]
+    # A face "found" in images brighter than the first: three of four.
+    result = evaluate_found(files, lambda image: dets(*[(WIDE, 0.9)] * int(image.mean() > 50)))
+    assert result["found_rate"] == 0.75 and result["n_found"] == 3 and result["n_images"] == 4
+    with pytest.raises(DatasetError, match="no images"):
+        evaluate_found([], lambda image: dets())
+    with pytest.raises(DatasetError, match="not found"):
+        image_files(tmp_path / "nowhere")
+
+
 def test_split_needs_numbered_names(tmp_path):
     with pytest.raises(DatasetError, match="number"):
         split_pairs([(tmp_path / "photo.jpg", tmp_path / "photo.xml")], "val")
@@ -189,7 +225,9 @@ def test_evaluate_detector_keys_and_perfect_scores(tmp_path):
     images, annotations = make_voc_dataset(tmp_path, [1, 2])
     pairs = voc_pairs(images, annotations)
     result = evaluate_detector(pairs, lambda image: dets((WIDE, 0.9)))
-    assert set(result) == {"ap50", "ap50_min20", "recall", "n_images", "ms_per_image"}
+    assert set(result) == {
+        "ap50", "ap50_min20", "recall", "precision", "precision_min20", "n_images", "ms_per_image"
+    }
     assert result["ap50"] == result["ap50_min20"] == 1.0
     assert result["recall"]["with_mask"] == 1.0 and result["n_images"] == 2
     assert result["ms_per_image"] >= 0.0
@@ -395,7 +433,7 @@ def test_detectors_report_what_is_missing(tmp_path, monkeypatch):
         make_detector("retinaface")
     with pytest.raises(DetectorUnavailable, match="version-RFB-320.onnx"):
         make_detector("ultralight", tmp_path)
-    with pytest.raises(DetectorUnavailable, match="yunet_n_640_640.onnx"):
+    with pytest.raises(DetectorUnavailable, match="yunet_n_dynamic.onnx"):
         make_detector("yunet", tmp_path)
     with pytest.raises(ValueError, match="expected one of"):
         make_detector("yolo", tmp_path)

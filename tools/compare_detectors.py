@@ -1,9 +1,10 @@
 """Compare face detectors in one process and one run: the package's MTCNN (both backends), the
-same cascade on the standard MTCNN weights, and the Ultra-Light and RetinaFace reference models.
+same cascade on the standard MTCNN weights, and the Ultra-Light, RetinaFace and YuNet-n
+reference models.
 
     python -m tools.compare_detectors --out docs/detectors.md
 
-Columns, from ``--data`` (default ``../shared/data`` next to the repository):
+Three tables. The first, from ``--data`` (default ``../shared/data`` next to the repository):
 
 - ``det/facemask`` validation split (images whose number ends in 1): VOC AP at IoU 0.5 over all
   boxes (AP50), with boxes narrower than 20 px ignored (AP50 min20), recall per mask class over
@@ -17,6 +18,16 @@ Columns, from ``--data`` (default ``../shared/data`` next to the repository):
   median of 3 calls (after one warm-up call). Single thread for the onnxruntime reference
   models.
 
+The second, per VOC source (``det/facemask`` validation split, ``det/ilc2021`` validation split:
+names ending in 0 or 1), each detector at its own default thresholds: AP50 over faces >= 20 px
+wide, recall per mask class, precision over all detections and over those >= 20 px wide.
+
+The third, found rates (share of images with at least one detection; every image holds a face):
+``det/cuhk5pt`` (all images), ``attr/utkface`` validation files (every 10th in name order),
+``seg/real_dev`` and ``seg/ffhq_synthmask/test`` crops (and the two together), and
+``masked_unlabeled/rwmfd``. The second and third tables skip the onnxruntime rows (the same
+nets as the native rows, the same figures).
+
 A detector that cannot be built or run (module or model missing, ``models=`` not supported)
 gets "n/a" and the reason on stderr; landmark columns are "n/a" for detectors without landmarks.
 """
@@ -24,6 +35,7 @@ gets "n/a" and the reason on stderr; landmark columns are "n/a" for detectors wi
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import statistics
 import sys
@@ -39,15 +51,19 @@ from masksegx.eval.datasets import DatasetError, read_image
 from masksegx.eval.detection import (
     FACEMASK_CLASSES,
     evaluate_detector,
+    evaluate_found,
     evaluate_landmarks,
+    image_files,
     read_cuhk,
     split_pairs,
     voc_pairs,
 )
 from masksegx.eval.reference_detectors import (
+    REFERENCE_MODELS,
     STANDARD_MTCNN_MODELS,
     RetinaFaceDetector,
     UltraLightDetector,
+    YuNetDetector,
     mtcnn_detector,
 )
 from masksegx.eval.report import markdown_table
@@ -60,12 +76,17 @@ TIMING_RUNS = 20
 Factory = Callable[[], Callable]
 
 
-def _detectors(models: Path) -> list[tuple[str, Factory]]:
+#: Our cascade's files in a folder given by --ours (the shipped ones by default).
+OURS = ("ds_mtcnn_pnet.onnx", "ds_mtcnn_rnet.onnx", "ds_mtcnn_onet.onnx", "ds_mtcnn_lnet.onnx")
+
+
+def _detectors(models: Path, ours: Path | None = None) -> list[tuple[str, Factory]]:
     """(label, factory) in table order; a factory builds its detector (it may raise)."""
     standard = [models / name for name in STANDARD_MTCNN_MODELS]
+    candidate = None if ours is None else [ours / name for name in OURS]
     return [
-        ("ours, native", lambda: mtcnn_detector("native")),
-        ("ours, onnxruntime", lambda: mtcnn_detector("onnxruntime")),
+        ("ours, native", lambda: mtcnn_detector("native", candidate)),
+        ("ours, onnxruntime", lambda: mtcnn_detector("onnxruntime", candidate)),
         ("standard MTCNN, native", lambda: mtcnn_detector("native", standard)),
         ("standard MTCNN, onnxruntime", lambda: mtcnn_detector("onnxruntime", standard)),
         ("Ultra-Light RFB-320", lambda: UltraLightDetector(models / "version-RFB-320.onnx")),
@@ -77,6 +98,7 @@ def _detectors(models: Path) -> list[tuple[str, Factory]]:
             "RetinaFace mnet0.25 512",
             lambda: RetinaFaceDetector(models / "retinaface_mnet025_512.onnx"),
         ),
+        ("YuNet-n", lambda: YuNetDetector(models / REFERENCE_MODELS["yunet"])),
     ]
 
 
@@ -102,6 +124,42 @@ def _mean_milliseconds(detect: Callable, images: list) -> float:
             times.append(time.perf_counter() - start)
         per_image.append(statistics.median(times))
     return 1000.0 * statistics.fmean(per_image)
+
+
+#: Found-rate sets: (column key, header, folder under --data, every n-th image).
+FOUND_SETS = (
+    ("cuhk5pt", "cuhk5pt", "det/cuhk5pt/images", 1),
+    ("utkface_val", "utkface val", "attr/utkface", 10),
+    ("real_dev", "real_dev", "seg/real_dev/images", 1),
+    ("ffhq_test", "ffhq_synthmask test", "seg/ffhq_synthmask/test/images", 1),
+    ("rwmfd", "rwmfd", "masked_unlabeled/rwmfd", 1),
+)
+#: VOC sources of the second table: (label, folder under --data, split).
+VOC_SOURCES = (("facemask val", "det/facemask", "val"), ("ILC val", "det/ilc2021", "ilc-val"))
+
+
+def _source_rows(label: str, factory: Factory, voc_sets: dict, found_sets: dict) -> tuple[list, dict]:
+    """The second table's rows (one per VOC source) and the third table's row of a detector."""
+    try:
+        detect = factory()
+    except Exception as err:  # noqa: BLE001 - reported in the first table's pass as well
+        print(f"{label}: n/a ({type(err).__name__}: {err})", file=sys.stderr)
+        return [{"source": source, "detector": label} for source in voc_sets], {"detector": label}
+    voc_rows = []
+    for source, pairs in voc_sets.items():
+        scores = evaluate_detector(pairs, detect)
+        voc_rows.append({
+            "source": source, "detector": label, "ap50_min20": scores["ap50_min20"],
+            **{f"recall_{name}": value for name, value in scores["recall"].items()},
+            "precision": scores["precision"], "precision_min20": scores["precision_min20"],
+        })
+    found = {"detector": label}
+    for key, images in found_sets.items():
+        found[key] = evaluate_found(images, detect)["found_rate"]
+    counts = [found[key] * len(found_sets[key]) for key in ("real_dev", "ffhq_test")]
+    found["seg_test"] = sum(counts) / (len(found_sets["real_dev"]) + len(found_sets["ffhq_test"]))
+    print(f"{label}: sources done", file=sys.stderr)
+    return voc_rows, found
 
 
 def _row(label: str, factory: Factory, pairs, landmark_items, cuhk_images, timing_images,
@@ -144,6 +202,22 @@ COLUMNS = (
 )
 
 
+SOURCE_COLUMNS = (
+    ("source", "source", "{}"),
+    ("detector", "detector", "{}"),
+    ("ap50_min20", "AP50 min20", "{:.3f}"),
+    *((f"recall_{name}", f"R {name}", "{:.3f}") for name in FACEMASK_CLASSES),
+    ("precision", "precision", "{:.3f}"),
+    ("precision_min20", "P min20", "{:.3f}"),
+)
+FOUND_COLUMNS = (
+    ("detector", "detector", "{}"),
+    *((key, header, "{:.3f}") for key, header, _, _ in FOUND_SETS[:4]),
+    ("seg_test", "real_dev + ffhq test", "{:.3f}"),
+    ("rwmfd", "rwmfd", "{:.3f}"),
+)
+
+
 def _cell(row: dict, key: str, fmt: str) -> str:
     value = row.get(key)
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -151,17 +225,26 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     return fmt.format(value)
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], columns: tuple = COLUMNS) -> str:
     return markdown_table(
-        [header for _, header, _ in COLUMNS],
-        ([_cell(row, key, fmt) for key, _, fmt in COLUMNS] for row in rows),
-        ["left" if key == "detector" else "right" for key, _, _ in COLUMNS],
+        [header for _, header, _ in columns],
+        ([_cell(row, key, fmt) for key, _, fmt in columns] for row in rows),
+        ["left" if key in ("detector", "source") else "right" for key, _, _ in columns],
     )
 
 
 def previous_ms(path: Path) -> dict[str, dict[str, float]]:
-    """The timing columns of an earlier table written by this script, by detector."""
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    """The timing columns of the first table of an earlier file written by this script, by
+    detector."""
+    lines = list(
+        itertools.takewhile(
+            lambda line: line.startswith("| "),
+            itertools.dropwhile(
+                lambda line: not line.startswith("| "),
+                path.read_text(encoding="utf-8").splitlines(),
+            ),
+        )
+    )
     if not lines:
         return {}
     header = [c.strip() for c in lines[0].strip("|").split("|")]
@@ -183,6 +266,16 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--limit", type=int, help="use only the first N images of each set")
     parser.add_argument(
+        "--ours", type=Path, metavar="DIR",
+        help=f"run our cascade from DIR ({', '.join(OURS)}) instead of the shipped files "
+             "(a candidate, for a quick check)",
+    )
+    parser.add_argument(
+        "--only", action="append", metavar="LABEL",
+        help="run only the detectors whose label contains this text (repeatable; for a quick "
+             "check, not for --out)",
+    )
+    parser.add_argument(
         "--keep-ms", action="store_true",
         help="take the ms column from the existing --out table (for a rerun on a loaded machine "
              "after a change that leaves the graphs' shapes alone, e.g. retrained weights)",
@@ -201,15 +294,37 @@ def main() -> int:
             pairs, landmark_items = pairs[: args.limit], landmark_items[: args.limit]
         timing_images = [cv2.resize(read_image(image), TIMING_SIZE) for image, _ in pairs]
         painter = MaskPainter(args.data / "masktemplates")
+        voc_sets = {
+            source: split_pairs(
+                voc_pairs(args.data / folder / "images", args.data / folder / "annotations"), split
+            )[: args.limit]
+            for source, folder, split in VOC_SOURCES
+        }
+        found_sets = {
+            key: image_files(args.data / folder, every)[: args.limit]
+            for key, _, folder, every in FOUND_SETS
+        }
     except DatasetError as err:
         print(f"compare_detectors: error: {err}", file=sys.stderr)
         return 2
 
     kept = previous_ms(args.out) if args.keep_ms and args.out and args.out.is_file() else {}
+    detectors = [
+        (label, factory) for label, factory in _detectors(args.data / "models", args.ours)
+        if not args.only or any(text in label for text in args.only)
+    ]
     rows = [
         _row(label, factory, pairs, landmark_items, cuhk / "images", timing_images, painter)
-        for label, factory in _detectors(args.data / "models")
+        for label, factory in detectors
     ]
+    per_source = [
+        _source_rows(label, factory, voc_sets, found_sets)
+        for label, factory in detectors if "onnxruntime" not in label
+    ]
+    source_rows = sorted(
+        (row for voc_rows, _ in per_source for row in voc_rows),
+        key=lambda row: [source for source, _, _ in VOC_SOURCES].index(row["source"]),
+    )
     for row in rows:
         if kept:
             row.update(dict.fromkeys(("ms", "ms_val")), **kept.get(row["detector"], {}))
@@ -222,10 +337,22 @@ def main() -> int:
         "reference models on 1 onnxruntime thread"
         + (" (kept from the previous run of this script: --keep-ms)." if kept else ".")
     )
-    print(table + "\n\n" + note)
+    sizes = ", ".join(f"{source} {len(voc_sets[source])}" for source in voc_sets)
+    found_sizes = ", ".join(f"{key} {len(found_sets[key])}" for key in found_sets)
+    text = "\n\n".join([
+        table, note,
+        "Per source, each detector at its default thresholds (AP50 min20: faces narrower than "
+        "20 px ignored; precision: detections overlapping a labelled face at IoU >= 0.5, P min20: "
+        f"the same over detections >= 20 px wide). Images: {sizes}.",
+        markdown(source_rows, SOURCE_COLUMNS),
+        "Found rate: share of images with at least one detection (every image holds a face). "
+        f"Images: {found_sizes} (utkface: every 10th file, the validation files).",
+        markdown([found for _, found in per_source], FOUND_COLUMNS),
+    ])
+    print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table + "\n\n" + note + "\n", encoding="utf-8")
+        args.out.write_text(text + "\n", encoding="utf-8")
     return 0
 
 

@@ -7,9 +7,13 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
    with area interpolation, normalised as ``(pixel - 127.5) / 128`` (RGB, NCHW). Levels 0-2
    are resampled from the image, level k >= 3 from level k - 3 (a deviation from facenet-pytorch
    for speed; area of area, at least 2.8x smaller each time).
-2. P-net on every level; each output cell ``(row, col)`` with face probability
-   ``>= thresholds[0]`` proposes ``floor((2 col + 1) / s)``, ``floor((2 row + 1) / s)``,
-   ``floor((2 col + 12) / s)``, ``floor((2 row + 12) / s)``; NMS ``nms_thresholds[0]`` per level,
+2. P-net on every level, the levels with a shorter side of at most 160 pixels with a black
+   border of ``p`` = 4 pixels around them (``p`` = 0 on the others; a deviation from
+   facenet-pytorch: a face cut by the frame still fills a 12x12 window, and black beyond the
+   edge is what the nets saw in training); each output cell ``(row, col)`` with face
+   probability ``>= thresholds[0]`` proposes ``floor((2 col - p + 1) / s)``,
+   ``floor((2 row - p + 1) / s)``, ``floor((2 col - p + 12) / s)``,
+   ``floor((2 row - p + 12) / s)``; NMS ``nms_thresholds[0]`` per level,
    NMS ``nms_thresholds[1]`` over all levels, box regression with the box width ``x2 - x1``,
    then squaring (rerec).
 3. R-net on 24x24 crops; keep probability ``> thresholds[1]``, NMS ``nms_thresholds[1]``,
@@ -23,10 +27,11 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
 
 The IoU of the first two stages is measured without the +1 pixel (torchvision's ``nms``, as
 facenet-pytorch uses there) and the last NMS with the +1 (its ``batched_nms_numpy``). A crop is
-the part of its box inside the image (corners truncated to integers, then clipped), resized to
-the net input by area resampling (:func:`masksegx.nn.resize_area`, OpenCV's ``INTER_AREA``
-where both sides shrink or both grow); boxes entirely outside the image are dropped. Returned
-boxes are not clipped.
+its box (corners truncated to integers) resized to the net input by area resampling
+(:func:`masksegx.nn.resize_area`, OpenCV's ``INTER_AREA`` where both sides shrink or both
+grow), black where the box leaves the image (facenet-pytorch stretches the part inside over
+the whole crop; the original MTCNN and our training pad, as here); boxes entirely outside the
+image are dropped. Returned boxes are not clipped.
 """
 
 from __future__ import annotations
@@ -187,11 +192,12 @@ class FaceDetector:
                 whole = np.array([[0, 0, source.shape[2], source.shape[1]]], np.int64)
                 _core.resize_area_boxes(source, whole, size, level)
             levels.append(level[0])
-            out = pnet(level)
+            pad = _PNET_PAD if min(size) <= _PADDED_LEVEL_SIDE else 0
+            out = pnet(_padded(level, pad))
             prob = out["prob"][0, 1]
             if prob.max() < self.thresholds[0]:
                 continue
-            found = _cells_to_boxes(out["reg"][0], prob, scale, self.thresholds[0])
+            found = _cells_to_boxes(out["reg"][0], prob, scale, self.thresholds[0], pad)
             keep = _nms_exclusive(found[:, :4], found[:, 4], self.nms_thresholds[0])
             candidates.append(found[keep])
         if not candidates:
@@ -286,6 +292,14 @@ _SCRATCH = threading.local()
 #: from the image: cheaper than resampling the image every time, with the same AP50 on the
 #: facemask validation split for our nets (resampling from the level before lost some).
 _PYRAMID_STEP = 3
+#: Black pixels added around the small pyramid levels before the P-net (see :func:`_padded`).
+_PNET_PAD = 4
+#: Levels whose shorter side is at most this are padded: there a face is a large part of the
+#: frame and likely cut by it; the large levels (small faces) would pay most of the padding's
+#: extra P-net work.
+_PADDED_LEVEL_SIDE = 160
+#: A black pixel after normalisation, ``(0 - 127.5) / 128``.
+_BLACK = -0.99609375
 
 
 def _level_buffer(size: int) -> np.ndarray:
@@ -305,14 +319,27 @@ def _empty() -> Detections:
     )
 
 
+def _padded(level: np.ndarray, pad: int) -> np.ndarray:
+    """A pyramid level [1, 3, h, w] with ``pad`` black pixels around it: the nets learned
+    black beyond the image edge (the training crops are black-padded), and a face cut by the
+    edge then still fills a whole 12x12 window."""
+    if pad == 0:
+        return level
+    height, width = level.shape[2:]
+    out = np.full((1, 3, height + 2 * pad, width + 2 * pad), _BLACK, np.float32)
+    out[:, :, pad : pad + height, pad : pad + width] = level
+    return out
+
+
 def _cells_to_boxes(
-    reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float
+    reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float, pad: int = 0
 ) -> np.ndarray:
-    """P-net cells with probability >= threshold as rows x1, y1, x2, y2, score, dx1..dy2."""
+    """P-net cells with probability >= threshold as rows x1, y1, x2, y2, score, dx1..dy2
+    (``pad``: the black border of the level the P-net ran on, taken off the coordinates)."""
     rows, cols = np.nonzero(prob >= threshold)
-    cell = np.stack([cols, rows], axis=1).astype(np.float32)
-    top_left = np.floor((2 * cell + 1) / np.float32(scale))
-    bottom_right = np.floor((2 * cell + 12) / np.float32(scale))
+    cell = np.stack([cols, rows], axis=1).astype(np.float32) * 2 - pad
+    top_left = np.floor((cell + 1) / np.float32(scale))
+    bottom_right = np.floor((cell + 12) / np.float32(scale))
     return np.concatenate(
         [top_left, bottom_right, prob[rows, cols, None], reg[:, rows, cols].T], axis=1
     ).astype(np.float32)
@@ -391,18 +418,39 @@ class _Source:
 
 
 def _crops(image: _Source, boxes: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """The in-image part of every box resized to side x side (area resampling), as a normalised
-    NCHW batch, and the boxes kept."""
+    """Every box resized to side x side (area resampling) as a normalised NCHW batch, black
+    where the box leaves the image (as the nets were trained), and the boxes kept (those with
+    some part inside the image)."""
     height, width = image.pixels.shape[:2]
-    corners = np.trunc(boxes[:, :4]).astype(np.int64)
-    corners[:, :2] = np.maximum(corners[:, :2], 1) - 1
+    whole = np.trunc(boxes[:, :4]).astype(np.int64)
+    whole[:, :2] -= 1  # MTCNN's 1-based corners
+    corners = whole.copy()
+    corners[:, :2] = np.maximum(corners[:, :2], 0)
     corners[:, 2] = np.minimum(corners[:, 2], width)
     corners[:, 3] = np.minimum(corners[:, 3], height)
     inside = np.nonzero((corners[:, 2] > corners[:, 0]) & (corners[:, 3] > corners[:, 1]))[0]
     if len(inside) == 0:
         return np.zeros((0, 3, side, side), np.float32), boxes[inside]
-    batch = image.resample(np.ascontiguousarray(corners[inside]), (side, side))
+    corners, whole = corners[inside], whole[inside]
+    batch = image.resample(np.ascontiguousarray(corners), (side, side))
+    for row in np.flatnonzero(np.any(corners != whole, axis=1)):
+        _fill_border_crop(image, corners[row], whole[row], batch[row])
     return batch, boxes[inside]
+
+
+def _fill_border_crop(
+    image: _Source, part: np.ndarray, whole: np.ndarray, out: np.ndarray
+) -> None:
+    """Write into ``out`` [3, S, S] the crop of the box ``whole`` whose in-image ``part`` is
+    given: that part resampled to its share of the crop, black elsewhere."""
+    side = out.shape[-1]
+    span = (whole[2:] - whole[:2]).astype(np.float64)
+    low = np.rint((part[:2] - whole[:2]) * side / span).astype(np.int64)
+    high = np.rint((part[2:] - whole[:2]) * side / span).astype(np.int64)
+    out[:] = _BLACK
+    if np.all(high > low):
+        size = (int(high[1] - low[1]), int(high[0] - low[0]))
+        out[:, low[1] : high[1], low[0] : high[0]] = image.resample(part[None], size)[0]
 
 
 def _model_paths(models: Sequence[PathLike] | None) -> tuple[str, ...]:

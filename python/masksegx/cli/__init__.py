@@ -31,6 +31,11 @@ Subcommands:
     masksegx eval-det --images det/facemask/images --annotations det/facemask/annotations \
         --split val --detector retinaface --models-dir shared/data/models --json det.json
 
+``eval-found``  share of images where a detector finds a face, on folders without boxes::
+
+    masksegx eval-found --images masked_unlabeled/rwmfd --detector yunet --models-dir models
+    masksegx eval-found --images attr/utkface --every 10     # UTKFace validation files
+
 ``eval-landmarks``  score a detector's 5 landmarks on a CUHK or MTFL list (NME)::
 
     masksegx eval-landmarks --annotations det/cuhk5pt/annotations.txt \
@@ -60,7 +65,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from . import demo, eval_attr, eval_det, eval_landmarks, eval_seg, segment, spectral
+from . import demo, eval_attr, eval_det, eval_found, eval_landmarks, eval_seg, segment, spectral
 from ._common import UsageError
 
 
@@ -76,7 +81,7 @@ class _Subcommand(Protocol):
 
 #: The subcommands, in the order ``masksegx --help`` lists them.
 _SUBCOMMANDS: tuple[_Subcommand, ...] = (
-    eval_seg, segment, demo, spectral, eval_det, eval_landmarks, eval_attr,
+    eval_seg, segment, demo, spectral, eval_det, eval_found, eval_landmarks, eval_attr,
 )
 
 

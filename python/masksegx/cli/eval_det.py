@@ -18,6 +18,8 @@ _COLUMNS = (
     ("ap50", "AP50", "{:.4f}"),
     ("ap50_min20", "AP50 min20", "{:.4f}"),
     *((f"recall_{name}", f"R {name}", "{:.4f}") for name in FACEMASK_CLASSES),
+    ("precision", "precision", "{:.4f}"),
+    ("precision_min20", "P min20", "{:.4f}"),
     ("ms_per_image", "ms/image", "{:.1f}"),
 )
 
@@ -29,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="score a face detector on Pascal VOC images + annotations",
         description="Score a face detector on images paired with Pascal VOC xml files by stem: "
         "VOC AP at IoU 0.5 over all boxes, the same with boxes narrower than 20 px ignored, "
-        "recall per mask class. Prints a table, optionally writes JSON.",
+        "recall per mask class, precision (detections overlapping a box), the same over "
+        "detections at least 20 px wide. Prints a table, optionally writes JSON.",
     )
     command.add_argument("--images", required=True, help="folder of images")
     command.add_argument("--annotations", required=True, help="folder of Pascal VOC .xml files")
@@ -37,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--split",
         choices=SPLITS,
         default="all",
-        help="val: images whose number ends in 1 (facemask validation split), train: the rest",
+        help="val: images whose number ends in 1 (facemask validation split), train: the rest; "
+        "ilc-val: names ending in 0 or 1 (det/ilc2021 validation split), ilc-train: the rest",
     )
     add_detector_arguments(command)
     command.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N images")

@@ -31,6 +31,13 @@ With ``ignore_smaller_than=w``, ground-truth boxes narrower than ``w`` pixels
 detections the detector returned (it applied its own score threshold); the recall of a class is
 its matched ground-truth boxes over its ground-truth boxes (NaN for a class that never occurs).
 
+**Precision** (:func:`precision`): the share of the returned detections (optionally only those
+at least ``min_width`` pixels wide) whose box overlaps some ground-truth box at IoU >= 0.5
+(duplicates count as hits; detections of unlabelled faces count against it).
+
+**Found rate** (:func:`evaluate_found`), for folders without boxes where every image holds at
+least one face: the share of images where the detector returns at least one face.
+
 **Landmarks** (:func:`evaluate_landmarks`): one ground-truth face per image, 5 points (left eye,
 right eye, nose, left mouth corner, right mouth corner; "left" = image left).
 
@@ -64,7 +71,10 @@ from ..io import IMAGE_SUFFIXES, DatasetError, read_image
 FACEMASK_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
 #: The validation split of ``det/facemask``: images whose number ends in this digit.
 VALIDATION_DIGIT = "1"
-SPLITS = ("val", "train", "all")
+#: The validation split of ``det/ilc2021``: images whose name (an md5 hex string) ends in one of
+#: these characters (the data README's suggestion).
+ILC_VALIDATION_ENDINGS = ("0", "1")
+SPLITS = ("val", "train", "ilc-val", "ilc-train", "all")
 #: Minimum IoU between the ground-truth box and a detection for a CUHK landmark match.
 LANDMARK_MATCH_IOU = 0.4
 
@@ -149,17 +159,25 @@ def voc_pairs(
     return sorted(pairs, key=lambda pair: pair[0].name)
 
 
+def is_ilc_validation(path: str | os.PathLike[str]) -> bool:
+    """det/ilc2021 validation rule: the file stem ends in 0 or 1."""
+    return Path(path).stem.endswith(ILC_VALIDATION_ENDINGS)
+
+
 def split_pairs(pairs: Sequence[tuple[Path, Path]], split: str) -> list[tuple[Path, Path]]:
-    """The ``val``, ``train`` or ``all`` part of facemask pairs.
+    """The ``val``, ``train``, ``ilc-val``, ``ilc-train`` or ``all`` part of VOC pairs.
 
     ``val`` = images whose file stem ends in a number ending in 1 (``maksssksksss11``), the
-    validation split of issue 3; ``train`` = the other images. DatasetError for a stem without
-    a trailing number (unless ``split == "all"``).
+    facemask validation split of issue 3; ``train`` = the other images. DatasetError for a stem
+    without a trailing number (for those two splits). ``ilc-val`` = images whose stem ends in 0
+    or 1 (det/ilc2021's md5 names, :func:`is_ilc_validation`); ``ilc-train`` = the others.
     """
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
     if split == "all":
         return list(pairs)
+    if split.startswith("ilc-"):
+        return [pair for pair in pairs if is_ilc_validation(pair[0]) == (split == "ilc-val")]
     chosen = []
     for image, annotation in pairs:
         number = re.search(r"(\d+)$", Path(image).stem)
@@ -307,6 +325,32 @@ def class_recall(
     return {name: found[name] / total[name] if total[name] else math.nan for name in classes}
 
 
+def precision(
+    detections_per_image: Sequence[Any],
+    ground_truth_per_image: Sequence[Any],
+    iou: float = 0.5,
+    min_width: float = 0.0,
+) -> float:
+    """Share of the detections at least ``min_width`` pixels wide whose box has IoU >= ``iou``
+    with some ground-truth box of its image; NaN when there is no such detection."""
+    truths = [
+        as_boxes(t, f"ground_truth_per_image[{k}]") for k, t in enumerate(ground_truth_per_image)
+    ]
+    detections = [
+        boxes[boxes[:, 2] - boxes[:, 0] >= min_width]
+        for boxes, _ in _as_detections(detections_per_image, len(truths))
+    ]
+    total = sum(len(boxes) for boxes in detections)
+    if total == 0:
+        return math.nan
+    hits = sum(
+        int(np.count_nonzero(box_iou(boxes, truth).max(axis=1) >= iou))
+        for boxes, truth in zip(detections, truths)
+        if len(boxes) and len(truth)
+    )
+    return hits / total
+
+
 def _timed(detect_fn: DetectFn, image: np.ndarray) -> tuple[Sequence[Any], float]:
     start = time.perf_counter()
     result = detect_fn(image)
@@ -323,9 +367,11 @@ def evaluate_detector(
 ) -> dict[str, Any]:
     """Score ``detect_fn`` (BGR uint8 image -> ``(boxes, scores[, landmarks])``) on VOC pairs.
 
-    Returns ``{"ap50", "ap50_min20", "recall": {class: recall}, "n_images", "ms_per_image"}``:
-    AP at ``iou`` over all boxes, AP with boxes narrower than ``min_width`` ignored, the recall
-    per class (:func:`class_recall`), and the mean wall time of ``detect_fn`` alone in ms.
+    Returns ``{"ap50", "ap50_min20", "recall": {class: recall}, "precision", "n_images",
+    "precision_min20", "ms_per_image"}``: AP at ``iou`` over all boxes, AP with boxes narrower
+    than ``min_width`` ignored, the recall per class (:func:`class_recall`), the precision
+    (:func:`precision`) over all detections and over those at least ``min_width`` wide, and the
+    mean wall time of ``detect_fn`` alone in ms.
     DatasetError when there are no pairs.
     """
     if not pairs:
@@ -341,8 +387,49 @@ def evaluate_detector(
         "ap50": average_precision(detections, truths, iou),
         "ap50_min20": average_precision(detections, truths, iou, ignore_smaller_than=min_width),
         "recall": class_recall(detections, labelled, iou, classes),
+        "precision": precision(detections, truths, iou),
+        "precision_min20": precision(detections, truths, iou, min_width),
         "n_images": len(pairs),
         "ms_per_image": 1000.0 * seconds / len(pairs),
+    }
+
+
+# --- found rate ----------------------------------------------------------------------------
+
+
+def image_files(folder: str | os.PathLike[str], every: int = 1) -> list[Path]:
+    """The images under ``folder`` (sub-folders included), sorted by relative path; with
+    ``every`` = n > 1 only every n-th of them from index n - 1 (UTKFace's validation rule with
+    n = 10). DatasetError on a missing folder."""
+    root = _existing_dir(folder, "images")
+    found = sorted(
+        (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    return found[every - 1 :: every]
+
+
+def evaluate_found(
+    images: Sequence[str | os.PathLike[str]], detect_fn: DetectFn
+) -> dict[str, Any]:
+    """Found rate of ``detect_fn`` on images that each hold at least one face.
+
+    Returns ``{"found_rate", "n_found", "n_images", "ms_per_image"}``: the share of images with
+    at least one detection, their count, the image count and the mean wall time of
+    ``detect_fn`` alone in ms. DatasetError when there are no images.
+    """
+    if not images:
+        raise DatasetError("no images to evaluate")
+    found, seconds = 0, 0.0
+    for path in images:
+        result, elapsed = _timed(detect_fn, read_image(path))
+        found += int(len(result[1]) > 0)
+        seconds += elapsed
+    return {
+        "found_rate": found / len(images),
+        "n_found": found,
+        "n_images": len(images),
+        "ms_per_image": 1000.0 * seconds / len(images),
     }
 
 

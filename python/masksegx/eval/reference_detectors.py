@@ -11,8 +11,8 @@ landmarks float32 [N,5,2] or None)``, boxes clipped to the image (exclusive ends
   is the larger of its ``face`` and ``masked_face`` probabilities). No landmarks.
 - :class:`RetinaFaceDetector`: RetinaFace MobileNet-0.25 (``retinaface_mnet025_512.onnx``),
   with 5 landmarks.
-- :class:`YuNetDetector`: YuNet-n (``yunet_n_640_640.onnx``) through OpenCV's
-  ``cv2.FaceDetectorYN``, with 5 landmarks.
+- :class:`YuNetDetector`: YuNet-n (``yunet_n_dynamic.onnx``) through OpenCV's
+  ``cv2.FaceDetectorYN``, at the image's own size, with 5 landmarks.
 - :func:`make_detector`: a detector by the command-line name (:data:`DETECTOR_NAMES`), the
   package's own MTCNN cascade included.
 """
@@ -43,7 +43,7 @@ REFERENCE_MODELS = {
     "ultralight": "version-RFB-320.onnx",
     "ultralight-masked": "RFB-640-masked_face-v2.onnx",
     "retinaface": "retinaface_mnet025_512.onnx",
-    "yunet": "yunet_n_640_640.onnx",
+    "yunet": "yunet_n_dynamic.onnx",
 }
 DETECTOR_NAMES = ("mtcnn", *REFERENCE_MODELS)
 #: The standard MTCNN weights in ``shared/data/models`` (P-, R-, O-net).
@@ -214,21 +214,30 @@ class RetinaFaceDetector:
 
 
 class YuNetDetector:
-    """YuNet (libfacedetection) through OpenCV's ``cv2.FaceDetectorYN``, which does its own
-    pre- and post-processing on the image at its own size: faces with score >
-    ``score_threshold`` after NMS at ``nms_iou`` (OpenCV's sample values 0.9 and 0.3). It runs on
-    OpenCV's DNN module, with OpenCV's thread setting (``cv2.setNumThreads``).
+    """YuNet-n run by OpenCV's ``cv2.FaceDetectorYN`` on the whole image at its own size.
+
+    OpenCV decodes the outputs, keeps scores >= ``score_threshold`` (0.6: OpenCV's default 0.9
+    misses many masked faces) and runs NMS at ``nms_iou``. Its landmark order (the subject's
+    right eye first, i.e. the image-left one) is already the image-left-first order used here.
+    ``threads`` sets OpenCV's thread count for the whole process (``cv2.setNumThreads``).
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, score_threshold: float = 0.9, nms_iou: float = 0.3
+        self,
+        path: str | os.PathLike[str],
+        *,
+        score_threshold: float = 0.6,
+        nms_iou: float = 0.3,
+        threads: int = 1,
     ) -> None:
         if not Path(path).is_file():
             raise DetectorUnavailable(f"model file not found: {os.fspath(path)!r}")
-        self.nms_iou = nms_iou
+        cv2.setNumThreads(check_threads(threads))
         self._detector = cv2.FaceDetectorYN.create(
             os.fspath(path), "", (320, 320), score_threshold, nms_iou, 5000
         )
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
         self._lock = threading.Lock()  # the input size is state of the OpenCV object
 
     def __call__(self, image_bgr: np.ndarray) -> Detections:
@@ -236,14 +245,17 @@ class YuNetDetector:
         height, width = image.shape[:2]
         with self._lock:
             self._detector.setInputSize((width, height))
-            # None when no face is found (OpenCV's stubs do not say so).
-            found: np.ndarray | None = self._detector.detect(image)[1]
-        faces = np.zeros((0, 15), np.float32) if found is None else found
-        boxes = faces[:, :4].astype(np.float64)
-        boxes[:, 2:] += boxes[:, :2]  # x, y, w, h -> corners
-        # Eyes, nose tip, mouth corners; the image's left first as in the other detectors.
-        points = faces[:, 4:14].reshape(-1, 5, 2)
-        return _finish(boxes, faces[:, 14], points, image.shape, self.nms_iou)
+            found: np.ndarray | None = self._detector.detect(np.ascontiguousarray(image))[1]
+        rows = np.zeros((0, 15), np.float32) if found is None else found  # None: no face
+        rows = rows[np.argsort(-rows[:, 14], kind="stable")].astype(np.float64)
+        boxes = np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:4]], axis=1)
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, height)
+        return (
+            boxes.astype(np.float32),
+            rows[:, 14].astype(np.float32),
+            rows[:, 4:14].reshape(-1, 5, 2).astype(np.float32),
+        )
 
 
 def mtcnn_detector(
@@ -292,6 +304,6 @@ def make_detector(
     path = Path(models_dir) / REFERENCE_MODELS[name]
     if name == "retinaface":
         return RetinaFaceDetector(path, threads=threads)
-    if name == "yunet":  # OpenCV's own threads (cv2.setNumThreads)
-        return YuNetDetector(path)
+    if name == "yunet":
+        return YuNetDetector(path, threads=threads)
     return UltraLightDetector(path, threads=threads)

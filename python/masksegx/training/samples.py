@@ -56,6 +56,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..boxes import iou_inclusive
+from ..eval.detection import image_files, is_ilc_validation, read_voc
 from ..io import read_image
 from ..synthesis import MaskTemplate, apply_mask, estimate_face_box, frontal, load_templates
 
@@ -69,9 +70,19 @@ MIRRORED_FRACTION = 0.5
 #: Landmark order x1..x5 after a left-right mirror: the eyes and the mouth corners swap.
 MIRRORED_LANDMARKS = [1, 0, 2, 4, 3]
 SHARD_SIZE = 20000
+#: Share of the single-face images cut into their face (augmented samples only).
+ZOOM_IN_FRACTION = 0.5
+#: How far each side of a zoom-in window lies inside the face box, as a fraction of the face's
+#: size (negative: outside); real tight crops cut up to about a third of the face.
+ZOOM_IN_RANGE = (-0.1, 0.35)
+#: Probability of each photometric change (augmented samples only).
+PHOTOMETRIC_PROBABILITY = 0.2
 
 #: A detector for hard-negative mining: RGB uint8 image -> boxes float [M, 4].
 Detector = Callable[[np.ndarray], npt.NDArray[np.float64]]
+#: A teacher for pseudo-labels: image path -> (boxes float [M, 4] inclusive pixels,
+#: landmarks float [M, 5, 2]).
+Teacher = Callable[[Path], tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]
 
 
 @dataclass
@@ -87,6 +98,11 @@ class FaceImage:
     negatives_allowed: bool = True
     #: Class name of each face where the dataset has one (det/facemask: with_mask...).
     classes: list[str] | None = None
+    #: Whether the landmarks give landmark samples (False for teacher landmarks, which only
+    #: place synthetic masks).
+    landmark_samples: bool = True
+    #: Whether the image may be cut into its faces (zoom-in: :func:`_zoom_in`).
+    zoomable: bool = False
 
 
 @dataclass
@@ -164,6 +180,51 @@ def read_facemask(data: Path, validation: bool) -> list[FaceImage]:
     return images
 
 
+def read_ilc(data: Path, validation: bool, teacher: Teacher | None = None) -> list[FaceImage]:
+    """det/ilc2021 images of a split (validation: names ending in 0 or 1). With ``teacher``,
+    the faces it finds that overlap no annotated box (IoU < 0.3: the background faces the
+    annotators left out) are added, so that no negative is cut from them."""
+    folder = Path(data) / "det" / "ilc2021"
+    images = []
+    for xml_file in sorted((folder / "annotations").glob("*.xml")):
+        path = folder / "images" / f"{xml_file.stem}.jpg"
+        if is_ilc_validation(path) != validation:
+            continue
+        objects = read_voc(xml_file)
+        boxes = np.array([box for box, _ in objects], dtype=np.float64).reshape(-1, 4)
+        classes = [name for _, name in objects]
+        if teacher is not None:
+            extra = teacher(path)[0]
+            if len(boxes) and len(extra):
+                extra = extra[iou_inclusive(extra, boxes).max(axis=1) < NEGATIVE_IOU]
+            boxes = np.concatenate([boxes, extra])
+            classes += ["teacher"] * len(extra)
+        images.append(FaceImage(path, boxes, classes=classes))
+    return images
+
+
+def read_teacher_labelled(
+    data: Path, teacher: Teacher, folder: str, every: int = 1, skip_every: int = 0
+) -> list[FaceImage]:
+    """Images under ``data/folder`` (sorted; ``every``-th from index ``every - 1``; with
+    ``skip_every`` = n the n-th from index n - 1 left out, as a held-out part) labelled by the
+    teacher: its boxes, its landmarks for synthetic masks only. Images where it finds nothing
+    are left out; negatives are cut only from images with more than one face found (a single
+    face crop has little background)."""
+    paths = image_files(Path(data) / folder)
+    if skip_every:
+        paths = [p for k, p in enumerate(paths) if k % skip_every != skip_every - 1]
+    images = []
+    for path in paths[every - 1 :: every]:
+        boxes, points = teacher(path)
+        if len(boxes):
+            images.append(FaceImage(
+                path, boxes, points, negatives_allowed=len(boxes) > 1, landmark_samples=False,
+                zoomable=len(boxes) == 1,
+            ))
+    return images
+
+
 def read_cuhk(data: Path, validation: bool) -> list[FaceImage]:
     folder = Path(data) / "det" / "cuhk5pt"
     images = []
@@ -176,7 +237,7 @@ def read_cuhk(data: Path, validation: bool) -> list[FaceImage]:
         points = np.array(fields[5:15], dtype=np.float64).reshape(5, 2)
         images.append(FaceImage(
             folder / "images" / fields[0], np.array([[left, top, right, bottom]]), points[None],
-            negatives_allowed=False,
+            negatives_allowed=False, zoomable=True,
         ))
     return images
 
@@ -196,17 +257,36 @@ def read_mtfl(data: Path) -> list[FaceImage]:
         points = np.stack([values[:5], values[5:]], axis=1) - 1.0
         box = estimate_face_box(points)
         images.append(FaceImage(
-            folder / "images" / fields[0], box[None], points[None], negatives_allowed=False
+            folder / "images" / fields[0], box[None], points[None], negatives_allowed=False,
+            zoomable=True,
         ))
     return images
 
 
-def sources(data: Path, validation: bool) -> tuple[list[FaceImage], list[FaceImage]]:
-    """(box images, landmark images) of a split; see the module docstring."""
+#: Teacher-labelled training sets (issue 12): (folder, every n-th image, held-out every n-th).
+TEACHER_SETS = (
+    ("masked_unlabeled/rwmfd", 1, 4),
+    ("seg/ffhq_synthmask/train/images", 1, 0),
+    ("attr/utkface", 4, 10),
+)
+
+
+def sources(
+    data: Path, validation: bool, teacher: Teacher | None = None
+) -> tuple[list[FaceImage], list[FaceImage]]:
+    """(box images, landmark images) of a split; see the module docstring. With ``teacher``
+    (sample format 4): det/ilc2021 with the teacher's extra faces, and for training the
+    :data:`TEACHER_SETS` labelled by it, join the box images."""
     landmark_images = read_cuhk(data, validation)
     if not validation:
         landmark_images += read_mtfl(data)
-    return read_facemask(data, validation), landmark_images
+    box_images = read_facemask(data, validation)
+    if teacher is not None:
+        box_images += read_ilc(data, validation, teacher)
+        if not validation:
+            for folder, every, skip_every in TEACHER_SETS:
+                box_images += read_teacher_labelled(data, teacher, folder, every, skip_every)
+    return box_images, landmark_images
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,6 +463,40 @@ def _load_rgb(
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _zoom_in(
+    image: np.ndarray, face_image: FaceImage, rng: np.random.Generator
+) -> tuple[np.ndarray, npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+    """The image cut to a window around its one face that may cut into it (each side from
+    :data:`ZOOM_IN_RANGE` of the face size inside the face's edge: a tight crop, chin or
+    forehead cut off), the face box and landmarks in the window's pixels (the box may leave
+    it)."""
+    face = face_image.boxes[0]
+    size = np.array([face[2] - face[0] + 1, face[3] - face[1] + 1] * 2)
+    inward = rng.uniform(*ZOOM_IN_RANGE, 4) * size * np.array([1, 1, -1, -1])
+    height, width = image.shape[:2]
+    x0, y0 = (int(max(0, v)) for v in (face[:2] + inward[:2]))
+    x1 = int(min(width, face[2] + 1 + inward[2]))
+    y1 = int(min(height, face[3] + 1 + inward[3]))
+    shift = np.array([x0, y0], np.float64)
+    points = None if face_image.landmarks is None else face_image.landmarks - shift
+    return image[y0:y1, x0:x1], face_image.boxes - np.tile(shift, 2), points
+
+
+def _photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur, JPEG artefacts, light and colour changes, each with some probability."""
+    if rng.random() < PHOTOMETRIC_PROBABILITY:
+        image = cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.5, 2.0)))
+    if rng.random() < PHOTOMETRIC_PROBABILITY:
+        quality = int(rng.integers(15, 60))
+        encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+        image = np.asarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR))
+    if rng.random() < PHOTOMETRIC_PROBABILITY:
+        gain = rng.uniform(0.6, 1.4) * rng.uniform(0.85, 1.15, 3)
+        lit: np.ndarray = np.clip(image * gain + rng.uniform(-30, 30), 0, 255)
+        image = lit.astype(np.uint8)
+    return image
+
+
 def generate(
     box_images: list[FaceImage],
     landmark_images: list[FaceImage],
@@ -391,8 +505,12 @@ def generate(
     seed: int,
     templates: Iterable[MaskTemplate] = (),
     detector: Detector | None = None,
+    augment: bool = False,
 ) -> SampleSet:
     """Draw ``quota`` samples of side ``size`` from the images; deterministic for ``seed``.
+
+    ``augment`` (sample format 4): zoom-in on single-face images (:func:`_zoom_in`, a share
+    :data:`ZOOM_IN_FRACTION` of them) and photometric changes (:func:`_photometric`).
 
     ``detector`` (hard-negative mining): the earlier stages' cascade; each of its detections on
     the box images (up to ``quota.mined`` in all) becomes a negative, part or positive sample by
@@ -402,12 +520,21 @@ def generate(
     templates = list(templates)
     collector = _Collector(size, rng)
     usable_box_faces = sum(sum(_usable(b) for b in im.boxes) for im in box_images)
-    usable_landmark_faces = sum(sum(_usable(b) for b in im.boxes) for im in landmark_images)
+    usable_landmark_faces = sum(
+        sum(_usable(b) for b in im.boxes)
+        for im in box_images + landmark_images if im.landmarks is not None and im.landmark_samples
+    )
     all_faces = usable_box_faces + usable_landmark_faces
     negative_images = [im for im in box_images if im.negatives_allowed]
     for face_image in box_images + landmark_images:
         image = _load_rgb(face_image, templates, rng)
-        boxes = face_image.boxes
+        boxes, all_points = face_image.boxes, face_image.landmarks
+        if augment and face_image.zoomable and rng.random() < ZOOM_IN_FRACTION:
+            image, boxes, all_points = _zoom_in(image, face_image, rng)
+        if augment:
+            image = _photometric(image, rng)
+        if not face_image.landmark_samples:
+            all_points = None
         for index, face in enumerate(boxes):
             if not _usable(face):
                 continue
@@ -415,8 +542,8 @@ def generate(
                 count = _share(total, all_faces, rng)
                 for x, y, side in _face_crops(face, boxes, label, count, rng):
                     collector.add(image, x, y, side, label, face)
-            if face_image.landmarks is not None:
-                points = face_image.landmarks[index]
+            if all_points is not None:
+                points = all_points[index]
                 count = _share(quota.landmark, usable_landmark_faces, rng)
                 for x, y, side in _face_crops(face, boxes, LABEL_POSITIVE, count, rng, points):
                     collector.add(image, x, y, side, LABEL_POSITIVE, face, points)

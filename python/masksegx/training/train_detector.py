@@ -172,14 +172,15 @@ def evaluate(net: DetectorNet, data: sampling.SampleSet, weights: LossWeights,
 
 
 def train(net: DetectorNet, train_set: sampling.SampleSet, val_set: sampling.SampleSet, stage: str,
-          weights: LossWeights, epochs: int, device: str, seed: int) -> list[dict[str, object]]:
+          weights: LossWeights, epochs: int, device: str, seed: int,
+          learning_rate: float = LEARNING_RATE) -> list[dict[str, object]]:
     """Train ``net`` in place with the loss ``weights`` (see :func:`loss_weights`). Returns the
     per-epoch history: the running (OHEM) training loss, validation metrics, and for the last
     epoch also full training-set metrics."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net.to(device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+    optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate)
     steps = epochs * -(-len(train_set) // BATCH)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
     history: list[dict[str, object]] = []
@@ -249,13 +250,77 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def load_net(stage: str, cache: Path) -> nn.Module:
+def onnx_state_dict(stage: str, path: Path) -> dict[str, torch.Tensor]:
+    """The weights of an exported ``ds_mtcnn_<stage>.onnx`` as the stage's state dict: the
+    initializers keep the parameter names, except the PReLU slopes the exporter renamed
+    (``onnx::PRelu_N``, shape [C, 1, 1]), which fill the remaining slopes in order."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    found = {item.name: numpy_helper.to_array(item) for item in model.graph.initializer}
+    renamed = iter(sorted(
+        (name for name in found if name.startswith("onnx::PRelu_")),
+        key=lambda name: int(name.rsplit("_", 1)[1]),
+    ))
+    state = {}
+    for name, tensor in build(stage).state_dict().items():
+        value = found[name] if name in found else found[next(renamed)]
+        state[name] = torch.from_numpy(value.copy()).reshape(tensor.shape)
+    return state
+
+
+def load_net(stage: str, cache: Path, start: Path | None = None) -> nn.Module:
+    """The stage's net from ``cache/<stage>.pt``, else from ``start/ds_mtcnn_<stage>.onnx``."""
     weights = cache / f"{stage}.pt"
-    if not weights.is_file():
-        raise SystemExit(f"{weights} not found: train {stage} first (or use --stage all)")
     net = build(stage)
-    net.load_state_dict(torch.load(weights, map_location="cpu"))
+    if weights.is_file():
+        net.load_state_dict(torch.load(weights, map_location="cpu"))
+    elif start is not None:
+        net.load_state_dict(onnx_state_dict(stage, start / f"ds_mtcnn_{stage}.onnx"))
+    else:
+        raise SystemExit(f"{weights} not found: train {stage} first (or use --stage all)")
     return net.eval()
+
+
+class YuNetTeacher:
+    """YuNet-n pseudo-labels (boxes as inclusive pixels, landmarks) for an image path, cached
+    in a JSON file so that reruns do not run the teacher again."""
+
+    def __init__(self, models_dir: Path, cache_file: Path) -> None:
+        from ..eval.reference_detectors import REFERENCE_MODELS, YuNetDetector
+
+        self._detector = YuNetDetector(models_dir / REFERENCE_MODELS["yunet"])
+        self._file = cache_file
+        self._labels: dict[str, list[list[float]]] = (
+            json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+        )
+        self._unsaved = 0
+
+    def __call__(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        key = str(path)
+        if key not in self._labels:
+            boxes, _, points = self._detector(read_image(path))
+            assert points is not None  # YuNet always gives landmarks
+            boxes = boxes.astype(np.float64)
+            boxes[:, 2:] -= 1  # exclusive ends -> the inclusive boxes of the samples
+            rows = np.concatenate([boxes, points.reshape(-1, 10)], axis=1)
+            self._labels[key] = rows.round(2).tolist()
+            self._unsaved += 1
+            if self._unsaved >= 200:
+                self.save()
+        rows = np.array(self._labels[key], np.float64).reshape(-1, 14)
+        return rows[:, :4], rows[:, 4:].reshape(-1, 5, 2)
+
+    def save(self) -> None:
+        self._file.write_text(json.dumps(self._labels))
+        self._unsaved = 0
+
+
+def augmentation_settings() -> dict[str, object]:
+    """What ``--augment`` does, for the sample cache's key."""
+    return {"zoom_in": sampling.ZOOM_IN_FRACTION, "zoom_in_range": sampling.ZOOM_IN_RANGE,
+            "photometric": sampling.PHOTOMETRIC_PROBABILITY}
 
 
 def run_stage(stage: DetectorStage, args: argparse.Namespace,
@@ -265,31 +330,46 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
     detector: Cascade | None = None
     detector_id: list[str] | None = None
     if index > 0:
-        earlier = [load_net(s, args.cache) for s in STAGES[:index]]
+        earlier = [load_net(s, args.cache, args.start_from) for s in STAGES[:index]]
         detector = Cascade(*earlier)
-        detector_id = [file_digest(args.cache / f"{s}.pt") for s in STAGES[:index]]
+        detector_id = [
+            file_digest(args.cache / f"{s}.pt") if (args.cache / f"{s}.pt").is_file()
+            else file_digest(args.start_from / f"ds_mtcnn_{s}.onnx")
+            for s in STAGES[:index]
+        ]
+    teacher = (
+        YuNetTeacher(args.data / "models", args.cache / "teacher_labels.json")
+        if args.teacher else None
+    )
     quota = QUOTAS[stage].scaled(args.samples_scale)
     sets: dict[str, sampling.SampleSet] = {}
     started = time.perf_counter()
     splits = (("train", 1.0, args.seed), ("val", VALIDATION_FRACTION, args.seed + 1))
     for split, fraction, seed in splits:
         split_quota = quota.scaled(fraction)
+        augment = args.augment and split == "train"
         meta = {"stage": stage, "split": split, "quota": vars(split_quota), "seed": seed,
-                "detector": detector_id, "format": 3}
-        box_images, landmark_images = sampling.sources(args.data, split == "val")
+                "detector": detector_id, "format": 4 if teacher or augment else 3,
+                **({"teacher": True} if teacher else {}),
+                **({"augment": augmentation_settings()} if augment else {})}
+        box_images, landmark_images = sampling.sources(args.data, split == "val", teacher)
+        if teacher is not None:
+            teacher.save()
         sets[split] = sampling.cached(
             args.cache / "samples" / stage / split, meta,
             partial(sampling.generate, box_images, landmark_images, INPUT_SIZE[stage],
-                    split_quota, seed, templates, detector),
+                    split_quota, seed, templates, detector, augment),
         )
         log(f"{stage} {split} samples: {sets[split].counts()}")
     sampling_seconds = time.perf_counter() - started
 
     net = build(stage)
+    if args.start_from is not None:
+        net.load_state_dict(onnx_state_dict(stage, args.start_from / f"ds_mtcnn_{stage}.onnx"))
     started = time.perf_counter()
     weights = loss_weights(stage, args.landmark_weight)
     history = train(net, sets["train"], sets["val"], stage, weights,
-                    args.epochs or EPOCHS[stage], args.device, args.seed)
+                    args.epochs or EPOCHS[stage], args.device, args.seed, args.learning_rate)
     training_seconds = time.perf_counter() - started
     torch.save(net.cpu().state_dict(), args.cache / f"{stage}.pt")
     export = export_onnx(net, stage, args.out / f"ds_mtcnn_{stage}.onnx")
@@ -303,6 +383,8 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         "sampling_seconds": sampling_seconds, "training_seconds": training_seconds,
         "epochs": len(history), "final": history[-1], "export": export, "counts": counts,
         "loss_weights": weights, "mirrored_fraction": sampling.MIRRORED_FRACTION,
+        "teacher": bool(args.teacher), "augment": bool(args.augment),
+        "start_from": None if args.start_from is None else str(args.start_from),
     }
 
 
@@ -377,6 +459,37 @@ def stage_commands(results: Results) -> list[tuple[str, list[str]]]:
     return list(commands.items())
 
 
+def _teacher_data_lines() -> list[str]:
+    """The card's data bullets for stages trained with ``--teacher``."""
+    held_out = {folder: skip for folder, _, skip in sampling.TEACHER_SETS}
+    return [
+        "- `det/ilc2021` (**no license stated**; web photos; used for training): boxes of the",
+        "  images whose name does not end in 0 or 1 (those are the validation split), plus the",
+        "  faces YuNet-n finds there that overlap no annotated box (IoU < 0.3: background faces",
+        "  the annotators left out), so that no negative is cut from them. Its crowds give the",
+        "  R/O-nets' mined hard negatives.",
+        "- YuNet-n (`models/yunet_n_dynamic.onnx`, Apache-2.0) as a **teacher**: its boxes",
+        "  (score >= 0.6) label images without boxes; its landmarks only place synthetic masks",
+        "  there (no landmark samples). Sets: `masked_unlabeled/rwmfd` (research use; every",
+        f"  {held_out['masked_unlabeled/rwmfd']}th image in path order from index 3 held out),",
+        "  `seg/ffhq_synthmask/train` crops (FFHQ, CC BY-NC-SA; the test crops unseen), and",
+        "  every 4th `attr/utkface` file outside its validation files (non-commercial",
+        "  research). Negatives are cut only from teacher images with more than one face.",
+    ]
+
+
+def _augment_lines() -> list[str]:
+    """The card's data bullets for stages trained with ``--augment``."""
+    return [
+        f"- Augmentation (training samples): {sampling.ZOOM_IN_FRACTION:.0%} of the single-face",
+        "  images are cut to a window whose sides lie from "
+        f"{-sampling.ZOOM_IN_RANGE[0]:.0%} outside to {sampling.ZOOM_IN_RANGE[1]:.0%} inside the face",
+        "  box (a tight crop with chin or forehead cut off; the crops then show black beyond",
+        "  the window, as the cascade pads the image); blur, JPEG quality 15-60 and",
+        f"  light/colour changes, each with probability {sampling.PHOTOMETRIC_PROBABILITY:g}.",
+    ]
+
+
 def write_card(out: Path, results: Results) -> None:
     total_seconds = sum(
         results[stage]["sampling_seconds"] + results[stage]["training_seconds"]
@@ -435,7 +548,12 @@ def write_card(out: Path, results: Results) -> None:
         "- Mirroring: half of the crops are mirrored left-right (exact box/landmark mirror, left",
         "  and right eyes and mouth corners swapped) for stages trained since sample format 2",
         "  (column `mirrored` below; earlier runs: none).",
-        "- No distillation from the reference models; `masked_unlabeled/rwmfd` unused.",
+        *(_teacher_data_lines() if any(
+            results.get(stage, {}).get("teacher") for stage in STAGES
+        ) else ["- No distillation from the reference models; `masked_unlabeled/rwmfd` unused."]),
+        *(_augment_lines() if any(
+            results.get(stage, {}).get("augment") for stage in STAGES
+        ) else []),
         "- Labels: positive IoU >= 0.65, part 0.4-0.65, negative < 0.3 with every face;",
         "  R/O-net also get the earlier stages' detections on the training images, labelled",
         "  the same way (hard-negative mining). See `masksegx/training/samples.py`.",
@@ -526,9 +644,14 @@ def write_card(out: Path, results: Results) -> None:
             ),
             "",
         ]
+    teacher = any(results.get(stage, {}).get("teacher") for stage in STAGES)
     lines += [
         "Licenses: the weights are trained on research-only data (CUHK/MTFL) as well as CC0",
-        "data; treat them as research use only.",
+        *([
+            "data, on det/ilc2021 (no license stated), on non-commercial sets (FFHQ crops,",
+            "UTKFace) and on RWMFD (research use), with YuNet-n (Apache-2.0) as the teacher;",
+        ] if teacher else ["data;"]),
+        "treat them as research use only.",
         "",
     ]
     (out / CARD).write_text("\n".join(lines))
@@ -551,6 +674,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--landmark-weight", type=float, default=DEFAULT_LANDMARK_WEIGHT,
                         help="weight of the O-net landmark loss (classification 1, box 0.5)")
+    parser.add_argument("--start-from", type=Path, metavar="DIR",
+                        help="fine-tune: start each trained net from DIR/ds_mtcnn_<stage>.onnx, "
+                             "and take the earlier stages (the miners) from there when the "
+                             "cache has no weights for them")
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    parser.add_argument("--teacher", action="store_true",
+                        help="add det/ilc2021 and the YuNet-n pseudo-labelled sets "
+                             "(samples.TEACHER_SETS; the teacher is DATA/models/yunet_n_dynamic.onnx)")
+    parser.add_argument("--augment", action="store_true",
+                        help="zoom-in on single faces and photometric changes (training samples)")
     args = parser.parse_args(argv)
     if args.stage == "counts":
         print_counts()
