@@ -15,8 +15,9 @@ Figures (each named next to its picture in ``docs/``):
   write into ``python/masksegx/models`` (nets without a logged history are named in the figure);
 - ``pr``: precision-recall curves on facemask validation, ours beside the reference detectors
   in ``<data>/models``;
-- ``latency``: median latency bars at one image size (``--size``) from a pytest-benchmark JSON
-  of ``benchmarks/`` (``--bench-json``; the command that writes it is printed when missing);
+- ``latency``: median latency bars of the side-by-side suite (the whole pipeline and our
+  detector beside the reference detectors on the bundled 3-face photo) from its
+  pytest-benchmark JSON (``--bench-json``; the command that writes it is printed when missing);
 - ``spectral``: the spectral method's intermediate maps for one bundled photo.
 
 Only CC0 photos are drawn (the bundled examples and ``det/facemask``); the other data sets
@@ -38,7 +39,7 @@ import cv2
 import numpy as np
 
 from masksegx import FaceMaskSegmenter, color, segment_spectral
-from masksegx.eval.detection import _match, read_voc, split_pairs, voc_pairs
+from masksegx.eval.detection import match_detections, read_voc, split_pairs, voc_pairs
 from masksegx.eval.reference_detectors import (
     STANDARD_MTCNN_MODELS,
     DetectorUnavailable,
@@ -56,11 +57,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402  (matplotlib's own dependency)
 
 MODELS = REPO / "python" / "masksegx" / "models"
-BENCH_JSON = REPO / "build" / "figures" / "latency.json"
+BENCH_JSON = REPO / "build" / "figures" / "side_by_side.json"
 BENCH_COMMAND = (
-    "OMP_NUM_THREADS=1 python -m pytest benchmarks/test_bench_detect.py "
-    "benchmarks/test_bench_segmenter.py --benchmark-only --benchmark-max-time=0.5 "
-    f"--benchmark-json={BENCH_JSON.relative_to(REPO)}"
+    "python -m pytest benchmarks/test_bench_side_by_side.py --benchmark-only "
+    f"--reference-models ../shared/data/models --benchmark-json={BENCH_JSON.relative_to(REPO)}"
 )
 #: Largest PNG written: photo figures are reduced to a 256-colour palette above it.
 MAX_BYTES = 300_000
@@ -142,7 +142,7 @@ def image_f1(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray) -> float:
         return 1.0
     if len(boxes) == 0 or len(truth) == 0:
         return 0.0
-    outcome, _ = _match([(boxes, scores)], [truth], [np.zeros(len(truth), bool)], 0.5)
+    outcome, _ = match_detections([(boxes, scores)], [truth], [np.zeros(len(truth), bool)], 0.5)
     return 2.0 * int(np.sum(outcome == 1)) / (len(boxes) + len(truth))
 
 
@@ -236,7 +236,7 @@ def training(args: argparse.Namespace) -> None:
 def precision_recall(detections: list[tuple[np.ndarray, np.ndarray]], truths: list[np.ndarray]
                      ) -> tuple[np.ndarray, np.ndarray]:
     ignores = [np.zeros(len(t), bool) for t in truths]
-    outcome, _ = _match(detections, truths, ignores, 0.5)
+    outcome, _ = match_detections(detections, truths, ignores, 0.5)
     tp = np.cumsum(outcome == 1)
     fp = np.cumsum(outcome == 0)
     return tp / sum(len(t) for t in truths), tp / np.maximum(tp + fp, 1)
@@ -248,7 +248,8 @@ def pr(args: argparse.Namespace) -> None:
     standard = [models / name for name in STANDARD_MTCNN_MODELS]
     if all(path.is_file() for path in standard):
         detectors["standard MTCNN"] = mtcnn_detector(models=standard)
-    for label, name in (("RetinaFace mnet0.25", "retinaface"), ("Ultra-Light RFB-320", "ultralight")):
+    for label, name in (("YuNet-n", "yunet"), ("RetinaFace mnet0.25", "retinaface"),
+                        ("Ultra-Light RFB-320", "ultralight")):
         try:
             detectors[label] = make_detector(name, models)
         except DetectorUnavailable as err:
@@ -273,25 +274,20 @@ def latency(args: argparse.Namespace) -> None:
     if not args.bench_json.is_file():
         raise SystemExit(f"latency: {args.bench_json} not found; write it first with\n    {BENCH_COMMAND}")
     report = json.loads(args.bench_json.read_text())
-    rows = []
-    for bench in report["benchmarks"]:
-        case = bench["name"].split("[", 1)[0].removeprefix("test_").replace("_", " ")
-        size, _, variant = bench["param"].partition("-")
-        if size == args.size:
-            rows.append((bench["group"], f"{case} {variant}".strip(), 1000 * bench["stats"]["median"]))
+    rows = sorted(((1000 * bench["stats"]["median"], bench["param"]) for bench in report["benchmarks"]),
+                  reverse=True)
     if not rows:
-        raise SystemExit(f"latency: no benchmark at {args.size} in {args.bench_json}")
-    rows.sort(reverse=True)
-    fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1))
-    groups = sorted({group for group, _, _ in rows})
-    colours = dict(zip(groups, plt.get_cmap("tab10").colors))
+        raise SystemExit(f"latency: no benchmark in {args.bench_json}")
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.2))
     positions = np.arange(len(rows))
-    ax.barh(positions, [ms for _, _, ms in rows], color=[colours[group] for group, _, _ in rows])
-    ax.set_yticks(positions, [label for _, label, _ in rows], fontsize=7)
-    for y, (_, _, ms) in enumerate(rows):
-        ax.text(ms, y, f" {ms:.1f}", va="center", fontsize=7)
+    ours = ["tab:purple" if name.startswith("masksegx") else "tab:gray" for _, name in rows]
+    ax.barh(positions, [ms for ms, _ in rows], color=ours)
+    ax.set_yticks(positions, [name for _, name in rows], fontsize=8)
+    for y, (ms, _) in enumerate(rows):
+        ax.text(ms, y, f" {ms:.1f}", va="center", fontsize=8)
     cpu = report.get("machine_info", {}).get("cpu", {}).get("brand_raw", "unknown CPU")
-    ax.set(xlabel="median ms, one thread", title=f"bundled photo at {args.size}, {cpu}")
+    ax.set(xlabel="median ms (one thread unless the name says otherwise)",
+           title=f"{report['benchmarks'][0]['group']}, {cpu}")
     fig.tight_layout()
     save(fig, args.out / "latency.png")
 
@@ -346,7 +342,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
     parser.add_argument("--bench-json", type=Path, default=BENCH_JSON,
                         help="pytest-benchmark JSON for the latency chart")
-    parser.add_argument("--size", default="640x480", help="latency: the benchmark image size")
     parser.add_argument("--worst", type=int, default=6, help="images in the failure gallery")
     parser.add_argument("--step", type=int, default=3, help="histograms: every STEP-th training image")
     args = parser.parse_args(argv)

@@ -210,13 +210,15 @@ def _as_detections(
     return out
 
 
-def _match(
+def match_detections(
     detections: list[tuple[np.ndarray, np.ndarray]],
     truths: list[np.ndarray],
     ignores: list[np.ndarray],
     iou: float,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """VOC greedy matching (module docstring, steps 1-2).
+    """VOC greedy matching (module docstring, steps 1-2): ``detections`` holds per image
+    ``(boxes, scores)``, ``truths`` the labelled boxes, ``ignores`` which of them count as
+    neither hit nor miss (e.g. faces under a minimum size), ``iou`` the overlap that matches.
 
     Returns the outcome per detection in descending-score order (1 = TP, 0 = FP, -1 = ignored)
     and, per image, which ground-truth boxes were matched.
@@ -290,7 +292,7 @@ def average_precision(
         ignores = [(t[:, 2] - t[:, 0]) < ignore_smaller_than for t in truths]
     if not truths:
         return math.nan
-    outcome, _ = _match(detections, truths, ignores, iou)
+    outcome, _ = match_detections(detections, truths, ignores, iou)
     positives = sum(int(np.count_nonzero(~ignore)) for ignore in ignores)
     return _envelope_area(outcome, positives)
 
@@ -314,7 +316,7 @@ def class_recall(
     detections = _as_detections(detections_per_image, len(truths))
     if not truths:
         return {name: math.nan for name in classes}
-    _, matched = _match(detections, truths, [np.zeros(len(t), dtype=bool) for t in truths], iou)
+    _, matched = match_detections(detections, truths, [np.zeros(len(t), dtype=bool) for t in truths], iou)
     found = {name: 0 for name in classes}
     total = {name: 0 for name in classes}
     for objects, hits in zip(labelled_truth_per_image, matched):
