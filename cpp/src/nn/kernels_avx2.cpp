@@ -54,19 +54,6 @@ MASKSEGX_TARGET_AVX2 inline void gemm_tile_avx2(const GemmArgs& g, i64 m0, i64 p
 }
 
 template <bool Tail>
-MASKSEGX_TARGET_AVX2 void gemm_column_strip_avx2(const GemmArgs& g, i64 p0, __m256i mask0,
-                                                 __m256i mask1) {
-    i64 m = 0;
-    for (; m + 4 <= g.rows; m += 4) gemm_tile_avx2<4, Tail>(g, m, p0, mask0, mask1);
-    switch (g.rows - m) {
-        case 3: gemm_tile_avx2<3, Tail>(g, m, p0, mask0, mask1); break;
-        case 2: gemm_tile_avx2<2, Tail>(g, m, p0, mask0, mask1); break;
-        case 1: gemm_tile_avx2<1, Tail>(g, m, p0, mask0, mask1); break;
-        default: break;
-    }
-}
-
-template <bool Tail>
 MASKSEGX_TARGET_AVX2 void gemm_tile_rows_avx2(const GemmArgs& g, i64 m, i64 rows, i64 p0,
                                               __m256i mask0, __m256i mask1) {
     switch (rows) {
@@ -76,6 +63,14 @@ MASKSEGX_TARGET_AVX2 void gemm_tile_rows_avx2(const GemmArgs& g, i64 m, i64 rows
         case 1: gemm_tile_avx2<1, Tail>(g, m, p0, mask0, mask1); break;
         default: break;
     }
+}
+
+template <bool Tail>
+MASKSEGX_TARGET_AVX2 void gemm_column_strip_avx2(const GemmArgs& g, i64 p0, __m256i mask0,
+                                                 __m256i mask1) {
+    i64 m = 0;
+    for (; m + 4 <= g.rows; m += 4) gemm_tile_avx2<4, Tail>(g, m, p0, mask0, mask1);
+    gemm_tile_rows_avx2<Tail>(g, m, g.rows - m, p0, mask0, mask1);
 }
 
 // B matrices up to this many floats (256 KiB) stay in L2 while being read once per row block.

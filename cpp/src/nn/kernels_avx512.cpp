@@ -54,23 +54,6 @@ MASKSEGX_TARGET_AVX512 inline void gemm_tile_avx512(const GemmArgs& g, i64 m0, i
 }
 
 template <bool Tail>
-MASKSEGX_TARGET_AVX512 void gemm_column_strip_avx512(const GemmArgs& g, i64 p0, __mmask16 mask0,
-                                                     __mmask16 mask1) {
-    i64 m = 0;
-    for (; m + 8 <= g.rows; m += 8) gemm_tile_avx512<8, Tail>(g, m, p0, mask0, mask1);
-    switch (g.rows - m) {
-        case 7: gemm_tile_avx512<7, Tail>(g, m, p0, mask0, mask1); break;
-        case 6: gemm_tile_avx512<6, Tail>(g, m, p0, mask0, mask1); break;
-        case 5: gemm_tile_avx512<5, Tail>(g, m, p0, mask0, mask1); break;
-        case 4: gemm_tile_avx512<4, Tail>(g, m, p0, mask0, mask1); break;
-        case 3: gemm_tile_avx512<3, Tail>(g, m, p0, mask0, mask1); break;
-        case 2: gemm_tile_avx512<2, Tail>(g, m, p0, mask0, mask1); break;
-        case 1: gemm_tile_avx512<1, Tail>(g, m, p0, mask0, mask1); break;
-        default: break;
-    }
-}
-
-template <bool Tail>
 MASKSEGX_TARGET_AVX512 void gemm_tile_rows_avx512(const GemmArgs& g, i64 m, i64 rows, i64 p0,
                                                   __mmask16 mask0, __mmask16 mask1) {
     switch (rows) {
@@ -84,6 +67,14 @@ MASKSEGX_TARGET_AVX512 void gemm_tile_rows_avx512(const GemmArgs& g, i64 m, i64 
         case 1: gemm_tile_avx512<1, Tail>(g, m, p0, mask0, mask1); break;
         default: break;
     }
+}
+
+template <bool Tail>
+MASKSEGX_TARGET_AVX512 void gemm_column_strip_avx512(const GemmArgs& g, i64 p0, __mmask16 mask0,
+                                                     __mmask16 mask1) {
+    i64 m = 0;
+    for (; m + 8 <= g.rows; m += 8) gemm_tile_avx512<8, Tail>(g, m, p0, mask0, mask1);
+    gemm_tile_rows_avx512<Tail>(g, m, g.rows - m, p0, mask0, mask1);
 }
 
 // B matrices up to this many floats (256 KiB) stay in L2 while being read once per row block.
