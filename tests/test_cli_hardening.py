@@ -267,6 +267,7 @@ def test_eval_seg_json_to_an_unwritable_path_fails_before_the_work(tmp_path):
     ["eval-det", "--images", "x", "--annotations", "y"],
     ["eval-landmarks", "--images", "x", "--annotations", "y", "--format", "cuhk"],
     ["eval-attr", "--images", "x", "--annotations", "y", "--format", "mtfl"],
+    ["eval-found", "--images", "x"],
 ])
 def test_other_eval_commands_check_json_first(tmp_path, capsys, command):
     with pytest.raises(SystemExit) as exit_info:

@@ -9,7 +9,7 @@ from ..eval.datasets import DatasetError
 from ..eval.detection import evaluate_found, image_files
 from ..eval.reference_detectors import DetectorUnavailable, make_detector
 from ..eval.report import write_json
-from ._common import add_detector_arguments, format_table, positive_int, print_error
+from ._common import add_detector_arguments, check_output_file, format_table, positive_int, print_error
 
 COMMAND = "eval-found"
 _COLUMNS = (
@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Score ``args.detector``, print the table and write ``args.json``; exit code 0 or 2."""
+    check_output_file(args.json, "--json")
     try:
         images = image_files(args.images, args.every)[: args.limit]
         if not images:
