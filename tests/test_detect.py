@@ -1,5 +1,6 @@
 """The MTCNN cascade on tiny random-weight nets: both backends agree, shapes, bad inputs."""
 
+import os
 import threading
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 import masksegx
 from masksegx import detect
+from masksegx.boxes import iou_exclusive
 from masksegx.detect import Detections, FaceDetector, ModelNotFoundError, detect_faces
 from onnx_builder import tiny_lnet, tiny_onet, tiny_pnet, tiny_rnet
 
@@ -155,6 +157,32 @@ def test_large_crop_batches_run_in_chunks_with_the_same_answers(models):
         np.testing.assert_allclose(chunked[name], whole[name], rtol=1e-6, atol=1e-6)
 
 
+def test_more_threads_give_identical_detections(models, image):
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.examples import MULTI_FACE_EXAMPLE
+
+    for nets, photo in ((models, image), (None, cv2.imread(MULTI_FACE_EXAMPLE.path))):
+        one = detect_faces(photo, models=nets, min_face_size=12)
+        assert len(one) > 0
+        for threads in (2, 3, 8):
+            many = detect_faces(photo, models=nets, min_face_size=12, threads=threads)
+            for name in ("boxes", "scores", "landmarks"):
+                np.testing.assert_array_equal(getattr(many, name), getattr(one, name))
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 20])
+def test_pyramid_levels_are_split_into_balanced_groups(parts):
+    costs = [1000, 500, 250, 120, 60, 30, 15, 7]
+    groups = detect._balanced_groups(costs, parts)
+    assert sorted(k for group in groups for k in group) == list(range(len(costs)))
+    assert len(groups) == min(parts, len(costs))
+    loads = [sum(costs[k] for k in group) for group in groups]
+    # Largest-first greedy: no group exceeds the ideal share by more than the largest item.
+    assert max(loads) <= sum(costs) / len(groups) + max(costs)
+    if parts == 2:
+        assert sorted(loads) == [982, 1000]
+
+
 def test_channel_order_and_settings(models, image):
     bgr = detect_faces(image, models=models)
     rgb = detect_faces(np.ascontiguousarray(image[:, :, ::-1]), models=models, order="rgb")
@@ -212,6 +240,8 @@ def test_bad_images(models, image):
         ({"backend": "torch"}, ValueError),
         ({"order": "hsv"}, ValueError),
         ({"mirror_landmarks": "yes"}, TypeError),
+        ({"threads": 0}, ValueError),
+        ({"threads": 2.0}, TypeError),
     ],
 )
 def test_bad_settings(models, image, settings, error):
@@ -270,28 +300,33 @@ def test_shipped_models_find_the_example_face_on_both_backends(example):
     assert (inter / union).max() > 0.45
 
 
-@pytest.mark.parametrize("width", [300, 450, 600, 900, 1200, 1800, 2400, 3000, 3600, 4800])
-def test_shipped_models_find_the_navy_example_at_every_width(width):
-    """The close-up is found whatever the photo's size: the pyramid reaches a face that fills
-    most of the frame, at every phase of its levels."""
-    cv2 = pytest.importorskip("cv2")
-    from masksegx.examples import EXAMPLES
+def _bundled_photos():
+    from masksegx.examples import EXAMPLES, MULTI_FACE_EXAMPLE
 
-    path, face = EXAMPLES[1]
+    photos = [(path, (face,)) for path, face in EXAMPLES] + [MULTI_FACE_EXAMPLE]
+    return [pytest.param(path, faces, id=os.path.basename(path)) for path, faces in photos]
+
+
+#: Sizes of the blue-mask close-up (a profile face, half covered) the shipped nets still miss.
+_BLUE_MASK_MISSED = {450, 900, 3000, 4800}
+
+
+@pytest.mark.parametrize("path, faces", _bundled_photos())
+@pytest.mark.parametrize("width", [300, 450, 600, 900, 1200, 1800, 2400, 3000, 3600, 4800])
+def test_shipped_models_find_every_bundled_face_at_every_width(path, faces, width, request):
+    """Every annotated face of the bundled photos is found whatever the photo's size: the
+    pyramid reaches a face that fills most of the frame, at every phase of its levels."""
+    cv2 = pytest.importorskip("cv2")
+    if path.endswith("example_blue_mask.jpg") and width in _BLUE_MASK_MISSED:
+        request.applymarker(pytest.mark.xfail(reason="issue 12: missed at this size", strict=True))
     image = cv2.imread(path)
     factor = width / image.shape[1]
     resized = cv2.resize(image, (width, round(image.shape[0] * factor)))
-    found = detect_faces(resized)
+    found = detect_faces(resized, threads=2)
     assert len(found) >= 1
-    # The most overlapping box covers the face: IoU with the scaled annotation.
-    x0, y0, x1, y1 = (v * factor for v in face)
-    boxes = found.boxes
-    inter = np.prod(
-        np.clip(np.minimum(boxes[:, 2:], [x1, y1]) - np.maximum(boxes[:, :2], [x0, y0]), 0, None),
-        axis=1,
-    )
-    union = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) + (x1 - x0) * (y1 - y0) - inter
-    assert (inter / union).max() > 0.45
+    # MTCNN boxes are square, the annotations are not: IoU 0.45 is a match here.
+    scaled = np.array(faces, np.float64) * factor
+    assert (iou_exclusive(found.boxes, scaled).max(axis=0) > 0.45).all()
 
 
 def test_shipped_models_find_a_face_cut_by_the_frame():

@@ -46,7 +46,7 @@ import numpy as np
 
 from . import _core
 from ._executor import MAX_KEPT_FLOATS, NativeNet
-from ._models import DETECTOR_MODELS, cached, model_file, onnx_session
+from ._models import DETECTOR_MODELS, cached, model_file, onnx_session, run_in_parallel
 from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.detect.MODEL_DIR
 from ._models import ModelNotFoundError as ModelNotFoundError  # re-exported, users catch it here
 from ._validation import MAX_SIDE, as_image, check_bool, check_number, check_order, check_threads
@@ -107,6 +107,12 @@ class FaceDetector:
     mirror_landmarks : also run the landmark net on each face's mirror image and average the two
         answers: a lower landmark error (figures in docs/detection.md), for one more landmark-net pass
         per face. No effect on three-net model sets.
+    threads : the most threads one call uses (1, the default: the calling thread only). With N >= 2
+        the P-net runs on the pyramid levels N groups at a time (groups of about equal pixel count)
+        and the R-, O- and landmark nets on N parts of their crops at a time; the N - 1 extra threads
+        come from a pool shared by the process (see :class:`~masksegx.FaceMaskSegmenter`). Each net
+        still runs single-threaded, so give onnxruntime sessions ``onnxruntime_threads=1`` to avoid
+        oversubscription. Results do not depend on N.
 
     Notes
     -----
@@ -126,6 +132,7 @@ class FaceDetector:
         order: str = "bgr",
         onnxruntime_threads: int = 0,
         mirror_landmarks: bool = False,
+        threads: int = 1,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
@@ -139,6 +146,7 @@ class FaceDetector:
         self.order = check_order(order)
         onnxruntime_threads = check_threads(onnxruntime_threads, "onnxruntime_threads", minimum=0)
         self.mirror_landmarks = check_bool(mirror_landmarks, "mirror_landmarks")
+        self.threads = check_threads(threads)
         self.model_paths = _model_paths(models)
         self._nets = tuple(
             _load(path, backend, onnxruntime_threads, outputs)
@@ -175,7 +183,6 @@ class FaceDetector:
     def _propose(self, image: _Source, pnet: Runner) -> np.ndarray:
         """P-net stage: squared candidate boxes [K, 5] (x1, y1, x2, y2, score)."""
         height, width = image.pixels.shape[:2]
-        candidates = []
         levels: list[np.ndarray] = []  # planar [3, h, w] levels (see _PYRAMID_STEP)
         scales = self._scales(height, width)
         total = sum(3 * int(height * s + 1) * int(width * s + 1) for s in scales)  # all levels
@@ -192,17 +199,29 @@ class FaceDetector:
                 whole = np.array([[0, 0, source.shape[2], source.shape[1]]], np.int64)
                 _core.resize_area_boxes(source, whole, size, level)
             levels.append(level[0])
-            pad = _PNET_PAD if min(size) <= _PADDED_LEVEL_SIDE else 0
+
+        def level_boxes(index: int) -> np.ndarray:
+            level = levels[index][None]
+            pad = _PNET_PAD if min(level.shape[2:]) <= _PADDED_LEVEL_SIDE else 0
             out = pnet(_padded(level, pad))
             prob = out["prob"][0, 1]
             if prob.max() < self.thresholds[0]:
-                continue
-            found = _cells_to_boxes(out["reg"][0], prob, scale, self.thresholds[0], pad)
-            keep = _nms_exclusive(found[:, :4], found[:, 4], self.nms_thresholds[0])
-            candidates.append(found[keep])
-        if not candidates:
+                return np.zeros((0, 9), np.float32)
+            found = _cells_to_boxes(out["reg"][0], prob, scales[index], self.thresholds[0], pad)
+            kept: np.ndarray = found[_nms_exclusive(found[:, :4], found[:, 4], self.nms_thresholds[0])]
+            return kept
+
+        if not levels:
             return np.zeros((0, 5), np.float32)
-        boxes = np.concatenate(candidates)
+        # The levels share the threads by pixel count; their boxes are joined in level order.
+        groups = _balanced_groups([level.size for level in levels], self.threads)
+        per_group = run_in_parallel(self.threads, lambda group: [level_boxes(k) for k in group], groups)
+        by_level: dict[int, np.ndarray] = {}
+        for group, found in zip(groups, per_group):
+            by_level.update(zip(group, found))
+        boxes = np.concatenate([by_level[k] for k in range(len(levels))])
+        if not len(boxes):
+            return np.zeros((0, 5), np.float32)
         boxes = boxes[_nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])]
         size = boxes[:, 2:4] - boxes[:, 0:2]  # facenet-pytorch regresses P-net boxes without +1
         corners = boxes[:, :4] + boxes[:, 5:9] * np.concatenate([size, size], axis=1)
@@ -213,7 +232,7 @@ class FaceDetector:
         crops, boxes = _crops(image, boxes, 24)
         if len(boxes) == 0:
             return np.zeros((0, 5), np.float32)
-        out = _in_chunks(rnet, crops)
+        out = _in_chunks(rnet, crops, self.threads)
         score = out["prob"][:, 1]
         passed = score > self.thresholds[1]
         boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
@@ -227,7 +246,7 @@ class FaceDetector:
         crops, boxes = _crops(image, boxes, 48)
         if len(boxes) == 0:
             return _empty()
-        out = _in_chunks(onet, crops)
+        out = _in_chunks(onet, crops, self.threads)
         score = out["prob"][:, 1]
         passed = np.flatnonzero(score > self.thresholds[2])
         boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
@@ -242,7 +261,7 @@ class FaceDetector:
         if lnet and self.mirror_landmarks:
             points = _landmarks_with_mirror(lnet, crops[kept], side[:, :1])
         elif lnet:
-            points = _in_chunks(lnet, crops[kept])["landmarks"]
+            points = _in_chunks(lnet, crops[kept], self.threads)["landmarks"]
         else:
             points = out["landmarks"][kept]
         # landmarks = x1..x5, y1..y5 as fractions of the box; -1 as in facenet-pytorch.
@@ -267,6 +286,7 @@ def detect_faces(
     order: str = "bgr",
     onnxruntime_threads: int = 0,
     mirror_landmarks: bool = False,
+    threads: int = 1,
 ) -> Detections:
     """Detect faces with the MTCNN cascade; see :class:`FaceDetector` for the parameters.
 
@@ -283,6 +303,7 @@ def detect_faces(
         order=order,
         onnxruntime_threads=onnxruntime_threads,
         mirror_landmarks=mirror_landmarks,
+        threads=threads,
     )
     return detector(image)
 
@@ -373,13 +394,29 @@ def _landmarks_with_mirror(lnet: Runner, crops: np.ndarray, sides: np.ndarray) -
 _CHUNK = {24: 64, 48: 32}
 
 
-def _in_chunks(net: Runner, crops: np.ndarray) -> dict[str, np.ndarray]:
-    """``net`` on a batch of crops, in chunks of :data:`_CHUNK` crops (outputs concatenated)."""
+def _in_chunks(net: Runner, crops: np.ndarray, threads: int = 1) -> dict[str, np.ndarray]:
+    """``net`` on a batch of crops, in chunks of :data:`_CHUNK` crops spread over up to ``threads``
+    threads (outputs concatenated). The chunks do not depend on ``threads``: a crop's answer may
+    differ in the last float bits with the size of its batch."""
     chunk = _CHUNK.get(crops.shape[-1], 32)
     if len(crops) <= chunk:
         return net(crops)
-    parts = [net(crops[start : start + chunk]) for start in range(0, len(crops), chunk)]
+    parts = run_in_parallel(
+        threads, lambda start: net(crops[start : start + chunk]), range(0, len(crops), chunk)
+    )
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def _balanced_groups(costs: Sequence[int], parts: int) -> list[list[int]]:
+    """The indices of ``costs`` split into at most ``parts`` groups of about equal total cost
+    (largest first, each to the lightest group), each group in increasing order."""
+    groups: list[list[int]] = [[] for _ in range(max(1, min(parts, len(costs))))]
+    loads = [0] * len(groups)
+    for index in sorted(range(len(costs)), key=lambda k: -costs[k]):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(index)
+        loads[lightest] += costs[index]
+    return [sorted(group) for group in groups if group]
 
 
 def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:

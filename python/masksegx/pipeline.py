@@ -151,7 +151,8 @@ class FaceMaskSegmenter:
         net misread (fused mIoU 0.919 with it, 0.950 without; ``docs/pipeline_ablation.md``).
     min_face_size, thresholds : detector settings (see :class:`~masksegx.detect.FaceDetector`).
     threads : the most threads one call uses (1 = single-threaded, the default). With N >= 2,
-        once the detector has run (on the calling thread), the attribute net and MaskNet, which
+        the detector runs its pyramid levels and crops N at a time (see
+        :class:`~masksegx.detect.FaceDetector`), then the attribute net and MaskNet, which
         both need only the detections, run at the same time, and then the faces are segmented
         N at a time. Every net itself runs on one thread (onnxruntime sessions get one intra-op
         thread), so at most N threads are busy and onnxruntime's pools never compete with ours;
@@ -206,7 +207,7 @@ class FaceMaskSegmenter:
         # Every net single-threaded: the threads are the stages run side by side (see above).
         self.detector = FaceDetector(
             min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=1,
-            backend=backend or "native",
+            backend=backend or "native", threads=self.threads,
         )
         self.attributes = AttributePredictor(threads=1, backend=backend or ATTRIBUTES_BACKEND)
         self.masknet = (
