@@ -330,6 +330,7 @@ def onnxruntime_node(op_type, inputs, initializers, output_rank, **attributes):
 REFERENCE_MODELS_ENV = "MASKSEGX_REFERENCE_MODELS"
 #: Rows of the side-by-side comparison whose ratios the README reports; see side_by_side().
 DETECTION = "masksegx detection"
+DETECTION_THREADS_2 = "masksegx detection, threads=2"
 PIPELINE = "masksegx whole pipeline (fused)"
 PIPELINE_NATIVE = "masksegx whole pipeline, every net native"
 PIPELINE_THREADS_2 = "masksegx whole pipeline, threads=2"
@@ -338,7 +339,7 @@ RETINAFACE = "RetinaFace mnet0.25 (onnxruntime)"
 YUNET = "YuNet-n (OpenCV FaceDetectorYN)"
 STANDARD_MTCNN = "standard MTCNN weights (onnxruntime)"
 #: Rows that run on more than one thread (the others run on one).
-MULTI_THREADED = (PIPELINE_THREADS_2,)
+MULTI_THREADED = (DETECTION_THREADS_2, PIPELINE_THREADS_2)
 
 
 def reference_models_dir(option=None):
@@ -369,6 +370,7 @@ def side_by_side(models_dir):
 
     rows = {
         DETECTION: FaceDetector(),
+        DETECTION_THREADS_2: FaceDetector(threads=2),
         PIPELINE: FaceMaskSegmenter(threads=1),
         PIPELINE_NATIVE: FaceMaskSegmenter(threads=1, backend="native"),
         PIPELINE_THREADS_2: FaceMaskSegmenter(threads=2),
