@@ -194,8 +194,9 @@ def test_channel_order_and_settings(models, image):
 def test_no_faces_gives_empty_arrays(models, image):
     for found in (
         detect_faces(image, models=models, thresholds=(1.0, 1.0, 1.0)),
-        detect_faces(image[:11, :11], models=models),  # smaller than a P-net window
-        detect_faces(image[:30, :30], models=models, min_face_size=40),
+        # Smaller than the pyramid's last level (6 px after scaling by 12 / min_face_size).
+        detect_faces(image[:9, :9], models=models),
+        detect_faces(image[:19, :19], models=models, min_face_size=40),
     ):
         assert len(found) == 0
         _check_shapes(found)

@@ -3,7 +3,9 @@
 The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_face.py``):
 
 1. Image pyramid: scales ``s_k = (12 / min_face_size) * scale_factor**k`` while
-   ``min(H, W) * s_k >= 12``; level k is the image resized to ``(int(H s_k + 1), int(W s_k + 1))``
+   ``min(H, W) * s_k >= 6`` (facenet-pytorch: 12; the padded levels below 12 px let the 12x12
+   window hold a face up to twice the image's shorter side: a close-up cut by the frame);
+   level k is the image resized to ``(int(H s_k + 1), int(W s_k + 1))``
    with area interpolation, normalised as ``(pixel - 127.5) / 128`` (RGB, NCHW). Levels 0-2
    are resampled from the image, level k >= 3 from level k - 3 (a deviation from facenet-pytorch
    for speed; area of area, at least 2.8x smaller each time).
@@ -174,7 +176,7 @@ class FaceDetector:
         if max(height, width) * scale + 1 > MAX_SIDE:
             raise ValueError(f"min_face_size: {self.min_face_size} enlarges the image too much")
         scales = []
-        while shortest >= 12:
+        while shortest >= _SMALLEST_LEVEL_SIDE:
             scales.append(scale)
             scale *= self.scale_factor
             shortest *= self.scale_factor
@@ -319,6 +321,10 @@ _PNET_PAD = 4
 #: frame and likely cut by it; the large levels (small faces) would pay most of the padding's
 #: extra P-net work.
 _PADDED_LEVEL_SIDE = 160
+#: The pyramid's last level has a shorter side of at least this many pixels: with the black
+#: border of :data:`_PNET_PAD` the P-net's 12x12 window still fits, and holds a face up to twice
+#: the image's size (tight crops of masked faces whose chin and forehead are cut off).
+_SMALLEST_LEVEL_SIDE = 6
 #: A black pixel after normalisation, ``(0 - 127.5) / 128``.
 _BLACK = -0.99609375
 
