@@ -11,7 +11,7 @@ shared data):
 - ``meta.npz``: per crop ``source``, ``name``, ``split`` (0 train, 1 validation), ``gender``
   (-1 unknown, 0 female, 1 male), ``level`` (-1 unknown, else 0..10), ``wearing`` (-1 unknown,
   0 none, 1 incorrect, 2 correct), ``landmarks`` (the 5 points in crop pixels, float32 [5, 2]),
-  ``synth`` (gender-labelled unmasked face that training may put a synthetic mask on).
+  ``synth`` (unmasked face that training may put a synthetic mask on).
 - ``templates/``: the MaskTheFace templates and textures, downscaled (``masks/masks.cfg`` with
   scaled anchors), for on-the-fly synthetic masks.
 - ``info.json``: settings, counts, landmark-labelling statistics.
@@ -30,7 +30,16 @@ real_dev           level from the mask ground truth; landmarks from RetinaFace; 
 facemask           one crop per annotated face; wearing from the class; landmarks from RetinaFace
                    run on the face's neighbourhood (box grown by half its size per side);
                    validation = images whose number ends in 1
+ilc                det/ilc2021, as facemask (same classes; no license stated, may train);
+                   validation = names ending in 0 or 1 (:func:`~masksegx.eval.detection.
+                   is_ilc_validation`)
+cuhk               det/cuhk5pt faces, annotated landmarks, no gender (teachers label them, see
+                   :mod:`.teachers`); unmasked: level 0, wearing none; validation = odd 0-based
+                   lines (the landmark nets' held-out rule, :mod:`.samples`)
 =================  ==========================================================================
+
+Building the extra sources into a second folder (``--sources ilc,cuhk --out .data/attr_extra``)
+and passing both folders to the training's ``--cache`` is the same as one cache of all.
 
 Landmarks not in the annotations come from the reference RetinaFace (MobileNet-0.25,
 ``models/retinaface_mnet025_512.onnx``): this is distillation of a reference detector, said in
@@ -45,6 +54,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypedDict, TypeVar
 
@@ -53,7 +63,7 @@ import numpy as np
 
 from ..align import align_face, transform_points
 from ..eval.attributes import neighbourhood_landmarks
-from ..eval.detection import box_iou, read_mtfl, read_voc
+from ..eval.detection import box_iou, is_ilc_validation, read_cuhk, read_mtfl, read_voc
 from ..eval.reference_detectors import RetinaFaceDetector
 from ..io import DatasetError, read_image, read_mask
 from ..synthesis import coverage_level, estimate_face_box, load_templates, load_textures
@@ -71,8 +81,10 @@ VALIDATION_EVERY = 10
 FACEMASK_WEARING = {"without_mask": 0, "mask_weared_incorrect": 1, "with_mask": 2}
 #: A RetinaFace detection labels an annotated face when their IoU reaches this.
 MATCH_IOU = 0.3
-SOURCES = ("mtfl", "utk", "ffhq", "real_dev", "facemask")
+SOURCES = ("mtfl", "utk", "ffhq", "real_dev", "facemask", "ilc", "cuhk")
 RETINAFACE = "models/retinaface_mnet025_512.onnx"
+#: Pascal VOC face sets (facemask classes), by source name.
+VOC_FOLDERS = {"facemask": "det/facemask", "ilc": "det/ilc2021"}
 
 _Item = TypeVar("_Item")
 
@@ -219,11 +231,18 @@ class Builder:
         self.stats["real_dev"] = {"faces": kept, "no_landmarks": missed}
 
     def facemask(self) -> None:
-        root = self.data / "det/facemask"
+        self._voc_faces("facemask", lambda path: path.stem.endswith("1"))
+
+    def ilc(self) -> None:
+        self._voc_faces("ilc", is_ilc_validation)
+
+    def _voc_faces(self, source: str, is_validation: Callable[[Path], bool]) -> None:
+        """One crop per annotated face of ``det/<folder>`` (facemask classes)."""
+        root = self.data / VOC_FOLDERS[source]
         images = self._take(sorted((root / "images").glob("*.jpg")))
         counts = {"faces": 0, "no_landmarks": 0}
         for path in images:
-            split = int(path.stem.endswith("1"))
+            split = int(is_validation(path))
             image = read_image(path)
             objects = read_voc(root / "annotations" / f"{path.stem}.xml")
             for number, (box, cls) in enumerate(objects):
@@ -232,10 +251,19 @@ class Builder:
                     counts["no_landmarks"] += 1
                     continue
                 wearing = FACEMASK_WEARING[cls]
-                self.add(image, found, "facemask", f"{path.name}#{number}", split,
+                self.add(image, found, source, f"{path.name}#{number}", split,
                          wearing=wearing)
                 counts["faces"] += 1
-        self.stats["facemask"] = counts
+        self.stats[source] = counts
+
+    def cuhk(self) -> None:
+        root = self.data / "det/cuhk5pt"
+        items = self._take(read_cuhk(root / "annotations.txt"))
+        for index, item in enumerate(items):
+            image = read_image(root / "images" / item.path)
+            self.add(image, item.landmarks, "cuhk", item.path, index % 2, level=0, wearing=0,
+                     synth=True)
+        self.stats["cuhk"] = {"faces": len(items)}
 
     def write(self, out: Path, command: str) -> CacheInfo:
         out.mkdir(parents=True, exist_ok=True)
@@ -332,6 +360,26 @@ def read_cache(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray], CacheIn
             r, c = divmod(k, columns)
             crops[start + k] = mosaic[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile]
     return crops, meta, info
+
+
+def read_caches(folders: Sequence[Path]) -> tuple[np.ndarray, dict[str, np.ndarray], CacheInfo]:
+    """:func:`read_cache` of several folders built with the same crop settings, concatenated
+    (info: the first folder's settings, counts and statistics summed/merged)."""
+    if not folders:
+        raise ValueError("folders: expected at least one cache folder")
+    parts = [read_cache(folder) for folder in folders]
+    info = parts[0][2]
+    for folder, (_, _, other) in zip(folders[1:], parts[1:]):
+        if (other["crop_size"], other["padding"]) != (info["crop_size"], info["padding"]):
+            raise DatasetError(f"cache {str(folder)!r} has other crop settings than {str(folders[0])!r}")
+    merged: CacheInfo = {
+        **info, "count": sum(part[2]["count"] for part in parts),
+        "stats": {k: v for part in parts for k, v in part[2]["stats"].items()},
+        "command": " && ".join(part[2]["command"] for part in parts),
+    }
+    crops = np.concatenate([part[0] for part in parts])
+    meta = {key: np.concatenate([part[1][key] for part in parts]) for key in parts[0][1]}
+    return crops, meta, merged
 
 
 def main(argv: list[str] | None = None) -> int:
