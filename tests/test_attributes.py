@@ -252,6 +252,40 @@ def test_eval_attr_utk_names_and_detector(tmp_path):
     assert record["n_detected"] == 2
 
 
+def write_voc_faces(root, stems):
+    """A det/ilc2021-style folder: copies of a bundled photo named ``<stem>.jpg``, each with a
+    VOC file boxing its face (the detector's box) as ``mask_weared_incorrect``."""
+    image = cv2.imread(EXAMPLES[1].path)
+    x1, y1, x2, y2 = masksegx.detect_faces(image).boxes[0]
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for stem in stems:
+        cv2.imwrite(str(root / "images" / f"{stem}.jpg"), image)
+        (root / "annotations" / f"{stem}.xml").write_text(
+            "<annotation><object><name>mask_weared_incorrect</name><bndbox>"
+            f"<xmin>{x1:.0f}</xmin><ymin>{y1:.0f}</ymin><xmax>{x2:.0f}</xmax><ymax>{y2:.0f}</ymax>"
+            "</bndbox></object></annotation>\n")
+    return root
+
+
+def test_eval_attr_ilc_wearing(tmp_path, capsys):
+    """--ilc scores the wearing state on the ILC validation crops only (names ending in 0 or
+    1) and prints their confusion table."""
+    annotations, images = write_mtfl(tmp_path / "mtfl", count=2)
+    ilc = write_voc_faces(tmp_path / "ilc", ["a0", "b1", "c2", "d9"])
+    out = tmp_path / "ilc.json"
+    assert main(["eval-attr", "--annotations", str(annotations), "--images", str(images),
+                 "--format", "mtfl", "--ilc", str(ilc), "--json", str(out)]) == 0
+    wearing = json.loads(out.read_text())["wearing_ilc"]
+    assert wearing["n_faces"] + wearing["n_missed"] == 2
+    assert sum(wearing["confusion"]["incorrect"].values()) == wearing["n_faces"]
+    assert sum(sum(row.values()) for row in wearing["confusion"].values()) == wearing["n_faces"]
+    assert wearing["wearing_acc"] == pytest.approx(
+        wearing["confusion"]["incorrect"]["incorrect"] / max(wearing["n_faces"], 1))
+    printed = capsys.readouterr().out
+    assert "ILC validation crops" in printed and "truth" in printed
+
+
 def test_eval_attr_errors(tmp_path, capsys):
     code = main(["eval-attr", "--annotations", str(tmp_path / "missing.txt"), "--images",
                  str(tmp_path), "--format", "mtfl"])
@@ -291,6 +325,88 @@ def test_losses_match_numpy(rng):
     assert float(terms["set"]) == pytest.approx(set_nll, rel=1e-4)
     eq15 = 0.4 * l1 + 0.6 * np.mean(kls) + 2.0 * ce + set_nll
     assert float(total_loss(terms, Variant("t", x=2.0))) == pytest.approx(eq15, rel=1e-4)
+
+
+def test_soft_gender_targets():
+    """A P(male) target t gives the cross-entropy -(t log P(male) + (1 - t) log P(female)); 0/1
+    targets are the hard-label loss."""
+    torch = pytest.importorskip("torch")
+    from masksegx.training.train_attributes import losses
+
+    joint = random_joint(np.random.default_rng(1), 3).astype(np.float64)
+    p_male = joint[:, 11:].sum(1)
+    target = np.array([0.8, 1.0, 0.0])
+    terms = losses(torch.tensor(np.log(joint), dtype=torch.float32),
+                   torch.tensor(target, dtype=torch.float32), torch.tensor([-1, -1, -1]),
+                   torch.zeros(3, 11, dtype=torch.bool))
+    ce = -(target * np.log(p_male) + (1 - target) * np.log(1 - p_male)).mean()
+    assert float(terms["ce_gender"]) == pytest.approx(ce, rel=1e-4)
+
+
+def test_start_from_reproduces_an_exported_net(tmp_path):
+    """--start-from loads an exported attributes.onnx (BatchNorm folded) into a fresh net that
+    reproduces it, with its BatchNorm statistics frozen."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from masksegx.training.attr_net import AttributeNet, ExportWrapper
+    from masksegx.training.export import write_onnx
+    from masksegx.training.train_attributes import start_from
+
+    torch.manual_seed(0)
+    source = AttributeNet(0.25).train()
+    with torch.no_grad():  # non-trivial BatchNorm statistics to fold
+        source(torch.randn(8, 3, 32, 32))
+    path = tmp_path / "net.onnx"
+    write_onnx(ExportWrapper(source, mirror=False).eval(), (1, 3, 32, 32), path, ["probs"], 17,
+               {"input": {0: "batch"}, "probs": {0: "batch"}})
+    net = AttributeNet(0.25)
+    start_from(net, path, 32)
+    batchnorms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert batchnorms and not any(m.training for m in batchnorms)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(net.eval()(x).exp().numpy(), source.eval()(x).exp().numpy(),
+                                   atol=1e-5)
+    with pytest.raises(ValueError, match="joint head"):
+        start_from(AttributeNet(0.25, "separate"), path, 32)
+    with pytest.raises(ValueError, match="kernel"):
+        start_from(AttributeNet(0.5), path, 32)
+
+
+def test_pseudo_labels_keep_agreeing_confident_faces(tmp_path):
+    """Only unmasked training faces without gender get teacher labels, and only where the
+    teachers agree with a mean at least the margin away from 0.5."""
+    pytest.importorskip("torch")
+    from masksegx.training.train_attributes import pseudo_labels
+
+    names = np.array(["a", "b", "c", "d", "e", "f"])
+    meta = {
+        "source": np.array(["cuhk"] * 4 + ["mtfl", "ilc"]), "name": names,
+        "split": np.array([0, 0, 0, 1, 0, 0], np.int8),
+        "gender": np.array([-1, -1, -1, -1, 1, -1], np.int8),
+        "wearing": np.array([0, 0, 0, 0, 0, 2], np.int8),
+        "level": np.array([0, 0, 0, 0, 0, -1], np.int8),
+        "synth": np.array([True, True, True, True, True, False]),
+    }
+    meta["gender_target"] = meta["gender"].astype(np.float32)
+    teachers = tmp_path / "teachers.npz"
+    np.savez(teachers, source=meta["source"], name=names,
+             p_one=np.array([0.95, 0.9, 0.1, 0.95, 0.9, 0.9], np.float32),
+             p_two=np.array([0.85, 0.3, 0.1, 0.95, 0.9, 0.9], np.float32))
+    counts = pseudo_labels(meta, teachers, ["one", "two"], margin=0.3)
+    assert counts == {"cuhk": 2}
+    np.testing.assert_allclose(meta["gender_target"], [0.9, -1, 0.1, -1, 1, -1], atol=1e-6)
+
+
+def test_strong_augmentation_keeps_the_crop_format():
+    pytest.importorskip("torch")
+    from masksegx.training.train_attributes import AUGMENTATIONS, augment
+
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    for _ in range(20):
+        out = augment(crop, rng, AUGMENTATIONS["strong"])
+        assert out.shape == crop.shape and out.dtype == np.uint8
 
 
 def test_separate_heads_give_a_normalised_joint():

@@ -11,7 +11,7 @@
   IMDB face boxes, so the aligned crop is shown zoomed out by :data:`MINI_XCEPTION_ZOOM`.
 
     python -m masksegx.training.teachers --data ../shared/data --cache .data/attr \\
-        --out .data/attr/teachers.npz
+        .data/attr_extra --out .data/teachers.npz --zooms 1.0,1.15,1.3
 
 writes both teachers' P(male) for every crop of the cache (``p_gender_v1``, ``p_mini_xception``)
 and prints their accuracy on the gender-labelled crops per source and split.
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..eval.attributes import GenderV1
-from .attr_cache import read_cache
+from .attr_cache import read_caches
 
 GENDER_V1 = "models/gender-v1.onnx"
 MINI_XCEPTION = "models/gender_mini_XCEPTION.21-0.95.hdf5"
@@ -166,13 +166,14 @@ def accuracy(p_male: np.ndarray, gender: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--cache", type=Path, default=Path(".data/attr"))
+    parser.add_argument("--cache", type=Path, nargs="+", default=[Path(".data/attr")],
+                        help="cache folder(s), as training's --cache")
     parser.add_argument("--out", type=Path, required=True, help="teachers' P(male) per crop (.npz)")
     parser.add_argument("--zooms", default="", help="also print mini-Xception's training-crop "
                         "accuracy at these comma-separated zooms (how the zoom was chosen)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    crops, meta, _ = read_cache(args.cache)
+    crops, meta, _ = read_caches(args.cache)
     start = time.time()
     mini = MiniXception(args.data / MINI_XCEPTION)
     v1 = GenderV1(args.data / GENDER_V1)

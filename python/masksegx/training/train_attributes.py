@@ -607,6 +607,8 @@ def load_onnx_weights(net: AttributeNet, path: Path) -> None:
     import onnx
     from onnx import numpy_helper
 
+    if net.head_kind != "joint":
+        raise ValueError(f"net: expected the joint head (the exported file's), got {net.head_kind!r}")
     model = onnx.load(str(path))
     values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     nodes = [node for node in model.graph.node if node.op_type == "Conv"]
