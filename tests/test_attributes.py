@@ -398,6 +398,89 @@ def test_pseudo_labels_keep_agreeing_confident_faces(tmp_path):
     np.testing.assert_allclose(meta["gender_target"], [0.9, -1, 0.1, -1, 1, -1], atol=1e-6)
 
 
+def _keras_layer(kind, name, inbound, **config):
+    return {"class_name": kind, "name": name, "config": {"name": name, **config},
+            "inbound_nodes": [[[node, 0, 0, {}] for node in inbound]] if inbound else []}
+
+
+def _conv_reference(x, kernel, padding):
+    """Naive NHWC convolution (stride 1) with a Keras HWIO kernel; "same" pads symmetrically
+    (odd kernels)."""
+    kh, kw, _, cout = kernel.shape
+    if padding == "same":
+        x = np.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    out = np.zeros((x.shape[0], h, w, cout))
+    for i in range(kh):
+        for j in range(kw):
+            out += x[:, i : i + h, j : j + w, :] @ kernel[i, j]
+    return out
+
+
+def test_mini_xception_reader_matches_numpy(tmp_path):
+    """The Keras HDF5 reader runs a small generated graph of the mini-Xception layer kinds
+    (convolution, separable convolution, batch norm, ReLU, "same" max pooling, add, global
+    average pooling, softmax) as a numpy reference does."""
+    pytest.importorskip("torch")
+    h5py = pytest.importorskip("h5py")
+    from masksegx.training.teachers import MiniXception
+
+    rng = np.random.default_rng(0)
+    weights = {
+        "conv": {"kernel:0": rng.normal(0, 0.5, (3, 3, 1, 4))},
+        "bn": {"gamma:0": rng.uniform(0.5, 1.5, 4), "beta:0": rng.normal(0, 0.1, 4),
+               "moving_mean:0": rng.normal(0, 0.1, 4), "moving_variance:0": rng.uniform(0.5, 2, 4)},
+        "sep": {"depthwise_kernel:0": rng.normal(0, 0.5, (3, 3, 4, 1)),
+                "pointwise_kernel:0": rng.normal(0, 0.5, (1, 1, 4, 4))},
+        "head": {"kernel:0": rng.normal(0, 0.5, (1, 1, 4, 2)), "bias:0": rng.normal(0, 0.1, 2)},
+    }
+    layers = [
+        _keras_layer("InputLayer", "input_1", [], batch_input_shape=[None, 8, 8, 1]),
+        _keras_layer("Conv2D", "conv", ["input_1"], filters=4, kernel_size=[3, 3],
+                     strides=[1, 1], padding="valid", use_bias=False),
+        _keras_layer("BatchNormalization", "bn", ["conv"], axis=-1, epsilon=0.001),
+        _keras_layer("Activation", "relu", ["bn"], activation="relu"),
+        _keras_layer("SeparableConv2D", "sep", ["relu"], filters=4, kernel_size=[3, 3],
+                     strides=[1, 1], padding="same", use_bias=False),
+        _keras_layer("Add", "add", ["sep", "relu"]),
+        _keras_layer("MaxPooling2D", "pool", ["add"], pool_size=[3, 3], strides=[2, 2],
+                     padding="same"),
+        _keras_layer("Conv2D", "head", ["pool"], filters=2, kernel_size=[1, 1], strides=[1, 1],
+                     padding="same", use_bias=True),
+        _keras_layer("GlobalAveragePooling2D", "gap", ["head"]),
+        _keras_layer("Activation", "predictions", ["gap"], activation="softmax"),
+    ]
+    config = {"class_name": "Model", "config": {"layers": layers,
+                                                 "output_layers": [["predictions", 0, 0]]}}
+    path = tmp_path / "mini.hdf5"
+    with h5py.File(path, "w") as file:
+        file.attrs["model_config"] = json.dumps(config)
+        for layer in layers:
+            group = file.create_group(f"model_weights/{layer['name']}")
+            for key, value in weights.get(layer["name"], {}).items():
+                group.create_dataset(f"{layer['name']}/{key}", data=value.astype(np.float32))
+    gray = rng.integers(0, 256, (3, 8, 8), dtype=np.uint8)
+    got = MiniXception(path)(gray)
+
+    x = (gray.astype(np.float64) / 255 * 2 - 1)[..., None]
+    h = _conv_reference(x, weights["conv"]["kernel:0"], "valid")
+    bn = weights["bn"]
+    h = (h - bn["moving_mean:0"]) / np.sqrt(bn["moving_variance:0"] + 0.001) * bn["gamma:0"] + bn["beta:0"]
+    relu = np.maximum(h, 0)
+    depthwise = weights["sep"]["depthwise_kernel:0"]
+    sep = sum(_conv_reference(relu[..., c : c + 1], depthwise[:, :, c : c + 1, :], "same")
+              * np.eye(4)[c] for c in range(4))
+    added = _conv_reference(sep, weights["sep"]["pointwise_kernel:0"], "valid") + relu
+    # 6x6 -> 3x3 with TensorFlow "same" padding: one -inf row/column after the end.
+    padded = np.pad(added, ((0, 0), (0, 1), (0, 1), (0, 0)), constant_values=-np.inf)
+    pooled = np.stack([np.stack([padded[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3].max((1, 2))
+                                 for j in range(3)], 1) for i in range(3)], 1)
+    logits = (_conv_reference(pooled, weights["head"]["kernel:0"], "valid")
+              + weights["head"]["bias:0"]).mean((1, 2))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(got, probs[:, 1], atol=1e-5)
+
+
 def test_strong_augmentation_keeps_the_crop_format():
     pytest.importorskip("torch")
     from masksegx.training.train_attributes import AUGMENTATIONS, augment

@@ -8,13 +8,14 @@
   MaxPooling2D, Add, GlobalAveragePooling2D, TensorFlow "same"/"valid" padding) and runs it in
   PyTorch with the stored weights; reading needs ``h5py`` (the ``train`` extra). Input: a 64x64
   grayscale face, ``x / 255 * 2 - 1``; output softmax ``[woman, man]``. It was trained on loose
-  IMDB face boxes, so the aligned crop is shown zoomed out by :data:`MINI_XCEPTION_ZOOM`.
+  IMDB face boxes, so the aligned crop is shown zoomed out (:data:`MINI_XCEPTION_ZOOM`).
 
     python -m masksegx.training.teachers --data ../shared/data --cache .data/attr \\
-        .data/attr_extra --out .data/teachers.npz --zooms 1.0,1.15,1.3
+        .data/attr_extra --out .data/teachers.npz --zooms 1.0,1.15,1.3,1.45
 
 writes both teachers' P(male) for every crop of the cache (``p_gender_v1``, ``p_mini_xception``)
-and prints their accuracy on the gender-labelled crops per source and split.
+and their accuracy on the gender-labelled crops per source and split (also the share the
+pseudo-label rule keeps and its accuracy there) to the same name with ``.json``.
 """
 
 from __future__ import annotations
@@ -36,10 +37,15 @@ from .attr_cache import read_caches
 
 GENDER_V1 = "models/gender-v1.onnx"
 MINI_XCEPTION = "models/gender_mini_XCEPTION.21-0.95.hdf5"
-#: The aligned crop is shrunk by this factor about its centre (grey-replicated border) before
-#: the 64x64 resize: the teacher saw loose face boxes with hair and chin. Chosen on MTFL and
-#: UTKFace *training* crops among 1.0, 1.15, 1.3.
-MINI_XCEPTION_ZOOM = 1.15
+#: The aligned crop is shrunk by this factor about its centre (replicated border) before the
+#: 64x64 resize: the teacher saw loose face boxes with hair and chin. ``--zooms`` picks it on
+#: MTFL and UTKFace *training* crops instead.
+MINI_XCEPTION_ZOOM = 1.3
+#: Training faces that ``--zooms`` scores each zoom on.
+ZOOM_SAMPLE = 2000
+#: A teacher-labelled face keeps its label when the teachers agree (same side of 0.5) and
+#: their mean P(male) is at least this far from 0.5 (:func:`.train_attributes.pseudo_labels`).
+PSEUDO_MARGIN = 0.3
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -169,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, nargs="+", default=[Path(".data/attr")],
                         help="cache folder(s), as training's --cache")
     parser.add_argument("--out", type=Path, required=True, help="teachers' P(male) per crop (.npz)")
-    parser.add_argument("--zooms", default="", help="also print mini-Xception's training-crop "
-                        "accuracy at these comma-separated zooms (how the zoom was chosen)")
+    parser.add_argument("--zooms", default="", help="comma-separated mini-Xception zooms: use "
+                        f"the most accurate on {ZOOM_SAMPLE} random gender-labelled training "
+                        f"crops (default: {MINI_XCEPTION_ZOOM})")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read the probabilities back from --out, only score them")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     crops, meta, _ = read_caches(args.cache)
@@ -178,25 +187,47 @@ def main(argv: list[str] | None = None) -> int:
     mini = MiniXception(args.data / MINI_XCEPTION)
     v1 = GenderV1(args.data / GENDER_V1)
     gendered = meta["gender"] >= 0
+    zoom, zoom_scores = MINI_XCEPTION_ZOOM, {}
     if args.zooms:
         train = np.flatnonzero(gendered & (meta["split"] == 0))
-        for zoom in (float(z) for z in args.zooms.split(",")):
-            p = mini_xception_p_male(mini, crops[train], zoom)
-            print(f"mini-Xception zoom {zoom}: training-crop accuracy "
-                  f"{accuracy(p, meta['gender'][train]):.4f} ({len(train)} faces)", flush=True)
-    p_mini = mini_xception_p_male(mini, crops)
-    p_v1 = gender_v1_p_male(v1, crops, meta["landmarks"].astype(np.float64))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, name=meta["name"], source=meta["source"],
-                        p_gender_v1=p_v1, p_mini_xception=p_mini)
+        sample = np.sort(np.random.default_rng(0).choice(train, min(ZOOM_SAMPLE, len(train)),
+                                                         replace=False))
+        for candidate in (float(z) for z in args.zooms.split(",")):
+            p = mini_xception_p_male(mini, crops[sample], candidate)
+            zoom_scores[candidate] = accuracy(p, meta["gender"][sample])
+            print(f"mini-Xception zoom {candidate}: training-crop accuracy "
+                  f"{zoom_scores[candidate]:.4f} ({len(sample)} faces)", flush=True)
+        zoom = max(zoom_scores, key=lambda z: zoom_scores[z])
+    if args.reuse:
+        stored = np.load(args.out)
+        if not np.array_equal(stored["name"], meta["name"]):
+            raise SystemExit(f"--reuse: {args.out} was written for other caches")
+        p_mini, p_v1 = stored["p_mini_xception"], stored["p_gender_v1"]
+    else:
+        p_mini = mini_xception_p_male(mini, crops, zoom)
+        p_v1 = gender_v1_p_male(v1, crops, meta["landmarks"].astype(np.float64))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(args.out, name=meta["name"], source=meta["source"],
+                            p_gender_v1=p_v1, p_mini_xception=p_mini)
+    scores: dict[str, dict[str, float]] = {}
     for source in np.unique(meta["source"][gendered]):
         for split in (0, 1):
             chosen = gendered & (meta["source"] == source) & (meta["split"] == split)
             truth = meta["gender"][chosen]
-            both = 0.5 * (p_v1[chosen] + p_mini[chosen])
-            print(f"{source} {'val' if split else 'train'} ({chosen.sum()} faces): gender-v1 "
-                  f"{accuracy(p_v1[chosen], truth):.4f} mini-Xception "
-                  f"{accuracy(p_mini[chosen], truth):.4f} mean {accuracy(both, truth):.4f}")
+            mean = 0.5 * (p_v1[chosen] + p_mini[chosen])
+            # The pseudo-label rule (train_attributes.pseudo_labels) on labelled faces.
+            agree = ((p_v1[chosen] > 0.5) == (p_mini[chosen] > 0.5)) & (
+                np.abs(mean - 0.5) >= PSEUDO_MARGIN)
+            entry = {"n": int(chosen.sum()), "gender_v1": accuracy(p_v1[chosen], truth),
+                     "mini_xception": accuracy(p_mini[chosen], truth),
+                     "mean": accuracy(mean, truth), "kept": float(agree.mean()),
+                     "kept_accuracy": accuracy(mean[agree], truth[agree])}
+            scores[f"{source}_{'val' if split else 'train'}"] = entry
+            print(f"{source} {'val' if split else 'train'}: {entry}", flush=True)
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"zoom": zoom, "zoom_training_accuracy": zoom_scores, "pseudo_margin": PSEUDO_MARGIN,
+         "crop_space": scores},
+        indent=1) + "\n")
     print(f"wrote {args.out} ({time.time() - start:.0f} s)")
     return 0
 

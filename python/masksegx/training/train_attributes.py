@@ -77,6 +77,7 @@ from ..synthesis import apply_mask, coverage_level, estimate_face_box, frontal, 
 from .attr_cache import CacheInfo, read_caches
 from .attr_net import AttributeNet, ExportWrapper, count_macs, mirrored_probs
 from .export import max_abs_difference, write_onnx
+from .teachers import PSEUDO_MARGIN
 
 MEAN, SCALE = 127.5, 1.0 / 128.0
 SIGMA = 1.0
@@ -89,9 +90,6 @@ SOURCE_WEIGHTS = {"mtfl": 1.0, "utk": 1.0, "ffhq": 3.0, "real_dev": 3.0, "facema
                   "ilc": 1.0, "cuhk": 1.0}
 #: Wearing-state sources (facemask classes) whose training crops fit the thresholds.
 WEARING_SOURCES = ("facemask", "ilc")
-#: A teacher-labelled face keeps its label when the teachers agree (same side of 0.5) and
-#: their mean P(male) is at least this far from 0.5.
-PSEUDO_MARGIN = 0.3
 INCORRECT_WEIGHT = 4.0
 SELECTION_TOLERANCE = 0.005
 #: AdamW's decoupled weight decay (multiplied by the learning rate each step).
