@@ -177,7 +177,9 @@ class MaskPainter:
 # --- evaluation --------------------------------------------------------------------------------
 
 
-def _nearest_centre(found: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray | None:
+def nearest_centre_landmarks(found: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray | None:
+    """Landmarks of the detection (boxes, scores, landmarks) whose box centre is nearest the
+    centre of an image of ``shape``; None without detections."""
     boxes, _, landmarks = found[0], found[1], found[2]
     if len(boxes) == 0:
         return None
@@ -211,7 +213,7 @@ def evaluate_gender(
         if landmarks is None:
             if detect_fn is None:
                 raise DatasetError("the format has no landmarks and no detector was given")
-            landmarks = _nearest_centre(detect_fn(image), image.shape)
+            landmarks = nearest_centre_landmarks(detect_fn(image), image.shape)
         detected.append(landmarks is not None)
         images.append(image)
         points.append(landmarks)

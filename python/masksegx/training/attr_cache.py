@@ -22,7 +22,9 @@ Sources and splits (validation is never trained on):
 mtfl_train         gender (1 male, 2 female) + annotated landmarks; level 0 (no masks in the
                    set); validation = every 10th line (lines 10, 20, ... counting from 1)
 utkface            gender from the file name (0 male, 1 female), ages < 10 skipped; landmarks
-                   from RetinaFace; level 0; validation = every 10th file in sorted order
+                   from masksegx's detector (the face nearest the centre, as eval-attr finds
+                   them: RetinaFace misplaces faces that fill the 128 px chip); level 0;
+                   validation = every 10th file in sorted order
 ffhq_synthmask     level from the mask ground truth, wearing from the name (cwm_ correct,
                    iwm_ incorrect); landmarks from RetinaFace; validation = ``test/``
 real_dev           level from the mask ground truth; landmarks from RetinaFace; validation =
@@ -41,7 +43,7 @@ cuhk               det/cuhk5pt faces, annotated landmarks, no gender (teachers l
 Building the extra sources into a second folder (``--sources ilc,cuhk --out .data/attr_extra``)
 and passing both folders to the training's ``--cache`` is the same as one cache of all.
 
-Landmarks not in the annotations come from the reference RetinaFace (MobileNet-0.25,
+Landmarks not in the annotations (except UTKFace's) come from the reference RetinaFace (MobileNet-0.25,
 ``models/retinaface_mnet025_512.onnx``): this is distillation of a reference detector, said in
 the model card. Coverage levels use :func:`masksegx.synthesis.coverage_level` with the face box
 :func:`masksegx.synthesis.estimate_face_box` of the landmarks (so labels do not depend on a
@@ -62,7 +64,8 @@ import cv2
 import numpy as np
 
 from ..align import align_face, transform_points
-from ..eval.attributes import neighbourhood_landmarks
+from ..detect import detect_faces
+from ..eval.attributes import nearest_centre_landmarks, neighbourhood_landmarks
 from ..eval.detection import box_iou, is_ilc_validation, read_cuhk, read_mtfl, read_voc
 from ..eval.reference_detectors import RetinaFaceDetector
 from ..io import DatasetError, read_image, read_mask
@@ -186,11 +189,13 @@ class Builder:
                 young += 1
                 continue
             image = read_image(root / name)
-            found = self.best_face(image)
-            if found is None:
+            faces = detect_faces(image)
+            landmarks = nearest_centre_landmarks(
+                (faces.boxes, faces.scores, faces.landmarks), image.shape)
+            if landmarks is None:
                 missed += 1
                 continue
-            self.add(image, found[0], "utk", name, split, gender, 0, 0, synth=True)
+            self.add(image, landmarks, "utk", name, split, gender, 0, 0, synth=True)
             kept += 1
         self.stats["utk"] = {"faces": kept, "no_landmarks": missed, "under_10": young}
 

@@ -41,6 +41,14 @@ else slid down by a uniform amount; level from the synthetic mask), ffhq/real_de
 facemask crops (wearing class). Augmentation: random similarity (rotation +-10 deg, scale
 +-8 %, shift +-4 %), horizontal flip, brightness/contrast, 5 % greyscale.
 
+Issue 13 additions: ``--cache`` takes several folders (the ILC/cuhk5pt extra cache);
+``--teachers`` gives the unmasked faces without gender the teachers' soft label
+(:func:`pseudo_labels`, :mod:`.teachers`); ``--augment strong`` widens the augmentation
+(scale, crop jitter, blur, JPEG, colour, greyscale, side light); ``--start-from`` fine-tunes
+an exported ``attributes.onnx`` (:func:`start_from`); ``--exclude-sources`` leaves sources out
+of training for the leave-one-source-out runs. ILC training crops join the wearing-state
+training and threshold fit; ILC validation crops are scored (``val_ilc``).
+
 The scored and exported weights are an exponential moving average of the trained ones (decay
 0.998, warmed up as (1 + step) / (10 + step)); the exported graph averages the joint
 probabilities of the crop and its mirror image (gender and coverage are mirror-invariant).
