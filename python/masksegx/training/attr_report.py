@@ -311,10 +311,13 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
              "the synthetic mask", "fixed synthetic masks on the validation faces"],
         ]),
         "",
-        "**Distillation:** landmarks of utkface, ffhq_synthmask, real_dev, the facemask and ILC crops "
+        "**Distillation:** landmarks of ffhq_synthmask, real_dev, the facemask and ILC crops "
         "come from the reference RetinaFace (MobileNet-0.25, `retinaface_mnet025_512.onnx`), "
-        "i.e. the training alignment is distilled from a reference detector. At inference the "
-        "landmarks come from masksegx's own detector (eval-attr on UTKFace uses it).",
+        "i.e. the training alignment is distilled from a reference detector. UTKFace's come "
+        "from masksegx's own detector (the face nearest the image centre, as eval-attr finds "
+        "them): RetinaFace misplaces the faces that fill UTKFace's 128 px chips, and the "
+        "previous caches' UTKFace crops were zoomed onto parts of faces because of it. At "
+        "inference the landmarks come from masksegx's own detector.",
         "",
         *extra.get("teachers", []),
         "## Training",

@@ -50,8 +50,11 @@ of training for the leave-one-source-out runs. ILC training crops join the weari
 training and threshold fit; ILC validation crops are scored (``val_ilc``).
 
 The scored and exported weights are an exponential moving average of the trained ones (decay
-0.998, warmed up as (1 + step) / (10 + step)); the exported graph averages the joint
-probabilities of the crop and its mirror image (gender and coverage are mirror-invariant).
+0.998, warmed up as (1 + step) / (10 + step)); scores average the joint probabilities of the
+crop and its mirror image (gender and coverage are mirror-invariant), as the predictor does.
+The exported graph is one pass (``mirror_average`` false in its metadata: the predictor runs
+the mirror image itself), which the native executor reads (it has no Slice for an in-graph
+flip). ``--single-pass SRC`` rewrites a file exported with the in-graph mirror that way.
 
 After training, each variant's wearing thresholds (a, b) are fitted on training predictions
 (facemask training crops, ffhq ``train/``, 2000 unmasked faces) by maximising accuracy over a
@@ -519,7 +522,8 @@ def export_onnx(net: AttributeNet, variant: Variant, thresholds: tuple[float, fl
                 info: CacheInfo) -> dict[str, object]:
     import onnx
 
-    wrapper = ExportWrapper(net).cpu().eval()
+    # One pass: the native executor cannot run an in-graph flip; the predictor mirrors.
+    wrapper = ExportWrapper(net, mirror=False).cpu().eval()
     size = variant.size
     model = write_onnx(wrapper, (1, 3, size, size), path, ["probs"], OPSET,
                        {"input": {0: "batch"}, "probs": {0: "batch"}})
@@ -527,7 +531,7 @@ def export_onnx(net: AttributeNet, variant: Variant, thresholds: tuple[float, fl
         "crop_size": info["crop_size"], "input_size": size, "padding": info["padding"],
         "mean": MEAN, "scale": SCALE, "channels": "bgr",
         "wearing_thresholds": [float(t) for t in thresholds], "variant": variant.name,
-        "width": variant.width, "head": variant.head, "x": variant.x, "mirror_average": True,
+        "width": variant.width, "head": variant.head, "x": variant.x, "mirror_average": False,
         "ema_decay": EMA_DECAY,
     }
     entry = model.metadata_props.add()
@@ -543,6 +547,24 @@ def export_onnx(net: AttributeNet, variant: Variant, thresholds: tuple[float, fl
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def single_pass_copy(source: Path, target: Path) -> dict[str, object]:
+    """Write ``source`` (an exported attributes.onnx, possibly averaging the mirror image in its
+    graph) to ``target`` as the one-pass graph :func:`export_onnx` writes, same weights and
+    settings (``mirror_average`` false); returns the export record."""
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(str(source)).metadata_props}
+    settings = json.loads(metadata[METADATA_KEY])
+    variant = VARIANTS[settings["variant"]]
+    net = AttributeNet(variant.width, variant.head)
+    start_from(net, source, variant.size)
+    info: CacheInfo = {"crop_size": settings["crop_size"], "padding": settings["padding"],
+                       "tile": 0, "mosaic_columns": 0, "mosaic_tiles": 0, "jpeg_quality": 0,
+                       "count": 0, "stats": {}, "command": ""}
+    thresholds = (float(settings["wearing_thresholds"][0]), float(settings["wearing_thresholds"][1]))
+    return export_onnx(net.eval(), variant, thresholds, target, info)
 
 
 def build_sets(crops: np.ndarray, meta: dict[str, np.ndarray], sizes: Iterable[int],
@@ -697,6 +719,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated cache sources left out of training (the "
                         "leave-one-source-out runs); validation sets stay")
     parser.add_argument("--augment", choices=tuple(AUGMENTATIONS), default="default")
+    parser.add_argument("--single-pass", type=Path, metavar="ONNX",
+                        help="only rewrite this exported file as a one-pass graph into "
+                        "--out/attributes.onnx (single_pass_copy) and exit")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default)")
     parser.add_argument("--data", type=Path,
@@ -705,6 +730,11 @@ def main(argv: list[str] | None = None) -> int:
                         "and attributes_ablations.md into --out (masksegx.training.attr_report); "
                         "the one-command CPU path")
     args = parser.parse_args(argv)
+    if args.single_pass is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        record = single_pass_copy(args.single_pass, args.out / "attributes.onnx")
+        (args.out / "single_pass_export.json").write_text(json.dumps(record, indent=1) + "\n")
+        return 0
     if args.data is not None and not (args.cache[0] / "info.json").is_file():
         from .attr_cache import main as build_cache
 
@@ -727,11 +757,9 @@ def main(argv: list[str] | None = None) -> int:
     templates = args.cache[0] / "templates"
     log(f"cache: {len(crops)} crops; variants {names}; device {device}")
     meta["gender_target"] = meta["gender"].astype(np.float32)
-    pseudo: dict[str, int] = {}
-    if args.teachers is not None:
-        pseudo = pseudo_labels(meta, args.teachers, args.teacher_names.split(","),
-                               args.pseudo_margin)
-        log(f"teacher-labelled faces: {pseudo}")
+    pseudo = (pseudo_labels(meta, args.teachers, args.teacher_names.split(","), args.pseudo_margin)
+              if args.teachers is not None else {})
+    log(f"teacher-labelled faces: {pseudo or 'none'}")
     excluded = [name for name in args.exclude_sources.split(",") if name]
     train_idx = np.flatnonzero((meta["split"] == 0) & ~np.isin(meta["source"], excluded))
     log(f"training crops: {len(train_idx)} (left out: {excluded or 'none'})")
