@@ -250,8 +250,9 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
              "0.92"],
         ]),
         "",
-        f"Net {fmt(lat.get(metrics['chosen']), 2)} ms per face single-thread (the same "
-        "architecture as before: latency unchanged). Details below.",
+        f"Net {fmt(lat.get(metrics['chosen']), 2)} ms per face single-thread, measured on the "
+        "machine that wrote this card (a fine-tune keeps the architecture, so its latency "
+        "does not change). Details below.",
         "",
         "## Model",
         "",
@@ -314,10 +315,11 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
         "**Distillation:** landmarks of ffhq_synthmask, real_dev, the facemask and ILC crops "
         "come from the reference RetinaFace (MobileNet-0.25, `retinaface_mnet025_512.onnx`), "
         "i.e. the training alignment is distilled from a reference detector. UTKFace's come "
-        "from masksegx's own detector (the face nearest the image centre, as eval-attr finds "
-        "them): RetinaFace misplaces the faces that fill UTKFace's 128 px chips, and the "
-        "previous caches' UTKFace crops were zoomed onto parts of faces because of it. At "
-        "inference the landmarks come from masksegx's own detector.",
+        "from RetinaFace too in the caches before issue 13, which misplaces the faces that "
+        "fill UTKFace's 128 px chips: many UTKFace training crops were zoomed onto parts of "
+        "faces. `attr_cache` now takes them from masksegx's own detector (the face nearest the "
+        "image centre, as eval-attr finds them). At inference the landmarks come from "
+        "masksegx's own detector.",
         "",
         "## Training",
         "",
@@ -358,7 +360,7 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
         "",
         f"Unmasked MTFL + UTK validation: {fmt(pooled(evals, 'mtfl_val', 'utk_val'))}; with "
         f"synthetic masks: {fmt(pooled(evals, 'mtfl_val_masked', 'utk_val_masked'))} "
-        "(targets 0.96 / 0.93).",
+        "(targets per set: see Summary).",
         "",
         f"Wearing state on the facemask validation crops (landmarks from RetinaFace on the "
         f"face's neighbourhood; {wearing.get('n_missed', 'n/a')} faces without landmarks left "
@@ -401,7 +403,7 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
         f"within {sizes['selection']['tolerance']} of the best (rule in "
         "`masksegx.training.train_attributes`): "
         + size_reason(sizes, lat)
-        + " Everything here is well inside the 4 ms budget per face. Full ablations (input "
+        + " Full ablations (input "
         "48-96, width, heads, losses, x): `docs/attributes_ablations.md`.",
         "",
     ]
