@@ -557,7 +557,8 @@ def candidate_markdown(evals: dict[str, Json], candidate: Json, candidate_evals:
 
 
 def teacher_markdown(teachers: Json, metrics: Json) -> list[str]:
-    """The teachers section: their crop-space accuracy and what the pseudo-label rule kept."""
+    """The teachers section: their crop-space accuracy and what the pseudo-label rule kept
+    (``teachers`` = the JSON of :mod:`.teachers`, plus an optional ``note`` paragraph)."""
     rows = []
     for key, entry in teachers["crop_space"].items():
         rows.append([key.replace("_", " "), entry["n"], fmt(entry["gender_v1"]),
@@ -585,6 +586,7 @@ def teacher_markdown(teachers: Json, metrics: Json) -> list[str]:
         markdown_table(("faces", "n", "gender-v1", "mini-Xception", "mean", "kept",
                         "kept accuracy"), rows),
         "",
+        *([teachers["note"], ""] if "note" in teachers else []),
         "Pseudo-labels: the unmasked training faces without a gender label (det/cuhk5pt even "
         "0-based lines, facemask and ILC `without_mask` training crops) get the teachers' mean "
         "P(male) as a soft target where the rule keeps them: "
