@@ -19,7 +19,7 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -507,9 +507,24 @@ def loso_markdown(loso: Path) -> list[str]:
 
 
 def candidate_markdown(evals: dict[str, Json], candidate: Json, candidate_evals: dict[str, Json],
-                       commands: list[str]) -> list[str]:
+                       commands: list[str],
+                       variants: Sequence[tuple[Json, dict[str, Json]]] = ()) -> list[str]:
     """A trained candidate that did not ship (it did not beat this file on every card figure):
-    its recipe, commands and the same eval-attr runs beside this file's."""
+    its recipe, commands and the same eval-attr runs beside this file's; ``variants`` are
+    further runs of the same recipe with other settings (metrics, evals), one line each."""
+    others = []
+    for metrics, scores in variants:
+        wearing = real_wearing(scores)
+        others += [
+            f"Variant `{metrics['command']}` ({metrics['training']['samples']} samples, "
+            f"augmentation `{metrics['fine_tune']['augment']}`): MTFL val "
+            f"{fmt(scores['mtfl_val']['gender_acc'])}, masked "
+            f"{fmt(scores['mtfl_val_masked']['gender_acc'])}; UTKFace val "
+            f"{fmt(scores['utk_val']['gender_acc'])}, masked "
+            f"{fmt(scores['utk_val_masked']['gender_acc'])}; wearing facemask val "
+            f"{fmt(scores['mtfl_val']['wearing']['wearing_acc'])}, ILC val "
+            f"{fmt(scores['mtfl_val']['wearing_ilc']['wearing_acc'])}, both "
+            f"{fmt(wearing.get('wearing_acc'))}.", ""]
     rows: list[list[object]] = []
     for name, title in (("mtfl_val", "MTFL val"), ("mtfl_val_masked", "MTFL val, synthetic mask"),
                         ("utk_val", "UTKFace val"), ("utk_val_masked", "UTKFace val, synthetic mask")):
@@ -548,10 +563,11 @@ def candidate_markdown(evals: dict[str, Json], candidate: Json, candidate_evals:
         "",
         markdown_table(("faces", "this file", "fine-tune", "gender-v1"), rows),
         "",
+        *others,
         "It gains on UTKFace (mostly the re-aligned UTKFace crops) but loses on MTFL and on the "
-        "facemask wearing state, so it does not ship (rule: beat this file on unmasked and "
-        "masked gender and on wearing). The consistency loss between a face and its masked "
-        "copy was not measured (no CPU time left).",
+        "facemask wearing state, and so does the variant above, so neither ships (rule: beat "
+        "this file on unmasked and masked gender and on wearing). The consistency loss "
+        "between a face and its masked copy was not measured (no CPU time left).",
         "",
     ]
 
@@ -633,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-metrics", type=Path,
                         help="a fine-tune's start run metrics (its variants table)")
     parser.add_argument("--teachers", type=Path, help="teachers' scores (teachers.py JSON)")
+    parser.add_argument("--candidate-variants", type=Path, nargs="*", default=[],
+                        help="folders of further candidate runs (as --candidate), one line each")
     parser.add_argument("--candidate", type=Path,
                         help="folder of a trained candidate that did not ship: its "
                         "attributes_metrics.json and eval-attr JSON (run names as --evals)")
@@ -671,9 +689,13 @@ def main(argv: list[str] | None = None) -> int:
         extra["teachers"] = teacher_markdown(json.loads(args.teachers.read_text()),
                                              candidate or metrics)
     if candidate is not None:
-        candidate_evals = {name: json.loads((args.candidate / f"{name}.json").read_text())
-                           for name in RUNS}
-        extra["candidate"] = candidate_markdown(evals, candidate, candidate_evals, commands)
+        def run_record(folder: Path) -> tuple[Json, dict[str, Json]]:
+            return (json.loads((folder / "attributes_metrics.json").read_text()),
+                    {name: json.loads((folder / f"{name}.json").read_text()) for name in RUNS})
+
+        extra["candidate"] = candidate_markdown(
+            evals, candidate, run_record(args.candidate)[1], commands,
+            [run_record(folder) for folder in args.candidate_variants])
     else:
         extra["commands"] = commands
     if args.loso:
