@@ -252,6 +252,40 @@ def test_eval_attr_utk_names_and_detector(tmp_path):
     assert record["n_detected"] == 2
 
 
+def write_voc_faces(root, stems):
+    """A det/ilc2021-style folder: copies of a bundled photo named ``<stem>.jpg``, each with a
+    VOC file boxing its face (the detector's box) as ``mask_weared_incorrect``."""
+    image = cv2.imread(EXAMPLES[1].path)
+    x1, y1, x2, y2 = masksegx.detect_faces(image).boxes[0]
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for stem in stems:
+        cv2.imwrite(str(root / "images" / f"{stem}.jpg"), image)
+        (root / "annotations" / f"{stem}.xml").write_text(
+            "<annotation><object><name>mask_weared_incorrect</name><bndbox>"
+            f"<xmin>{x1:.0f}</xmin><ymin>{y1:.0f}</ymin><xmax>{x2:.0f}</xmax><ymax>{y2:.0f}</ymax>"
+            "</bndbox></object></annotation>\n")
+    return root
+
+
+def test_eval_attr_ilc_wearing(tmp_path, capsys):
+    """--ilc scores the wearing state on the ILC validation crops only (names ending in 0 or
+    1) and prints their confusion table."""
+    annotations, images = write_mtfl(tmp_path / "mtfl", count=2)
+    ilc = write_voc_faces(tmp_path / "ilc", ["a0", "b1", "c2", "d9"])
+    out = tmp_path / "ilc.json"
+    assert main(["eval-attr", "--annotations", str(annotations), "--images", str(images),
+                 "--format", "mtfl", "--ilc", str(ilc), "--json", str(out)]) == 0
+    wearing = json.loads(out.read_text())["wearing_ilc"]
+    assert wearing["n_faces"] + wearing["n_missed"] == 2
+    assert sum(wearing["confusion"]["incorrect"].values()) == wearing["n_faces"]
+    assert sum(sum(row.values()) for row in wearing["confusion"].values()) == wearing["n_faces"]
+    assert wearing["wearing_acc"] == pytest.approx(
+        wearing["confusion"]["incorrect"]["incorrect"] / max(wearing["n_faces"], 1))
+    printed = capsys.readouterr().out
+    assert "ILC validation crops" in printed and "truth" in printed
+
+
 def test_eval_attr_errors(tmp_path, capsys):
     code = main(["eval-attr", "--annotations", str(tmp_path / "missing.txt"), "--images",
                  str(tmp_path), "--format", "mtfl"])
@@ -291,6 +325,171 @@ def test_losses_match_numpy(rng):
     assert float(terms["set"]) == pytest.approx(set_nll, rel=1e-4)
     eq15 = 0.4 * l1 + 0.6 * np.mean(kls) + 2.0 * ce + set_nll
     assert float(total_loss(terms, Variant("t", x=2.0))) == pytest.approx(eq15, rel=1e-4)
+
+
+def test_soft_gender_targets():
+    """A P(male) target t gives the cross-entropy -(t log P(male) + (1 - t) log P(female)); 0/1
+    targets are the hard-label loss."""
+    torch = pytest.importorskip("torch")
+    from masksegx.training.train_attributes import losses
+
+    joint = random_joint(np.random.default_rng(1), 3).astype(np.float64)
+    p_male = joint[:, 11:].sum(1)
+    target = np.array([0.8, 1.0, 0.0])
+    terms = losses(torch.tensor(np.log(joint), dtype=torch.float32),
+                   torch.tensor(target, dtype=torch.float32), torch.tensor([-1, -1, -1]),
+                   torch.zeros(3, 11, dtype=torch.bool))
+    ce = -(target * np.log(p_male) + (1 - target) * np.log(1 - p_male)).mean()
+    assert float(terms["ce_gender"]) == pytest.approx(ce, rel=1e-4)
+
+
+def test_start_from_reproduces_an_exported_net(tmp_path):
+    """--start-from loads an exported attributes.onnx (BatchNorm folded) into a fresh net that
+    reproduces it, with its BatchNorm statistics frozen."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from masksegx.training.attr_net import AttributeNet, ExportWrapper
+    from masksegx.training.export import write_onnx
+    from masksegx.training.train_attributes import start_from
+
+    torch.manual_seed(0)
+    source = AttributeNet(0.25).train()
+    with torch.no_grad():  # non-trivial BatchNorm statistics to fold
+        source(torch.randn(8, 3, 32, 32))
+    path = tmp_path / "net.onnx"
+    write_onnx(ExportWrapper(source, mirror=False).eval(), (1, 3, 32, 32), path, ["probs"], 17,
+               {"input": {0: "batch"}, "probs": {0: "batch"}})
+    net = AttributeNet(0.25)
+    start_from(net, path, 32)
+    batchnorms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert batchnorms and not any(m.training for m in batchnorms)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(net.eval()(x).exp().numpy(), source.eval()(x).exp().numpy(),
+                                   atol=1e-5)
+    with pytest.raises(ValueError, match="joint head"):
+        start_from(AttributeNet(0.25, "separate"), path, 32)
+    with pytest.raises(ValueError, match="kernel"):
+        start_from(AttributeNet(0.5), path, 32)
+
+
+def test_pseudo_labels_keep_agreeing_confident_faces(tmp_path):
+    """Only unmasked training faces without gender get teacher labels, and only where the
+    teachers agree with a mean at least the margin away from 0.5."""
+    pytest.importorskip("torch")
+    from masksegx.training.train_attributes import pseudo_labels
+
+    names = np.array(["a", "b", "c", "d", "e", "f"])
+    meta = {
+        "source": np.array(["cuhk"] * 4 + ["mtfl", "ilc"]), "name": names,
+        "split": np.array([0, 0, 0, 1, 0, 0], np.int8),
+        "gender": np.array([-1, -1, -1, -1, 1, -1], np.int8),
+        "wearing": np.array([0, 0, 0, 0, 0, 2], np.int8),
+        "level": np.array([0, 0, 0, 0, 0, -1], np.int8),
+        "synth": np.array([True, True, True, True, True, False]),
+    }
+    meta["gender_target"] = meta["gender"].astype(np.float32)
+    teachers = tmp_path / "teachers.npz"
+    np.savez(teachers, source=meta["source"], name=names,
+             p_one=np.array([0.95, 0.9, 0.1, 0.95, 0.9, 0.9], np.float32),
+             p_two=np.array([0.85, 0.3, 0.1, 0.95, 0.9, 0.9], np.float32))
+    counts = pseudo_labels(meta, teachers, ["one", "two"], margin=0.3)
+    assert counts == {"cuhk": 2}
+    np.testing.assert_allclose(meta["gender_target"], [0.9, -1, 0.1, -1, 1, -1], atol=1e-6)
+
+
+def _keras_layer(kind, name, inbound, **config):
+    return {"class_name": kind, "name": name, "config": {"name": name, **config},
+            "inbound_nodes": [[[node, 0, 0, {}] for node in inbound]] if inbound else []}
+
+
+def _conv_reference(x, kernel, padding):
+    """Naive NHWC convolution (stride 1) with a Keras HWIO kernel; "same" pads symmetrically
+    (odd kernels)."""
+    kh, kw, _, cout = kernel.shape
+    if padding == "same":
+        x = np.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    out = np.zeros((x.shape[0], h, w, cout))
+    for i in range(kh):
+        for j in range(kw):
+            out += x[:, i : i + h, j : j + w, :] @ kernel[i, j]
+    return out
+
+
+def test_mini_xception_reader_matches_numpy(tmp_path):
+    """The Keras HDF5 reader runs a small generated graph of the mini-Xception layer kinds
+    (convolution, separable convolution, batch norm, ReLU, "same" max pooling, add, global
+    average pooling, softmax) as a numpy reference does."""
+    pytest.importorskip("torch")
+    h5py = pytest.importorskip("h5py")
+    from masksegx.training.teachers import MiniXception
+
+    rng = np.random.default_rng(0)
+    weights = {
+        "conv": {"kernel:0": rng.normal(0, 0.5, (3, 3, 1, 4))},
+        "bn": {"gamma:0": rng.uniform(0.5, 1.5, 4), "beta:0": rng.normal(0, 0.1, 4),
+               "moving_mean:0": rng.normal(0, 0.1, 4), "moving_variance:0": rng.uniform(0.5, 2, 4)},
+        "sep": {"depthwise_kernel:0": rng.normal(0, 0.5, (3, 3, 4, 1)),
+                "pointwise_kernel:0": rng.normal(0, 0.5, (1, 1, 4, 4))},
+        "head": {"kernel:0": rng.normal(0, 0.5, (1, 1, 4, 2)), "bias:0": rng.normal(0, 0.1, 2)},
+    }
+    layers = [
+        _keras_layer("InputLayer", "input_1", [], batch_input_shape=[None, 8, 8, 1]),
+        _keras_layer("Conv2D", "conv", ["input_1"], filters=4, kernel_size=[3, 3],
+                     strides=[1, 1], padding="valid", use_bias=False),
+        _keras_layer("BatchNormalization", "bn", ["conv"], axis=-1, epsilon=0.001),
+        _keras_layer("Activation", "relu", ["bn"], activation="relu"),
+        _keras_layer("SeparableConv2D", "sep", ["relu"], filters=4, kernel_size=[3, 3],
+                     strides=[1, 1], padding="same", use_bias=False),
+        _keras_layer("Add", "add", ["sep", "relu"]),
+        _keras_layer("MaxPooling2D", "pool", ["add"], pool_size=[3, 3], strides=[2, 2],
+                     padding="same"),
+        _keras_layer("Conv2D", "head", ["pool"], filters=2, kernel_size=[1, 1], strides=[1, 1],
+                     padding="same", use_bias=True),
+        _keras_layer("GlobalAveragePooling2D", "gap", ["head"]),
+        _keras_layer("Activation", "predictions", ["gap"], activation="softmax"),
+    ]
+    config = {"class_name": "Model", "config": {"layers": layers,
+                                                 "output_layers": [["predictions", 0, 0]]}}
+    path = tmp_path / "mini.hdf5"
+    with h5py.File(path, "w") as file:
+        file.attrs["model_config"] = json.dumps(config)
+        for layer in layers:
+            group = file.create_group(f"model_weights/{layer['name']}")
+            for key, value in weights.get(layer["name"], {}).items():
+                group.create_dataset(f"{layer['name']}/{key}", data=value.astype(np.float32))
+    gray = rng.integers(0, 256, (3, 8, 8), dtype=np.uint8)
+    got = MiniXception(path)(gray)
+
+    x = (gray.astype(np.float64) / 255 * 2 - 1)[..., None]
+    h = _conv_reference(x, weights["conv"]["kernel:0"], "valid")
+    bn = weights["bn"]
+    h = (h - bn["moving_mean:0"]) / np.sqrt(bn["moving_variance:0"] + 0.001) * bn["gamma:0"] + bn["beta:0"]
+    relu = np.maximum(h, 0)
+    depthwise = weights["sep"]["depthwise_kernel:0"]
+    sep = sum(_conv_reference(relu[..., c : c + 1], depthwise[:, :, c : c + 1, :], "same")
+              * np.eye(4)[c] for c in range(4))
+    added = _conv_reference(sep, weights["sep"]["pointwise_kernel:0"], "valid") + relu
+    # 6x6 -> 3x3 with TensorFlow "same" padding: one -inf row/column after the end.
+    padded = np.pad(added, ((0, 0), (0, 1), (0, 1), (0, 0)), constant_values=-np.inf)
+    pooled = np.stack([np.stack([padded[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3].max((1, 2))
+                                 for j in range(3)], 1) for i in range(3)], 1)
+    logits = (_conv_reference(pooled, weights["head"]["kernel:0"], "valid")
+              + weights["head"]["bias:0"]).mean((1, 2))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(got, probs[:, 1], atol=1e-5)
+
+
+def test_strong_augmentation_keeps_the_crop_format():
+    pytest.importorskip("torch")
+    from masksegx.training.train_attributes import AUGMENTATIONS, augment
+
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    for _ in range(20):
+        out = augment(crop, rng, AUGMENTATIONS["strong"])
+        assert out.shape == crop.shape and out.dtype == np.uint8
 
 
 def test_separate_heads_give_a_normalised_joint():

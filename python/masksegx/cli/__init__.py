@@ -42,13 +42,13 @@ Subcommands:
         --images det/cuhk5pt/images --format cuhk --detector mtcnn --json lm.json
 
 ``eval-attr``  gender accuracy of the attribute network on an MTFL list or UTKFace files
-(optionally with synthetic masks, beside gender-v1), and wearing-state accuracy on facemask
-validation crops::
+(optionally with synthetic masks, beside gender-v1), and wearing-state accuracy with a
+confusion table on facemask and det/ilc2021 validation crops::
 
     masksegx eval-attr --annotations attr/mtfl_train/annotations.txt \
         --images attr/mtfl_train/images --format mtfl --split val --json attr.json \
         [--synthetic-mask --templates masktemplates] [--reference models/gender-v1.onnx] \
-        [--facemask det/facemask --models-dir models]
+        [--facemask det/facemask --ilc det/ilc2021 --models-dir models]
 
 Exit codes: 0 success, 1 some inputs could not be processed or were damaged (each named on
 stderr, the others done), 2 bad arguments or unusable data (message on stderr, no traceback),

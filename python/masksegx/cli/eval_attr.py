@@ -1,10 +1,11 @@
 """``masksegx eval-attr``: gender accuracy of the attribute network on an MTFL list or UTKFace
 files (optionally with synthetic masks, beside gender-v1), and wearing-state accuracy on facemask
-validation crops."""
+validation crops (det/facemask and det/ilc2021), with confusion tables."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..eval.datasets import DatasetError
 from ..eval.reference_detectors import DetectorUnavailable
@@ -49,10 +50,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     command.add_argument("--facemask", metavar="DIR",
                          help="det/facemask folder: add the wearing-state accuracy on its "
                          "validation crops")
+    command.add_argument("--ilc", metavar="DIR",
+                         help="det/ilc2021 folder: add the wearing-state accuracy on its "
+                         "validation crops (names ending in 0 or 1)")
     command.add_argument("--models-dir", help="folder with retinaface_mnet025_512.onnx: facemask "
                          "crop landmarks from RetinaFace (default: the package's detector)")
     command.add_argument("--json", metavar="OUT.json", help="also write the scores to this file")
     command.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N faces")
+
+
+def print_wearing(wearing: dict[str, Any], name: str) -> None:
+    """The wearing-state accuracy line and confusion table (rows: truth) of one set."""
+    print(f"wearing state on {name} validation crops: accuracy "
+          f"{wearing['wearing_acc']:.4f} over {wearing['n_faces']} faces "
+          f"({wearing['n_missed']} without landmarks)")
+    states = list(wearing["confusion"])
+    print("  truth \\ predicted " + " ".join(f"{s:>9}" for s in states))
+    for truth in states:
+        print(f"  {truth:>17} " + " ".join(f"{wearing['confusion'][truth][p]:>9d}" for p in states))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         record = evaluate_attributes(
             args.annotations, args.images, args.format, args.split, model=args.model,
             mirror=not args.no_mirror, templates=args.templates if args.synthetic_mask else None,
-            reference=args.reference, facemask=args.facemask, models_dir=args.models_dir,
+            reference=args.reference, facemask=args.facemask, ilc=args.ilc,
+            models_dir=args.models_dir,
             limit=args.limit,
         )
     except (DatasetError, DetectorUnavailable, ModelNotFoundError, ValueError) as err:
@@ -78,11 +94,9 @@ def run(args: argparse.Namespace) -> int:
     if "reference" in record:
         print(format_table("gender-v1", {**record["reference"], "n_images": record["n_images"]},
                            _COLUMNS[:4], "model"))
-    if "wearing" in record:
-        wearing = record["wearing"]
-        print(f"wearing state on facemask validation crops: accuracy "
-              f"{wearing['wearing_acc']:.4f} over {wearing['n_faces']} faces "
-              f"({wearing['n_missed']} without landmarks)")
+    for key, name in (("wearing", "facemask"), ("wearing_ilc", "ILC")):
+        if key in record:
+            print_wearing(record[key], name)
     if args.json:
         write_json(args.json, record)
     return 0

@@ -177,7 +177,9 @@ class MaskPainter:
 # --- evaluation --------------------------------------------------------------------------------
 
 
-def _nearest_centre(found: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray | None:
+def nearest_centre_landmarks(found: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray | None:
+    """Landmarks of the detection (boxes, scores, landmarks) whose box centre is nearest the
+    centre of an image of ``shape``; None without detections."""
     boxes, _, landmarks = found[0], found[1], found[2]
     if len(boxes) == 0:
         return None
@@ -211,7 +213,7 @@ def evaluate_gender(
         if landmarks is None:
             if detect_fn is None:
                 raise DatasetError("the format has no landmarks and no detector was given")
-            landmarks = _nearest_centre(detect_fn(image), image.shape)
+            landmarks = nearest_centre_landmarks(detect_fn(image), image.shape)
         detected.append(landmarks is not None)
         images.append(image)
         points.append(landmarks)
@@ -266,8 +268,10 @@ def facemask_faces(
     split: str,
     landmark_fn: Callable[[np.ndarray, np.ndarray], np.ndarray | None],
 ) -> tuple[list[tuple[np.ndarray, np.ndarray, str]], int]:
-    """``(image, landmarks, wearing state)`` of the annotated faces of a facemask split whose
-    landmarks ``landmark_fn(image, box)`` finds, and the number of faces it missed."""
+    """``(image, landmarks, wearing state)`` of the annotated faces of a split (of
+    :func:`masksegx.eval.detection.split_pairs`: ``val`` for det/facemask, ``ilc-val`` for
+    det/ilc2021; facemask class names) whose landmarks ``landmark_fn(image, box)`` finds, and
+    the number of faces it missed."""
     faces: list[tuple[np.ndarray, np.ndarray, str]] = []
     missed = 0
     for image_path, xml in split_pairs(voc_pairs(images_dir, annotations_dir), split):
@@ -337,15 +341,17 @@ def evaluate_attributes(
     templates: str | os.PathLike[str] | None = None,
     reference: str | os.PathLike[str] | None = None,
     facemask: str | os.PathLike[str] | None = None,
+    ilc: str | os.PathLike[str] | None = None,
     models_dir: str | os.PathLike[str] | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
     """The record ``masksegx eval-attr`` prints and writes: the attribute network's gender
     scores on the faces of :func:`gender_items` (with a synthetic mask on each when
     ``templates`` is given; beside gender-v1 when ``reference`` is its .onnx), and with
-    ``facemask`` (a det/facemask folder) the wearing-state scores on its validation crops, whose
-    landmarks come from RetinaFace in ``models_dir`` or else from the package's detector.
-    ``limit`` keeps the first faces only."""
+    ``facemask`` (a det/facemask folder) the wearing-state scores on its validation crops
+    (``wearing``), with ``ilc`` (a det/ilc2021 folder, same classes) those of its validation
+    crops (names ending in 0 or 1; ``wearing_ilc``); crop landmarks come from RetinaFace in
+    ``models_dir`` or else from the package's detector. ``limit`` keeps the first faces only."""
     from ..attributes import AttributePredictor
     from ..detect import detect_faces
     from .reference_detectors import make_detector
@@ -364,12 +370,14 @@ def evaluate_attributes(
         painter=MaskPainter(templates) if templates is not None else None,
         reference=GenderV1(reference) if reference is not None else None,
     )
-    if facemask is not None:
-        landmark_detector = make_detector("retinaface", models_dir) if models_dir else detect
+    landmark_detector = make_detector("retinaface", models_dir) if models_dir else detect
+    for key, folder, split in (("wearing", facemask, "val"), ("wearing_ilc", ilc, "ilc-val")):
+        if folder is None:
+            continue
         faces, missed = facemask_faces(
-            os.path.join(facemask, "images"), os.path.join(facemask, "annotations"), "val",
+            os.path.join(folder, "images"), os.path.join(folder, "annotations"), split,
             lambda image, box: neighbourhood_landmarks(landmark_detector, image, box),
         )
-        summary["wearing"] = evaluate_wearing(faces, predictor, missed)
+        summary[key] = evaluate_wearing(faces, predictor, missed)
     return {"format": fmt, "split": split, "synthetic_mask": templates is not None,
             "mirror": mirror, "model": predictor.model_path, **summary}

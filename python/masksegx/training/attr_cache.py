@@ -11,7 +11,7 @@ shared data):
 - ``meta.npz``: per crop ``source``, ``name``, ``split`` (0 train, 1 validation), ``gender``
   (-1 unknown, 0 female, 1 male), ``level`` (-1 unknown, else 0..10), ``wearing`` (-1 unknown,
   0 none, 1 incorrect, 2 correct), ``landmarks`` (the 5 points in crop pixels, float32 [5, 2]),
-  ``synth`` (gender-labelled unmasked face that training may put a synthetic mask on).
+  ``synth`` (unmasked face that training may put a synthetic mask on).
 - ``templates/``: the MaskTheFace templates and textures, downscaled (``masks/masks.cfg`` with
   scaled anchors), for on-the-fly synthetic masks.
 - ``info.json``: settings, counts, landmark-labelling statistics.
@@ -22,7 +22,9 @@ Sources and splits (validation is never trained on):
 mtfl_train         gender (1 male, 2 female) + annotated landmarks; level 0 (no masks in the
                    set); validation = every 10th line (lines 10, 20, ... counting from 1)
 utkface            gender from the file name (0 male, 1 female), ages < 10 skipped; landmarks
-                   from RetinaFace; level 0; validation = every 10th file in sorted order
+                   from masksegx's detector (the face nearest the centre, as eval-attr finds
+                   them: RetinaFace misplaces faces that fill the 128 px chip); level 0;
+                   validation = every 10th file in sorted order
 ffhq_synthmask     level from the mask ground truth, wearing from the name (cwm_ correct,
                    iwm_ incorrect); landmarks from RetinaFace; validation = ``test/``
 real_dev           level from the mask ground truth; landmarks from RetinaFace; validation =
@@ -30,9 +32,18 @@ real_dev           level from the mask ground truth; landmarks from RetinaFace; 
 facemask           one crop per annotated face; wearing from the class; landmarks from RetinaFace
                    run on the face's neighbourhood (box grown by half its size per side);
                    validation = images whose number ends in 1
+ilc                det/ilc2021, as facemask (same classes; no license stated, may train);
+                   validation = names ending in 0 or 1 (:func:`~masksegx.eval.detection.
+                   is_ilc_validation`)
+cuhk               det/cuhk5pt faces, annotated landmarks, no gender (teachers label them, see
+                   :mod:`.teachers`); unmasked: level 0, wearing none; validation = odd 0-based
+                   lines (the landmark nets' held-out rule, :mod:`.samples`)
 =================  ==========================================================================
 
-Landmarks not in the annotations come from the reference RetinaFace (MobileNet-0.25,
+Building the extra sources into a second folder (``--sources ilc,cuhk --out .data/attr_extra``)
+and passing both folders to the training's ``--cache`` is the same as one cache of all.
+
+Landmarks not in the annotations (except UTKFace's) come from the reference RetinaFace (MobileNet-0.25,
 ``models/retinaface_mnet025_512.onnx``): this is distillation of a reference detector, said in
 the model card. Coverage levels use :func:`masksegx.synthesis.coverage_level` with the face box
 :func:`masksegx.synthesis.estimate_face_box` of the landmarks (so labels do not depend on a
@@ -45,6 +56,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypedDict, TypeVar
 
@@ -52,8 +64,9 @@ import cv2
 import numpy as np
 
 from ..align import align_face, transform_points
-from ..eval.attributes import neighbourhood_landmarks
-from ..eval.detection import box_iou, read_mtfl, read_voc
+from ..detect import detect_faces
+from ..eval.attributes import nearest_centre_landmarks, neighbourhood_landmarks
+from ..eval.detection import box_iou, is_ilc_validation, read_cuhk, read_mtfl, read_voc
 from ..eval.reference_detectors import RetinaFaceDetector
 from ..io import DatasetError, read_image, read_mask
 from ..synthesis import coverage_level, estimate_face_box, load_templates, load_textures
@@ -71,8 +84,10 @@ VALIDATION_EVERY = 10
 FACEMASK_WEARING = {"without_mask": 0, "mask_weared_incorrect": 1, "with_mask": 2}
 #: A RetinaFace detection labels an annotated face when their IoU reaches this.
 MATCH_IOU = 0.3
-SOURCES = ("mtfl", "utk", "ffhq", "real_dev", "facemask")
+SOURCES = ("mtfl", "utk", "ffhq", "real_dev", "facemask", "ilc", "cuhk")
 RETINAFACE = "models/retinaface_mnet025_512.onnx"
+#: Pascal VOC face sets (facemask classes), by source name.
+VOC_FOLDERS = {"facemask": "det/facemask", "ilc": "det/ilc2021"}
 
 _Item = TypeVar("_Item")
 
@@ -174,11 +189,13 @@ class Builder:
                 young += 1
                 continue
             image = read_image(root / name)
-            found = self.best_face(image)
-            if found is None:
+            faces = detect_faces(image)
+            landmarks = nearest_centre_landmarks(
+                (faces.boxes, faces.scores, faces.landmarks), image.shape)
+            if landmarks is None:
                 missed += 1
                 continue
-            self.add(image, found[0], "utk", name, split, gender, 0, 0, synth=True)
+            self.add(image, landmarks, "utk", name, split, gender, 0, 0, synth=True)
             kept += 1
         self.stats["utk"] = {"faces": kept, "no_landmarks": missed, "under_10": young}
 
@@ -219,11 +236,18 @@ class Builder:
         self.stats["real_dev"] = {"faces": kept, "no_landmarks": missed}
 
     def facemask(self) -> None:
-        root = self.data / "det/facemask"
+        self._voc_faces("facemask", lambda path: path.stem.endswith("1"))
+
+    def ilc(self) -> None:
+        self._voc_faces("ilc", is_ilc_validation)
+
+    def _voc_faces(self, source: str, is_validation: Callable[[Path], bool]) -> None:
+        """One crop per annotated face of ``det/<folder>`` (facemask classes)."""
+        root = self.data / VOC_FOLDERS[source]
         images = self._take(sorted((root / "images").glob("*.jpg")))
         counts = {"faces": 0, "no_landmarks": 0}
         for path in images:
-            split = int(path.stem.endswith("1"))
+            split = int(is_validation(path))
             image = read_image(path)
             objects = read_voc(root / "annotations" / f"{path.stem}.xml")
             for number, (box, cls) in enumerate(objects):
@@ -232,10 +256,19 @@ class Builder:
                     counts["no_landmarks"] += 1
                     continue
                 wearing = FACEMASK_WEARING[cls]
-                self.add(image, found, "facemask", f"{path.name}#{number}", split,
+                self.add(image, found, source, f"{path.name}#{number}", split,
                          wearing=wearing)
                 counts["faces"] += 1
-        self.stats["facemask"] = counts
+        self.stats[source] = counts
+
+    def cuhk(self) -> None:
+        root = self.data / "det/cuhk5pt"
+        items = self._take(read_cuhk(root / "annotations.txt"))
+        for index, item in enumerate(items):
+            image = read_image(root / "images" / item.path)
+            self.add(image, item.landmarks, "cuhk", item.path, index % 2, level=0, wearing=0,
+                     synth=True)
+        self.stats["cuhk"] = {"faces": len(items)}
 
     def write(self, out: Path, command: str) -> CacheInfo:
         out.mkdir(parents=True, exist_ok=True)
@@ -332,6 +365,26 @@ def read_cache(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray], CacheIn
             r, c = divmod(k, columns)
             crops[start + k] = mosaic[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile]
     return crops, meta, info
+
+
+def read_caches(folders: Sequence[Path]) -> tuple[np.ndarray, dict[str, np.ndarray], CacheInfo]:
+    """:func:`read_cache` of several folders built with the same crop settings, concatenated
+    (info: the first folder's settings, counts and statistics summed/merged)."""
+    if not folders:
+        raise ValueError("folders: expected at least one cache folder")
+    parts = [read_cache(folder) for folder in folders]
+    info = parts[0][2]
+    for folder, (_, _, other) in zip(folders[1:], parts[1:]):
+        if (other["crop_size"], other["padding"]) != (info["crop_size"], info["padding"]):
+            raise DatasetError(f"cache {str(folder)!r} has other crop settings than {str(folders[0])!r}")
+    merged: CacheInfo = {
+        **info, "count": sum(part[2]["count"] for part in parts),
+        "stats": {k: v for part in parts for k, v in part[2]["stats"].items()},
+        "command": " && ".join(part[2]["command"] for part in parts),
+    }
+    crops = np.concatenate([part[0] for part in parts])
+    meta = {key: np.concatenate([part[1][key] for part in parts]) for key in parts[0][1]}
+    return crops, meta, merged
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,9 +41,20 @@ else slid down by a uniform amount; level from the synthetic mask), ffhq/real_de
 facemask crops (wearing class). Augmentation: random similarity (rotation +-10 deg, scale
 +-8 %, shift +-4 %), horizontal flip, brightness/contrast, 5 % greyscale.
 
+Issue 13 additions: ``--cache`` takes several folders (the ILC/cuhk5pt extra cache);
+``--teachers`` gives the unmasked faces without gender the teachers' soft label
+(:func:`pseudo_labels`, :mod:`.teachers`); ``--augment strong`` widens the augmentation
+(scale, crop jitter, blur, JPEG, colour, greyscale, side light); ``--start-from`` fine-tunes
+an exported ``attributes.onnx`` (:func:`start_from`); ``--exclude-sources`` leaves sources out
+of training for the leave-one-source-out runs. ILC training crops join the wearing-state
+training and threshold fit; ILC validation crops are scored (``val_ilc``).
+
 The scored and exported weights are an exponential moving average of the trained ones (decay
-0.998, warmed up as (1 + step) / (10 + step)); the exported graph averages the joint
-probabilities of the crop and its mirror image (gender and coverage are mirror-invariant).
+0.998, warmed up as (1 + step) / (10 + step)); scores average the joint probabilities of the
+crop and its mirror image (gender and coverage are mirror-invariant), as the predictor does.
+The exported graph is one pass (``mirror_average`` false in its metadata: the predictor runs
+the mirror image itself), which the native executor reads (it has no Slice for an in-graph
+flip). ``--single-pass SRC`` rewrites a file exported with the in-graph mirror that way.
 
 After training, each variant's wearing thresholds (a, b) are fitted on training predictions
 (facemask training crops, ffhq ``train/``, 2000 unmasked faces) by maximising accuracy over a
@@ -61,7 +72,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
@@ -74,9 +85,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .._models import onnx_session
 from ..attributes import METADATA_KEY, N_LEVELS
 from ..synthesis import apply_mask, coverage_level, estimate_face_box, frontal, load_templates, load_textures
-from .attr_cache import CacheInfo, read_cache
+from .attr_cache import CacheInfo, read_caches
 from .attr_net import AttributeNet, ExportWrapper, count_macs, mirrored_probs
 from .export import max_abs_difference, write_onnx
+from .teachers import PSEUDO_MARGIN
 
 MEAN, SCALE = 127.5, 1.0 / 128.0
 SIGMA = 1.0
@@ -85,7 +97,10 @@ OPSET = 17
 WEARING_LEVELS = {0: range(0, 1), 1: range(1, 5), 2: range(5, 11)}
 SYNTH_PROBABILITY = 0.5
 CORRECT_PROBABILITY = 0.6
-SOURCE_WEIGHTS = {"mtfl": 1.0, "utk": 1.0, "ffhq": 3.0, "real_dev": 3.0, "facemask": 1.0}
+SOURCE_WEIGHTS = {"mtfl": 1.0, "utk": 1.0, "ffhq": 3.0, "real_dev": 3.0, "facemask": 1.0,
+                  "ilc": 1.0, "cuhk": 1.0}
+#: Wearing-state sources (facemask classes) whose training crops fit the thresholds.
+WEARING_SOURCES = ("facemask", "ilc")
 INCORRECT_WEIGHT = 4.0
 SELECTION_TOLERANCE = 0.005
 #: AdamW's decoupled weight decay (multiplied by the learning rate each step).
@@ -124,8 +139,9 @@ MAIN_VARIANTS = ("x0.5", "x1", "x2")
 
 #: Scores of one validation set (accuracies, level MAE, counts), by name.
 SetScores = dict[str, float]
-#: One training sample: images by input size (uint8 CHW), gender, level, allowed-level mask.
-Sample = tuple[dict[int, torch.Tensor], int, int, torch.Tensor]
+#: One training sample: images by input size (uint8 CHW), P(male) target (-1 unknown; 0/1 for
+#: annotated faces, the teachers' soft label for pseudo-labelled ones), level, allowed-level mask.
+Sample = tuple[dict[int, torch.Tensor], float, int, torch.Tensor]
 
 
 class LossTerms(TypedDict):
@@ -160,6 +176,33 @@ def level_set_mask(wearing: int) -> np.ndarray:
     if wearing >= 0:
         mask[list(WEARING_LEVELS[int(wearing)])] = True
     return mask
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Ranges of :func:`augment`: similarity (rotation degrees, scale, shift as a share of the
+    crop), brightness/contrast, per-channel colour gain, light gradient, greyscale, blur and JPEG
+    probabilities."""
+
+    angle: float = 10.0
+    scale: float = 0.08
+    shift: float = 0.04
+    contrast: float = 0.25
+    brightness: float = 25.0
+    colour: float = 0.0
+    gradient: float = 0.0
+    grey: float = 0.05
+    blur: float = 0.0
+    jpeg: float = 0.0
+
+
+AUGMENTATIONS = {
+    "default": Augmentation(),
+    # For faces from other sources (issue 13): looser crops, colour casts, side light, low
+    # resolution and compression.
+    "strong": Augmentation(angle=15.0, scale=0.15, shift=0.08, contrast=0.35, brightness=35.0,
+                           colour=0.12, gradient=0.35, grey=0.15, blur=0.3, jpeg=0.3),
+}
 
 
 class Synthesizer:
@@ -202,8 +245,10 @@ def resize_all(crop: np.ndarray, sizes: Iterable[int]) -> dict[int, np.ndarray]:
 
 class TrainSet(Dataset[Sample]):
     def __init__(self, crops: np.ndarray, meta: dict[str, np.ndarray], indices: np.ndarray,
-                 templates: Path, sizes: Iterable[int], seed: int) -> None:
+                 templates: Path, sizes: Iterable[int], seed: int,
+                 augmentation: Augmentation = AUGMENTATIONS["default"]) -> None:
         self.crops, self.meta, self.indices = crops, meta, indices
+        self.augmentation = augmentation
         self.templates, self.sizes, self.seed = templates, tuple(sizes), seed
         self.synth: Synthesizer | None = None
         self.rng: np.random.Generator | None = None
@@ -227,7 +272,7 @@ class TrainSet(Dataset[Sample]):
                 crop, level = self.synth(crop, landmarks, rng)
             except ValueError:
                 pass
-        crop = augment(crop, rng)
+        crop = augment(crop, rng, self.augmentation)
         images = resize_all(crop, self.sizes)
         wearing = int(self.meta["wearing"][i])
         # A class-only sample (facemask) gives a level set; known levels need none.
@@ -235,7 +280,7 @@ class TrainSet(Dataset[Sample]):
         return (
             {s: torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))
              for s, im in images.items()},
-            int(self.meta["gender"][i]), level, torch.from_numpy(set_mask),
+            float(self.meta["gender_target"][i]), level, torch.from_numpy(set_mask),
         )
 
 
@@ -257,22 +302,43 @@ def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)
 
 
-def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def augment(crop: np.ndarray, rng: np.random.Generator,
+            settings: Augmentation = AUGMENTATIONS["default"]) -> np.ndarray:
     size = crop.shape[0]
-    angle = rng.uniform(-10, 10)
-    scale = rng.uniform(0.92, 1.08)
+    angle = rng.uniform(-settings.angle, settings.angle)
+    scale = rng.uniform(1 - settings.scale, 1 + settings.scale)
     matrix = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), angle, scale)
-    matrix[:, 2] += rng.uniform(-0.04, 0.04, 2) * size
+    matrix[:, 2] += rng.uniform(-settings.shift, settings.shift, 2) * size
     out = cv2.warpAffine(crop, matrix, (size, size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
     if rng.random() < 0.5:
         out = out[:, ::-1]
+    if rng.random() < settings.blur:
+        # Low resolution: down and up again.
+        factor = rng.uniform(0.3, 0.7)
+        small = cv2.resize(out, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        out = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
     out = out.astype(np.float32)
-    contrast, brightness = rng.uniform(0.75, 1.25), rng.uniform(-25, 25)
+    contrast = rng.uniform(1 - settings.contrast, 1 + settings.contrast)
+    brightness = rng.uniform(-settings.brightness, settings.brightness)
     out = (out - out.mean()) * contrast + out.mean() + brightness
-    if rng.random() < 0.05:
+    if settings.colour:
+        out *= rng.uniform(1 - settings.colour, 1 + settings.colour, 3).astype(np.float32)
+    if settings.gradient and rng.random() < 0.5:
+        # Light from one side: a linear gain ramp across the crop.
+        direction = rng.uniform(0, 2 * np.pi)
+        axis = (np.arange(size, dtype=np.float32) - size / 2) / size
+        ramp = np.cos(direction) * axis[None, :] + np.sin(direction) * axis[:, None]
+        out *= (1 + rng.uniform(0, settings.gradient) * 2 * ramp)[:, :, None]
+    if rng.random() < settings.grey:
         out[:] = out.mean(axis=2, keepdims=True)
     augmented: np.ndarray = np.clip(out, 0, 255).astype(np.uint8)
+    if rng.random() < settings.jpeg:
+        quality = int(rng.integers(30, 90))
+        _, data = cv2.imencode(".jpg", augmented, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if decoded is not None:
+            augmented = decoded
     return augmented
 
 
@@ -315,7 +381,8 @@ def gaussian_targets(level: torch.Tensor) -> torch.Tensor:
 
 def losses(log_joint: torch.Tensor, gender: torch.Tensor, level: torch.Tensor,
            set_mask: torch.Tensor) -> LossTerms:
-    """Loss terms (each a mean over the samples carrying its label; 0 when none does)."""
+    """Loss terms (each a mean over the samples carrying its label; 0 when none does);
+    ``gender`` is the P(male) target, negative when unknown."""
     log_joint = log_joint.view(-1, 2, N_LEVELS)
     log_gender = torch.logsumexp(log_joint, dim=2)
     log_level = torch.logsumexp(log_joint, dim=1)
@@ -327,7 +394,9 @@ def losses(log_joint: torch.Tensor, gender: torch.Tensor, level: torch.Tensor,
 
     has_gender, has_level = gender >= 0, level >= 0
     has_set = set_mask.any(1)
-    ce_gender = -log_gender.gather(1, gender.clamp(min=0)[:, None])[:, 0]
+    # ``gender`` is the P(male) target: 0/1 labels or a teacher's soft label.
+    male = gender.clamp(min=0).to(log_gender.dtype)
+    ce_gender = -(male * log_gender[:, 1] + (1 - male) * log_gender[:, 0])
     probs = log_level.exp()
     expected = probs @ torch.arange(N_LEVELS, device=probs.device, dtype=probs.dtype)
     l1 = (expected - level.float()).abs()
@@ -453,7 +522,8 @@ def export_onnx(net: AttributeNet, variant: Variant, thresholds: tuple[float, fl
                 info: CacheInfo) -> dict[str, object]:
     import onnx
 
-    wrapper = ExportWrapper(net).cpu().eval()
+    # One pass: the native executor cannot run an in-graph flip; the predictor mirrors.
+    wrapper = ExportWrapper(net, mirror=False).cpu().eval()
     size = variant.size
     model = write_onnx(wrapper, (1, 3, size, size), path, ["probs"], OPSET,
                        {"input": {0: "batch"}, "probs": {0: "batch"}})
@@ -461,7 +531,7 @@ def export_onnx(net: AttributeNet, variant: Variant, thresholds: tuple[float, fl
         "crop_size": info["crop_size"], "input_size": size, "padding": info["padding"],
         "mean": MEAN, "scale": SCALE, "channels": "bgr",
         "wearing_thresholds": [float(t) for t in thresholds], "variant": variant.name,
-        "width": variant.width, "head": variant.head, "x": variant.x, "mirror_average": True,
+        "width": variant.width, "head": variant.head, "x": variant.x, "mirror_average": False,
         "ema_decay": EMA_DECAY,
     }
     entry = model.metadata_props.add()
@@ -479,6 +549,24 @@ def export_onnx(net: AttributeNet, variant: Variant, thresholds: tuple[float, fl
 # ---------------------------------------------------------------------------------------------
 
 
+def single_pass_copy(source: Path, target: Path) -> dict[str, object]:
+    """Write ``source`` (an exported attributes.onnx, possibly averaging the mirror image in its
+    graph) to ``target`` as the one-pass graph :func:`export_onnx` writes, same weights and
+    settings (``mirror_average`` false); returns the export record."""
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(str(source)).metadata_props}
+    settings = json.loads(metadata[METADATA_KEY])
+    variant = VARIANTS[settings["variant"]]
+    net = AttributeNet(variant.width, variant.head)
+    start_from(net, source, variant.size)
+    info: CacheInfo = {"crop_size": settings["crop_size"], "padding": settings["padding"],
+                       "tile": 0, "mosaic_columns": 0, "mosaic_tiles": 0, "jpeg_quality": 0,
+                       "count": 0, "stats": {}, "command": ""}
+    thresholds = (float(settings["wearing_thresholds"][0]), float(settings["wearing_thresholds"][1]))
+    return export_onnx(net.eval(), variant, thresholds, target, info)
+
+
 def build_sets(crops: np.ndarray, meta: dict[str, np.ndarray], sizes: Iterable[int],
                templates: Path) -> tuple[dict[str, EvalSet], EvalSet]:
     split, source = meta["split"], meta["source"]
@@ -490,27 +578,122 @@ def build_sets(crops: np.ndarray, meta: dict[str, np.ndarray], sizes: Iterable[i
         "val_facemask": make_eval_set(
             "val_facemask", crops, meta, np.flatnonzero((split == 1) & (source == "facemask")),
             sizes),
+        "val_ilc": make_eval_set(
+            "val_ilc", crops, meta, np.flatnonzero((split == 1) & (source == "ilc")), sizes),
         "val_ffhq": make_eval_set(
             "val_ffhq", crops, meta, np.flatnonzero((split == 1) & (source == "ffhq")), sizes),
         "val_real_dev": make_eval_set(
             "val_real_dev", crops, meta, np.flatnonzero((split == 1) & (source == "real_dev")),
             sizes),
     }
-    # Threshold fitting: training crops with a wearing state (all facemask and ffhq training
-    # crops, 2000 unmasked faces).
+    # Threshold fitting: training crops with a wearing state (all facemask, ILC and ffhq
+    # training crops, 2000 unmasked faces).
     rng = np.random.default_rng(3)
     clean = np.flatnonzero((split == 0) & meta["synth"])
     clean = rng.choice(clean, size=min(2000, len(clean)), replace=False)
     fit = np.concatenate([
-        np.flatnonzero((split == 0) & np.isin(source, ["facemask", "ffhq"])), clean,
+        np.flatnonzero((split == 0) & np.isin(source, [*WEARING_SOURCES, "ffhq"])), clean,
     ])
     fit_set = make_eval_set("fit", crops, meta, np.sort(fit), sizes)
     return sets, fit_set
 
 
+def pseudo_labels(meta: dict[str, np.ndarray], teachers_file: Path, teachers: Sequence[str],
+                  margin: float = PSEUDO_MARGIN) -> dict[str, int]:
+    """Give the unmasked training faces without a gender label (wearing none: det/cuhk5pt,
+    facemask and ILC ``without_mask`` crops) the teachers' mean P(male) as ``gender_target``
+    where the ``teachers`` (keys ``p_<name>`` of :mod:`.teachers`' file) agree and the mean is
+    at least ``margin`` from 0.5; those faces get level 0 and may wear synthetic masks. Updates
+    ``meta`` in place; returns counts per source of the labelled faces."""
+    stored = dict(np.load(teachers_file))
+    row = {(str(s), str(n)): k for k, (s, n) in enumerate(zip(stored["source"], stored["name"]))}
+    eligible = np.flatnonzero((meta["gender"] < 0) & (meta["split"] == 0) & (meta["wearing"] == 0))
+    counts: dict[str, int] = {}
+    for i in eligible:
+        k = row.get((str(meta["source"][i]), str(meta["name"][i])))
+        if k is None:
+            raise ValueError(f"teachers file {str(teachers_file)!r} has no entry for "
+                             f"{meta['source'][i]}/{meta['name'][i]}")
+        probs = np.array([stored[f"p_{name}"][k] for name in teachers])
+        mean = float(probs.mean())
+        if np.all(probs > 0.5) != np.all(probs < 0.5) and abs(mean - 0.5) >= margin:
+            meta["gender_target"][i] = mean
+            meta["level"][i] = 0
+            meta["synth"][i] = True
+            counts[str(meta["source"][i])] = counts.get(str(meta["source"][i]), 0) + 1
+    return counts
+
+
+def load_onnx_weights(net: AttributeNet, path: Path) -> None:
+    """Copy the weights of an exported ``attributes.onnx`` into ``net`` (same variant).
+
+    The export folds each BatchNorm into its convolution; the convolution gets the folded
+    kernel and its BatchNorm becomes the identity plus the folded bias (mean 0, variance
+    1 - eps, scale 1). Keep those BatchNorms in eval mode while fine-tuning
+    (:func:`freeze_batchnorm`): batch statistics would undo the folding.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    if net.head_kind != "joint":
+        raise ValueError(f"net: expected the joint head (the exported file's), got {net.head_kind!r}")
+    model = onnx.load(str(path))
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    nodes = [node for node in model.graph.node if node.op_type == "Conv"]
+    layers = list(net.features) + [net.fc3]
+    convs = [(m, layers[k + 1] if k + 1 < len(layers) else None)
+             for k, m in enumerate(layers) if isinstance(m, torch.nn.Conv2d)]
+    if len(nodes) != len(convs):
+        raise ValueError(f"{path}: {len(nodes)} convolutions, the net has {len(convs)}")
+    with torch.no_grad():
+        for node, (conv, after) in zip(nodes, convs):
+            kernel = torch.from_numpy(values[node.input[1]].copy())
+            bias = torch.from_numpy(values[node.input[2]].copy())
+            if kernel.shape != conv.weight.shape:
+                raise ValueError(f"{path}: kernel {tuple(kernel.shape)} for a convolution of "
+                                 f"{tuple(conv.weight.shape)}")
+            conv.weight.copy_(kernel)
+            if isinstance(after, torch.nn.BatchNorm2d):
+                # BatchNorm2d(track_running_stats=True) always has its statistics.
+                assert after.running_mean is not None and after.running_var is not None
+                after.weight.fill_(1.0)
+                after.bias.copy_(bias)
+                after.running_mean.zero_()
+                after.running_var.fill_(1.0 - after.eps)
+            else:
+                assert conv.bias is not None  # the head convolution has a bias
+                conv.bias.copy_(bias)
+
+
+def start_from(net: AttributeNet, path: Path, size: int) -> None:
+    """:func:`load_onnx_weights`, checked: the net (with the mirror average when the file's
+    metadata says its graph has it) must reproduce the file's output on random inputs; then
+    :func:`freeze_batchnorm`."""
+    import onnx
+
+    load_onnx_weights(net, path)
+    metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    mirror = bool(json.loads(metadata.get(METADATA_KEY, "{}")).get("mirror_average", False))
+    probe = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    wrapper = ExportWrapper(copy.deepcopy(net).float().cpu(), mirror).eval()
+    reproduced = max_abs_difference(wrapper, onnx_session(str(path), 0), [probe], ["probs"])
+    log(f"start from {path}: torch vs onnxruntime max difference {reproduced:.2e}")
+    if reproduced > 1e-4:
+        raise SystemExit(f"--start-from: the net does not reproduce {path} ({reproduced:.2e})")
+    freeze_batchnorm(net)
+
+
+def freeze_batchnorm(net: torch.nn.Module) -> None:
+    """BatchNorm layers in eval mode (running statistics, no updates); scales/shifts train."""
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, default=Path(".data/attr"))
+    parser.add_argument("--cache", type=Path, nargs="+", default=[Path(".data/attr")],
+                        help="cache folder(s) of attr_cache (several are concatenated)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--time-limit", type=float, default=240.0,
@@ -523,16 +706,41 @@ def main(argv: list[str] | None = None) -> int:
                         help="all, main (x0.5,x1,x2) or comma-separated names of VARIANTS")
     parser.add_argument("--eval-every", type=float, default=60.0, help="seconds between logs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--start-from", type=Path, metavar="ONNX",
+                        help="fine-tune: start from this attributes.onnx (one variant, the same "
+                        "as the file's; BatchNorm statistics stay frozen)")
+    parser.add_argument("--teachers", type=Path, metavar="NPZ",
+                        help="teachers' P(male) per crop (masksegx.training.teachers): label the "
+                        "unmasked faces without gender (see pseudo_labels)")
+    parser.add_argument("--teacher-names", default="gender_v1,mini_xception",
+                        help="teachers whose agreement labels a face")
+    parser.add_argument("--pseudo-margin", type=float, default=PSEUDO_MARGIN)
+    parser.add_argument("--exclude-sources", default="",
+                        help="comma-separated cache sources left out of training (the "
+                        "leave-one-source-out runs); validation sets stay")
+    parser.add_argument("--augment", choices=tuple(AUGMENTATIONS), default="default")
+    parser.add_argument("--single-pass", type=Path, metavar="ONNX",
+                        help="only rewrite this exported file as a one-pass graph into "
+                        "--out/attributes.onnx (single_pass_copy) and exit")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default)")
     parser.add_argument("--data", type=Path,
                         help="../shared/data: build the cache first when --cache has none, and "
                         "after the export evaluate the model and write its card attributes.md "
                         "and attributes_ablations.md into --out (masksegx.training.attr_report); "
                         "the one-command CPU path")
     args = parser.parse_args(argv)
-    if args.data is not None and not (args.cache / "info.json").is_file():
+    if args.single_pass is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        record = single_pass_copy(args.single_pass, args.out / "attributes.onnx")
+        (args.out / "single_pass_export.json").write_text(json.dumps(record, indent=1) + "\n")
+        return 0
+    if args.data is not None and not (args.cache[0] / "info.json").is_file():
         from .attr_cache import main as build_cache
 
-        build_cache(["--data", str(args.data), "--out", str(args.cache)])
+        build_cache(["--data", str(args.data), "--out", str(args.cache[0])])
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.time()
     # OpenCV's thread pool does not survive fork(): once started in this process, DataLoader
     # workers block in their first cv2 call. Keep OpenCV serial here (workers are the parallelism).
@@ -545,16 +753,23 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted({v.size for v in variants})
     args.out.mkdir(parents=True, exist_ok=True)
 
-    crops, meta, info = read_cache(args.cache)
-    templates = args.cache / "templates"
+    crops, meta, info = read_caches(args.cache)
+    templates = args.cache[0] / "templates"
     log(f"cache: {len(crops)} crops; variants {names}; device {device}")
-    train_idx = np.flatnonzero(meta["split"] == 0)
+    meta["gender_target"] = meta["gender"].astype(np.float32)
+    pseudo = (pseudo_labels(meta, args.teachers, args.teacher_names.split(","), args.pseudo_margin)
+              if args.teachers is not None else {})
+    log(f"teacher-labelled faces: {pseudo or 'none'}")
+    excluded = [name for name in args.exclude_sources.split(",") if name]
+    train_idx = np.flatnonzero((meta["split"] == 0) & ~np.isin(meta["source"], excluded))
+    log(f"training crops: {len(train_idx)} (left out: {excluded or 'none'})")
     weights = np.array([SOURCE_WEIGHTS[s] for s in meta["source"][train_idx]])
     weights[meta["wearing"][train_idx] == 1] *= INCORRECT_WEIGHT
     sets, fit_set = build_sets(crops, meta, sizes, templates)
     log("validation sets: " + ", ".join(f"{k} {len(v.gender)}" for k, v in sets.items()))
 
-    dataset = TrainSet(crops, meta, train_idx, templates, sizes, args.seed)
+    dataset = TrainSet(crops, meta, train_idx, templates, sizes, args.seed,
+                       AUGMENTATIONS[args.augment])
     sampler = EndlessWeightedSampler(weights, args.seed)
     loader = DataLoader(dataset, batch_size=args.batch, sampler=sampler,
                         num_workers=args.workers, worker_init_fn=_worker_init,
@@ -566,6 +781,10 @@ def main(argv: list[str] | None = None) -> int:
         v.name: AttributeNet(v.width, v.head).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         for v in variants
     }
+    if args.start_from is not None:
+        if len(variants) != 1:
+            raise SystemExit("--start-from: train one variant (the file's)")
+        start_from(nets[variants[0].name], args.start_from, variants[0].size)
     optims = {n: make_optimizer(net, args.lr) for n, net in nets.items()}
     emas = {n: copy.deepcopy(net).eval() for n, net in nets.items()}
     for ema in emas.values():
@@ -660,6 +879,12 @@ def main(argv: list[str] | None = None) -> int:
                      "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None},
         "cache": {"count": info["count"], "stats": info["stats"], "crop_size": info["crop_size"],
                   "padding": info["padding"], "command": info["command"]},
+        "fine_tune": {"start_from": str(args.start_from) if args.start_from else None,
+                      "teachers": str(args.teachers) if args.teachers else None,
+                      "teacher_names": args.teacher_names.split(",") if args.teachers else [],
+                      "pseudo_margin": args.pseudo_margin, "pseudo_labelled": pseudo,
+                      "excluded_sources": excluded, "augment": args.augment,
+                      "augmentation": AUGMENTATIONS[args.augment].__dict__},
         "command": "python -m masksegx.training.train_attributes "
                    + " ".join(sys.argv[1:] if argv is None else argv),
     }
