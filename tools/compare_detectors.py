@@ -25,9 +25,9 @@ wide, recall per mask class, precision over all detections and over those >= 20 
 The third, found rates (share of images with at least one detection; every image holds a face):
 ``det/cuhk5pt`` (all images), ``attr/utkface`` validation files (every 10th in name order),
 ``seg/real_dev`` and ``seg/ffhq_synthmask/test`` crops (and the two together), and
-``masked_unlabeled/rwmfd`` (every 4th in name order: the quarter the detector's teacher
-training leaves out). The second and third tables skip the onnxruntime rows (the same
-nets as the native rows, the same figures).
+``masked_unlabeled/rwmfd`` (every 4th in name order: the part the detector's teacher
+training leaves out, ``masksegx.training.samples.TEACHER_SETS``). The second and third tables
+skip the onnxruntime rows (the same nets as the native rows, the same figures).
 
 A detector that cannot be built or run (module or model missing, ``models=`` not supported)
 gets "n/a" and the reason on stderr; landmark columns are "n/a" for detectors without landmarks.
@@ -68,6 +68,7 @@ from masksegx.eval.reference_detectors import (
     mtcnn_detector,
 )
 from masksegx.eval.report import markdown_table
+from masksegx.training.samples import TEACHER_SETS
 
 from . import DATA
 
@@ -127,13 +128,16 @@ def _mean_milliseconds(detect: Callable, images: list) -> float:
     return 1000.0 * statistics.fmean(per_image)
 
 
+#: The detector's teacher runs leave out every n-th rwmfd image (from index n - 1, as
+#: image_files(every=n) picks them): the held-out part scored here.
+_RWMFD_HELD_OUT = {folder: skip for folder, _, skip in TEACHER_SETS}["masked_unlabeled/rwmfd"]
 #: Found-rate sets: (column key, header, folder under --data, every n-th image).
 FOUND_SETS = (
     ("cuhk5pt", "cuhk5pt", "det/cuhk5pt/images", 1),
     ("utkface_val", "utkface val", "attr/utkface", 10),
     ("real_dev", "real_dev", "seg/real_dev/images", 1),
     ("ffhq_test", "ffhq_synthmask test", "seg/ffhq_synthmask/test/images", 1),
-    ("rwmfd", "rwmfd held out", "masked_unlabeled/rwmfd", 4),
+    ("rwmfd", "rwmfd held out", "masked_unlabeled/rwmfd", _RWMFD_HELD_OUT),
 )
 #: VOC sources of the second table: (label, folder under --data, split).
 VOC_SOURCES = (("facemask val", "det/facemask", "val"), ("ILC val", "det/ilc2021", "ilc-val"))
@@ -348,7 +352,7 @@ def main() -> int:
         markdown(source_rows, SOURCE_COLUMNS),
         "Found rate: share of images with at least one detection (every image holds a face). "
         f"Images: {found_sizes} (utkface: every 10th file, the validation files; rwmfd: every "
-        "4th, the quarter left out of the detector's training).",
+        f"{_RWMFD_HELD_OUT}th, the part left out of the detector's training).",
         markdown([found for _, found in per_source], FOUND_COLUMNS),
     ])
     print(text)
