@@ -6,10 +6,12 @@ arguments say (``--out``, ``--card``, ...); the model cards in ``masksegx/models
 commands of the shipped runs. Modules:
 
 - detector: :mod:`.nets` (the P-, R-, O- and landmark nets and their parameter/MAC counts),
-  :mod:`.samples` (MTCNN sample generation), :mod:`.cascade` (a minimal PyTorch cascade for
-  hard-negative mining), :mod:`.train_detector` (the command that trains the P-, R- and O-net,
-  exports ONNX and writes the model card), :mod:`.tune_onet_landmarks` (a landmark-weighted
-  second pass on the O-net) and :mod:`.train_landmarks` (the cascade's landmark net);
+  :mod:`.samples` (MTCNN sample generation), :mod:`.box_conventions` (the sources' face boxes
+  measured against a teacher's and redrawn in one convention), :mod:`.cascade` (a minimal
+  PyTorch cascade for hard-negative mining), :mod:`.train_detector` (the command that trains
+  the P-, R- and O-net, exports ONNX and writes the model card), :mod:`.tune_onet_landmarks`
+  (a landmark-weighted second pass on the O-net) and :mod:`.train_landmarks` (the cascade's
+  landmark net);
 - attributes: :mod:`.attr_cache` (the aligned-crop cache), :mod:`.attr_net` (the trimmed
   depthwise-separable VGG-11), :mod:`.train_attributes` (its training with the eq. 15 loss and
   the ablation variants, ONNX export) and :mod:`.attr_report` (evaluation, model card and

@@ -59,6 +59,7 @@ from ..boxes import iou_inclusive
 from ..eval.detection import image_files, is_ilc_validation, read_voc
 from ..io import read_image
 from ..synthesis import MaskTemplate, apply_mask, estimate_face_box, frontal, load_templates
+from . import box_conventions
 
 LABEL_POSITIVE, LABEL_NEGATIVE, LABEL_PART = 1, 0, -1
 POSITIVE_IOU, PART_IOU, NEGATIVE_IOU = 0.65, 0.4, 0.3
@@ -272,21 +273,40 @@ TEACHER_SETS = (
 
 
 def sources(
-    data: Path, validation: bool, teacher: Teacher | None = None
+    data: Path, validation: bool, teacher: Teacher | None = None, common_boxes: bool = False
 ) -> tuple[list[FaceImage], list[FaceImage]]:
     """(box images, landmark images) of a split; see the module docstring. With ``teacher``
     (sample format 4): det/ilc2021 with the teacher's extra faces, and for training the
-    :data:`TEACHER_SETS` labelled by it, join the box images."""
-    landmark_images = read_cuhk(data, validation)
+    :data:`TEACHER_SETS` labelled by it, join the box images. With ``common_boxes`` (format 5)
+    every source's boxes are redrawn in one convention (:mod:`.box_conventions`)."""
+    landmark_images = _in_convention(read_cuhk(data, validation), "cuhk5pt", common_boxes)
     if not validation:
-        landmark_images += read_mtfl(data)
-    box_images = read_facemask(data, validation)
+        landmark_images += _in_convention(read_mtfl(data), "mtfl", common_boxes)
+    box_images = _in_convention(read_facemask(data, validation), "facemask", common_boxes)
     if teacher is not None:
-        box_images += read_ilc(data, validation, teacher)
+        box_images += _in_convention(read_ilc(data, validation, teacher), "ilc2021", common_boxes)
         if not validation:
             for folder, every, skip_every in TEACHER_SETS:
-                box_images += read_teacher_labelled(data, teacher, folder, every, skip_every)
+                box_images += _in_convention(
+                    read_teacher_labelled(data, teacher, folder, every, skip_every), "teacher",
+                    common_boxes)
     return box_images, landmark_images
+
+
+def _in_convention(images: list[FaceImage], source: str, common: bool) -> list[FaceImage]:
+    """``images`` with their boxes in the common convention when ``common`` (faces a teacher
+    added, class ``"teacher"``, are converted from the teacher's convention)."""
+    if not common:
+        return images
+    for image in images:
+        from_teacher = np.array([name == "teacher" for name in image.classes or []]
+                                or [False] * len(image.boxes), dtype=bool)
+        image.boxes = np.where(
+            from_teacher[:, None],
+            box_conventions.convert(image.boxes, box_conventions.TEACHER),
+            box_conventions.convert(image.boxes, box_conventions.CONVENTIONS[source]),
+        )
+    return images
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from ..boxes import iou_inclusive
 from ..eval.report import markdown_table
 from ..io import read_image
 from ..synthesis import MaskTemplate
+from . import box_conventions
 from . import samples as sampling
 from .cascade import Cascade, OnnxNet, normalise
 from .export import max_abs_difference, write_onnx
@@ -349,10 +350,13 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         split_quota = quota.scaled(fraction)
         augment = args.augment and split == "train"
         meta = {"stage": stage, "split": split, "quota": vars(split_quota), "seed": seed,
-                "detector": detector_id, "format": 4 if teacher or augment else 3,
+                "detector": detector_id,
+                "format": 5 if args.common_boxes else 4 if teacher or augment else 3,
                 **({"teacher": True} if teacher else {}),
+                **({"common_boxes": vars(box_conventions.COMMON)} if args.common_boxes else {}),
                 **({"augment": augmentation_settings()} if augment else {})}
-        box_images, landmark_images = sampling.sources(args.data, split == "val", teacher)
+        box_images, landmark_images = sampling.sources(args.data, split == "val", teacher,
+                                                        args.common_boxes)
         if teacher is not None:
             teacher.save()
         sets[split] = sampling.cached(
@@ -384,6 +388,7 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         "epochs": len(history), "final": history[-1], "export": export, "counts": counts,
         "loss_weights": weights, "mirrored_fraction": sampling.MIRRORED_FRACTION,
         "teacher": bool(args.teacher), "augment": bool(args.augment),
+        "common_boxes": bool(args.common_boxes),
         "start_from": None if args.start_from is None else str(args.start_from),
     }
 
@@ -490,6 +495,26 @@ def _augment_lines() -> list[str]:
     ]
 
 
+def _common_boxes_lines() -> list[str]:
+    """The card's data bullets for stages trained with ``--common-boxes``."""
+    common = box_conventions.COMMON
+    rows = [
+        [name, f"{c.shift_x:+.3f}", f"{c.shift_y:+.3f}", f"{c.width:.3f}", f"{c.height:.3f}"]
+        for name, c in [*box_conventions.CONVENTIONS.items(), ("common", common)]
+    ]
+    return [
+        "- One box convention (`--common-boxes`, `masksegx.training.box_conventions`): each",
+        "  source's boxes are measured against YuNet-n's on the same faces (median centre",
+        "  shift in teacher widths/heights, width and height ratios; faces >= 20 px matched",
+        "  at IoU >= 0.4) and redrawn in the convention of det/facemask + det/ilc2021 pooled,",
+        "  the boxes the evaluation scores; the sources' boxes of the same face otherwise",
+        "  differ by up to 0.15 of its height (`python -m masksegx.training.box_conventions`):",
+        "",
+        markdown_table(("source", "shift x", "shift y", "width", "height"), rows),
+        "",
+    ]
+
+
 def write_card(out: Path, results: Results) -> None:
     total_seconds = sum(
         results[stage]["sampling_seconds"] + results[stage]["training_seconds"]
@@ -553,6 +578,9 @@ def write_card(out: Path, results: Results) -> None:
         ) else ["- No distillation from the reference models; `masked_unlabeled/rwmfd` unused."]),
         *(_augment_lines() if any(
             results.get(stage, {}).get("augment") for stage in STAGES
+        ) else []),
+        *(_common_boxes_lines() if any(
+            results.get(stage, {}).get("common_boxes") for stage in STAGES
         ) else []),
         "- Labels: positive IoU >= 0.65, part 0.4-0.65, negative < 0.3 with every face;",
         "  R/O-net also get the earlier stages' detections on the training images, labelled",
@@ -684,6 +712,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(samples.TEACHER_SETS; the teacher is DATA/models/yunet_n_dynamic.onnx)")
     parser.add_argument("--augment", action="store_true",
                         help="zoom-in on single faces and photometric changes (training samples)")
+    parser.add_argument("--common-boxes", action="store_true",
+                        help="redraw every source's boxes in one convention "
+                             "(masksegx.training.box_conventions)")
     args = parser.parse_args(argv)
     if args.stage == "counts":
         print_counts()

@@ -1,0 +1,140 @@
+"""One face-box convention for every detector training source.
+
+The sources draw a face's box differently: det/facemask's VOC boxes sit lower and are squarer
+than YuNet-n's, det/cuhk5pt's are about 0.7 of its height, the boxes estimated from MTFL's
+landmarks are wider. Trained on all of them at once, the R- and O-net learn the average of
+conflicting regression targets for the same face (issue 12: a face the P-net found at IoU 0.76
+moved to 0.50 by the R-net). Each source's convention is measured against one common ruler,
+the teacher (YuNet-n) run on the same images: the median, over faces matched at IoU >= 0.4, of
+the source box's centre shift (in teacher widths and heights) and its width and height ratios.
+With those, a box of one source is mapped onto the teacher's frame and from there onto the
+common convention, the pooled det/facemask + det/ilc2021 boxes that the evaluation scores.
+
+    python -m masksegx.training.box_conventions --data ../shared/data --cache DIR
+
+measures the conventions (the teacher's boxes cached in ``DIR/teacher_labels.json``, the file
+``train_detector --teacher`` uses) and prints them in the form of :data:`CONVENTIONS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from ..boxes import iou_inclusive
+
+if TYPE_CHECKING:
+    from .samples import FaceImage, Teacher
+
+#: Faces narrower or shorter than this are left out of the measurement (their boxes are a few
+#: pixels either way).
+MIN_MEASURED_SIDE = 20
+MATCH_IOU = 0.4
+
+
+@dataclass(frozen=True)
+class BoxConvention:
+    """A source's box of a face relative to the teacher's box of the same face: centre shift
+    as fractions of the teacher box's width and height, and the width and height ratios."""
+
+    shift_x: float
+    shift_y: float
+    width: float
+    height: float
+
+
+TEACHER = BoxConvention(0.0, 0.0, 1.0, 1.0)
+#: Measured by this module's command on the training splits (medians; the model card gives the
+#: command's output).
+CONVENTIONS = {
+    "teacher": TEACHER,
+    "facemask": BoxConvention(shift_x=0.025, shift_y=0.146, width=1.079, height=0.93),
+    "ilc2021": BoxConvention(shift_x=0.009, shift_y=0.068, width=1.0, height=0.949),
+    "cuhk5pt": BoxConvention(shift_x=-0.004, shift_y=0.058, width=0.944, height=0.693),
+    "mtfl": BoxConvention(shift_x=-0.001, shift_y=0.013, width=1.13, height=0.92),
+}
+#: det/facemask and det/ilc2021 pooled (medians over both sets' matched faces).
+COMMON = BoxConvention(shift_x=0.018, shift_y=0.104, width=1.046, height=0.939)
+
+
+def convert(boxes: npt.NDArray[np.float64], source: BoxConvention,
+            target: BoxConvention = COMMON) -> npt.NDArray[np.float64]:
+    """Inclusive pixel boxes [K, 4] drawn by ``source``'s convention, as ``target`` draws them."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    width = boxes[:, 2] - boxes[:, 0] + 1
+    height = boxes[:, 3] - boxes[:, 1] + 1
+    teacher_width, teacher_height = width / source.width, height / source.height
+    centre_x = (boxes[:, 0] + boxes[:, 2]) / 2 + (target.shift_x - source.shift_x) * teacher_width
+    centre_y = (boxes[:, 1] + boxes[:, 3]) / 2 + (target.shift_y - source.shift_y) * teacher_height
+    half_width = (target.width * teacher_width - 1) / 2
+    half_height = (target.height * teacher_height - 1) / 2
+    return np.stack([centre_x - half_width, centre_y - half_height,
+                     centre_x + half_width, centre_y + half_height], axis=1)
+
+
+def matched_geometry(images: list[FaceImage], teacher: Teacher) -> npt.NDArray[np.float64]:
+    """[N, 4] (shift_x, shift_y, width, height) of each annotated face against the teacher box
+    that overlaps it most (IoU >= :data:`MATCH_IOU`, both sides >= :data:`MIN_MEASURED_SIDE`)."""
+    rows = []
+    for image in images:
+        found = teacher(image.path)[0]
+        if not len(found) or not len(image.boxes):
+            continue
+        overlaps = iou_inclusive(image.boxes, found)
+        for box, row in zip(image.boxes, overlaps):
+            best = int(row.argmax())
+            if row[best] < MATCH_IOU:
+                continue
+            ref = found[best]
+            ref_w, ref_h = ref[2] - ref[0] + 1, ref[3] - ref[1] + 1
+            box_w, box_h = box[2] - box[0] + 1, box[3] - box[1] + 1
+            if min(box_w, box_h) < MIN_MEASURED_SIDE:
+                continue
+            rows.append([((box[0] + box[2]) - (ref[0] + ref[2])) / 2 / ref_w,
+                         ((box[1] + box[3]) - (ref[1] + ref[3])) / 2 / ref_h,
+                         box_w / ref_w, box_h / ref_h])
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def convention(geometry: npt.NDArray[np.float64]) -> BoxConvention:
+    """The median convention of :func:`matched_geometry` rows."""
+    if not len(geometry):
+        raise ValueError("no face matched the teacher's: cannot measure a convention")
+    return BoxConvention(*(round(float(v), 3) for v in np.median(geometry, axis=0)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import samples
+    from .train_detector import YuNetTeacher
+
+    parser = argparse.ArgumentParser(prog="python -m masksegx.training.box_conventions",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--cache", type=Path, default=Path("build/mtcnn_training"),
+                        help="folder of the teacher's cached boxes (teacher_labels.json)")
+    args = parser.parse_args(argv)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    teacher = YuNetTeacher(args.data / "models", args.cache / "teacher_labels.json")
+    sources = {
+        "facemask": samples.read_facemask(args.data, False),
+        "ilc2021": samples.read_ilc(args.data, False),
+        "cuhk5pt": samples.read_cuhk(args.data, False),
+        "mtfl": samples.read_mtfl(args.data),
+    }
+    geometry = {name: matched_geometry(images, teacher) for name, images in sources.items()}
+    teacher.save()
+    for name, rows in geometry.items():
+        print(f'    "{name}": {convention(rows)},  # {len(rows)} faces')
+    pooled = convention(np.concatenate([geometry["facemask"], geometry["ilc2021"]]))
+    print(f"COMMON = {pooled}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
