@@ -63,6 +63,12 @@ CONVENTIONS = {
 COMMON = BoxConvention(shift_x=0.018, shift_y=0.104, width=1.046, height=0.939)
 
 
+def settings() -> dict[str, dict[str, float]]:
+    """Every convention and the common one, for a sample cache's key: samples made with other
+    measurements must not be reused."""
+    return {name: vars(c) for name, c in [*CONVENTIONS.items(), ("common", COMMON)]}
+
+
 def convert(boxes: npt.NDArray[np.float64], source: BoxConvention,
             target: BoxConvention = COMMON) -> npt.NDArray[np.float64]:
     """Inclusive pixel boxes [K, 4] drawn by ``source``'s convention, as ``target`` draws them."""

@@ -353,7 +353,7 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
                 "detector": detector_id,
                 "format": 5 if args.common_boxes else 4 if teacher or augment else 3,
                 **({"teacher": True} if teacher else {}),
-                **({"common_boxes": vars(box_conventions.COMMON)} if args.common_boxes else {}),
+                **({"common_boxes": box_conventions.settings()} if args.common_boxes else {}),
                 **({"augment": augmentation_settings()} if augment else {})}
         box_images, landmark_images = sampling.sources(args.data, split == "val", teacher,
                                                         args.common_boxes)
@@ -497,18 +497,20 @@ def _augment_lines() -> list[str]:
 
 def _common_boxes_lines() -> list[str]:
     """The card's data bullets for stages trained with ``--common-boxes``."""
-    common = box_conventions.COMMON
+    conventions = [*box_conventions.CONVENTIONS.items(), ("common", box_conventions.COMMON)]
     rows = [
         [name, f"{c.shift_x:+.3f}", f"{c.shift_y:+.3f}", f"{c.width:.3f}", f"{c.height:.3f}"]
-        for name, c in [*box_conventions.CONVENTIONS.items(), ("common", common)]
+        for name, c in conventions
     ]
+    shifts = [c.shift_y for _, c in conventions]
     return [
         "- One box convention (`--common-boxes`, `masksegx.training.box_conventions`): each",
         "  source's boxes are measured against YuNet-n's on the same faces (median centre",
         "  shift in teacher widths/heights, width and height ratios; faces >= 20 px matched",
         "  at IoU >= 0.4) and redrawn in the convention of det/facemask + det/ilc2021 pooled,",
         "  the boxes the evaluation scores; the sources' boxes of the same face otherwise",
-        "  differ by up to 0.15 of its height (`python -m masksegx.training.box_conventions`):",
+        f"  differ by up to {max(shifts) - min(shifts):.2f} of its height in their centres",
+        "  (`python -m masksegx.training.box_conventions`):",
         "",
         markdown_table(("source", "shift x", "shift y", "width", "height"), rows),
         "",
