@@ -233,3 +233,27 @@ def test_onet_reads_back_from_its_onnx_export(nets, tmp_path):
     with torch.no_grad():
         for expected, got in zip(net(x), back(x)):
             torch.testing.assert_close(got, expected)
+
+
+def test_augment_kinds_parse_and_key_the_sample_cache(nets):
+    import argparse
+
+    from masksegx.training import samples, train_detector
+
+    assert train_detector._augmentations("photometric") == ("photometric",)
+    assert train_detector._augmentations("zoom, photometric") == ("zoom", "photometric")
+    for bad in ("", "zoom,blur"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected kinds from zoom"):
+            train_detector._augmentations(bad)
+    # Each kind keys only its own settings, so a zoom-only cache is not a photometric one.
+    assert set(train_detector.augmentation_settings(["zoom"])) == {"zoom_in", "zoom_in_range"}
+    assert set(train_detector.augmentation_settings(["photometric"])) == {"photometric"}
+    both = train_detector.augmentation_settings(samples.AUGMENTATIONS)
+    assert set(both) == {"zoom_in", "zoom_in_range", "photometric"}
+    # Cards of runs made before the kinds existed stored ``true`` for all of them.
+    assert train_detector._augment_kinds({"pnet": {"augment": True}}) == ["zoom", "photometric"]
+    assert train_detector._augment_kinds(
+        {"pnet": {"augment": []}, "onet": {"augment": ["photometric"]}}
+    ) == ["photometric"]
+    assert train_detector._augment_lines([]) == []
+    assert "Zoom-in" in train_detector._augment_lines(["zoom"])[0]

@@ -46,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -78,6 +78,9 @@ ZOOM_IN_FRACTION = 0.5
 ZOOM_IN_RANGE = (-0.1, 0.35)
 #: Probability of each photometric change (augmented samples only).
 PHOTOMETRIC_PROBABILITY = 0.2
+#: The augmentations :func:`generate` can apply: zoom-in (:func:`_zoom_in`) and photometric
+#: changes (:func:`_photometric`).
+AUGMENTATIONS = ("zoom", "photometric")
 
 #: A detector for hard-negative mining: RGB uint8 image -> boxes float [M, 4].
 Detector = Callable[[np.ndarray], npt.NDArray[np.float64]]
@@ -525,12 +528,13 @@ def generate(
     seed: int,
     templates: Iterable[MaskTemplate] = (),
     detector: Detector | None = None,
-    augment: bool = False,
+    augment: Collection[str] = (),
 ) -> SampleSet:
     """Draw ``quota`` samples of side ``size`` from the images; deterministic for ``seed``.
 
-    ``augment`` (sample format 4): zoom-in on single-face images (:func:`_zoom_in`, a share
-    :data:`ZOOM_IN_FRACTION` of them) and photometric changes (:func:`_photometric`).
+    ``augment`` (sample format 4), any of :data:`AUGMENTATIONS`: ``"zoom"``, zoom-in on
+    single-face images (:func:`_zoom_in`, a share :data:`ZOOM_IN_FRACTION` of them);
+    ``"photometric"``, photometric changes (:func:`_photometric`).
 
     ``detector`` (hard-negative mining): the earlier stages' cascade; each of its detections on
     the box images (up to ``quota.mined`` in all) becomes a negative, part or positive sample by
@@ -549,9 +553,9 @@ def generate(
     for face_image in box_images + landmark_images:
         image = _load_rgb(face_image, templates, rng)
         boxes, all_points = face_image.boxes, face_image.landmarks
-        if augment and face_image.zoomable and rng.random() < ZOOM_IN_FRACTION:
+        if "zoom" in augment and face_image.zoomable and rng.random() < ZOOM_IN_FRACTION:
             image, boxes, all_points = _zoom_in(image, face_image, rng)
-        if augment:
+        if "photometric" in augment:
             image = _photometric(image, rng)
         if not face_image.landmark_samples:
             all_points = None

@@ -27,7 +27,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -318,10 +318,14 @@ class YuNetTeacher:
         self._unsaved = 0
 
 
-def augmentation_settings() -> dict[str, object]:
+def augmentation_settings(augment: Collection[str]) -> dict[str, object]:
     """What ``--augment`` does, for the sample cache's key."""
-    return {"zoom_in": sampling.ZOOM_IN_FRACTION, "zoom_in_range": sampling.ZOOM_IN_RANGE,
-            "photometric": sampling.PHOTOMETRIC_PROBABILITY}
+    settings: dict[str, object] = {}
+    if "zoom" in augment:
+        settings.update(zoom_in=sampling.ZOOM_IN_FRACTION, zoom_in_range=sampling.ZOOM_IN_RANGE)
+    if "photometric" in augment:
+        settings["photometric"] = sampling.PHOTOMETRIC_PROBABILITY
+    return settings
 
 
 def run_stage(stage: DetectorStage, args: argparse.Namespace,
@@ -348,13 +352,13 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
     splits = (("train", 1.0, args.seed), ("val", VALIDATION_FRACTION, args.seed + 1))
     for split, fraction, seed in splits:
         split_quota = quota.scaled(fraction)
-        augment = args.augment and split == "train"
+        augment = args.augment if split == "train" else ()
         meta = {"stage": stage, "split": split, "quota": vars(split_quota), "seed": seed,
                 "detector": detector_id,
                 "format": 5 if args.common_boxes else 4 if teacher or augment else 3,
                 **({"teacher": True} if teacher else {}),
                 **({"common_boxes": box_conventions.settings()} if args.common_boxes else {}),
-                **({"augment": augmentation_settings()} if augment else {})}
+                **({"augment": augmentation_settings(augment)} if augment else {})}
         box_images, landmark_images = sampling.sources(args.data, split == "val", teacher,
                                                         args.common_boxes)
         if teacher is not None:
@@ -387,7 +391,7 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         "sampling_seconds": sampling_seconds, "training_seconds": training_seconds,
         "epochs": len(history), "final": history[-1], "export": export, "counts": counts,
         "loss_weights": weights, "mirrored_fraction": sampling.MIRRORED_FRACTION,
-        "teacher": bool(args.teacher), "augment": bool(args.augment),
+        "teacher": bool(args.teacher), "augment": list(args.augment),
         "common_boxes": bool(args.common_boxes),
         "start_from": None if args.start_from is None else str(args.start_from),
     }
@@ -483,16 +487,43 @@ def _teacher_data_lines() -> list[str]:
     ]
 
 
-def _augment_lines() -> list[str]:
+def _augmentations(text: str) -> tuple[str, ...]:
+    """``--augment``'s value: comma-separated kinds from ``samples.AUGMENTATIONS``."""
+    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = sorted(set(kinds) - set(sampling.AUGMENTATIONS))
+    if not kinds or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected kinds from {', '.join(sampling.AUGMENTATIONS)}, got {text!r}"
+        )
+    return kinds
+
+
+def _augment_kinds(results: Results) -> list[str]:
+    """The augmentations any stage of a run used (runs before the kinds stored ``true``)."""
+    used: set[str] = set()
+    for stage in STAGES:
+        value = results.get(stage, {}).get("augment")
+        used.update(sampling.AUGMENTATIONS if value is True else value or ())
+    return [kind for kind in sampling.AUGMENTATIONS if kind in used]
+
+
+def _augment_lines(kinds: Sequence[str]) -> list[str]:
     """The card's data bullets for stages trained with ``--augment``."""
-    return [
-        f"- Augmentation (training samples): {sampling.ZOOM_IN_FRACTION:.0%} of the single-face",
-        "  images are cut to a window whose sides lie from "
-        f"{-sampling.ZOOM_IN_RANGE[0]:.0%} outside to {sampling.ZOOM_IN_RANGE[1]:.0%} inside the face",
-        "  box (a tight crop with chin or forehead cut off; the crops then show black beyond",
-        "  the window, as the cascade pads the image); blur, JPEG quality 15-60 and",
-        f"  light/colour changes, each with probability {sampling.PHOTOMETRIC_PROBABILITY:g}.",
-    ]
+    lines = []
+    if "zoom" in kinds:
+        lines += [
+            f"- Zoom-in (training samples): {sampling.ZOOM_IN_FRACTION:.0%} of the single-face",
+            "  images are cut to a window whose sides lie from "
+            f"{-sampling.ZOOM_IN_RANGE[0]:.0%} outside to {sampling.ZOOM_IN_RANGE[1]:.0%} inside",
+            "  the face box (a tight crop with chin or forehead cut off; the crops then show",
+            "  black beyond the window, as the cascade pads the image).",
+        ]
+    if "photometric" in kinds:
+        lines += [
+            "- Photometric changes (training samples): blur, JPEG quality 15-60 and light/colour",
+            f"  changes, each with probability {sampling.PHOTOMETRIC_PROBABILITY:g}.",
+        ]
+    return lines
 
 
 def _common_boxes_lines() -> list[str]:
@@ -578,9 +609,7 @@ def write_card(out: Path, results: Results) -> None:
         *(_teacher_data_lines() if any(
             results.get(stage, {}).get("teacher") for stage in STAGES
         ) else ["- No distillation from the reference models; `masked_unlabeled/rwmfd` unused."]),
-        *(_augment_lines() if any(
-            results.get(stage, {}).get("augment") for stage in STAGES
-        ) else []),
+        *_augment_lines(_augment_kinds(results)),
         *(_common_boxes_lines() if any(
             results.get(stage, {}).get("common_boxes") for stage in STAGES
         ) else []),
@@ -712,8 +741,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", action="store_true",
                         help="add det/ilc2021 and the YuNet-n pseudo-labelled sets "
                              "(samples.TEACHER_SETS; the teacher is DATA/models/yunet_n_dynamic.onnx)")
-    parser.add_argument("--augment", action="store_true",
-                        help="zoom-in on single faces and photometric changes (training samples)")
+    parser.add_argument("--augment", nargs="?", type=_augmentations, default=(),
+                        const=sampling.AUGMENTATIONS, metavar="KINDS",
+                        help="augment the training samples: comma-separated kinds from "
+                             f"{','.join(sampling.AUGMENTATIONS)} (zoom-in on single faces, "
+                             "photometric changes); alone: all of them")
     parser.add_argument("--common-boxes", action="store_true",
                         help="redraw every source's boxes in one convention "
                              "(masksegx.training.box_conventions)")
