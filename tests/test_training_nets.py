@@ -243,13 +243,14 @@ def test_augment_kinds_parse_and_key_the_sample_cache(nets):
     assert train_detector._augmentations("photometric") == ("photometric",)
     assert train_detector._augmentations("zoom, photometric") == ("zoom", "photometric")
     for bad in ("", "zoom,blur"):
-        with pytest.raises(argparse.ArgumentTypeError, match="expected kinds from zoom"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected kinds from zoom, photo"):
             train_detector._augmentations(bad)
     # Each kind keys only its own settings, so a zoom-only cache is not a photometric one.
     assert set(train_detector.augmentation_settings(["zoom"])) == {"zoom_in", "zoom_in_range"}
     assert set(train_detector.augmentation_settings(["photometric"])) == {"photometric"}
-    both = train_detector.augmentation_settings(samples.AUGMENTATIONS)
-    assert set(both) == {"zoom_in", "zoom_in_range", "photometric"}
+    # --augment alone: the kinds (and cache keys) of the runs before "border" existed.
+    before = train_detector.augmentation_settings(samples.DEFAULT_AUGMENTATIONS)
+    assert set(before) == {"zoom_in", "zoom_in_range", "photometric"}
     # Cards of runs made before the kinds existed stored ``true`` for all of them.
     assert train_detector._augment_kinds({"pnet": {"augment": True}}) == ["zoom", "photometric"]
     assert train_detector._augment_kinds(
@@ -257,3 +258,18 @@ def test_augment_kinds_parse_and_key_the_sample_cache(nets):
     ) == ["photometric"]
     assert train_detector._augment_lines([]) == []
     assert "Zoom-in" in train_detector._augment_lines(["zoom"])[0]
+
+
+def test_border_negatives_overhang_the_image_and_miss_the_faces(nets):
+    from masksegx.training import samples
+
+    rng = np.random.default_rng(3)
+    faces = np.array([[40.0, 30.0, 79.0, 69.0], [120.0, 20.0, 149.0, 49.0]])
+    crops = samples._border_negative_crops((100, 160, 3), faces, 50, rng)
+    assert len(crops) == 50
+    sides = np.array([side for _, _, side in crops])
+    assert sides.max() > 100  # larger than the image's shorter side, as P-net boxes can be
+    for x, y, side in crops:
+        assert x < 0 or y < 0 or x + side > 160 or y + side > 100
+        overlap = iou_inclusive(samples.crop_box(x, y, side)[None], faces).max()
+        assert overlap < samples.NEGATIVE_IOU

@@ -78,9 +78,16 @@ ZOOM_IN_FRACTION = 0.5
 ZOOM_IN_RANGE = (-0.1, 0.35)
 #: Probability of each photometric change (augmented samples only).
 PHOTOMETRIC_PROBABILITY = 0.2
-#: The augmentations :func:`generate` can apply: zoom-in (:func:`_zoom_in`) and photometric
-#: changes (:func:`_photometric`).
-AUGMENTATIONS = ("zoom", "photometric")
+#: Share of the negative crops that overhang the image's edge (``"border"`` augmentation).
+BORDER_NEGATIVE_FRACTION = 0.3
+#: The largest of those crops, as a multiple of the image's shorter side.
+BORDER_NEGATIVE_LARGEST = 1.5
+#: The augmentations :func:`generate` can apply: zoom-in (:func:`_zoom_in`), photometric
+#: changes (:func:`_photometric`) and negatives that overhang the image's edge
+#: (:func:`_border_negative_crops`).
+AUGMENTATIONS = ("zoom", "photometric", "border")
+#: What ``--augment`` alone applies: the kinds of the runs made before ``"border"`` existed.
+DEFAULT_AUGMENTATIONS = ("zoom", "photometric")
 
 #: A detector for hard-negative mining: RGB uint8 image -> boxes float [M, 4].
 Detector = Callable[[np.ndarray], npt.NDArray[np.float64]]
@@ -463,6 +470,31 @@ def _negative_crops(image_shape: tuple[int, ...], boxes: npt.NDArray[np.float64]
     return found
 
 
+def _border_negative_crops(
+    image_shape: tuple[int, ...], boxes: npt.NDArray[np.float64], count: int,
+    rng: np.random.Generator, tries_per_crop: int = 20,
+) -> list[tuple[int, int, int]]:
+    """Negative crops that reach past the image's edge, up to :data:`BORDER_NEGATIVE_LARGEST`
+    times its shorter side. The cascade pads such crops with black, and zoom-in positives show
+    black beyond their window: without these the O-net learns that black borders mean a face
+    (it then accepts whole-image boxes around people)."""
+    height, width = image_shape[:2]
+    largest = max(MIN_CROP_SIDE + 1, int(min(width, height) * BORDER_NEGATIVE_LARGEST))
+    found: list[tuple[int, int, int]] = []
+    for _ in range(count * tries_per_crop):
+        if len(found) == count:
+            break
+        side = int(rng.integers(MIN_CROP_SIDE, largest + 1))
+        x = int(rng.integers(-(side // 2), max(1, width - side // 2)))
+        y = int(rng.integers(-(side // 2), max(1, height - side // 2)))
+        if x >= 0 and y >= 0 and x + side <= width and y + side <= height:
+            continue
+        if len(boxes) and float(iou_inclusive(crop_box(x, y, side)[None], boxes).max()) >= NEGATIVE_IOU:
+            continue
+        found.append((x, y, side))
+    return found
+
+
 def _usable(box: npt.NDArray[np.float64]) -> bool:
     return bool(min(box[2] - box[0] + 1, box[3] - box[1] + 1) >= MIN_FACE_SIDE)
 
@@ -534,7 +566,9 @@ def generate(
 
     ``augment`` (sample format 4), any of :data:`AUGMENTATIONS`: ``"zoom"``, zoom-in on
     single-face images (:func:`_zoom_in`, a share :data:`ZOOM_IN_FRACTION` of them);
-    ``"photometric"``, photometric changes (:func:`_photometric`).
+    ``"photometric"``, photometric changes (:func:`_photometric`); ``"border"``, a share
+    :data:`BORDER_NEGATIVE_FRACTION` of the negatives overhang the image's edge
+    (:func:`_border_negative_crops`).
 
     ``detector`` (hard-negative mining): the earlier stages' cascade; each of its detections on
     the box images (up to ``quota.mined`` in all) becomes a negative, part or positive sample by
@@ -573,7 +607,10 @@ def generate(
                     collector.add(image, x, y, side, LABEL_POSITIVE, face, points)
         if face_image.negatives_allowed:
             count = _share(quota.negative, len(negative_images), rng)
-            for x, y, side in _negative_crops(image.shape, boxes, count, rng):
+            overhanging = round(count * BORDER_NEGATIVE_FRACTION) if "border" in augment else 0
+            crops = _negative_crops(image.shape, boxes, count - overhanging, rng)
+            crops += _border_negative_crops(image.shape, boxes, overhanging, rng)
+            for x, y, side in crops:
                 collector.add(image, x, y, side, LABEL_NEGATIVE)
             if detector is not None:
                 _add_detections(collector, image, boxes, detector(image),

@@ -325,6 +325,9 @@ def augmentation_settings(augment: Collection[str]) -> dict[str, object]:
         settings.update(zoom_in=sampling.ZOOM_IN_FRACTION, zoom_in_range=sampling.ZOOM_IN_RANGE)
     if "photometric" in augment:
         settings["photometric"] = sampling.PHOTOMETRIC_PROBABILITY
+    if "border" in augment:
+        settings.update(border_negatives=sampling.BORDER_NEGATIVE_FRACTION,
+                        border_largest=sampling.BORDER_NEGATIVE_LARGEST)
     return settings
 
 
@@ -503,7 +506,7 @@ def _augment_kinds(results: Results) -> list[str]:
     used: set[str] = set()
     for stage in STAGES:
         value = results.get(stage, {}).get("augment")
-        used.update(sampling.AUGMENTATIONS if value is True else value or ())
+        used.update(sampling.DEFAULT_AUGMENTATIONS if value is True else value or ())
     return [kind for kind in sampling.AUGMENTATIONS if kind in used]
 
 
@@ -522,6 +525,12 @@ def _augment_lines(kinds: Sequence[str]) -> list[str]:
         lines += [
             "- Photometric changes (training samples): blur, JPEG quality 15-60 and light/colour",
             f"  changes, each with probability {sampling.PHOTOMETRIC_PROBABILITY:g}.",
+        ]
+    if "border" in kinds:
+        lines += [
+            f"- Border negatives (training samples): {sampling.BORDER_NEGATIVE_FRACTION:.0%} of the",
+            "  negative crops overhang the image's edge (black beyond it, as the cascade pads),",
+            f"  up to {sampling.BORDER_NEGATIVE_LARGEST:g} times the image's shorter side.",
         ]
     return lines
 
@@ -742,10 +751,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="add det/ilc2021 and the YuNet-n pseudo-labelled sets "
                              "(samples.TEACHER_SETS; the teacher is DATA/models/yunet_n_dynamic.onnx)")
     parser.add_argument("--augment", nargs="?", type=_augmentations, default=(),
-                        const=sampling.AUGMENTATIONS, metavar="KINDS",
+                        const=sampling.DEFAULT_AUGMENTATIONS, metavar="KINDS",
                         help="augment the training samples: comma-separated kinds from "
                              f"{','.join(sampling.AUGMENTATIONS)} (zoom-in on single faces, "
-                             "photometric changes); alone: all of them")
+                             "photometric changes, negatives overhanging the image's edge); "
+                             f"alone: {','.join(sampling.DEFAULT_AUGMENTATIONS)}")
     parser.add_argument("--common-boxes", action="store_true",
                         help="redraw every source's boxes in one convention "
                              "(masksegx.training.box_conventions)")
