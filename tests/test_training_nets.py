@@ -273,3 +273,31 @@ def test_border_negatives_overhang_the_image_and_miss_the_faces(nets):
         assert x < 0 or y < 0 or x + side > 160 or y + side > 100
         overlap = iou_inclusive(samples.crop_box(x, y, side)[None], faces).max()
         assert overlap < samples.NEGATIVE_IOU
+
+
+def test_miners_come_from_their_onnx_files_not_the_cache(nets, tmp_path):
+    """--miners: the earlier stages load from DIR's ONNX files even where the cache holds
+    weights of its own (load_net without a cache)."""
+    pytest.importorskip("onnx")
+    import torch
+
+    from masksegx.training.train_detector import load_net
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    torch.manual_seed(1)
+    torch.save(nets.build("rnet").state_dict(), cache / "rnet.pt")
+    x = torch.rand(2, 3, 24, 24) * 2 - 1
+    with torch.no_grad():
+        from_cache = load_net("rnet", cache, MODELS)(x)
+        from_onnx = load_net("rnet", None, MODELS)(x)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(MODELS / "ds_mtcnn_rnet.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    expected = dict(zip([o.name for o in session.get_outputs()],
+                        session.run(None, {"input": x.numpy()})))
+    np.testing.assert_allclose(from_onnx[1].numpy(), expected["prob"], atol=1e-5)
+    assert not np.allclose(from_cache[1].numpy(), expected["prob"], atol=1e-3)
+    with pytest.raises(SystemExit, match="train onet first"):
+        load_net("onet", None, None)

@@ -271,11 +271,11 @@ def onnx_state_dict(stage: str, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_net(stage: str, cache: Path, start: Path | None = None) -> nn.Module:
+def load_net(stage: str, cache: Path | None, start: Path | None = None) -> nn.Module:
     """The stage's net from ``cache/<stage>.pt``, else from ``start/ds_mtcnn_<stage>.onnx``."""
-    weights = cache / f"{stage}.pt"
+    weights = None if cache is None else cache / f"{stage}.pt"
     net = build(stage)
-    if weights.is_file():
+    if weights is not None and weights.is_file():
         net.load_state_dict(torch.load(weights, map_location="cpu"))
     elif start is not None:
         net.load_state_dict(onnx_state_dict(stage, start / f"ds_mtcnn_{stage}.onnx"))
@@ -338,11 +338,12 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
     detector: Cascade | None = None
     detector_id: list[str] | None = None
     if index > 0:
-        earlier = [load_net(s, args.cache, args.start_from) for s in STAGES[:index]]
+        cache, onnx_folder = (None, args.miners) if args.miners else (args.cache, args.start_from)
+        earlier = [load_net(s, cache, onnx_folder) for s in STAGES[:index]]
         detector = Cascade(*earlier)
         detector_id = [
-            file_digest(args.cache / f"{s}.pt") if (args.cache / f"{s}.pt").is_file()
-            else file_digest(args.start_from / f"ds_mtcnn_{s}.onnx")
+            file_digest(cache / f"{s}.pt") if cache and (cache / f"{s}.pt").is_file()
+            else file_digest(onnx_folder / f"ds_mtcnn_{s}.onnx")
             for s in STAGES[:index]
         ]
     teacher = (
@@ -397,6 +398,7 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         "teacher": bool(args.teacher), "augment": list(args.augment),
         "common_boxes": bool(args.common_boxes),
         "start_from": None if args.start_from is None else str(args.start_from),
+        "miners": None if args.miners is None else str(args.miners),
     }
 
 
@@ -746,6 +748,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="fine-tune: start each trained net from DIR/ds_mtcnn_<stage>.onnx, "
                              "and take the earlier stages (the miners) from there when the "
                              "cache has no weights for them")
+    parser.add_argument("--miners", type=Path, metavar="DIR",
+                        help="take the earlier stages (whose detections are the R/O-net's mined "
+                             "samples) from DIR/ds_mtcnn_<stage>.onnx, never from the cache: "
+                             "e.g. retrain the O-net on the shipped P- and R-net")
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     parser.add_argument("--teacher", action="store_true",
                         help="add det/ilc2021 and the YuNet-n pseudo-labelled sets "
