@@ -517,11 +517,12 @@ def _augment_lines(kinds: Sequence[str]) -> list[str]:
     lines = []
     if "zoom" in kinds:
         lines += [
-            f"- Zoom-in (training samples): {sampling.ZOOM_IN_FRACTION:.0%} of the single-face",
-            "  images are cut to a window whose sides lie from "
-            f"{-sampling.ZOOM_IN_RANGE[0]:.0%} outside to {sampling.ZOOM_IN_RANGE[1]:.0%} inside",
-            "  the face box (a tight crop with chin or forehead cut off; the crops then show",
-            "  black beyond the window, as the cascade pads the image).",
+            f"- Zoom-in (training samples): {sampling.ZOOM_IN_FRACTION:.0%} of the single-face "
+            "images are cut to a window",
+            f"  whose sides lie from {-sampling.ZOOM_IN_RANGE[0]:.0%} outside to "
+            f"{sampling.ZOOM_IN_RANGE[1]:.0%} inside the face box (a tight crop",
+            "  with chin or forehead cut off; the crops then show black beyond the window, as",
+            "  the cascade pads the image).",
         ]
     if "photometric" in kinds:
         lines += [
@@ -530,9 +531,10 @@ def _augment_lines(kinds: Sequence[str]) -> list[str]:
         ]
     if "border" in kinds:
         lines += [
-            f"- Border negatives (training samples): {sampling.BORDER_NEGATIVE_FRACTION:.0%} of the",
-            "  negative crops overhang the image's edge (black beyond it, as the cascade pads),",
-            f"  up to {sampling.BORDER_NEGATIVE_LARGEST:g} times the image's shorter side.",
+            f"- Border negatives (training samples): {sampling.BORDER_NEGATIVE_FRACTION:.0%} of "
+            "the negative crops overhang the",
+            "  image's edge (black beyond it, as the cascade pads), up to "
+            f"{sampling.BORDER_NEGATIVE_LARGEST:g} times its shorter side.",
         ]
     return lines
 
@@ -720,8 +722,8 @@ def write_card(out: Path, results: Results) -> None:
         *([
             "data, on det/ilc2021 (no license stated), on non-commercial sets (FFHQ crops,",
             "UTKFace) and on RWMFD (research use), with YuNet-n (Apache-2.0) as the teacher;",
-        ] if teacher else ["data;"]),
-        "treat them as research use only.",
+            "treat them as research use only.",
+        ] if teacher else ["data; treat them as research use only."]),
         "",
     ]
     (out / CARD).write_text("\n".join(lines))
