@@ -301,3 +301,21 @@ def test_miners_come_from_their_onnx_files_not_the_cache(nets, tmp_path):
     assert not np.allclose(from_cache[1].numpy(), expected["prob"], atol=1e-3)
     with pytest.raises(SystemExit, match="train onet first"):
         load_net("onet", None, None)
+
+
+def test_the_card_names_the_stages_of_options_not_every_stage_used(nets):
+    from masksegx.training import train_detector
+
+    results = {
+        "pnet": {"augment": True, "teacher": True},
+        "rnet": {"augment": [], "teacher": True},
+        "onet": {"augment": ["zoom", "border"], "common_boxes": True, "teacher": True},
+    }
+    text = " ".join(train_detector._partial_options_lines(results))
+    assert "zoom augmentation (pnet, onet)" in text
+    assert "photometric augmentation (pnet)" in text
+    assert "border augmentation (onet)" in text
+    assert "one box convention (onet)" in text
+    assert "teacher sets" not in text  # every stage used them
+    every = {stage: {"augment": ["zoom"]} for stage in ("pnet", "rnet", "onet")}
+    assert train_detector._partial_options_lines(every) == []

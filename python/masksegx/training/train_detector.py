@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import sys
+import textwrap
 import time
 from collections.abc import Collection, Iterator, Sequence
 from functools import partial
@@ -503,13 +504,36 @@ def _augmentations(text: str) -> tuple[str, ...]:
     return kinds
 
 
+def _stage_kinds(value: object) -> list[str]:
+    """One stage's ``augment`` entry as kinds (runs before the kinds existed stored ``true``)."""
+    if value is True:
+        return list(sampling.DEFAULT_AUGMENTATIONS)
+    return [str(kind) for kind in value] if isinstance(value, list) else []
+
+
 def _augment_kinds(results: Results) -> list[str]:
-    """The augmentations any stage of a run used (runs before the kinds stored ``true``)."""
-    used: set[str] = set()
-    for stage in STAGES:
-        value = results.get(stage, {}).get("augment")
-        used.update(sampling.DEFAULT_AUGMENTATIONS if value is True else value or ())
+    """The augmentations any stage of a run used."""
+    used = {kind for stage in STAGES for kind in _stage_kinds(results.get(stage, {}).get("augment"))}
     return [kind for kind in sampling.AUGMENTATIONS if kind in used]
+
+
+def _partial_options_lines(results: Results) -> list[str]:
+    """A data bullet naming the stages of each option that not every trained stage used (a
+    card whose nets come from different runs)."""
+    trained = [stage for stage in STAGES if stage in results]
+    used = {
+        "teacher sets": [s for s in trained if results[s].get("teacher")],
+        "one box convention": [s for s in trained if results[s].get("common_boxes")],
+        **{f"{kind} augmentation": [s for s in trained
+                                    if kind in _stage_kinds(results[s].get("augment"))]
+           for kind in sampling.AUGMENTATIONS},
+    }
+    parts = [f"{option} ({', '.join(stages)})" for option, stages in used.items()
+             if stages and stages != trained]
+    if not parts:
+        return []
+    text = f"Used by some stages only: {'; '.join(parts)}."
+    return textwrap.wrap(text, 88, initial_indent="- ", subsequent_indent="  ")
 
 
 def _augment_lines(kinds: Sequence[str]) -> list[str]:
@@ -626,6 +650,7 @@ def write_card(out: Path, results: Results) -> None:
         *(_common_boxes_lines() if any(
             results.get(stage, {}).get("common_boxes") for stage in STAGES
         ) else []),
+        *_partial_options_lines(results),
         "- Labels: positive IoU >= 0.65, part 0.4-0.65, negative < 0.3 with every face;",
         "  R/O-net also get the earlier stages' detections on the training images, labelled",
         "  the same way (hard-negative mining). See `masksegx/training/samples.py`.",
