@@ -448,51 +448,60 @@ def _face_crops(face: npt.NDArray[np.float64], boxes: npt.NDArray[np.float64], w
     return found
 
 
-def _negative_crops(image_shape: tuple[int, ...], boxes: npt.NDArray[np.float64], count: int,
-                    rng: np.random.Generator, tries_per_crop: int = 20) -> list[tuple[int, int, int]]:
-    height, width = image_shape[:2]
-    largest = max(MIN_CROP_SIDE, min(width, height) // 2)
+#: One candidate crop (x, y, side) from an attempt number, or None where it is rejected.
+_CropDraw = Callable[[int], tuple[int, int, int] | None]
+
+
+def _crops_clear_of_faces(boxes: npt.NDArray[np.float64], count: int, draw: _CropDraw,
+                          tries_per_crop: int = 20) -> list[tuple[int, int, int]]:
+    """Up to ``count`` of ``draw``'s crops whose IoU with every face is below NEGATIVE_IOU."""
     found: list[tuple[int, int, int]] = []
     for attempt in range(count * tries_per_crop):
         if len(found) == count:
             break
-        side = int(rng.integers(MIN_CROP_SIDE, largest + 1))
-        if attempt % 2 and len(boxes):  # near a face: shifted by up to one crop side
-            face = boxes[rng.integers(len(boxes))]
-            x = int(face[0] + rng.uniform(-1, 1) * side)
-            y = int(face[1] + rng.uniform(-1, 1) * side)
-        else:
-            x = int(rng.integers(0, max(1, width - side + 1)))
-            y = int(rng.integers(0, max(1, height - side + 1)))
-        if len(boxes) and float(iou_inclusive(crop_box(x, y, side)[None], boxes).max()) >= NEGATIVE_IOU:
+        crop = draw(attempt)
+        if crop is None:
             continue
-        found.append((x, y, side))
+        if len(boxes) and float(iou_inclusive(crop_box(*crop)[None], boxes).max()) >= NEGATIVE_IOU:
+            continue
+        found.append(crop)
     return found
 
 
-def _border_negative_crops(
-    image_shape: tuple[int, ...], boxes: npt.NDArray[np.float64], count: int,
-    rng: np.random.Generator, tries_per_crop: int = 20,
-) -> list[tuple[int, int, int]]:
+def _negative_crops(image_shape: tuple[int, ...], boxes: npt.NDArray[np.float64], count: int,
+                    rng: np.random.Generator) -> list[tuple[int, int, int]]:
+    height, width = image_shape[:2]
+    largest = max(MIN_CROP_SIDE, min(width, height) // 2)
+
+    def draw(attempt: int) -> tuple[int, int, int]:
+        side = int(rng.integers(MIN_CROP_SIDE, largest + 1))
+        if attempt % 2 and len(boxes):  # near a face: shifted by up to one crop side
+            face = boxes[rng.integers(len(boxes))]
+            return (int(face[0] + rng.uniform(-1, 1) * side),
+                    int(face[1] + rng.uniform(-1, 1) * side), side)
+        return (int(rng.integers(0, max(1, width - side + 1))),
+                int(rng.integers(0, max(1, height - side + 1))), side)
+
+    return _crops_clear_of_faces(boxes, count, draw)
+
+
+def _border_negative_crops(image_shape: tuple[int, ...], boxes: npt.NDArray[np.float64],
+                           count: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
     """Negative crops that reach past the image's edge, up to :data:`BORDER_NEGATIVE_LARGEST`
     times its shorter side. The cascade pads such crops with black, and zoom-in positives show
     black beyond their window: without these the O-net learns that black borders mean a face
     (it then accepts whole-image boxes around people)."""
     height, width = image_shape[:2]
     largest = max(MIN_CROP_SIDE + 1, int(min(width, height) * BORDER_NEGATIVE_LARGEST))
-    found: list[tuple[int, int, int]] = []
-    for _ in range(count * tries_per_crop):
-        if len(found) == count:
-            break
+
+    def draw(_: int) -> tuple[int, int, int] | None:
         side = int(rng.integers(MIN_CROP_SIDE, largest + 1))
         x = int(rng.integers(-(side // 2), max(1, width - side // 2)))
         y = int(rng.integers(-(side // 2), max(1, height - side // 2)))
-        if x >= 0 and y >= 0 and x + side <= width and y + side <= height:
-            continue
-        if len(boxes) and float(iou_inclusive(crop_box(x, y, side)[None], boxes).max()) >= NEGATIVE_IOU:
-            continue
-        found.append((x, y, side))
-    return found
+        inside = x >= 0 and y >= 0 and x + side <= width and y + side <= height
+        return None if inside else (x, y, side)
+
+    return _crops_clear_of_faces(boxes, count, draw)
 
 
 def _usable(box: npt.NDArray[np.float64]) -> bool:
