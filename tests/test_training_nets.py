@@ -316,6 +316,33 @@ def test_the_card_names_the_stages_of_options_not_every_stage_used(nets):
     assert "photometric augmentation (pnet)" in text
     assert "border augmentation (onet)" in text
     assert "one box convention (onet)" in text
-    assert "teacher sets" not in text  # every stage used them
+    assert "teacher set" not in text  # every stage used them
+    results["onet"]["teacher"] = ["ilc2021"]  # a run with one set
+    text = " ".join(train_detector._partial_options_lines(results))
+    assert "teacher set ilc2021" not in text
+    assert "teacher set rwmfd (pnet, rnet)" in text
     every = {stage: {"augment": ["zoom"]} for stage in ("pnet", "rnet", "onet")}
     assert train_detector._partial_options_lines(every) == []
+
+
+def test_teacher_sets_are_chosen_by_name_and_named_on_the_card(nets):
+    import argparse
+
+    from masksegx.training import samples, train_detector
+
+    assert train_detector._teacher_sources("ilc2021") == ("ilc2021",)
+    with pytest.raises(argparse.ArgumentTypeError, match="expected sets from ilc2021, rwmfd"):
+        train_detector._teacher_sources("ilc2021,imdb")
+    # All sets keep the cache key of the runs before the sets could be chosen.
+    assert train_detector._teacher_key(samples.TEACHER_SOURCES) is True
+    assert train_detector._teacher_key(["ilc2021"]) == ["ilc2021"]
+    assert train_detector._teacher_sets({"pnet": {"teacher": True}}) == list(samples.TEACHER_SOURCES)
+    assert train_detector._teacher_sets(
+        {"pnet": {"teacher": False}, "onet": {"teacher": ["utkface", "ilc2021"]}}
+    ) == ["ilc2021", "utkface"]
+    ilc_only = " ".join(train_detector._teacher_data_lines(["ilc2021"]))
+    assert "det/ilc2021" in ilc_only and "rwmfd" not in ilc_only
+    rwmfd_only = " ".join(train_detector._teacher_data_lines(["rwmfd"]))
+    assert "rwmfd" in rwmfd_only and "det/ilc2021" not in rwmfd_only
+    assert "UTKFace" not in " ".join(train_detector._license_lines(["ilc2021"]))
+    assert "teacher" not in " ".join(train_detector._license_lines([]))

@@ -274,32 +274,40 @@ def read_mtfl(data: Path) -> list[FaceImage]:
     return images
 
 
-#: Teacher-labelled training sets (issue 12): (folder, every n-th image, held-out every n-th).
-TEACHER_SETS = (
-    ("masked_unlabeled/rwmfd", 1, 4),
-    ("seg/ffhq_synthmask/train/images", 1, 0),
-    ("attr/utkface", 4, 10),
-)
+#: Teacher-labelled training sets (issue 12): name -> (folder, every n-th image, held-out
+#: every n-th).
+TEACHER_SETS = {
+    "rwmfd": ("masked_unlabeled/rwmfd", 1, 4),
+    "ffhq_synthmask": ("seg/ffhq_synthmask/train/images", 1, 0),
+    "utkface": ("attr/utkface", 4, 10),
+}
+#: What a teacher adds, by name: det/ilc2021 (its boxes plus the faces the teacher finds
+#: beside them) and the :data:`TEACHER_SETS`.
+TEACHER_SOURCES = ("ilc2021", *TEACHER_SETS)
 
 
 def sources(
-    data: Path, validation: bool, teacher: Teacher | None = None, common_boxes: bool = False
+    data: Path, validation: bool, teacher: Teacher | None = None, common_boxes: bool = False,
+    teacher_sources: Collection[str] = TEACHER_SOURCES,
 ) -> tuple[list[FaceImage], list[FaceImage]]:
     """(box images, landmark images) of a split; see the module docstring. With ``teacher``
-    (sample format 4): det/ilc2021 with the teacher's extra faces, and for training the
-    :data:`TEACHER_SETS` labelled by it, join the box images. With ``common_boxes`` (format 5)
-    every source's boxes are redrawn in one convention (:mod:`.box_conventions`)."""
+    (sample format 4) the ``teacher_sources`` join the box images: det/ilc2021 with the
+    teacher's extra faces, and for training the :data:`TEACHER_SETS` labelled by it. With
+    ``common_boxes`` (format 5) every source's boxes are redrawn in one convention
+    (:mod:`.box_conventions`)."""
     landmark_images = _in_convention(read_cuhk(data, validation), "cuhk5pt", common_boxes)
     if not validation:
         landmark_images += _in_convention(read_mtfl(data), "mtfl", common_boxes)
     box_images = _in_convention(read_facemask(data, validation), "facemask", common_boxes)
-    if teacher is not None:
+    if teacher is None:
+        return box_images, landmark_images
+    if "ilc2021" in teacher_sources:
         box_images += _in_convention(read_ilc(data, validation, teacher), "ilc2021", common_boxes)
-        if not validation:
-            for folder, every, skip_every in TEACHER_SETS:
-                box_images += _in_convention(
-                    read_teacher_labelled(data, teacher, folder, every, skip_every), "teacher",
-                    common_boxes)
+    for name, (folder, every, skip_every) in TEACHER_SETS.items():
+        if name in teacher_sources and not validation:
+            box_images += _in_convention(
+                read_teacher_labelled(data, teacher, folder, every, skip_every), "teacher",
+                common_boxes)
     return box_images, landmark_images
 
 

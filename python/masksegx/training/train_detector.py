@@ -361,11 +361,11 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         meta = {"stage": stage, "split": split, "quota": vars(split_quota), "seed": seed,
                 "detector": detector_id,
                 "format": 5 if args.common_boxes else 4 if teacher or augment else 3,
-                **({"teacher": True} if teacher else {}),
+                **({"teacher": _teacher_key(args.teacher)} if teacher else {}),
                 **({"common_boxes": box_conventions.settings()} if args.common_boxes else {}),
                 **({"augment": augmentation_settings(augment)} if augment else {})}
         box_images, landmark_images = sampling.sources(args.data, split == "val", teacher,
-                                                        args.common_boxes)
+                                                        args.common_boxes, args.teacher)
         if teacher is not None:
             teacher.save()
         sets[split] = sampling.cached(
@@ -396,7 +396,7 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         "sampling_seconds": sampling_seconds, "training_seconds": training_seconds,
         "epochs": len(history), "final": history[-1], "export": export, "counts": counts,
         "loss_weights": weights, "mirrored_fraction": sampling.MIRRORED_FRACTION,
-        "teacher": bool(args.teacher), "augment": list(args.augment),
+        "teacher": list(args.teacher), "augment": list(args.augment),
         "common_boxes": bool(args.common_boxes),
         "start_from": None if args.start_from is None else str(args.start_from),
         "miners": None if args.miners is None else str(args.miners),
@@ -474,34 +474,91 @@ def stage_commands(results: Results) -> list[tuple[str, list[str]]]:
     return list(commands.items())
 
 
-def _teacher_data_lines() -> list[str]:
+def _teacher_key(sets: Sequence[str]) -> bool | list[str]:
+    """The sample cache's key of ``--teacher``'s sets (``true`` for all of them, as the caches
+    made before the sets could be chosen)."""
+    return True if set(sets) == set(sampling.TEACHER_SOURCES) else list(sets)
+
+
+def _stage_teacher_sets(value: object) -> list[str]:
+    """One stage's ``teacher`` entry as set names (runs before the sets could be chosen
+    stored ``true`` for all of them)."""
+    if value is True:
+        return list(sampling.TEACHER_SOURCES)
+    return [str(name) for name in value] if isinstance(value, list) else []
+
+
+def _teacher_sets(results: Results) -> list[str]:
+    """The teacher sets any stage of a run used."""
+    used = {name for stage in STAGES
+            for name in _stage_teacher_sets(results.get(stage, {}).get("teacher"))}
+    return [name for name in sampling.TEACHER_SOURCES if name in used]
+
+
+#: Each teacher-labelled set as the card names it.
+_TEACHER_SET_TEXT = {
+    "rwmfd": "`masked_unlabeled/rwmfd` (research use; every "
+             f"{sampling.TEACHER_SETS['rwmfd'][2]}th image in path order from index 3 held out)",
+    "ffhq_synthmask": "`seg/ffhq_synthmask/train` crops (FFHQ, CC BY-NC-SA; the test crops unseen)",
+    "utkface": "every 4th `attr/utkface` file outside its validation files (non-commercial "
+               "research)",
+}
+
+
+def _teacher_data_lines(sets: Sequence[str]) -> list[str]:
     """The card's data bullets for stages trained with ``--teacher``."""
-    held_out = {folder: skip for folder, _, skip in sampling.TEACHER_SETS}
-    return [
+    lines = [
         "- `det/ilc2021` (**no license stated**; web photos; used for training): boxes of the",
         "  images whose name does not end in 0 or 1 (those are the validation split), plus the",
         "  faces YuNet-n finds there that overlap no annotated box (IoU < 0.3: background faces",
         "  the annotators left out), so that no negative is cut from them. Its crowds give the",
         "  R/O-nets' mined hard negatives.",
-        "- YuNet-n (`models/yunet_n_dynamic.onnx`, Apache-2.0) as a **teacher**: its boxes",
-        "  (score >= 0.6) label images without boxes; its landmarks only place synthetic masks",
-        "  there (no landmark samples). Sets: `masked_unlabeled/rwmfd` (research use; every",
-        f"  {held_out['masked_unlabeled/rwmfd']}th image in path order from index 3 held out),",
-        "  `seg/ffhq_synthmask/train` crops (FFHQ, CC BY-NC-SA; the test crops unseen), and",
-        "  every 4th `attr/utkface` file outside its validation files (non-commercial",
-        "  research). Negatives are cut only from teacher images with more than one face.",
-    ]
+    ] if "ilc2021" in sets else []
+    labelled = [_TEACHER_SET_TEXT[name] for name in sampling.TEACHER_SETS if name in sets]
+    if labelled:
+        text = (
+            "YuNet-n (`models/yunet_n_dynamic.onnx`, Apache-2.0) as a **teacher**: its boxes "
+            "(score >= 0.6) label images without boxes; its landmarks only place synthetic masks "
+            f"there (no landmark samples). Sets: {', '.join(labelled)}. Negatives are cut only "
+            "from teacher images with more than one face."
+        )
+        lines += textwrap.wrap(text, 88, initial_indent="- ", subsequent_indent="  ")
+    return lines
+
+
+def _license_lines(teacher_sets: Sequence[str]) -> list[str]:
+    """The card's license paragraph for a run that used ``teacher_sets``."""
+    extra = {
+        "ilc2021": "on det/ilc2021 (no license stated)",
+        "ffhq_synthmask": "on FFHQ crops (non-commercial)",
+        "utkface": "on UTKFace (non-commercial)",
+        "rwmfd": "on RWMFD (research use)",
+    }
+    text = "Licenses: the weights are trained on research-only data (CUHK/MTFL) as well as CC0 data"
+    used = [extra[name] for name in sampling.TEACHER_SOURCES if name in teacher_sets]
+    if used:
+        text += f", {', '.join(used)}, with YuNet-n (Apache-2.0) as the teacher"
+    text += "; treat them as research use only."
+    return textwrap.wrap(text, 88)
+
+
+def _comma_names(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
+    """An option's comma-separated names, each one of ``allowed``."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(set(names) - set(allowed))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected {what} from {', '.join(allowed)}, got {text!r}")
+    return names
 
 
 def _augmentations(text: str) -> tuple[str, ...]:
     """``--augment``'s value: comma-separated kinds from ``samples.AUGMENTATIONS``."""
-    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
-    unknown = sorted(set(kinds) - set(sampling.AUGMENTATIONS))
-    if not kinds or unknown:
-        raise argparse.ArgumentTypeError(
-            f"expected kinds from {', '.join(sampling.AUGMENTATIONS)}, got {text!r}"
-        )
-    return kinds
+    return _comma_names(text, sampling.AUGMENTATIONS, "kinds")
+
+
+def _teacher_sources(text: str) -> tuple[str, ...]:
+    """``--teacher``'s value: comma-separated sets from ``samples.TEACHER_SOURCES``."""
+    return _comma_names(text, sampling.TEACHER_SOURCES, "sets")
 
 
 def _stage_kinds(value: object) -> list[str]:
@@ -522,7 +579,9 @@ def _partial_options_lines(results: Results) -> list[str]:
     card whose nets come from different runs)."""
     trained = [stage for stage in STAGES if stage in results]
     used = {
-        "teacher sets": [s for s in trained if results[s].get("teacher")],
+        **{f"teacher set {name}": [s for s in trained
+                                   if name in _stage_teacher_sets(results[s].get("teacher"))]
+           for name in sampling.TEACHER_SOURCES},
         "one box convention": [s for s in trained if results[s].get("common_boxes")],
         **{f"{kind} augmentation": [s for s in trained
                                     if kind in _stage_kinds(results[s].get("augment"))]
@@ -643,9 +702,8 @@ def write_card(out: Path, results: Results) -> None:
         "- Mirroring: half of the crops are mirrored left-right (exact box/landmark mirror, left",
         "  and right eyes and mouth corners swapped) for stages trained since sample format 2",
         "  (column `mirrored` below; earlier runs: none).",
-        *(_teacher_data_lines() if any(
-            results.get(stage, {}).get("teacher") for stage in STAGES
-        ) else ["- No distillation from the reference models; `masked_unlabeled/rwmfd` unused."]),
+        *(_teacher_data_lines(_teacher_sets(results)) if _teacher_sets(results)
+          else ["- No distillation from the reference models; `masked_unlabeled/rwmfd` unused."]),
         *_augment_lines(_augment_kinds(results)),
         *(_common_boxes_lines() if any(
             results.get(stage, {}).get("common_boxes") for stage in STAGES
@@ -741,16 +799,7 @@ def write_card(out: Path, results: Results) -> None:
             ),
             "",
         ]
-    teacher = any(results.get(stage, {}).get("teacher") for stage in STAGES)
-    lines += [
-        "Licenses: the weights are trained on research-only data (CUHK/MTFL) as well as CC0",
-        *([
-            "data, on det/ilc2021 (no license stated), on non-commercial sets (FFHQ crops,",
-            "UTKFace) and on RWMFD (research use), with YuNet-n (Apache-2.0) as the teacher;",
-            "treat them as research use only.",
-        ] if teacher else ["data; treat them as research use only."]),
-        "",
-    ]
+    lines += [*_license_lines(_teacher_sets(results)), ""]
     (out / CARD).write_text("\n".join(lines))
 
 
@@ -780,9 +829,13 @@ def main(argv: list[str] | None = None) -> int:
                              "samples) from DIR/ds_mtcnn_<stage>.onnx, never from the cache: "
                              "e.g. retrain the O-net on the shipped P- and R-net")
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
-    parser.add_argument("--teacher", action="store_true",
-                        help="add det/ilc2021 and the YuNet-n pseudo-labelled sets "
-                             "(samples.TEACHER_SETS; the teacher is DATA/models/yunet_n_dynamic.onnx)")
+    parser.add_argument("--teacher", nargs="?", type=_teacher_sources, default=(),
+                        const=sampling.TEACHER_SOURCES, metavar="SETS",
+                        help="add teacher-labelled data (the teacher is "
+                             "DATA/models/yunet_n_dynamic.onnx): comma-separated sets from "
+                             f"{','.join(sampling.TEACHER_SOURCES)} (det/ilc2021 with the faces "
+                             "the teacher finds beside its boxes; images labelled by the "
+                             "teacher alone); alone: all of them")
     parser.add_argument("--augment", nargs="?", type=_augmentations, default=(),
                         const=sampling.DEFAULT_AUGMENTATIONS, metavar="KINDS",
                         help="augment the training samples: comma-separated kinds from "
