@@ -346,3 +346,34 @@ def test_teacher_sets_are_chosen_by_name_and_named_on_the_card(nets):
     assert "rwmfd" in rwmfd_only and "det/ilc2021" not in rwmfd_only
     assert "UTKFace" not in " ".join(train_detector._license_lines(["ilc2021"]))
     assert "teacher" not in " ".join(train_detector._license_lines([]))
+
+
+def test_no_negative_is_cut_from_a_doubtful_teacher_face(nets):
+    """--doubtful-score: a mined detection on an ignored region (a face the teacher scored
+    below its threshold) gives no negative; one on the background does, and so does a face."""
+    from masksegx.training import samples
+
+    image = np.zeros((120, 200, 3), np.uint8)
+    faces = np.array([[10.0, 10.0, 49.0, 49.0]])
+    ignored = np.array([[100.0, 10.0, 139.0, 49.0]])
+    detections = np.array([[100.0, 10.0, 139.0, 49.0, 0.9],   # the ignored region
+                           [150.0, 70.0, 189.0, 109.0, 0.9],  # background
+                           [10.0, 10.0, 49.0, 49.0, 0.9]])    # the face
+    collector = samples._Collector(24, np.random.default_rng(0))
+    samples._add_detections(collector, image, faces, ignored, detections, 3,
+                            np.random.default_rng(0))
+    assert sorted(collector.labels) == [samples.LABEL_NEGATIVE, samples.LABEL_POSITIVE]
+    without = samples._Collector(24, np.random.default_rng(0))
+    samples._add_detections(without, image, faces, ignored[:0], detections, 3,
+                            np.random.default_rng(0))
+    assert sorted(without.labels).count(samples.LABEL_NEGATIVE) == 2
+    # Random negatives keep clear of ignored regions as of faces.
+    crops = samples._negative_crops(image.shape, np.concatenate([faces, ignored]), 40,
+                                    np.random.default_rng(1))
+    for x, y, side in crops:
+        assert iou_inclusive(samples.crop_box(x, y, side)[None], ignored).max() < samples.NEGATIVE_IOU
+    from masksegx.training import train_detector
+
+    assert train_detector._doubtful_lines({"onet": {"doubtful_score": None}}) == []
+    assert "from 0.3 up to" in " ".join(
+        train_detector._doubtful_lines({"onet": {"doubtful_score": 0.3}}))

@@ -47,7 +47,7 @@ import hashlib
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -114,6 +114,9 @@ class FaceImage:
     landmark_samples: bool = True
     #: Whether the image may be cut into its faces (zoom-in: :func:`_zoom_in`).
     zoomable: bool = False
+    #: Regions [M, 4] that may hold a face no box labels (a teacher's doubtful detections): no
+    #: negative overlaps them (IoU >= NEGATIVE_IOU). Only images that are not zoomable have any.
+    ignored: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 4)))
 
 
 @dataclass
@@ -191,10 +194,14 @@ def read_facemask(data: Path, validation: bool) -> list[FaceImage]:
     return images
 
 
-def read_ilc(data: Path, validation: bool, teacher: Teacher | None = None) -> list[FaceImage]:
+def read_ilc(data: Path, validation: bool, teacher: Teacher | None = None,
+             doubtful: Teacher | None = None) -> list[FaceImage]:
     """det/ilc2021 images of a split (validation: names ending in 0 or 1). With ``teacher``,
     the faces it finds that overlap no annotated box (IoU < 0.3: the background faces the
-    annotators left out) are added, so that no negative is cut from them."""
+    annotators left out) are added, so that no negative is cut from them. With ``doubtful``
+    (the teacher at a lower score threshold), its other detections away from those faces
+    become the image's ``ignored`` regions: faces too doubtful to train on, but too likely to
+    cut negatives from."""
     folder = Path(data) / "det" / "ilc2021"
     images = []
     for xml_file in sorted((folder / "annotations").glob("*.xml")):
@@ -210,7 +217,12 @@ def read_ilc(data: Path, validation: bool, teacher: Teacher | None = None) -> li
                 extra = extra[iou_inclusive(extra, boxes).max(axis=1) < NEGATIVE_IOU]
             boxes = np.concatenate([boxes, extra])
             classes += ["teacher"] * len(extra)
-        images.append(FaceImage(path, boxes, classes=classes))
+        ignored = np.zeros((0, 4))
+        if doubtful is not None:
+            ignored = doubtful(path)[0]
+            if len(boxes) and len(ignored):
+                ignored = ignored[iou_inclusive(ignored, boxes).max(axis=1) < NEGATIVE_IOU]
+        images.append(FaceImage(path, boxes, classes=classes, ignored=ignored))
     return images
 
 
@@ -288,13 +300,13 @@ TEACHER_SOURCES = ("ilc2021", *TEACHER_SETS)
 
 def sources(
     data: Path, validation: bool, teacher: Teacher | None = None, common_boxes: bool = False,
-    teacher_sources: Collection[str] = TEACHER_SOURCES,
+    teacher_sources: Collection[str] = TEACHER_SOURCES, doubtful: Teacher | None = None,
 ) -> tuple[list[FaceImage], list[FaceImage]]:
     """(box images, landmark images) of a split; see the module docstring. With ``teacher``
     (sample format 4) the ``teacher_sources`` join the box images: det/ilc2021 with the
-    teacher's extra faces, and for training the :data:`TEACHER_SETS` labelled by it. With
-    ``common_boxes`` (format 5) every source's boxes are redrawn in one convention
-    (:mod:`.box_conventions`)."""
+    teacher's extra faces (and ``doubtful``'s ignored regions, :func:`read_ilc`), and for
+    training the :data:`TEACHER_SETS` labelled by it. With ``common_boxes`` (format 5) every
+    source's boxes are redrawn in one convention (:mod:`.box_conventions`)."""
     landmark_images = _in_convention(read_cuhk(data, validation), "cuhk5pt", common_boxes)
     if not validation:
         landmark_images += _in_convention(read_mtfl(data), "mtfl", common_boxes)
@@ -302,7 +314,8 @@ def sources(
     if teacher is None:
         return box_images, landmark_images
     if "ilc2021" in teacher_sources:
-        box_images += _in_convention(read_ilc(data, validation, teacher), "ilc2021", common_boxes)
+        box_images += _in_convention(read_ilc(data, validation, teacher, doubtful), "ilc2021",
+                                     common_boxes)
     for name, (folder, every, skip_every) in TEACHER_SETS.items():
         if name in teacher_sources and not validation:
             box_images += _in_convention(
@@ -324,6 +337,7 @@ def _in_convention(images: list[FaceImage], source: str, common: bool) -> list[F
             box_conventions.convert(image.boxes, box_conventions.TEACHER),
             box_conventions.convert(image.boxes, box_conventions.CONVENTIONS[source]),
         )
+        image.ignored = box_conventions.convert(image.ignored, box_conventions.TEACHER)
     return images
 
 
@@ -604,8 +618,10 @@ def generate(
     for face_image in box_images + landmark_images:
         image = _load_rgb(face_image, templates, rng)
         boxes, all_points = face_image.boxes, face_image.landmarks
+        ignored = face_image.ignored
         if "zoom" in augment and face_image.zoomable and rng.random() < ZOOM_IN_FRACTION:
             image, boxes, all_points = _zoom_in(image, face_image, rng)
+            ignored = ignored[:0]  # zoomable images have none (FaceImage.ignored)
         if "photometric" in augment:
             image = _photometric(image, rng)
         if not face_image.landmark_samples:
@@ -625,18 +641,22 @@ def generate(
         if face_image.negatives_allowed:
             count = _share(quota.negative, len(negative_images), rng)
             overhanging = round(count * BORDER_NEGATIVE_FRACTION) if "border" in augment else 0
-            crops = _negative_crops(image.shape, boxes, count - overhanging, rng)
-            crops += _border_negative_crops(image.shape, boxes, overhanging, rng)
+            avoided = np.concatenate([boxes, ignored])
+            crops = _negative_crops(image.shape, avoided, count - overhanging, rng)
+            crops += _border_negative_crops(image.shape, avoided, overhanging, rng)
             for x, y, side in crops:
                 collector.add(image, x, y, side, LABEL_NEGATIVE)
             if detector is not None:
-                _add_detections(collector, image, boxes, detector(image),
+                _add_detections(collector, image, boxes, ignored, detector(image),
                                 _share(quota.mined, len(negative_images), rng), rng)
     return collector.result()
 
 
 def _add_detections(collector: _Collector, image: np.ndarray, faces: npt.NDArray[np.float64],
-                    detections: npt.NDArray[np.float64], count: int, rng: np.random.Generator) -> None:
+                    ignored: npt.NDArray[np.float64], detections: npt.NDArray[np.float64],
+                    count: int, rng: np.random.Generator) -> None:
+    """Up to ``count`` of the ``detections`` as samples labelled by their overlap with
+    ``faces``; none becomes a negative where it overlaps an ``ignored`` region."""
     order = rng.permutation(len(detections))
     added = 0
     for box in detections[order]:
@@ -650,7 +670,8 @@ def _add_detections(collector: _Collector, image: np.ndarray, faces: npt.NDArray
         crop = crop_box(x, y, side)
         overlaps = iou_inclusive(crop[None], faces)[0]
         label = label_for(float(overlaps.max()) if len(faces) else 0.0)
-        if label is None:
+        if label is None or (label == LABEL_NEGATIVE and len(ignored) and float(
+                iou_inclusive(crop[None], ignored).max()) >= NEGATIVE_IOU):
             continue
         face = faces[int(overlaps.argmax())] if label != LABEL_NEGATIVE else None
         collector.add(image, x, y, side, label, face)

@@ -289,10 +289,11 @@ class YuNetTeacher:
     """YuNet-n pseudo-labels (boxes as inclusive pixels, landmarks) for an image path, cached
     in a JSON file so that reruns do not run the teacher again."""
 
-    def __init__(self, models_dir: Path, cache_file: Path) -> None:
+    def __init__(self, models_dir: Path, cache_file: Path, score_threshold: float = 0.6) -> None:
         from ..eval.reference_detectors import REFERENCE_MODELS, YuNetDetector
 
-        self._detector = YuNetDetector(models_dir / REFERENCE_MODELS["yunet"])
+        self._detector = YuNetDetector(models_dir / REFERENCE_MODELS["yunet"],
+                                       score_threshold=score_threshold)
         self._file = cache_file
         self._labels: dict[str, list[list[float]]] = (
             json.loads(cache_file.read_text()) if cache_file.is_file() else {}
@@ -351,6 +352,11 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         YuNetTeacher(args.data / "models", args.cache / "teacher_labels.json")
         if args.teacher else None
     )
+    doubtful = (
+        YuNetTeacher(args.data / "models", args.cache / f"teacher_labels_{args.doubtful_score:g}.json",
+                     args.doubtful_score)
+        if teacher and args.doubtful_score is not None else None
+    )
     quota = QUOTAS[stage].scaled(args.samples_scale)
     sets: dict[str, sampling.SampleSet] = {}
     started = time.perf_counter()
@@ -362,12 +368,14 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
                 "detector": detector_id,
                 "format": 5 if args.common_boxes else 4 if teacher or augment else 3,
                 **({"teacher": _teacher_key(args.teacher)} if teacher else {}),
+                **({"doubtful_score": args.doubtful_score} if doubtful else {}),
                 **({"common_boxes": box_conventions.settings()} if args.common_boxes else {}),
                 **({"augment": augmentation_settings(augment)} if augment else {})}
         box_images, landmark_images = sampling.sources(args.data, split == "val", teacher,
-                                                        args.common_boxes, args.teacher)
-        if teacher is not None:
-            teacher.save()
+                                                        args.common_boxes, args.teacher, doubtful)
+        for labeller in (teacher, doubtful):
+            if labeller is not None:
+                labeller.save()
         sets[split] = sampling.cached(
             args.cache / "samples" / stage / split, meta,
             partial(sampling.generate, box_images, landmark_images, INPUT_SIZE[stage],
@@ -397,6 +405,7 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         "epochs": len(history), "final": history[-1], "export": export, "counts": counts,
         "loss_weights": weights, "mirrored_fraction": sampling.MIRRORED_FRACTION,
         "teacher": list(args.teacher), "augment": list(args.augment),
+        "doubtful_score": args.doubtful_score if doubtful else None,
         "common_boxes": bool(args.common_boxes),
         "start_from": None if args.start_from is None else str(args.start_from),
         "miners": None if args.miners is None else str(args.miners),
@@ -526,6 +535,21 @@ def _teacher_data_lines(sets: Sequence[str]) -> list[str]:
     return lines
 
 
+def _doubtful_lines(results: Results) -> list[str]:
+    """The card's data bullet for stages trained with ``--doubtful-score``."""
+    scores = sorted({float(score) for stage in STAGES
+                     if (score := results.get(stage, {}).get("doubtful_score"))})
+    if not scores:
+        return []
+    text = (
+        f"Doubtful teacher faces (det/ilc2021): where YuNet-n finds a face scored from "
+        f"{' / '.join(f'{score:g}' for score in scores)} up to its threshold 0.6 that overlaps no "
+        "labelled face, no negative is cut (IoU >= 0.3 with it), and no sample of it is trained "
+        "on: faces the annotators and the teacher's threshold left out."
+    )
+    return textwrap.wrap(text, 88, initial_indent="- ", subsequent_indent="  ")
+
+
 def _license_lines(teacher_sets: Sequence[str]) -> list[str]:
     """The card's license paragraph for a run that used ``teacher_sets``."""
     extra = {
@@ -583,6 +607,7 @@ def _partial_options_lines(results: Results) -> list[str]:
                                    if name in _stage_teacher_sets(results[s].get("teacher"))]
            for name in sampling.TEACHER_SOURCES},
         "one box convention": [s for s in trained if results[s].get("common_boxes")],
+        "doubtful teacher faces": [s for s in trained if results[s].get("doubtful_score")],
         **{f"{kind} augmentation": [s for s in trained
                                     if kind in _stage_kinds(results[s].get("augment"))]
            for kind in sampling.AUGMENTATIONS},
@@ -704,6 +729,7 @@ def write_card(out: Path, results: Results) -> None:
         "  (column `mirrored` below; earlier runs: none).",
         *(_teacher_data_lines(_teacher_sets(results)) if _teacher_sets(results)
           else ["- No distillation from the reference models; `masked_unlabeled/rwmfd` unused."]),
+        *_doubtful_lines(results),
         *_augment_lines(_augment_kinds(results)),
         *(_common_boxes_lines() if any(
             results.get(stage, {}).get("common_boxes") for stage in STAGES
@@ -836,6 +862,11 @@ def main(argv: list[str] | None = None) -> int:
                              f"{','.join(sampling.TEACHER_SOURCES)} (det/ilc2021 with the faces "
                              "the teacher finds beside its boxes; images labelled by the "
                              "teacher alone); alone: all of them")
+    parser.add_argument("--doubtful-score", type=float, metavar="S",
+                        help="with --teacher: where the teacher finds a face scored from S to its "
+                             "threshold 0.6 in det/ilc2021, away from every labelled face, no "
+                             "negative is cut (faces the annotators and the teacher's threshold "
+                             "left out)")
     parser.add_argument("--augment", nargs="?", type=_augmentations, default=(),
                         const=sampling.DEFAULT_AUGMENTATIONS, metavar="KINDS",
                         help="augment the training samples: comma-separated kinds from "
