@@ -377,3 +377,29 @@ def test_no_negative_is_cut_from_a_doubtful_teacher_face(nets):
     assert train_detector._doubtful_lines({"onet": {"doubtful_score": None}}) == []
     assert "from 0.3 up to" in " ".join(
         train_detector._doubtful_lines({"onet": {"doubtful_score": 0.3}}))
+
+
+def test_realzoom_cuts_real_single_face_photos_to_the_face_without_negatives(nets, tmp_path,
+                                                                             monkeypatch):
+    import cv2
+
+    from masksegx.training import samples
+
+    monkeypatch.setattr(samples, "ZOOM_IN_FRACTION", 1.0)  # zoom every photo it may
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (160, 240, 3), dtype=np.uint8)
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), image)
+    single = samples.FaceImage(path, np.array([[80.0, 40.0, 139.0, 99.0]]))
+    crowd = samples.FaceImage(path, np.array([[80.0, 40.0, 139.0, 99.0], [10.0, 10.0, 49.0, 49.0]]))
+    quota = samples.Quota(positive=20, part=20, negative=40, landmark=0)
+
+    def negatives(images, augment):
+        made = samples.generate(images, [], 24, quota, 0, augment=augment)
+        return int((made.labels == samples.LABEL_NEGATIVE).sum()), made
+
+    assert negatives([single], ())[0] > 0
+    count, zoomed = negatives([single], ("realzoom",))
+    assert count == 0 and (zoomed.labels == samples.LABEL_POSITIVE).sum() > 0
+    assert negatives([crowd], ("realzoom",))[0] > 0  # only single-face photos are zoomed
+    assert negatives([single], ("zoom",))[0] > 0  # "zoom" alone keeps to the zoomable images

@@ -82,10 +82,12 @@ PHOTOMETRIC_PROBABILITY = 0.2
 BORDER_NEGATIVE_FRACTION = 0.3
 #: The largest of those crops, as a multiple of the image's shorter side.
 BORDER_NEGATIVE_LARGEST = 1.5
-#: The augmentations :func:`generate` can apply: zoom-in (:func:`_zoom_in`), photometric
-#: changes (:func:`_photometric`) and negatives that overhang the image's edge
-#: (:func:`_border_negative_crops`).
-AUGMENTATIONS = ("zoom", "photometric", "border")
+#: The augmentations :func:`generate` can apply: zoom-in (:func:`_zoom_in`) on the zoomable
+#: images, photometric changes (:func:`_photometric`), negatives that overhang the image's
+#: edge (:func:`_border_negative_crops`), and zoom-in on the real photos with one face
+#: (``"realzoom"``: det/facemask and det/ilc2021, whose faces wear real masks; a zoomed photo
+#: gives no negatives).
+AUGMENTATIONS = ("zoom", "photometric", "border", "realzoom")
 #: What ``--augment`` alone applies: the kinds of the runs made before ``"border"`` existed.
 DEFAULT_AUGMENTATIONS = ("zoom", "photometric")
 
@@ -115,7 +117,7 @@ class FaceImage:
     #: Whether the image may be cut into its faces (zoom-in: :func:`_zoom_in`).
     zoomable: bool = False
     #: Regions [M, 4] that may hold a face no box labels (a teacher's doubtful detections): no
-    #: negative overlaps them (IoU >= NEGATIVE_IOU). Only images that are not zoomable have any.
+    #: negative overlaps them (IoU >= NEGATIVE_IOU); a zoomed image gives no negatives.
     ignored: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 4)))
 
 
@@ -599,7 +601,8 @@ def generate(
     single-face images (:func:`_zoom_in`, a share :data:`ZOOM_IN_FRACTION` of them);
     ``"photometric"``, photometric changes (:func:`_photometric`); ``"border"``, a share
     :data:`BORDER_NEGATIVE_FRACTION` of the negatives overhang the image's edge
-    (:func:`_border_negative_crops`).
+    (:func:`_border_negative_crops`); ``"realzoom"``, zoom-in on the box images with one face
+    and negatives (the real photos), which then give no negatives.
 
     ``detector`` (hard-negative mining): the earlier stages' cascade; each of its detections on
     the box images (up to ``quota.mined`` in all) becomes a negative, part or positive sample by
@@ -619,9 +622,12 @@ def generate(
         image = _load_rgb(face_image, templates, rng)
         boxes, all_points = face_image.boxes, face_image.landmarks
         ignored = face_image.ignored
-        if "zoom" in augment and face_image.zoomable and rng.random() < ZOOM_IN_FRACTION:
+        real_single = face_image.negatives_allowed and len(boxes) == 1
+        zoomed = ((("zoom" in augment and face_image.zoomable)
+                   or ("realzoom" in augment and real_single))
+                  and rng.random() < ZOOM_IN_FRACTION)
+        if zoomed:
             image, boxes, all_points = _zoom_in(image, face_image, rng)
-            ignored = ignored[:0]  # zoomable images have none (FaceImage.ignored)
         if "photometric" in augment:
             image = _photometric(image, rng)
         if not face_image.landmark_samples:
@@ -638,7 +644,7 @@ def generate(
                 count = _share(quota.landmark, usable_landmark_faces, rng)
                 for x, y, side in _face_crops(face, boxes, LABEL_POSITIVE, count, rng, points):
                     collector.add(image, x, y, side, LABEL_POSITIVE, face, points)
-        if face_image.negatives_allowed:
+        if face_image.negatives_allowed and not zoomed:  # a zoomed window is the face
             count = _share(quota.negative, len(negative_images), rng)
             overhanging = round(count * BORDER_NEGATIVE_FRACTION) if "border" in augment else 0
             avoided = np.concatenate([boxes, ignored])

@@ -330,6 +330,8 @@ def augmentation_settings(augment: Collection[str]) -> dict[str, object]:
     if "border" in augment:
         settings.update(border_negatives=sampling.BORDER_NEGATIVE_FRACTION,
                         border_largest=sampling.BORDER_NEGATIVE_LARGEST)
+    if "realzoom" in augment:
+        settings.update(real_zoom_in=sampling.ZOOM_IN_FRACTION, zoom_in_range=sampling.ZOOM_IN_RANGE)
     return settings
 
 
@@ -644,6 +646,13 @@ def _augment_lines(kinds: Sequence[str]) -> list[str]:
             "  image's edge (black beyond it, as the cascade pads), up to "
             f"{sampling.BORDER_NEGATIVE_LARGEST:g} times its shorter side.",
         ]
+    if "realzoom" in kinds:
+        lines += [
+            f"- Zoom-in on real photos (training samples): {sampling.ZOOM_IN_FRACTION:.0%} of the "
+            "det/facemask and det/ilc2021",
+            "  training photos with one face are cut as above (real masks in close-up); a zoomed",
+            "  photo gives no negatives.",
+        ]
     return lines
 
 
@@ -871,7 +880,8 @@ def main(argv: list[str] | None = None) -> int:
                         const=sampling.DEFAULT_AUGMENTATIONS, metavar="KINDS",
                         help="augment the training samples: comma-separated kinds from "
                              f"{','.join(sampling.AUGMENTATIONS)} (zoom-in on single faces, "
-                             "photometric changes, negatives overhanging the image's edge); "
+                             "photometric changes, negatives overhanging the image's edge, "
+                             "zoom-in on real photos with one face); "
                              f"alone: {','.join(sampling.DEFAULT_AUGMENTATIONS)}")
     parser.add_argument("--common-boxes", action="store_true",
                         help="redraw every source's boxes in one convention "
