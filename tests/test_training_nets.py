@@ -403,3 +403,12 @@ def test_realzoom_cuts_real_single_face_photos_to_the_face_without_negatives(net
     assert count == 0 and (zoomed.labels == samples.LABEL_POSITIVE).sum() > 0
     assert negatives([crowd], ("realzoom",))[0] > 0  # only single-face photos are zoomed
     assert negatives([single], ("zoom",))[0] > 0  # "zoom" alone keeps to the zoomable images
+
+
+def test_doubtful_score_needs_the_ilc_teacher_set(nets, capsys):
+    from masksegx.training import train_detector
+
+    for extra in ([], ["--teacher", "rwmfd"]):
+        with pytest.raises(SystemExit):
+            train_detector.main(["--out", "unused", "--doubtful-score", "0.3", *extra])
+        assert "needs --teacher with ilc2021" in capsys.readouterr().err

@@ -887,6 +887,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="redraw every source's boxes in one convention "
                              "(masksegx.training.box_conventions)")
     args = parser.parse_args(argv)
+    if args.doubtful_score is not None and "ilc2021" not in args.teacher:
+        parser.error("--doubtful-score: it applies to det/ilc2021, so it needs --teacher with ilc2021")
     if args.stage == "counts":
         print_counts()
         return 0
