@@ -287,7 +287,10 @@ def test_ctrl_c_with_workers_prints_one_line_and_exits_130(tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "masksegx", "segment", str(folder), "-o", str(out), "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True,
+        # As from a terminal: a suite started in the background by a shell without job control
+        # inherits SIGINT ignored, and so would the command.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (out.is_dir() and any(n.endswith(".json") for n in os.listdir(out))):
