@@ -130,7 +130,7 @@ def _mean_milliseconds(detect: Callable, images: list) -> float:
 
 #: The detector's teacher runs leave out every n-th rwmfd image (from index n - 1, as
 #: image_files(every=n) picks them): the held-out part scored here.
-_RWMFD_HELD_OUT = {folder: skip for folder, _, skip in TEACHER_SETS}["masked_unlabeled/rwmfd"]
+_RWMFD_HELD_OUT = TEACHER_SETS["rwmfd"][2]
 #: Found-rate sets: (column key, header, folder under --data, every n-th image).
 FOUND_SETS = (
     ("cuhk5pt", "cuhk5pt", "det/cuhk5pt/images", 1),
