@@ -129,14 +129,21 @@ def test_crops_leaving_the_image_are_black_outside_it():
 
 def test_pyramid_levels_are_padded_black_and_cells_map_back():
     level = np.zeros((1, 3, 5, 6), np.float32)
-    padded = detect._padded(level, 4)
-    assert padded.shape == (1, 3, 13, 14)
-    assert np.all(padded[:, :, 4:9, 4:10] == 0) and padded[0, 0, 0, 0] == detect._BLACK
-    # The cell whose window starts at padded pixel (4, 4) starts at image pixel (0, 0).
+    padded = detect._padded(level, (4, 3))
+    assert padded.shape == (1, 3, 11, 14)
+    assert np.all(padded[:, :, 3:8, 4:10] == 0) and padded[0, 0, 0, 0] == detect._BLACK
+    # The cell whose window starts at padded pixel (x 4, y 3) starts at image pixel (0, -1).
     prob = np.zeros((2, 3), np.float32)
     prob[1, 2] = 1.0
-    boxes = detect._cells_to_boxes(np.zeros((4, 2, 3), np.float32), prob, 1.0, 0.5, pad=4)
-    np.testing.assert_array_equal(boxes[0, :4], [1, -1, 12, 10])
+    boxes = detect._cells_to_boxes(np.zeros((4, 2, 3), np.float32), prob, 1.0, 0.5, pad=(4, 3))
+    np.testing.assert_array_equal(boxes[0, :4], [1, 0, 12, 11])
+
+
+def test_level_borders_pad_small_levels_and_every_close_up_level():
+    assert detect._level_border(480, 640, 0.0) == (0, 0)
+    assert detect._level_border(120, 160, 0.0) == (detect._PNET_PAD, detect._PNET_PAD)
+    assert detect._level_border(24, 32, 0.5) == (16, 12)
+    assert detect._level_border(6, 8, 0.5) == (detect._PNET_PAD, detect._PNET_PAD)
 
 
 def test_large_crop_batches_run_in_chunks_with_the_same_answers(models):
@@ -241,6 +248,7 @@ def test_bad_images(models, image):
         ({"backend": "torch"}, ValueError),
         ({"order": "hsv"}, ValueError),
         ({"mirror_landmarks": "yes"}, TypeError),
+        ({"close_ups": 1}, TypeError),
         ({"threads": 0}, ValueError),
         ({"threads": 2.0}, TypeError),
     ],
@@ -308,18 +316,12 @@ def _bundled_photos():
     return [pytest.param(path, faces, id=os.path.basename(path)) for path, faces in photos]
 
 
-#: Sizes of the blue-mask close-up (a profile face, half covered) the shipped nets still miss.
-_BLUE_MASK_MISSED = {900, 3600, 4800}
-
-
 @pytest.mark.parametrize("path, faces", _bundled_photos())
 @pytest.mark.parametrize("width", [300, 450, 600, 900, 1200, 1800, 2400, 3000, 3600, 4800])
-def test_shipped_models_find_every_bundled_face_at_every_width(path, faces, width, request):
+def test_shipped_models_find_every_bundled_face_at_every_width(path, faces, width):
     """Every annotated face of the bundled photos is found whatever the photo's size: the
     pyramid reaches a face that fills most of the frame, at every phase of its levels."""
     cv2 = pytest.importorskip("cv2")
-    if path.endswith("example_blue_mask.jpg") and width in _BLUE_MASK_MISSED:
-        request.applymarker(pytest.mark.xfail(reason="issue 12: missed at this size", strict=True))
     image = cv2.imread(path)
     factor = width / image.shape[1]
     resized = cv2.resize(image, (width, round(image.shape[0] * factor)))
@@ -328,6 +330,36 @@ def test_shipped_models_find_every_bundled_face_at_every_width(path, faces, widt
     # MTCNN boxes are square, the annotations are not: IoU 0.45 is a match here.
     scaled = np.array(faces, np.float64) * factor
     assert (iou_exclusive(found.boxes, scaled).max(axis=0) > 0.45).all()
+
+
+def test_close_up_pass_finds_a_face_larger_than_the_frame():
+    """The navy example cut by 30 % of the face's height above and below and 10 % of its width
+    on each side (128 px): the face overflows the frame. One pass of the cascade misses it; the
+    close-up pass finds it, its box reaching past the top and bottom edges."""
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.examples import EXAMPLES
+
+    path, (x0, y0, x1, y1) = EXAMPLES[1]
+    cut_x, cut_y = (x1 - x0) // 10, (y1 - y0) * 3 // 10
+    crop = cv2.imread(path)[y0 + cut_y : y1 - cut_y, x0 + cut_x : x1 - cut_x]
+    image = cv2.resize(crop, (128, 128), interpolation=cv2.INTER_AREA)
+    assert len(detect_faces(image, close_ups=False)) == 0
+    found = detect_faces(image)
+    assert len(found) == 1
+    top, bottom = found.boxes[0, 1], found.boxes[0, 3]
+    assert top < 0 and bottom > 128
+
+
+def test_one_pass_results_are_a_subset_of_the_close_up_results():
+    """The close-up pass only adds faces (or a better-scored box for the same face)."""
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.examples import MULTI_FACE_EXAMPLE
+
+    image = cv2.imread(MULTI_FACE_EXAMPLE.path)
+    one = detect_faces(image, close_ups=False)
+    both = detect_faces(image)
+    assert len(both) >= len(one)
+    assert (iou_exclusive(one.boxes, both.boxes).max(axis=1) > 0.5).all()
 
 
 def test_shipped_models_find_a_face_cut_by_the_frame():

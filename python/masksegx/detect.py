@@ -26,6 +26,12 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
    detector has one (the package's nets do; with ``mirror_landmarks`` also on the mirrored
    crops, the two answers averaged: :func:`_landmarks_with_mirror`), else from the O-net.
    Mapped into the image from the box before regression.
+6. With ``close_ups`` (the default), steps 1-5 once more for faces at least
+   :data:`CLOSE_UP_MIN_FACE` of the image's shorter side, every pyramid level with a black
+   border of :data:`CLOSE_UP_BORDER` of its sides (the image seen small, in the middle of a
+   black frame; a deviation from facenet-pytorch): faces that fill or overflow the frame are
+   proposed where they lie whole on the level. The detections of both passes are merged by NMS
+   (IoU above :data:`CLOSE_UP_NMS`, without the +1 pixel).
 
 The IoU of the first two stages is measured without the +1 pixel (torchvision's ``nms``, as
 facenet-pytorch uses there) and the last NMS with the +1 (its ``batched_nms_numpy``). A crop is
@@ -66,6 +72,19 @@ MIN_FACE_SIZE = 3.0
 #: without bound; at 0.95 they hold at most ``1 / (1 - 0.95**2)``, about 10, first levels.
 MAX_SCALE_FACTOR = 0.95
 _NET_OUTPUTS = (("reg", "prob"), ("reg", "prob"), ("reg", "prob", "landmarks"), ("landmarks",))
+#: The close-up pass (``close_ups``) looks for faces at least this share of the image's shorter
+#: side (the smallest of 0.3 / 0.4 / 0.5 on the validation sets of docs/detection.md cost the
+#: least for the same found rates) ...
+CLOSE_UP_MIN_FACE = 0.5
+#: ... on pyramid levels with a black border of this share of their height and width on each
+#: side ...
+CLOSE_UP_BORDER = 0.5
+#: ... with this ratio between levels (the pass's levels are small, so a finer pyramid than
+#: the first pass's costs little and depends less on where a face falls on the levels' grid) ...
+CLOSE_UP_SCALE_FACTOR = 0.9
+#: ... and a face of both passes is kept once: the lower-scored of two detections overlapping
+#: above this IoU is dropped.
+CLOSE_UP_NMS = 0.5
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,10 @@ class FaceDetector:
     mirror_landmarks : also run the landmark net on each face's mirror image and average the two
         answers: a lower landmark error (figures in docs/detection.md), for one more landmark-net pass
         per face. No effect on three-net model sets.
+    close_ups : also search the image for faces of at least half its shorter side with a wide
+        black frame around it (:data:`CLOSE_UP_BORDER`): close-ups cut by the frame (forehead or
+        chin outside the photo) are found far more often (figures and cost in
+        docs/detection.md). False: one pass, as the reference MTCNN.
     threads : the most threads one call uses (1, the default: the calling thread only). With N >= 2
         the P-net runs on the pyramid levels N groups at a time (groups of about equal pixel count)
         and the R-, O- and landmark nets on N parts of their crops at a time; the N - 1 extra threads
@@ -134,6 +157,7 @@ class FaceDetector:
         order: str = "bgr",
         onnxruntime_threads: int = 0,
         mirror_landmarks: bool = False,
+        close_ups: bool = True,
         threads: int = 1,
     ) -> None:
         if backend not in BACKENDS:
@@ -148,6 +172,7 @@ class FaceDetector:
         self.order = check_order(order)
         onnxruntime_threads = check_threads(onnxruntime_threads, "onnxruntime_threads", minimum=0)
         self.mirror_landmarks = check_bool(mirror_landmarks, "mirror_landmarks")
+        self.close_ups = check_bool(close_ups, "close_ups")
         self.threads = check_threads(threads)
         self.model_paths = _model_paths(models)
         self._nets = tuple(
@@ -162,31 +187,50 @@ class FaceDetector:
     def _detect(self, image: np.ndarray) -> Detections:
         """The call of an image already validated by :func:`as_image`."""
         source = _Source(image, self.order == "bgr")
-        pnet, rnet, onet, *lnet = self._nets
-        boxes = self._propose(source, pnet)
+        faces = self._cascade(source, self.min_face_size, 0.0, self.scale_factor)
+        if self.close_ups:
+            height, width = image.shape[:2]
+            smallest = max(self.min_face_size, CLOSE_UP_MIN_FACE * min(height, width))
+            close = self._cascade(source, smallest, CLOSE_UP_BORDER, CLOSE_UP_SCALE_FACTOR)
+            faces = _merged(faces, close)
+        return self._with_landmarks(faces)
+
+    def _cascade(
+        self, source: _Source, min_face_size: float, border: float, scale_factor: float
+    ) -> _Faces:
+        """One pass of the cascade for faces of at least ``min_face_size`` pixels on a pyramid
+        of ``scale_factor`` steps, its levels with a black border of ``border`` times their
+        sides (0: the usual pass)."""
+        pnet, rnet, onet = self._nets[:3]
+        boxes = self._propose(source, pnet, min_face_size, border, scale_factor)
         if len(boxes):
             boxes = self._refine(source, boxes, rnet)
         if len(boxes):
-            return self._output(source, boxes, onet, lnet[0] if lnet else None)
-        return _empty()
+            return self._output(source, boxes, onet)
+        return _Faces.none()
 
-    def _scales(self, height: int, width: int) -> list[float]:
-        scale = 12.0 / self.min_face_size
+    def _scales(
+        self, height: int, width: int, min_face_size: float, scale_factor: float
+    ) -> list[float]:
+        scale = 12.0 / min_face_size
         shortest = min(height, width) * scale
         if max(height, width) * scale + 1 > MAX_SIDE:
             raise ValueError(f"min_face_size: {self.min_face_size} enlarges the image too much")
         scales = []
         while shortest >= _SMALLEST_LEVEL_SIDE:
             scales.append(scale)
-            scale *= self.scale_factor
-            shortest *= self.scale_factor
+            scale *= scale_factor
+            shortest *= scale_factor
         return scales
 
-    def _propose(self, image: _Source, pnet: Runner) -> np.ndarray:
+    def _propose(
+        self, image: _Source, pnet: Runner, min_face_size: float, border: float,
+        scale_factor: float,
+    ) -> np.ndarray:
         """P-net stage: squared candidate boxes [K, 5] (x1, y1, x2, y2, score)."""
         height, width = image.pixels.shape[:2]
         levels: list[np.ndarray] = []  # planar [3, h, w] levels (see _PYRAMID_STEP)
-        scales = self._scales(height, width)
+        scales = self._scales(height, width, min_face_size, scale_factor)
         total = sum(3 * int(height * s + 1) * int(width * s + 1) for s in scales)  # all levels
         buffer, used = _level_buffer(total), 0
         for index, scale in enumerate(scales):
@@ -204,7 +248,7 @@ class FaceDetector:
 
         def level_boxes(index: int) -> np.ndarray:
             level = levels[index][None]
-            pad = _PNET_PAD if min(level.shape[2:]) <= _PADDED_LEVEL_SIDE else 0
+            pad = _level_border(level.shape[2], level.shape[3], border)
             out = pnet(_padded(level, pad))
             prob = out["prob"][0, 1]
             if prob.max() < self.thresholds[0]:
@@ -242,36 +286,40 @@ class FaceDetector:
         keep = _nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])
         return _square(_regress(boxes[keep], offsets[keep]))
 
-    def _output(
-        self, image: _Source, boxes: np.ndarray, onet: Runner, lnet: Runner | None
-    ) -> Detections:
+    def _output(self, image: _Source, boxes: np.ndarray, onet: Runner) -> _Faces:
+        """O-net stage: the faces kept, their landmarks not yet placed."""
         crops, boxes = _crops(image, boxes, 48)
         if len(boxes) == 0:
-            return _empty()
+            return _Faces.none()
         out = _in_chunks(onet, crops, self.threads)
         score = out["prob"][:, 1]
         passed = np.flatnonzero(score > self.thresholds[2])
-        boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
-        regressed = _regress(boxes, out["reg"][passed])
+        regressed = _regress(
+            np.concatenate([boxes[passed, :4], score[passed, None]], axis=1), out["reg"][passed]
+        )
         keep = nms(regressed[:, :4], regressed[:, 4], self.nms_thresholds[2], mode="min")
-        if len(keep) == 0:
-            return _empty()
-        # Landmarks of the kept faces only: the landmark net costs per face, not per R-net box.
         kept = passed[keep]
-        boxes = boxes[keep]
-        side = boxes[:, 2:4] - boxes[:, 0:2] + 1
+        return _Faces(regressed[keep], boxes[kept, :4], crops[kept], out["landmarks"][kept])
+
+    def _with_landmarks(self, faces: _Faces) -> Detections:
+        """The detections of ``faces``, with the landmark net's points where the detector has
+        one (run on the final faces only: it costs per face, not per O-net box)."""
+        if len(faces.found) == 0:
+            return _empty()
+        lnet = self._nets[3] if len(self._nets) > 3 else None
+        side = faces.boxes[:, 2:4] - faces.boxes[:, 0:2] + 1
         if lnet and self.mirror_landmarks:
-            points = _landmarks_with_mirror(lnet, crops[kept], side[:, :1])
+            points = _landmarks_with_mirror(lnet, faces.crops, side[:, :1])
         elif lnet:
-            points = _in_chunks(lnet, crops[kept], self.threads)["landmarks"]
+            points = _in_chunks(lnet, faces.crops, self.threads)["landmarks"]
         else:
-            points = out["landmarks"][kept]
+            points = faces.points
         # landmarks = x1..x5, y1..y5 as fractions of the box; -1 as in facenet-pytorch.
-        xs = boxes[:, 0:1] + side[:, 0:1] * points[:, 0:5] - 1
-        ys = boxes[:, 1:2] + side[:, 1:2] * points[:, 5:10] - 1
+        xs = faces.boxes[:, 0:1] + side[:, 0:1] * points[:, 0:5] - 1
+        ys = faces.boxes[:, 1:2] + side[:, 1:2] * points[:, 5:10] - 1
         return Detections(
-            np.ascontiguousarray(regressed[keep, :4], np.float32),
-            np.ascontiguousarray(regressed[keep, 4], np.float32),
+            np.ascontiguousarray(faces.found[:, :4], np.float32),
+            np.ascontiguousarray(faces.found[:, 4], np.float32),
             np.ascontiguousarray(np.stack([xs, ys], axis=2), np.float32),
         )
 
@@ -288,6 +336,7 @@ def detect_faces(
     order: str = "bgr",
     onnxruntime_threads: int = 0,
     mirror_landmarks: bool = False,
+    close_ups: bool = True,
     threads: int = 1,
 ) -> Detections:
     """Detect faces with the MTCNN cascade; see :class:`FaceDetector` for the parameters.
@@ -305,6 +354,7 @@ def detect_faces(
         order=order,
         onnxruntime_threads=onnxruntime_threads,
         mirror_landmarks=mirror_landmarks,
+        close_ups=close_ups,
         threads=threads,
     )
     return detector(image)
@@ -346,25 +396,71 @@ def _empty() -> Detections:
     )
 
 
-def _padded(level: np.ndarray, pad: int) -> np.ndarray:
-    """A pyramid level [1, 3, h, w] with ``pad`` black pixels around it: the nets learned
-    black beyond the image edge (the training crops are black-padded), and a face cut by the
-    edge then still fills a whole 12x12 window."""
-    if pad == 0:
+def _level_border(height: int, width: int, border: float) -> tuple[int, int]:
+    """The black pixels (left and right, top and bottom) around a pyramid level of ``height``
+    x ``width`` before the P-net: ``border`` times its sides in the close-up pass, else
+    :data:`_PNET_PAD` on the small levels only; never less than :data:`_PNET_PAD` where a level
+    is padded at all."""
+    if border > 0:
+        return max(_PNET_PAD, round(border * width)), max(_PNET_PAD, round(border * height))
+    if min(height, width) <= _PADDED_LEVEL_SIDE:
+        return _PNET_PAD, _PNET_PAD
+    return 0, 0
+
+
+def _padded(level: np.ndarray, pad: tuple[int, int]) -> np.ndarray:
+    """A pyramid level [1, 3, h, w] with ``pad`` = (x, y) black pixels around it: the nets
+    learned black beyond the image edge (the training crops are black-padded), and a face cut
+    by the edge then still fills a whole 12x12 window."""
+    if pad == (0, 0):
         return level
+    pad_x, pad_y = pad
     height, width = level.shape[2:]
-    out = np.full((1, 3, height + 2 * pad, width + 2 * pad), _BLACK, np.float32)
-    out[:, :, pad : pad + height, pad : pad + width] = level
+    out = np.full((1, 3, height + 2 * pad_y, width + 2 * pad_x), _BLACK, np.float32)
+    out[:, :, pad_y : pad_y + height, pad_x : pad_x + width] = level
     return out
 
 
+@dataclass(frozen=True)
+class _Faces:
+    """The faces one cascade pass kept, before their landmarks are placed: ``found`` [K, 5]
+    regressed boxes and scores (best first), ``boxes`` [K, 4] the boxes their 48x48 ``crops``
+    [K, 3, 48, 48] were cut from, ``points`` [K, 10] the O-net's landmark fractions."""
+
+    found: np.ndarray
+    boxes: np.ndarray
+    crops: np.ndarray
+    points: np.ndarray
+
+    @staticmethod
+    def none() -> _Faces:
+        return _Faces(np.zeros((0, 5), np.float32), np.zeros((0, 4), np.float32),
+                      np.zeros((0, 3, 48, 48), np.float32), np.zeros((0, 10), np.float32))
+
+
+def _merged(first: _Faces, second: _Faces) -> _Faces:
+    """The faces of two passes, a face found by both kept once (:data:`CLOSE_UP_NMS`), best
+    score first."""
+    if len(second.found) == 0:
+        return first
+    found = np.concatenate([first.found, second.found])
+    keep = _nms_exclusive(found[:, :4], found[:, 4], CLOSE_UP_NMS)
+    return _Faces(found[keep], *(
+        np.concatenate([a, b])[keep] for a, b in (
+            (first.boxes, second.boxes), (first.crops, second.crops), (first.points, second.points)
+        )
+    ))
+
+
 def _cells_to_boxes(
-    reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float, pad: int = 0
+    reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float,
+    pad: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """P-net cells with probability >= threshold as rows x1, y1, x2, y2, score, dx1..dy2
-    (``pad``: the black border of the level the P-net ran on, taken off the coordinates)."""
+    (``pad``: the black border (x, y) of the level the P-net ran on, taken off the
+    coordinates)."""
     rows, cols = np.nonzero(prob >= threshold)
-    cell = np.stack([cols, rows], axis=1).astype(np.float32) * 2 - pad
+    cell = np.stack([cols, rows], axis=1).astype(np.float32) * 2 - np.array(pad, np.float32)
     top_left = np.floor((cell + 1) / np.float32(scale))
     bottom_right = np.floor((cell + 12) / np.float32(scale))
     return np.concatenate(
