@@ -73,8 +73,8 @@ MIN_FACE_SIZE = 3.0
 MAX_SCALE_FACTOR = 0.95
 _NET_OUTPUTS = (("reg", "prob"), ("reg", "prob"), ("reg", "prob", "landmarks"), ("landmarks",))
 #: The close-up pass (``close_ups``) looks for faces at least this share of the image's shorter
-#: side (the smallest of 0.3 / 0.4 / 0.5 on the validation sets of docs/detection.md cost the
-#: least for the same found rates) ...
+#: side (a smaller share adds P-net work on larger levels; the settings screened are in
+#: docs/detection.md) ...
 CLOSE_UP_MIN_FACE = 0.5
 #: ... on pyramid levels with a black border of this share of their height and width on each
 #: side ...
