@@ -127,16 +127,41 @@ def test_crops_leaving_the_image_are_black_outside_it():
     np.testing.assert_allclose(crops[1], white, atol=1e-5)
 
 
-def test_pyramid_levels_are_padded_black_and_cells_map_back():
-    level = np.zeros((1, 3, 5, 6), np.float32)
-    padded = detect._padded(level, (4, 3))
-    assert padded.shape == (1, 3, 11, 14)
-    assert np.all(padded[:, :, 3:8, 4:10] == 0) and padded[0, 0, 0, 0] == detect._BLACK
-    # The cell whose window starts at padded pixel (x 4, y 3) starts at image pixel (0, -1).
+def test_pyramid_levels_are_framed_black_and_cells_map_back():
+    level = np.zeros((3, 5, 6), np.float32)
+    canvas, origins = detect._tiled([level], [(4, 3)])
+    assert origins == [(0, 0)] and canvas.shape[:2] == (1, 3) and canvas.shape[2:] >= (11, 14)
+    assert np.all(canvas[:, :, 3:8, 4:10] == 0) and canvas[0, 0, 0, 0] == detect._BLACK
+    assert np.count_nonzero(canvas == 0) == level.size
+    # The cell whose window starts at framed pixel (x 4, y 3) starts at image pixel (0, -1).
     prob = np.zeros((2, 3), np.float32)
     prob[1, 2] = 1.0
     boxes = detect._cells_to_boxes(np.zeros((4, 2, 3), np.float32), prob, 1.0, 0.5, pad=(4, 3))
     np.testing.assert_array_equal(boxes[0, :4], [1, 0, 12, 11])
+
+
+def test_tiled_levels_give_the_cells_of_each_level_run_alone(models):
+    """Small levels share one P-net call on a canvas; each level's cells are those of its
+    framed level run by itself."""
+    pnet = detect._load(models[0], "native", 0, ("reg", "prob"))
+    rng = np.random.default_rng(3)
+    levels = [rng.uniform(-1, 1, (3, h, w)).astype(np.float32) for h, w in
+              [(41, 55), (29, 39), (21, 27), (15, 19), (7, 9)]]
+    borders = [(4, 4), (20, 15), (3, 2), (4, 4), (5, 4)]
+    canvas, origins = detect._tiled(levels, borders)
+    assert all(row % 2 == 0 and col % 2 == 0 for row, col in origins)
+    tiled = pnet(canvas)
+    for level, (x, y), (row, col) in zip(levels, borders, origins):
+        framed = np.full((1, 3, level.shape[1] + 2 * y, level.shape[2] + 2 * x), detect._BLACK,
+                         np.float32)
+        framed[0, :, y : y + level.shape[1], x : x + level.shape[2]] = level
+        alone = pnet(framed)
+        # The whole windows; a ceil-mode pool (the standard P-net) adds a partial one on odd sides.
+        rows, cols = detect._windows(framed.shape[2]), detect._windows(framed.shape[3])
+        assert alone["prob"].shape[2] - rows in (0, framed.shape[2] % 2)
+        for name in ("prob", "reg"):
+            part = tiled[name][:, :, row // 2 : row // 2 + rows, col // 2 : col // 2 + cols]
+            np.testing.assert_allclose(part, alone[name][:, :, :rows, :cols], atol=1e-5)
 
 
 def test_level_borders_pad_small_levels_and_every_close_up_level():

@@ -246,25 +246,46 @@ class FaceDetector:
                 _core.resize_area_boxes(source, whole, size, level)
             levels.append(level[0])
 
-        def level_boxes(index: int) -> np.ndarray:
-            level = levels[index][None]
-            pad = _level_border(level.shape[2], level.shape[3], border)
-            out = pnet(_padded(level, pad))
-            prob = out["prob"][0, 1]
-            if prob.max() < self.thresholds[0]:
-                return np.zeros((0, 9), np.float32)
-            found = _cells_to_boxes(out["reg"][0], prob, scales[index], self.thresholds[0], pad)
-            kept: np.ndarray = found[_nms_exclusive(found[:, :4], found[:, 4], self.nms_thresholds[0])]
-            return kept
-
         if not levels:
             return np.zeros((0, 5), np.float32)
-        # The levels share the threads by pixel count; their boxes are joined in level order.
-        groups = _balanced_groups([level.size for level in levels], self.threads)
-        per_group = run_in_parallel(self.threads, lambda group: [level_boxes(k) for k in group], groups)
+        borders = [_level_border(level.shape[1], level.shape[2], border) for level in levels]
+        # Each large level is a P-net call of its own; the small ones share one call on a canvas
+        # (on a level of a few thousand pixels the call's fixed cost exceeds its arithmetic).
+        small = [k for k, level in enumerate(levels) if min(level.shape[1:]) <= _TILED_LEVEL_SIDE]
+        units = [[k] for k in range(len(levels)) if k not in small] + ([small] if small else [])
+
+        def unit_boxes(unit: list[int]) -> list[np.ndarray]:
+            canvas, origins = _tiled([levels[k] for k in unit], [borders[k] for k in unit])
+            out = pnet(canvas)
+            found = []
+            for k, (top, left) in zip(unit, origins):
+                pad_x, pad_y = borders[k]
+                rows = _windows(levels[k].shape[1] + 2 * pad_y)
+                cols = _windows(levels[k].shape[2] + 2 * pad_x)
+                cells = np.s_[top // 2 : top // 2 + rows, left // 2 : left // 2 + cols]
+                prob = out["prob"][0, 1][cells]
+                if prob.size == 0 or prob.max() < self.thresholds[0]:
+                    found.append(np.zeros((0, 9), np.float32))
+                    continue
+                boxes = _cells_to_boxes(
+                    out["reg"][0][(slice(None), *cells)], prob, scales[k], self.thresholds[0],
+                    borders[k],
+                )
+                found.append(
+                    boxes[_nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[0])]
+                )
+            return found
+
+        # The units share the threads by pixel count; their boxes are joined in level order.
+        costs = [sum(levels[k].size for k in unit) for unit in units]
+        groups = _balanced_groups(costs, self.threads)
+        per_group = run_in_parallel(
+            self.threads, lambda group: [unit_boxes(units[u]) for u in group], groups
+        )
         by_level: dict[int, np.ndarray] = {}
         for group, found in zip(groups, per_group):
-            by_level.update(zip(group, found))
+            for u, unit_found in zip(group, found):
+                by_level.update(zip(units[u], unit_found))
         boxes = np.concatenate([by_level[k] for k in range(len(levels))])
         if not len(boxes):
             return np.zeros((0, 5), np.float32)
@@ -365,7 +386,7 @@ _SCRATCH = threading.local()
 #: from the image: cheaper than resampling the image every time, with the same AP50 on the
 #: facemask validation split for our nets (resampling from the level before lost some).
 _PYRAMID_STEP = 3
-#: Black pixels added around the small pyramid levels before the P-net (see :func:`_padded`).
+#: Black pixels added around the small pyramid levels before the P-net (see :func:`_tiled`).
 _PNET_PAD = 4
 #: Levels whose shorter side is at most this are padded: there a face is a large part of the
 #: frame and likely cut by it; the large levels (small faces) would pay most of the padding's
@@ -375,6 +396,8 @@ _PADDED_LEVEL_SIDE = 160
 #: border of :data:`_PNET_PAD` the P-net's 12x12 window still fits, and holds a face up to twice
 #: the image's size (tight crops of masked faces whose chin and forehead are cut off).
 _SMALLEST_LEVEL_SIDE = 6
+#: Levels whose shorter side is at most this share one P-net call (:func:`_tiled`).
+_TILED_LEVEL_SIDE = 160
 #: A black pixel after normalisation, ``(0 - 127.5) / 128``.
 _BLACK = -0.99609375
 
@@ -408,17 +431,41 @@ def _level_border(height: int, width: int, border: float) -> tuple[int, int]:
     return 0, 0
 
 
-def _padded(level: np.ndarray, pad: tuple[int, int]) -> np.ndarray:
-    """A pyramid level [1, 3, h, w] with ``pad`` = (x, y) black pixels around it: the nets
-    learned black beyond the image edge (the training crops are black-padded), and a face cut
-    by the edge then still fills a whole 12x12 window."""
-    if pad == (0, 0):
-        return level
-    pad_x, pad_y = pad
-    height, width = level.shape[2:]
-    out = np.full((1, 3, height + 2 * pad_y, width + 2 * pad_x), _BLACK, np.float32)
-    out[:, :, pad_y : pad_y + height, pad_x : pad_x + width] = level
-    return out
+def _tiled(
+    levels: Sequence[np.ndarray], borders: Sequence[tuple[int, int]]
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Planar pyramid levels [3, h, w], each framed by its black border (x, y) pixels wide, on
+    one black canvas [1, 3, H, W], and the (row, column) of each framed level on it.
+
+    The nets learned black beyond the image edge (the training crops are black-padded), and a
+    face cut by the edge then still fills a whole 12x12 window. The framed levels are laid in
+    rows, tallest first, at even offsets (the P-net's stride), so the P-net's cells whose window
+    lies inside a framed level are the cells of that level run alone."""
+    framed = [(lv.shape[1] + 2 * y, lv.shape[2] + 2 * x) for lv, (x, y) in zip(levels, borders)]
+    slots = [(h + h % 2, w + w % 2) for h, w in framed]
+    width = max(max(w for _, w in slots), _even_ceil(np.sqrt(sum(h * w for h, w in slots))))
+    origins = [(0, 0)] * len(levels)
+    top = left = row_height = 0
+    for k in sorted(range(len(levels)), key=lambda k: -slots[k][0]):
+        if left + slots[k][1] > width:
+            top, left, row_height = top + row_height, 0, 0
+        origins[k] = (top, left)
+        left += slots[k][1]
+        row_height = max(row_height, slots[k][0])
+    canvas = np.full((1, 3, top + row_height, width), _BLACK, np.float32)
+    for level, (x, y), (row, col) in zip(levels, borders, origins):
+        canvas[0, :, row + y : row + y + level.shape[1], col + x : col + x + level.shape[2]] = level
+    return canvas, origins
+
+
+def _even_ceil(value: float) -> int:
+    whole = int(np.ceil(value))
+    return whole + whole % 2
+
+
+def _windows(side: int) -> int:
+    """P-net cells along a side of ``side`` pixels: 12-pixel windows at stride 2."""
+    return max(0, (side - 12) // 2 + 1)
 
 
 @dataclass(frozen=True)
