@@ -331,6 +331,7 @@ REFERENCE_MODELS_ENV = "MASKSEGX_REFERENCE_MODELS"
 #: Rows of the side-by-side comparison whose ratios the README reports; see side_by_side().
 DETECTION = "masksegx detection"
 DETECTION_THREADS_2 = "masksegx detection, threads=2"
+DETECTION_ONE_PASS = "masksegx detection, close_ups=False"
 PIPELINE = "masksegx whole pipeline (fused)"
 PIPELINE_NATIVE = "masksegx whole pipeline, every net native"
 PIPELINE_THREADS_2 = "masksegx whole pipeline, threads=2"
@@ -371,6 +372,7 @@ def side_by_side(models_dir):
     rows = {
         DETECTION: FaceDetector(),
         DETECTION_THREADS_2: FaceDetector(threads=2),
+        DETECTION_ONE_PASS: FaceDetector(close_ups=False),
         PIPELINE: FaceMaskSegmenter(threads=1),
         PIPELINE_NATIVE: FaceMaskSegmenter(threads=1, backend="native"),
         PIPELINE_THREADS_2: FaceMaskSegmenter(threads=2),
