@@ -539,8 +539,9 @@ def _landmarks_with_mirror(lnet: Runner, crops: np.ndarray, sides: np.ndarray) -
 
 #: Crops per net call, by crop side: a net's layers run one after the other over the whole batch,
 #: so a large batch leaves the caches between layers; chunks keep a layer's output in cache for
-#: the next (docs/detection.md gives the per-crop times).
-_CHUNK = {24: 64, 48: 32}
+#: the next, and give ``threads`` several parts of the 10-30 O-net crops of a photo
+#: (docs/detection.md gives the per-crop times).
+_CHUNK = {24: 32, 48: 12}
 
 
 def _in_chunks(net: Runner, crops: np.ndarray, threads: int = 1) -> dict[str, np.ndarray]:
