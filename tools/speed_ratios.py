@@ -155,7 +155,7 @@ def multiply_add_table(photo: np.ndarray, pipeline_seconds: float, rounds: int, 
             calls = f" ({len(xs)} calls)" if len(xs) > 1 else ""
             shapes = f"{count} x {'x'.join(map(str, xs[0].shape[1:]))}{calls}"
         else:
-            shapes = f"{len(xs)} pyramid levels"
+            shapes = f"{len(xs)} calls (pyramid levels, the small ones tiled)"
         row = [name, shapes, f"{counts[name] / 1e6:.1f}"]
         for each in BACKENDS:
             totals[each] += seconds[name, each]
