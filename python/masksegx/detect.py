@@ -12,8 +12,9 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
 2. P-net on every level, the levels with a shorter side of at most 160 pixels with a black
    border of ``p`` = 4 pixels around them (``p`` = 0 on the others; a deviation from
    facenet-pytorch: a face cut by the frame still fills a 12x12 window, and black beyond the
-   edge is what the nets saw in training); each output cell ``(row, col)`` with face
-   probability ``>= thresholds[0]`` proposes ``floor((2 col - p + 1) / s)``,
+   edge is what the nets saw in training), those small levels in one P-net call on a black
+   canvas (:func:`_tiled`: the cells of each level as if it ran alone); each output cell
+   ``(row, col)`` with face probability ``>= thresholds[0]`` proposes ``floor((2 col - p + 1) / s)``,
    ``floor((2 row - p + 1) / s)``, ``floor((2 col - p + 12) / s)``,
    ``floor((2 row - p + 12) / s)``; NMS ``nms_thresholds[0]`` per level,
    NMS ``nms_thresholds[1]`` over all levels, box regression with the box width ``x2 - x1``,
