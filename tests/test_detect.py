@@ -375,6 +375,22 @@ def test_close_up_pass_finds_a_face_larger_than_the_frame():
     assert top < 0 and bottom > 128
 
 
+def test_passes_merge_a_face_found_twice_into_its_better_box():
+    def faces(rows):
+        found = np.array(rows, np.float32).reshape(-1, 5)
+        count = len(found)
+        return detect._Faces(found, found[:, :4].copy(), np.full((count, 3, 48, 48), count,
+                             np.float32), np.zeros((count, 10), np.float32))
+
+    first = faces([[0, 0, 100, 100, 0.9], [300, 300, 340, 340, 0.8]])
+    # A box shifted off the first face (IoU 0.33) and a face only the second pass found.
+    second = faces([[40, 20, 140, 120, 0.95], [500, 0, 700, 200, 0.99]])
+    merged = detect._merged(first, second)
+    np.testing.assert_array_equal(merged.found[:, 4], np.float32([0.99, 0.95, 0.8]))
+    assert merged.crops.shape == (3, 3, 48, 48)
+    assert detect._merged(first, faces([])) is first
+
+
 def test_one_pass_results_are_a_subset_of_the_close_up_results():
     """The close-up pass only adds faces (or a better-scored box for the same face)."""
     cv2 = pytest.importorskip("cv2")
