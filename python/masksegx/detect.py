@@ -135,8 +135,9 @@ class FaceDetector:
         chin outside the photo) are found far more often (figures and cost in
         docs/detection.md). False: one pass, as the reference MTCNN.
     threads : the most threads one call uses (1, the default: the calling thread only). With N >= 2
-        the P-net runs on the pyramid levels N groups at a time (groups of about equal pixel count)
-        and the R-, O- and landmark nets on N parts of their crops at a time; the N - 1 extra threads
+        the P-net runs on the pyramid levels N groups at a time (groups of about equal pixel count;
+        the small levels, tiled on one canvas, count as one) and the R-, O- and landmark nets on
+        N parts of their crops at a time (chunks of :data:`_CHUNK` crops); the N - 1 extra threads
         come from a pool shared by the process (see :class:`~masksegx.FaceMaskSegmenter`). Each net
         still runs single-threaded, so give onnxruntime sessions ``onnxruntime_threads=1`` to avoid
         oversubscription. Results do not depend on N.
