@@ -325,6 +325,20 @@ def test_the_card_names_the_stages_of_options_not_every_stage_used(nets):
     assert train_detector._partial_options_lines(every) == []
 
 
+def test_the_card_counts_the_close_up_r_net_with_the_cascade(nets):
+    """An rnet_closeup entry (the close-up pass's R-net, from another run): its teacher sets
+    reach the card's data and license lines, and its options the per-stage bullet."""
+    from masksegx.training import train_detector
+
+    results = {stage: {"augment": [], "teacher": False} for stage in ("pnet", "rnet", "onet")}
+    assert train_detector._teacher_sets(results) == []
+    results[train_detector.CLOSE_UP_STAGE] = {"augment": ["zoom"], "teacher": ["rwmfd"]}
+    assert train_detector._teacher_sets(results) == ["rwmfd"]
+    assert "RWMFD" in " ".join(train_detector._license_lines(train_detector._teacher_sets(results)))
+    text = " ".join(" ".join(train_detector._partial_options_lines(results)).split())
+    assert "teacher set rwmfd (rnet_closeup)" in text and "zoom augmentation (rnet_closeup)" in text
+
+
 def test_teacher_sets_are_chosen_by_name_and_named_on_the_card(nets):
     import argparse
 

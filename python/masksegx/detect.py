@@ -31,8 +31,10 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
    :data:`CLOSE_UP_MIN_FACE` of the image's shorter side, every pyramid level with a black
    border of :data:`CLOSE_UP_BORDER` of its sides (the image seen small, in the middle of a
    black frame; a deviation from facenet-pytorch): faces that fill or overflow the frame are
-   proposed where they lie whole on the level. The detections of both passes are merged by NMS
-   (IoU above :data:`CLOSE_UP_NMS`, without the +1 pixel).
+   proposed where they lie whole on the level. With the shipped nets this pass has an R-net of
+   its own (:data:`~masksegx._models.CLOSE_UP_RNET_MODEL`). A face of this pass is added
+   where it overlaps no face of the first pass by an IoU above :data:`CLOSE_UP_NMS` (without
+   the +1 pixel); the first pass's faces stay as they are.
 
 The IoU of the first two stages is measured without the +1 pixel (torchvision's ``nms``, as
 facenet-pytorch uses there) and the last NMS with the +1 (its ``batched_nms_numpy``). A crop is
@@ -55,11 +57,18 @@ import numpy as np
 
 from . import _core
 from ._executor import MAX_KEPT_FLOATS, NativeNet
-from ._models import DETECTOR_MODELS, cached, model_file, onnx_session, run_in_parallel
+from ._models import (
+    CLOSE_UP_RNET_MODEL,
+    DETECTOR_MODELS,
+    cached,
+    model_file,
+    onnx_session,
+    run_in_parallel,
+)
 from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.detect.MODEL_DIR
 from ._models import ModelNotFoundError as ModelNotFoundError  # re-exported, users catch it here
 from ._validation import MAX_SIDE, as_image, check_bool, check_number, check_order, check_threads
-from .boxes import _nms_exclusive
+from .boxes import _nms_exclusive, iou_exclusive
 from .nms import nms
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -83,9 +92,10 @@ CLOSE_UP_BORDER = 0.5
 #: ... with this ratio between levels (the pass's levels are small, so a finer pyramid than
 #: the first pass's costs little and depends less on where a face falls on the levels' grid) ...
 CLOSE_UP_SCALE_FACTOR = 0.9
-#: ... and a face of both passes is kept once: the lower-scored of two detections overlapping
-#: above this IoU is dropped (at 0.5 the pass added boxes shifted off a face the first pass had
-#: found on synthetic single-face photos; the intersection over the smaller box lost faces).
+#: ... and it adds the faces that overlap none of the first pass's above this IoU (at 0.5 it
+#: added boxes shifted off a face the first pass had found on synthetic single-face photos).
+#: The first pass's face is kept over a better-scored one of this pass: its crop is framed as
+#: the landmark net was trained (docs/detection.md has the screen).
 CLOSE_UP_NMS = 0.3
 
 
@@ -113,7 +123,8 @@ class FaceDetector:
 
     Parameters
     ----------
-    models : None for the package's shipped ``models/ds_mtcnn_{pnet,rnet,onet,lnet}.onnx``, or
+    models : None for the package's shipped ``models/ds_mtcnn_{pnet,rnet,onet,lnet}.onnx`` (and
+        ``ds_mtcnn_rnet_closeup.onnx``, the R-net of the close-up pass), or
         the paths of three ONNX nets (P, R, O) with input ``[N, 3, H, W]`` and outputs ``reg``,
         ``prob`` (+ ``landmarks`` for the O-net), normalised as the reference MTCNN; or four,
         the fourth a landmark net on the O-net's crops with output ``landmarks``.
@@ -133,7 +144,8 @@ class FaceDetector:
     close_ups : also search the image for faces of at least half its shorter side with a wide
         black frame around it (:data:`CLOSE_UP_BORDER`): close-ups cut by the frame (forehead or
         chin outside the photo) are found far more often (figures and cost in
-        docs/detection.md). False: one pass, as the reference MTCNN.
+        docs/detection.md). False: one pass, as the reference MTCNN. The pass runs the nets
+        of ``close_up_model_paths``: with ``models`` given, the same three as the first pass.
     threads : the most threads one call uses (1, the default: the calling thread only). With N >= 2
         the P-net runs on the pyramid levels N groups at a time (groups of about equal pixel count;
         the small levels, tiled on one canvas, count as one) and the R-, O- and landmark nets on
@@ -178,9 +190,19 @@ class FaceDetector:
         self.close_ups = check_bool(close_ups, "close_ups")
         self.threads = check_threads(threads)
         self.model_paths = _model_paths(models)
+        self.close_up_model_paths = (
+            self.model_paths[:3] if models is not None
+            else (self.model_paths[0], str(CLOSE_UP_RNET_MODEL), self.model_paths[2])
+        )
         self._nets = tuple(
             _load(path, backend, onnxruntime_threads, outputs)
             for path, outputs in zip(self.model_paths, _NET_OUTPUTS)
+        )
+        self._close_up_nets = tuple(
+            net if path == first else _load(path, backend, onnxruntime_threads, outputs)
+            for path, first, net, outputs in zip(
+                self.close_up_model_paths, self.model_paths, self._nets, _NET_OUTPUTS
+            )
         )
 
     def __call__(self, image: np.ndarray) -> Detections:
@@ -190,21 +212,24 @@ class FaceDetector:
     def _detect(self, image: np.ndarray) -> Detections:
         """The call of an image already validated by :func:`as_image`."""
         source = _Source(image, self.order == "bgr")
-        faces = self._cascade(source, self.min_face_size, 0.0, self.scale_factor)
+        faces = self._cascade(self._nets, source, self.min_face_size, 0.0, self.scale_factor)
         if self.close_ups:
             height, width = image.shape[:2]
             smallest = max(self.min_face_size, CLOSE_UP_MIN_FACE * min(height, width))
-            close = self._cascade(source, smallest, CLOSE_UP_BORDER, CLOSE_UP_SCALE_FACTOR)
+            close = self._cascade(
+                self._close_up_nets, source, smallest, CLOSE_UP_BORDER, CLOSE_UP_SCALE_FACTOR
+            )
             faces = _merged(faces, close)
         return self._with_landmarks(faces)
 
     def _cascade(
-        self, source: _Source, min_face_size: float, border: float, scale_factor: float
+        self, nets: Sequence[Runner], source: _Source, min_face_size: float, border: float,
+        scale_factor: float,
     ) -> _Faces:
-        """One pass of the cascade for faces of at least ``min_face_size`` pixels on a pyramid
-        of ``scale_factor`` steps, its levels with a black border of ``border`` times their
-        sides (0: the usual pass)."""
-        pnet, rnet, onet = self._nets[:3]
+        """One pass of the cascade ``nets`` (P, R, O) for faces of at least ``min_face_size``
+        pixels on a pyramid of ``scale_factor`` steps, its levels with a black border of
+        ``border`` times their sides (0: the usual pass)."""
+        pnet, rnet, onet = nets[:3]
         boxes = self._propose(source, pnet, min_face_size, border, scale_factor)
         if len(boxes):
             boxes = self._refine(source, boxes, rnet)
@@ -489,15 +514,20 @@ class _Faces:
 
 
 def _merged(first: _Faces, second: _Faces) -> _Faces:
-    """The faces of two passes, a face found by both kept once (:data:`CLOSE_UP_NMS`), best
-    score first."""
+    """The faces of ``first`` and those of ``second`` that overlap none of them above
+    :data:`CLOSE_UP_NMS` (NMS among themselves at the same IoU), best score first."""
     if len(second.found) == 0:
         return first
-    found = np.concatenate([first.found, second.found])
-    keep = _nms_exclusive(found[:, :4], found[:, 4], CLOSE_UP_NMS)
-    return _Faces(found[keep], *(
-        np.concatenate([a, b])[keep] for a, b in (
-            (first.boxes, second.boxes), (first.crops, second.crops), (first.points, second.points)
+    added = np.arange(len(second.found))
+    if len(first.found):
+        added = added[iou_exclusive(second.found[:, :4], first.found[:, :4]).max(axis=1)
+                      <= CLOSE_UP_NMS]
+    added = added[_nms_exclusive(second.found[added, :4], second.found[added, 4], CLOSE_UP_NMS)]
+    order = np.argsort(-np.concatenate([first.found[:, 4], second.found[added, 4]]), kind="stable")
+    return _Faces(*(
+        np.concatenate([a, b[added]])[order] for a, b in (
+            (first.found, second.found), (first.boxes, second.boxes),
+            (first.crops, second.crops), (first.points, second.points),
         )
     ))
 
@@ -645,7 +675,7 @@ def _fill_border_crop(
 
 def _model_paths(models: Sequence[PathLike] | None) -> tuple[str, ...]:
     if models is None:
-        if not all(path.is_file() for path in DETECTOR_MODELS):
+        if not all(path.is_file() for path in (*DETECTOR_MODELS, CLOSE_UP_RNET_MODEL)):
             raise ModelNotFoundError(
                 f"no shipped detector models in {MODEL_DIR}; pass models=(pnet, rnet, onet)"
             )

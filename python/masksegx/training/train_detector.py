@@ -76,6 +76,11 @@ OPSET = 13
 #: The op set our C++ executor implements; the export is checked against it.
 ALLOWED_OPS = {"Conv", "PRelu", "MaxPool", "Flatten", "Reshape", "Gemm", "Softmax"}
 CARD = "ds_mtcnn.md"
+#: A results entry under this key (an ``rnet`` entry of another run) is the close-up pass's
+#: R-net, ``ds_mtcnn_rnet_closeup.onnx``: the card lists its command, data and figures beside
+#: the cascade's nets.
+CLOSE_UP_STAGE = "rnet_closeup"
+CARD_STAGES = (*STAGES, CLOSE_UP_STAGE)
 #: Faces narrower or shorter than this are left out of the cascade recall check (min face 20).
 RECALL_MIN_FACE = 20
 DEFAULT_COMMAND = ("python -m masksegx.training.train_detector --data ../shared/data "
@@ -479,7 +484,7 @@ def stage_commands(results: Results) -> list[tuple[str, list[str]]]:
     """(command, stages it trained) in stage order; runs that predate the per-stage record were
     ``--stage all`` runs with the default command."""
     commands: dict[str, list[str]] = {}
-    for stage in STAGES:
+    for stage in CARD_STAGES:
         if stage in results:
             commands.setdefault(results[stage].get("command", DEFAULT_COMMAND), []).append(stage)
     return list(commands.items())
@@ -501,7 +506,7 @@ def _stage_teacher_sets(value: object) -> list[str]:
 
 def _teacher_sets(results: Results) -> list[str]:
     """The teacher sets any stage of a run used."""
-    used = {name for stage in STAGES
+    used = {name for stage in CARD_STAGES
             for name in _stage_teacher_sets(results.get(stage, {}).get("teacher"))}
     return [name for name in sampling.TEACHER_SOURCES if name in used]
 
@@ -539,7 +544,7 @@ def _teacher_data_lines(sets: Sequence[str]) -> list[str]:
 
 def _doubtful_lines(results: Results) -> list[str]:
     """The card's data bullet for stages trained with ``--doubtful-score``."""
-    scores = sorted({float(score) for stage in STAGES
+    scores = sorted({float(score) for stage in CARD_STAGES
                      if (score := results.get(stage, {}).get("doubtful_score"))})
     if not scores:
         return []
@@ -596,14 +601,14 @@ def _stage_kinds(value: object) -> list[str]:
 
 def _augment_kinds(results: Results) -> list[str]:
     """The augmentations any stage of a run used."""
-    used = {kind for stage in STAGES for kind in _stage_kinds(results.get(stage, {}).get("augment"))}
+    used = {kind for stage in CARD_STAGES for kind in _stage_kinds(results.get(stage, {}).get("augment"))}
     return [kind for kind in sampling.AUGMENTATIONS if kind in used]
 
 
 def _partial_options_lines(results: Results) -> list[str]:
     """A data bullet naming the stages of each option that not every trained stage used (a
     card whose nets come from different runs)."""
-    trained = [stage for stage in STAGES if stage in results]
+    trained = [stage for stage in CARD_STAGES if stage in results]
     used = {
         **{f"teacher set {name}": [s for s in trained
                                    if name in _stage_teacher_sets(results[s].get("teacher"))]
@@ -681,7 +686,7 @@ def _common_boxes_lines() -> list[str]:
 def write_card(out: Path, results: Results) -> None:
     total_seconds = sum(
         results[stage]["sampling_seconds"] + results[stage]["training_seconds"]
-        for stage in STAGES if stage in results
+        for stage in CARD_STAGES if stage in results
     )
     lines = [
         "# ds_mtcnn: depthwise-separable MTCNN (P-, R-, O-net)",
@@ -697,6 +702,10 @@ def write_card(out: Path, results: Results) -> None:
         "in NCHW order (no Transpose). Ops used: Conv (standard, strided, depthwise, 1x1),",
         "PRelu, MaxPool (ceil mode), Flatten, Gemm, Softmax.",
         "",
+        *([f"`ds_mtcnn_rnet_closeup.onnx` ({CLOSE_UP_STAGE} below): the R-net of the detector's",
+           "close-up pass (`FaceDetector(close_ups=True)`), same interface as the R-net."]
+          if CLOSE_UP_STAGE in results else []),
+        *([""] if CLOSE_UP_STAGE in results else []),
         "The shipped cascade takes its landmarks from a fourth net, `ds_mtcnn_lnet.onnx`, run",
         "on the O-net's crops of the faces it keeps (model card `ds_mtcnn_lnet.md`, trained by",
         "`masksegx.training.train_landmarks`); the O-net's `landmarks` output is what a",
@@ -741,7 +750,7 @@ def write_card(out: Path, results: Results) -> None:
         *_doubtful_lines(results),
         *_augment_lines(_augment_kinds(results)),
         *(_common_boxes_lines() if any(
-            results.get(stage, {}).get("common_boxes") for stage in STAGES
+            results.get(stage, {}).get("common_boxes") for stage in CARD_STAGES
         ) else []),
         *_partial_options_lines(results),
         "- Labels: positive IoU >= 0.65, part 0.4-0.65, negative < 0.3 with every face;",
@@ -761,7 +770,7 @@ def write_card(out: Path, results: Results) -> None:
         "## Results",
         "",
     ]
-    trained = [stage for stage in STAGES if stage in results]
+    trained = [stage for stage in CARD_STAGES if stage in results]
     run_rows = []
     for stage in trained:
         r = results[stage]
