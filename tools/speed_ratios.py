@@ -110,19 +110,32 @@ def recorded_net_inputs(segmenter: FaceMaskSegmenter, photo: np.ndarray) -> dict
 
         return run_and_record
 
+    def name_of(path: str) -> str:
+        return os.path.basename(path).removesuffix(".onnx")
+
     detector = segmenter.detector
-    paths = {os.path.basename(p).removesuffix(".onnx"): p for p in detector.model_paths}
+    # Both passes of the detector; a net they share is one row.
+    passes = (("_nets", detector.model_paths), ("_close_up_nets", detector.close_up_model_paths))
+    paths = {name_of(p): p for _, pass_paths in passes for p in pass_paths}
     backends = dict.fromkeys(paths, detector.backend)
     stages = {"attributes": segmenter.attributes, "masknet": segmenter.masknet}
-    originals = detector._nets, {name: stage._net for name, stage in stages.items()}
+    originals = (
+        {attribute: getattr(detector, attribute) for attribute, _ in passes},
+        {name: stage._net for name, stage in stages.items()},
+    )
     try:
-        detector._nets = tuple(recording(name, net) for name, net in zip(paths, detector._nets))
+        for attribute, pass_paths in passes:
+            setattr(detector, attribute, tuple(
+                recording(name_of(path), net)
+                for path, net in zip(pass_paths, originals[0][attribute])
+            ))
         for name, stage in stages.items():
             stage._net = dataclasses.replace(stage._net, run=recording(name, stage._net.run))
             paths[name], backends[name] = stage.model_path, stage.backend
         segmenter(photo)
     finally:
-        detector._nets = originals[0]
+        for attribute, nets in originals[0].items():
+            setattr(detector, attribute, nets)
         for name, stage in stages.items():
             stage._net = originals[1][name]
     return {name: (paths[name], backends[name], inputs[name]) for name in inputs}
