@@ -68,7 +68,7 @@ from ._models import (
 from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.detect.MODEL_DIR
 from ._models import ModelNotFoundError as ModelNotFoundError  # re-exported, users catch it here
 from ._validation import MAX_SIDE, as_image, check_bool, check_number, check_order, check_threads
-from .boxes import _nms_exclusive, iou_exclusive
+from .boxes import _iou, _nms_exclusive
 from .nms import nms
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -520,7 +520,8 @@ def _merged(first: _Faces, second: _Faces) -> _Faces:
         return first
     added = np.arange(len(second.found))
     if len(first.found):
-        added = added[iou_exclusive(second.found[:, :4], first.found[:, :4]).max(axis=1)
+        # The boxes are the cascade's own (finite): the unchecked IoU of _nms_exclusive's kind.
+        added = added[_iou(second.found[:, :4], first.found[:, :4], 0.0).max(axis=1)
                       <= CLOSE_UP_NMS]
     added = added[_nms_exclusive(second.found[added, :4], second.found[added, 4], CLOSE_UP_NMS)]
     order = np.argsort(-np.concatenate([first.found[:, 4], second.found[added, 4]]), kind="stable")

@@ -703,9 +703,8 @@ def write_card(out: Path, results: Results) -> None:
         "PRelu, MaxPool (ceil mode), Flatten, Gemm, Softmax.",
         "",
         *([f"`ds_mtcnn_rnet_closeup.onnx` ({CLOSE_UP_STAGE} below): the R-net of the detector's",
-           "close-up pass (`FaceDetector(close_ups=True)`), same interface as the R-net."]
+           "close-up pass (`FaceDetector(close_ups=True)`), same interface as the R-net.", ""]
           if CLOSE_UP_STAGE in results else []),
-        *([""] if CLOSE_UP_STAGE in results else []),
         "The shipped cascade takes its landmarks from a fourth net, `ds_mtcnn_lnet.onnx`, run",
         "on the O-net's crops of the faces it keeps (model card `ds_mtcnn_lnet.md`, trained by",
         "`masksegx.training.train_landmarks`); the O-net's `landmarks` output is what a",
