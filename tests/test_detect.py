@@ -412,13 +412,59 @@ def test_close_up_pass_adds_only_the_faces_the_first_pass_missed():
     np.testing.assert_array_equal(only_second.found[:, 4], np.float32([0.99, 0.95]))
 
 
-def test_close_up_pass_runs_its_own_r_net_with_the_shipped_models_only():
+def test_close_up_pass_runs_its_own_r_and_o_net_with_the_shipped_models_only():
     shipped = FaceDetector()
-    assert shipped.close_up_model_paths == (
-        shipped.model_paths[0], str(detect.CLOSE_UP_RNET_MODEL), shipped.model_paths[2]
-    )
+    assert shipped.close_up_model_paths == tuple(str(path) for path in detect.CLOSE_UP_MODELS)
+    assert shipped.close_up_model_paths[0] == shipped.model_paths[0]
+    assert len(set(shipped.close_up_model_paths[1:]) & set(shipped.model_paths)) == 0
     chosen = FaceDetector(models=shipped.model_paths)
     assert chosen.close_up_model_paths == shipped.model_paths[:3]
+
+
+def test_large_candidates_go_to_the_chosen_net_in_order():
+    """The O-net stage's split: the chosen crops to the second net, the answers in crop order."""
+    def net(offset):
+        return lambda crops: {"prob": crops[:, 0, 0, :2] + offset}
+
+    crops = np.arange(5, dtype=np.float32)[:, None, None, None] * np.ones((1, 3, 48, 48), np.float32)
+    chosen = np.array([False, True, False, True, True])
+    out = detect._in_chunks_split(crops, chosen, net(0), net(100), 1)
+    np.testing.assert_array_equal(out["prob"][:, 0], np.float32([0, 101, 2, 103, 104]))
+    same = net(0)
+    np.testing.assert_array_equal(
+        detect._in_chunks_split(crops, chosen, same, same, 1)["prob"][:, 0], np.arange(5)
+    )
+
+
+def test_first_pass_judges_large_candidates_with_the_close_up_o_net(monkeypatch):
+    """With the shipped nets, candidates of half the image's shorter side or more go to the
+    close-up pass's O-net, in the first pass too: the crowd-trained O-net alone misses the
+    blue-mask face in one pass."""
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.examples import EXAMPLES
+
+    detector = FaceDetector(close_ups=False)
+    onet, large_onet = detector._nets[2], detector._close_up_nets[2]
+    assert onet is not large_onet
+    seen = {}
+
+    def spy(name, runner):
+        def run(crops):
+            seen.setdefault(name, []).append(len(crops))
+            return runner(crops)
+        return run
+
+    path, face = EXAMPLES[0]
+    assert "blue" in path
+    image = cv2.imread(path)
+    monkeypatch.setattr(detector, "_nets", (*detector._nets[:2], spy("first", onet), *detector._nets[3:]))
+    monkeypatch.setattr(detector, "_close_up_nets", (*detector._close_up_nets[:2], spy("large", large_onet)))
+    found = detector(image)
+    assert "large" in seen and "first" in seen
+    assert len(found) >= 1 and iou_exclusive(found.boxes, np.array([face], np.float32)).max() > 0.4
+    monkeypatch.setattr(detector, "_close_up_nets", detector._nets)
+    missed = detector(image)
+    assert len(missed) == 0 or iou_exclusive(missed.boxes, np.array([face], np.float32)).max() < 0.4
 
 
 def test_one_pass_results_are_a_subset_of_the_close_up_results():

@@ -213,7 +213,8 @@ def test_unsupported_resize_and_cast_are_refused(tmp_path):
     "name, shape, low, high",
     [("attributes", (1, 3, 64, 64), -1, 1), ("attributes", (5, 3, 64, 64), -1, 1),
      ("masknet", (1, 3, 160, 160), 0, 255), ("masknet", (2, 3, 160, 160), 0, 255),
-     ("ds_mtcnn_rnet_closeup", (9, 3, 24, 24), -1, 1)],
+     ("ds_mtcnn_rnet_closeup", (9, 3, 24, 24), -1, 1),
+     ("ds_mtcnn_onet_closeup", (7, 3, 48, 48), -1, 1)],
 )
 def test_shipped_nets_native_equal_onnxruntime(rng, name, shape, low, high):
     from masksegx._models import MODEL_DIR

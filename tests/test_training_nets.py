@@ -325,18 +325,24 @@ def test_the_card_names_the_stages_of_options_not_every_stage_used(nets):
     assert train_detector._partial_options_lines(every) == []
 
 
-def test_the_card_counts_the_close_up_r_net_with_the_cascade(nets):
-    """An rnet_closeup entry (the close-up pass's R-net, from another run): its teacher sets
-    reach the card's data and license lines, and its options the per-stage bullet."""
+def test_the_card_counts_the_close_up_nets_with_the_cascade(nets):
+    """rnet_closeup and onet_closeup entries (the close-up pass's nets, from other runs): their
+    teacher sets reach the card's data and license lines, their options the per-stage bullet,
+    and each file is named."""
     from masksegx.training import train_detector
 
     results = {stage: {"augment": [], "teacher": False} for stage in ("pnet", "rnet", "onet")}
     assert train_detector._teacher_sets(results) == []
-    results[train_detector.CLOSE_UP_STAGE] = {"augment": ["zoom"], "teacher": ["rwmfd"]}
+    assert train_detector._close_up_lines(results) == []
+    results["rnet_closeup"] = {"augment": ["zoom"], "teacher": ["rwmfd"]}
+    results["onet_closeup"] = {"augment": ["border"], "teacher": False}
     assert train_detector._teacher_sets(results) == ["rwmfd"]
     assert "RWMFD" in " ".join(train_detector._license_lines(train_detector._teacher_sets(results)))
     text = " ".join(" ".join(train_detector._partial_options_lines(results)).split())
     assert "teacher set rwmfd (rnet_closeup)" in text and "zoom augmentation (rnet_closeup)" in text
+    assert "border augmentation (onet_closeup)" in text
+    paragraph = " ".join(train_detector._close_up_lines(results))
+    assert "`ds_mtcnn_rnet_closeup.onnx`" in paragraph and "`ds_mtcnn_onet_closeup.onnx`" in paragraph
 
 
 def test_teacher_sets_are_chosen_by_name_and_named_on_the_card(nets):

@@ -34,9 +34,14 @@ R = TypeVar("R")
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 #: The MTCNN cascade's depthwise-separable nets: P-, R-, O-net and the landmark net.
 DETECTOR_MODELS = tuple(MODEL_DIR / f"ds_mtcnn_{net}.onnx" for net in ("pnet", "rnet", "onet", "lnet"))
-#: The R-net of the detector's close-up pass with the shipped nets (trained with zoomed-in
-#: faces and the teacher's labels; model card ``ds_mtcnn.md``).
-CLOSE_UP_RNET_MODEL = MODEL_DIR / "ds_mtcnn_rnet_closeup.onnx"
+#: The P-, R- and O-net of the detector's close-up pass with the shipped nets: the first pass's
+#: P-net, an R-net trained with zoomed-in faces and the teacher's labels, and an O-net trained
+#: without the crowd photos that keeps loose crops of large faces (model card ``ds_mtcnn.md``).
+CLOSE_UP_MODELS = (
+    DETECTOR_MODELS[0],
+    MODEL_DIR / "ds_mtcnn_rnet_closeup.onnx",
+    MODEL_DIR / "ds_mtcnn_onet_closeup.onnx",
+)
 #: The learned face-mask segmentation net (:class:`masksegx.learned.MaskNet`).
 MASKNET_MODEL = MODEL_DIR / "masknet.onnx"
 #: The multi-attribute net (:class:`masksegx.attributes.AttributePredictor`).

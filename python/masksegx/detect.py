@@ -22,7 +22,9 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
 3. R-net on 24x24 crops; keep probability ``> thresholds[1]``, NMS ``nms_thresholds[1]``,
    regression with width ``x2 - x1 + 1``, squaring.
 4. O-net on 48x48 crops; keep probability ``> thresholds[2]``, regression, NMS
-   ``nms_thresholds[2]`` with the "min" overlap.
+   ``nms_thresholds[2]`` with the "min" overlap. With the shipped nets, candidates at least
+   :data:`CLOSE_UP_MIN_FACE` of the image's shorter side go to the close-up pass's O-net (the
+   first pass's O-net learned crowds and rejects loose crops of large faces).
 5. Landmarks of the kept faces, from the landmark net (L-net) run on their O-net crops when the
    detector has one (the package's nets do; with ``mirror_landmarks`` also on the mirrored
    crops, the two answers averaged: :func:`_landmarks_with_mirror`), else from the O-net.
@@ -31,8 +33,8 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
    :data:`CLOSE_UP_MIN_FACE` of the image's shorter side, every pyramid level with a black
    border of :data:`CLOSE_UP_BORDER` of its sides (the image seen small, in the middle of a
    black frame; a deviation from facenet-pytorch): faces that fill or overflow the frame are
-   proposed where they lie whole on the level. With the shipped nets this pass has an R-net of
-   its own (:data:`~masksegx._models.CLOSE_UP_RNET_MODEL`). A face of this pass is added
+   proposed where they lie whole on the level. With the shipped nets this pass has an R- and
+   an O-net of its own (:data:`~masksegx._models.CLOSE_UP_MODELS`). A face of this pass is added
    where it overlaps no face of the first pass by an IoU above :data:`CLOSE_UP_NMS` (without
    the +1 pixel); the first pass's faces stay as they are.
 
@@ -58,7 +60,7 @@ import numpy as np
 from . import _core
 from ._executor import MAX_KEPT_FLOATS, NativeNet
 from ._models import (
-    CLOSE_UP_RNET_MODEL,
+    CLOSE_UP_MODELS,
     DETECTOR_MODELS,
     cached,
     model_file,
@@ -124,7 +126,7 @@ class FaceDetector:
     Parameters
     ----------
     models : None for the package's shipped ``models/ds_mtcnn_{pnet,rnet,onet,lnet}.onnx`` (and
-        ``ds_mtcnn_rnet_closeup.onnx``, the R-net of the close-up pass), or
+        ``ds_mtcnn_{rnet,onet}_closeup.onnx``, the R- and O-net of the close-up pass), or
         the paths of three ONNX nets (P, R, O) with input ``[N, 3, H, W]`` and outputs ``reg``,
         ``prob`` (+ ``landmarks`` for the O-net), normalised as the reference MTCNN; or four,
         the fourth a landmark net on the O-net's crops with output ``landmarks``.
@@ -166,7 +168,7 @@ class FaceDetector:
         *,
         backend: str = "native",
         min_face_size: float = 20,
-        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        thresholds: Sequence[float] = (0.6, 0.7, 0.6),
         scale_factor: float = 0.709,
         nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7),
         order: str = "bgr",
@@ -192,7 +194,7 @@ class FaceDetector:
         self.model_paths = _model_paths(models)
         self.close_up_model_paths = (
             self.model_paths[:3] if models is not None
-            else (self.model_paths[0], str(CLOSE_UP_RNET_MODEL), self.model_paths[2])
+            else tuple(str(path) for path in CLOSE_UP_MODELS)
         )
         self._nets = tuple(
             _load(path, backend, onnxruntime_threads, outputs)
@@ -212,7 +214,10 @@ class FaceDetector:
     def _detect(self, image: np.ndarray) -> Detections:
         """The call of an image already validated by :func:`as_image`."""
         source = _Source(image, self.order == "bgr")
-        faces = self._cascade(self._nets, source, self.min_face_size, 0.0, self.scale_factor)
+        faces = self._cascade(
+            self._nets, source, self.min_face_size, 0.0, self.scale_factor,
+            large_onet=self._close_up_nets[2],
+        )
         if self.close_ups:
             height, width = image.shape[:2]
             smallest = max(self.min_face_size, CLOSE_UP_MIN_FACE * min(height, width))
@@ -224,17 +229,19 @@ class FaceDetector:
 
     def _cascade(
         self, nets: Sequence[Runner], source: _Source, min_face_size: float, border: float,
-        scale_factor: float,
+        scale_factor: float, large_onet: Runner | None = None,
     ) -> _Faces:
         """One pass of the cascade ``nets`` (P, R, O) for faces of at least ``min_face_size``
         pixels on a pyramid of ``scale_factor`` steps, its levels with a black border of
-        ``border`` times their sides (0: the usual pass)."""
+        ``border`` times their sides (0: the usual pass); ``large_onet`` (default: the O-net of
+        ``nets``) judges the candidates of at least :data:`CLOSE_UP_MIN_FACE` of the image's
+        shorter side."""
         pnet, rnet, onet = nets[:3]
         boxes = self._propose(source, pnet, min_face_size, border, scale_factor)
         if len(boxes):
             boxes = self._refine(source, boxes, rnet)
         if len(boxes):
-            return self._output(source, boxes, onet)
+            return self._output(source, boxes, onet, large_onet or onet)
         return _Faces.none()
 
     def _scales(
@@ -335,12 +342,16 @@ class FaceDetector:
         keep = _nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])
         return _square(_regress(boxes[keep], offsets[keep]))
 
-    def _output(self, image: _Source, boxes: np.ndarray, onet: Runner) -> _Faces:
-        """O-net stage: the faces kept, their landmarks not yet placed."""
+    def _output(
+        self, image: _Source, boxes: np.ndarray, onet: Runner, large_onet: Runner
+    ) -> _Faces:
+        """O-net stage: the faces kept, their landmarks not yet placed (``large_onet`` on the
+        candidates of at least :data:`CLOSE_UP_MIN_FACE` of the image's shorter side)."""
         crops, boxes = _crops(image, boxes, 48)
         if len(boxes) == 0:
             return _Faces.none()
-        out = _in_chunks(onet, crops, self.threads)
+        large = boxes[:, 2] - boxes[:, 0] >= CLOSE_UP_MIN_FACE * min(image.pixels.shape[:2])
+        out = _in_chunks_split(crops, large, onet, large_onet, self.threads)
         score = out["prob"][:, 1]
         passed = np.flatnonzero(score > self.thresholds[2])
         regressed = _regress(
@@ -377,7 +388,7 @@ def detect_faces(
     image: np.ndarray,
     *,
     min_face_size: float = 20,
-    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+    thresholds: Sequence[float] = (0.6, 0.7, 0.6),
     backend: str = "native",
     models: Sequence[PathLike] | None = None,
     scale_factor: float = 0.709,
@@ -578,6 +589,23 @@ def _landmarks_with_mirror(lnet: Runner, crops: np.ndarray, sides: np.ndarray) -
 _CHUNK = {24: 32, 48: 12}
 
 
+def _in_chunks_split(
+    crops: np.ndarray, chosen: np.ndarray, net: Runner, chosen_net: Runner, threads: int
+) -> dict[str, np.ndarray]:
+    """:func:`_in_chunks` of ``net`` on the crops, of ``chosen_net`` on those where ``chosen``
+    (two nets with the same outputs), the answers in the crops' order."""
+    if chosen_net is net or not chosen.any():
+        return _in_chunks(net, crops, threads)
+    parts = [(part, _in_chunks(runner, crops[part], threads))
+             for part, runner in ((~chosen, net), (chosen, chosen_net)) if part.any()]
+    out = {}
+    for key, value in parts[0][1].items():
+        out[key] = np.empty((len(crops), *value.shape[1:]), value.dtype)
+        for part, answers in parts:
+            out[key][part] = answers[key]
+    return out
+
+
 def _in_chunks(net: Runner, crops: np.ndarray, threads: int = 1) -> dict[str, np.ndarray]:
     """``net`` on a batch of crops, in chunks of :data:`_CHUNK` crops spread over up to ``threads``
     threads (outputs concatenated). The chunks do not depend on ``threads``: a crop's answer may
@@ -676,7 +704,7 @@ def _fill_border_crop(
 
 def _model_paths(models: Sequence[PathLike] | None) -> tuple[str, ...]:
     if models is None:
-        if not all(path.is_file() for path in (*DETECTOR_MODELS, CLOSE_UP_RNET_MODEL)):
+        if not all(path.is_file() for path in (*DETECTOR_MODELS, *CLOSE_UP_MODELS)):
             raise ModelNotFoundError(
                 f"no shipped detector models in {MODEL_DIR}; pass models=(pnet, rnet, onet)"
             )

@@ -184,7 +184,7 @@ class FaceMaskSegmenter:
         coverage_constraint: bool = False,
         no_mask_probability: float = 0.9,
         min_face_size: float = 20,
-        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        thresholds: Sequence[float] = (0.6, 0.7, 0.6),
         threads: int = 1,
         backend: str | None = None,
         priors: GenderPriors | None = None,

@@ -76,11 +76,11 @@ OPSET = 13
 #: The op set our C++ executor implements; the export is checked against it.
 ALLOWED_OPS = {"Conv", "PRelu", "MaxPool", "Flatten", "Reshape", "Gemm", "Softmax"}
 CARD = "ds_mtcnn.md"
-#: A results entry under this key (an ``rnet`` entry of another run) is the close-up pass's
-#: R-net, ``ds_mtcnn_rnet_closeup.onnx``: the card lists its command, data and figures beside
-#: the cascade's nets.
-CLOSE_UP_STAGE = "rnet_closeup"
-CARD_STAGES = (*STAGES, CLOSE_UP_STAGE)
+#: Results entries under these keys (an ``rnet`` or ``onet`` entry of another run) are the
+#: close-up pass's R- and O-net, ``ds_mtcnn_{rnet,onet}_closeup.onnx``: the card lists their
+#: commands, data and figures beside the cascade's nets.
+CLOSE_UP_STAGES = ("rnet_closeup", "onet_closeup")
+CARD_STAGES = (*STAGES, *CLOSE_UP_STAGES)
 #: Faces narrower or shorter than this are left out of the cascade recall check (min face 20).
 RECALL_MIN_FACE = 20
 DEFAULT_COMMAND = ("python -m masksegx.training.train_detector --data ../shared/data "
@@ -683,6 +683,19 @@ def _common_boxes_lines() -> list[str]:
     ]
 
 
+def _close_up_lines(results: Results) -> list[str]:
+    """The card's paragraph on the close-up pass's own nets, those the results hold."""
+    nets = [(stage, f"{stage[0].upper()}-net") for stage in CLOSE_UP_STAGES if stage in results]
+    if not nets:
+        return []
+    text = "; ".join(
+        f"`ds_mtcnn_{stage}.onnx` ({stage} below): the {net} of the detector's close-up pass "
+        f"(`FaceDetector(close_ups=True)`), same interface as the {net}"
+        for stage, net in nets
+    )
+    return [*textwrap.wrap(text + ".", 88), ""]
+
+
 def write_card(out: Path, results: Results) -> None:
     total_seconds = sum(
         results[stage]["sampling_seconds"] + results[stage]["training_seconds"]
@@ -702,9 +715,7 @@ def write_card(out: Path, results: Results) -> None:
         "in NCHW order (no Transpose). Ops used: Conv (standard, strided, depthwise, 1x1),",
         "PRelu, MaxPool (ceil mode), Flatten, Gemm, Softmax.",
         "",
-        *([f"`ds_mtcnn_rnet_closeup.onnx` ({CLOSE_UP_STAGE} below): the R-net of the detector's",
-           "close-up pass (`FaceDetector(close_ups=True)`), same interface as the R-net.", ""]
-          if CLOSE_UP_STAGE in results else []),
+        *_close_up_lines(results),
         "The shipped cascade takes its landmarks from a fourth net, `ds_mtcnn_lnet.onnx`, run",
         "on the O-net's crops of the faces it keeps (model card `ds_mtcnn_lnet.md`, trained by",
         "`masksegx.training.train_landmarks`); the O-net's `landmarks` output is what a",
