@@ -34,7 +34,7 @@ def predictor():
 @pytest.fixture(scope="module")
 def photo_faces():
     """(image, landmarks [N, 5, 2]) of the bundled photos, landmarks from the shipped detector,
-    the annotated face first (the blue-mask photo also has a false positive on the background)."""
+    the annotated face first (other detections, such as false positives, after it)."""
     faces = []
     for example in EXAMPLES:
         image = cv2.imread(example.path)
