@@ -420,6 +420,28 @@ def test_close_up_pass_runs_its_own_r_and_o_net_with_the_shipped_models_only():
     assert chosen.close_up_model_paths == shipped.model_paths[:3]
 
 
+def test_close_up_models_can_be_given_with_the_first_pass_models():
+    """The shipped six nets given as paths detect as the shipped detector does; bad close-up
+    model sets are refused naming the argument."""
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.examples import EXAMPLES
+
+    shipped = FaceDetector()
+    given = FaceDetector(shipped.model_paths, close_up_models=shipped.close_up_model_paths)
+    assert given.close_up_model_paths == shipped.close_up_model_paths
+    for path, _ in EXAMPLES:
+        image = cv2.resize(cv2.imread(path), (480, 360))
+        np.testing.assert_array_equal(given(image).boxes, shipped(image).boxes)
+    with pytest.raises(ValueError, match="close_up_models"):
+        FaceDetector(close_up_models=shipped.model_paths[:2])
+    with pytest.raises(ValueError, match="close_up_models"):
+        FaceDetector(close_up_models=shipped.model_paths[0])
+    with pytest.raises(ModelNotFoundError, match="close_up_models"):
+        FaceDetector(close_up_models=(*shipped.model_paths[:2], "missing.onnx"))
+    with pytest.raises(TypeError, match="close_up_models"):
+        FaceDetector(close_up_models=(*shipped.model_paths[:2], 3))
+
+
 def test_large_candidates_go_to_the_chosen_net_in_order():
     """The O-net stage's split: the chosen crops to the second net, the answers in crop order."""
     def net(offset):

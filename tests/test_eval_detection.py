@@ -400,8 +400,9 @@ def test_mtcnn_detector_wraps_one_face_detector(tmp_path, monkeypatch):
     built, calls = [], []
 
     class FaceDetector:
-        def __init__(self, models=None, *, backend="native", onnxruntime_threads=0):
-            built.append((backend, models, onnxruntime_threads))
+        def __init__(self, models=None, *, backend="native", onnxruntime_threads=0,
+                     close_up_models=None):
+            built.append((backend, models, onnxruntime_threads, close_up_models))
 
         def __call__(self, image):
             calls.append(image.shape)
@@ -420,9 +421,14 @@ def test_mtcnn_detector_wraps_one_face_detector(tmp_path, monkeypatch):
     for path in paths:
         path.write_bytes(b"")
     mtcnn_detector("native", paths)(image)
-    assert built == [("onnxruntime", None, 1), ("native", tuple(str(p) for p in paths), 1)]
+    mtcnn_detector("native", close_up_models=paths)(image)
+    given = tuple(str(p) for p in paths)
+    assert built == [("onnxruntime", None, 1, None), ("native", given, 1, None),
+                     ("native", None, 1, given)]
     with pytest.raises(DetectorUnavailable, match="not found"):
         mtcnn_detector("native", [tmp_path / "missing.onnx"])
+    with pytest.raises(DetectorUnavailable, match="not found"):
+        mtcnn_detector("native", close_up_models=[*paths[:2], tmp_path / "missing.onnx"])
 
 
 def test_detectors_report_what_is_missing(tmp_path, monkeypatch):

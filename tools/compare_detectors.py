@@ -80,15 +80,23 @@ Factory = Callable[[], Callable]
 
 #: Our cascade's files in a folder given by --ours (the shipped ones by default).
 OURS = ("ds_mtcnn_pnet.onnx", "ds_mtcnn_rnet.onnx", "ds_mtcnn_onet.onnx", "ds_mtcnn_lnet.onnx")
+#: The close-up pass's files, used from that folder when it holds both.
+OURS_CLOSE_UP = ("ds_mtcnn_pnet.onnx", "ds_mtcnn_rnet_closeup.onnx", "ds_mtcnn_onet_closeup.onnx")
 
 
 def _detectors(models: Path, ours: Path | None = None) -> list[tuple[str, Factory]]:
     """(label, factory) in table order; a factory builds its detector (it may raise)."""
     standard = [models / name for name in STANDARD_MTCNN_MODELS]
     candidate = None if ours is None else [ours / name for name in OURS]
+    close_up = (
+        [ours / name for name in OURS_CLOSE_UP]
+        if ours is not None and all((ours / name).is_file() for name in OURS_CLOSE_UP[1:])
+        else None
+    )
     return [
-        ("ours, native", lambda: mtcnn_detector("native", candidate)),
-        ("ours, onnxruntime", lambda: mtcnn_detector("onnxruntime", candidate)),
+        ("ours, native", lambda: mtcnn_detector("native", candidate, close_up_models=close_up)),
+        ("ours, onnxruntime",
+         lambda: mtcnn_detector("onnxruntime", candidate, close_up_models=close_up)),
         ("standard MTCNN, native", lambda: mtcnn_detector("native", standard)),
         ("standard MTCNN, onnxruntime", lambda: mtcnn_detector("onnxruntime", standard)),
         ("Ultra-Light RFB-320", lambda: UltraLightDetector(models / "version-RFB-320.onnx")),
@@ -272,8 +280,9 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="use only the first N images of each set")
     parser.add_argument(
         "--ours", type=Path, metavar="DIR",
-        help=f"run our cascade from DIR ({', '.join(OURS)}) instead of the shipped files "
-             "(a candidate, for a quick check)",
+        help=f"run our cascade from DIR ({', '.join(OURS)}; the close-up pass from "
+             f"{', '.join(OURS_CLOSE_UP)} where DIR holds them, else from the first three) "
+             "instead of the shipped files (a candidate, for a quick check)",
     )
     parser.add_argument(
         "--only", action="append", metavar="LABEL",

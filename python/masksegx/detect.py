@@ -147,7 +147,12 @@ class FaceDetector:
         black frame around it (:data:`CLOSE_UP_BORDER`): close-ups cut by the frame (forehead or
         chin outside the photo) are found far more often (figures and cost in
         docs/detection.md). False: one pass, as the reference MTCNN. The pass runs the nets
-        of ``close_up_model_paths``: with ``models`` given, the same three as the first pass.
+        of ``close_up_model_paths`` (see ``close_up_models``).
+    close_up_models : the close-up pass's three nets (P, R, O), paths as in ``models``; None:
+        the shipped ``ds_mtcnn_pnet.onnx`` and ``ds_mtcnn_{rnet,onet}_closeup.onnx`` when
+        ``models`` is None, else the first three of ``models``. Where its O-net is not the
+        first pass's, it also judges the first pass's candidates of at least
+        :data:`CLOSE_UP_MIN_FACE` of the image's shorter side, with or without ``close_ups``.
     threads : the most threads one call uses (1, the default: the calling thread only). With N >= 2
         the P-net runs on the pyramid levels N groups at a time (groups of about equal pixel count;
         the small levels, tiled on one canvas, count as one) and the R-, O- and landmark nets on
@@ -176,6 +181,7 @@ class FaceDetector:
         mirror_landmarks: bool = False,
         close_ups: bool = True,
         threads: int = 1,
+        close_up_models: Sequence[PathLike] | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
@@ -192,10 +198,7 @@ class FaceDetector:
         self.close_ups = check_bool(close_ups, "close_ups")
         self.threads = check_threads(threads)
         self.model_paths = _model_paths(models)
-        self.close_up_model_paths = (
-            self.model_paths[:3] if models is not None
-            else tuple(str(path) for path in CLOSE_UP_MODELS)
-        )
+        self.close_up_model_paths = _close_up_model_paths(close_up_models, models, self.model_paths)
         self._nets = tuple(
             _load(path, backend, onnxruntime_threads, outputs)
             for path, outputs in zip(self.model_paths, _NET_OUTPUTS)
@@ -398,6 +401,7 @@ def detect_faces(
     mirror_landmarks: bool = False,
     close_ups: bool = True,
     threads: int = 1,
+    close_up_models: Sequence[PathLike] | None = None,
 ) -> Detections:
     """Detect faces with the MTCNN cascade; see :class:`FaceDetector` for the parameters.
 
@@ -416,6 +420,7 @@ def detect_faces(
         mirror_landmarks=mirror_landmarks,
         close_ups=close_ups,
         threads=threads,
+        close_up_models=close_up_models,
     )
     return detector(image)
 
@@ -700,6 +705,19 @@ def _fill_border_crop(
     if np.all(high > low):
         size = (int(high[1] - low[1]), int(high[0] - low[0]))
         out[:, low[1] : high[1], low[0] : high[0]] = image.resample(part[None], size)[0]
+
+
+def _close_up_model_paths(
+    close_up_models: Sequence[PathLike] | None,
+    models: Sequence[PathLike] | None,
+    model_paths: tuple[str, ...],
+) -> tuple[str, ...]:
+    """The close-up pass's (P, R, O) paths: ``close_up_models`` checked, or its default."""
+    if close_up_models is None:
+        return model_paths[:3] if models is not None else tuple(str(p) for p in CLOSE_UP_MODELS)
+    if isinstance(close_up_models, (str, bytes, os.PathLike)) or len(close_up_models) != 3:
+        raise ValueError("close_up_models: expected None or three paths (pnet, rnet, onet)")
+    return tuple(model_file(path, "close_up_models") for path in close_up_models)
 
 
 def _model_paths(models: Sequence[PathLike] | None) -> tuple[str, ...]:

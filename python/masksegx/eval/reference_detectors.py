@@ -262,10 +262,13 @@ def mtcnn_detector(
     backend: str = "native",
     models: Sequence[str | os.PathLike[str]] | None = None,
     threads: int = 1,
+    close_up_models: Sequence[str | os.PathLike[str]] | None = None,
 ) -> Callable[[np.ndarray], Detections]:
     """The package's MTCNN cascade (:func:`masksegx.detect.detect_faces`) as a detector.
 
-    ``models``: (P-net, R-net, O-net) ``.onnx`` paths to run instead of the shipped weights.
+    ``models``: (P-net, R-net, O-net[, landmark net]) ``.onnx`` paths to run instead of the
+    shipped weights; ``close_up_models``: the close-up pass's (P, R, O) paths (see
+    :class:`~masksegx.detect.FaceDetector`).
     ``threads``: onnxruntime intra-op threads (backend "onnxruntime"), 1 like the reference
     detectors, so timings compare single-threaded work.
     DetectorUnavailable when :mod:`masksegx.detect` is missing or a model file does not exist.
@@ -274,13 +277,15 @@ def mtcnn_detector(
         from ..detect import FaceDetector
     except ImportError as err:
         raise DetectorUnavailable(f"the MTCNN cascade (masksegx.detect) is unavailable: {err}") from err
-    paths = None
-    if models is not None:
-        missing = [os.fspath(p) for p in models if not Path(p).is_file()]
-        if missing:
-            raise DetectorUnavailable(f"model file not found: {missing[0]!r}")
-        paths = tuple(os.fspath(p) for p in models)
-    detector = FaceDetector(paths, backend=backend, onnxruntime_threads=threads)
+    missing = [os.fspath(p) for p in (*(models or ()), *(close_up_models or ()))
+               if not Path(p).is_file()]
+    if missing:
+        raise DetectorUnavailable(f"model file not found: {missing[0]!r}")
+    detector = FaceDetector(
+        None if models is None else tuple(os.fspath(p) for p in models),
+        backend=backend, onnxruntime_threads=threads,
+        close_up_models=None if close_up_models is None else tuple(os.fspath(p) for p in close_up_models),
+    )
 
     def detect(image_bgr: np.ndarray) -> Detections:
         found = detector(image_bgr)
