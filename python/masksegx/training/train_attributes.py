@@ -140,8 +140,12 @@ MAIN_VARIANTS = ("x0.5", "x1", "x2")
 #: Scores of one validation set (accuracies, level MAE, counts), by name.
 SetScores = dict[str, float]
 #: One training sample: images by input size (uint8 CHW), P(male) target (-1 unknown; 0/1 for
-#: annotated faces, the teachers' soft label for pseudo-labelled ones), level, allowed-level mask.
-Sample = tuple[dict[int, torch.Tensor], float, int, torch.Tensor]
+#: annotated faces, the teachers' soft label for pseudo-labelled ones), level, allowed-level mask,
+#: and its pair (``--consistency``): the same face's other version (masked where the sample is
+#: not, bare where it is) by input size, its level, and PAIR_NONE / PAIR_MASKED / PAIR_BARE (the
+#: pair's images are empty without ``--consistency``, zeros where the face has no pair).
+Sample = tuple[dict[int, torch.Tensor], float, int, torch.Tensor, dict[int, torch.Tensor], int, int]
+PAIR_NONE, PAIR_MASKED, PAIR_BARE = 0, 1, 2
 
 
 class LossTerms(TypedDict):
@@ -246,9 +250,11 @@ def resize_all(crop: np.ndarray, sizes: Iterable[int]) -> dict[int, np.ndarray]:
 class TrainSet(Dataset[Sample]):
     def __init__(self, crops: np.ndarray, meta: dict[str, np.ndarray], indices: np.ndarray,
                  templates: Path, sizes: Iterable[int], seed: int,
-                 augmentation: Augmentation = AUGMENTATIONS["default"]) -> None:
+                 augmentation: Augmentation = AUGMENTATIONS["default"],
+                 paired: bool = False) -> None:
         self.crops, self.meta, self.indices = crops, meta, indices
         self.augmentation = augmentation
+        self.paired = paired
         self.templates, self.sizes, self.seed = templates, tuple(sizes), seed
         self.synth: Synthesizer | None = None
         self.rng: np.random.Generator | None = None
@@ -267,21 +273,42 @@ class TrainSet(Dataset[Sample]):
         crop = self.crops[i]
         landmarks = self.meta["landmarks"][i].astype(np.float64)
         level = int(self.meta["level"][i])
-        if self.meta["synth"][i] and rng.random() < SYNTH_PROBABILITY:
-            try:
-                crop, level = self.synth(crop, landmarks, rng)
-            except ValueError:
-                pass
+        pair, pair_level, pair_state = None, 0, PAIR_NONE
+        if self.meta["synth"][i]:
+            wear = rng.random() < SYNTH_PROBABILITY
+            if wear or self.paired:
+                try:
+                    masked, masked_level = self.synth(crop, landmarks, rng)
+                except ValueError:
+                    wear = False
+                else:
+                    bare, bare_level = crop, level
+                    crop, level = (masked, masked_level) if wear else (bare, bare_level)
+                    if self.paired:
+                        pair, pair_level = (bare, bare_level) if wear else (masked, masked_level)
+                        pair_state = PAIR_BARE if wear else PAIR_MASKED
+        # The pair gets the same augmentation draw: it differs from the sample by the mask only.
+        state = rng.bit_generator.state
         crop = augment(crop, rng, self.augmentation)
         images = resize_all(crop, self.sizes)
+        if pair is not None:
+            rng.bit_generator.state = state
+            pair_images = _chw(resize_all(augment(pair, rng, self.augmentation), self.sizes))
+        else:
+            pair_images = {s: torch.zeros((3, s, s) if self.paired else (0,), dtype=torch.uint8)
+                           for s in self.sizes}
         wearing = int(self.meta["wearing"][i])
         # A class-only sample (facemask) gives a level set; known levels need none.
         set_mask = level_set_mask(wearing) if level < 0 else np.zeros(N_LEVELS, bool)
         return (
-            {s: torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))
-             for s, im in images.items()},
-            float(self.meta["gender_target"][i]), level, torch.from_numpy(set_mask),
+            _chw(images), float(self.meta["gender_target"][i]), level, torch.from_numpy(set_mask),
+            pair_images, pair_level, pair_state,
         )
+
+
+def _chw(images: dict[int, np.ndarray]) -> dict[int, torch.Tensor]:
+    return {s: torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))
+            for s, im in images.items()}
 
 
 class EndlessWeightedSampler(Sampler[int]):
@@ -409,6 +436,37 @@ def losses(log_joint: torch.Tensor, gender: torch.Tensor, level: torch.Tensor,
         "kl": mean(kl, has_level), "ce_level": mean(ce_level, has_level),
         "set": mean(set_nll, has_set),
     }
+
+
+Batch = tuple[dict[int, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def with_pairs(batch: Batch, pair_images: dict[int, torch.Tensor], pair_level: torch.Tensor,
+               paired: torch.Tensor) -> Batch:
+    """``batch`` (images, gender, level, set mask) with the ``paired`` samples' other versions
+    appended as labelled samples of their own (same gender, the pair's level, no level set)."""
+    images, gender, level, set_mask = batch
+    if len(paired) == 0:
+        return batch
+    return (
+        {s: torch.cat([im, pair_images[s][paired.cpu()]]) for s, im in images.items()},
+        torch.cat([gender, gender[paired]]),
+        torch.cat([level, pair_level[paired]]),
+        torch.cat([set_mask, torch.zeros_like(set_mask[paired])]),
+    )
+
+
+def consistency(log_joint: torch.Tensor, pair_log_joint: torch.Tensor,
+                pair_state: torch.Tensor) -> torch.Tensor:
+    """KL from the bare face's gender distribution (held fixed) to its masked copy's, mean over
+    the pairs (rows of ``log_joint`` and ``pair_log_joint`` are the two versions of one face):
+    the mask hides part of the face, not its gender."""
+    log_gender = torch.logsumexp(log_joint.view(-1, 2, N_LEVELS), dim=2)
+    pair_gender = torch.logsumexp(pair_log_joint.view(-1, 2, N_LEVELS), dim=2)
+    pair_masked = (pair_state == PAIR_MASKED)[:, None]
+    bare = torch.where(pair_masked, log_gender, pair_gender).detach()
+    masked = torch.where(pair_masked, pair_gender, log_gender)
+    return (bare.exp() * (bare - masked)).sum(1).mean() if len(bare) else log_joint.sum() * 0
 
 
 def make_optimizer(net: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -719,6 +777,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated cache sources left out of training (the "
                         "leave-one-source-out runs); validation sets stay")
     parser.add_argument("--augment", choices=tuple(AUGMENTATIONS), default="default")
+    parser.add_argument("--consistency", type=float, metavar="W",
+                        help="train each bare/synthetic-masked face together with its other "
+                        "version (same augmentation; both labelled) and add W x KL(bare || "
+                        "masked) of their gender distributions (W = 0: the pairs alone)")
     parser.add_argument("--single-pass", type=Path, metavar="ONNX",
                         help="only rewrite this exported file as a one-pass graph into "
                         "--out/attributes.onnx (single_pass_copy) and exit")
@@ -769,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
     log("validation sets: " + ", ".join(f"{k} {len(v.gender)}" for k, v in sets.items()))
 
     dataset = TrainSet(crops, meta, train_idx, templates, sizes, args.seed,
-                       AUGMENTATIONS[args.augment])
+                       AUGMENTATIONS[args.augment], paired=args.consistency is not None)
     sampler = EndlessWeightedSampler(weights, args.seed)
     loader = DataLoader(dataset, batch_size=args.batch, sampler=sampler,
                         num_workers=args.workers, worker_init_fn=_worker_init,
@@ -790,12 +852,13 @@ def main(argv: list[str] | None = None) -> int:
     for ema in emas.values():
         ema.requires_grad_(False)
     use_amp = device.startswith("cuda")
+    consistency_weight = args.consistency or 0.0
     step, samples = 0, 0
     train_start = time.time()
     last_log = train_start
     history: list[dict[str, object]] = []
     running: dict[str, float | torch.Tensor] = {n: 0.0 for n in nets}
-    for images, gender, level, set_mask in loader:
+    for images, gender, level, set_mask, pair_images, pair_level, pair_state in loader:
         elapsed = time.time() - train_start
         progress = elapsed / args.time_limit
         if args.steps:
@@ -804,8 +867,14 @@ def main(argv: list[str] | None = None) -> int:
             break
         warm = step / 100
         lr = args.lr * (warm if step < 100 else 0.5 * (1 + math.cos(math.pi * progress)))
-        gender, level, set_mask = (
-            t.to(device, non_blocking=True) for t in (gender, level, set_mask)
+        gender, level, set_mask, pair_level, pair_state = (
+            t.to(device, non_blocking=True)
+            for t in (gender, level, set_mask, pair_level, pair_state)
+        )
+        count = len(gender)
+        paired = torch.nonzero(pair_state != PAIR_NONE)[:, 0]
+        images, gender, level, set_mask = with_pairs(
+            (images, gender, level, set_mask), pair_images, pair_level, paired
         )
         inputs = {s: ((im.to(device, non_blocking=True).float() - MEAN) * SCALE).contiguous(
             memory_format=torch.channels_last) for s, im in images.items()}
@@ -817,6 +886,9 @@ def main(argv: list[str] | None = None) -> int:
                 log_joint = net(inputs[variant.size])
             terms = losses(log_joint.float(), gender, level, set_mask)
             loss = total_loss(terms, variant)
+            loss = loss + consistency_weight * consistency(
+                log_joint.float()[:count][paired], log_joint.float()[count:], pair_state[paired]
+            )
             optim.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
             optim.step()
@@ -825,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
             decay = 0.98 if step else 0.0
             running[variant.name] = decay * running[variant.name] + (1 - decay) * loss.detach()
         step += 1
-        samples += len(gender)
+        samples += count
         if time.time() - last_log > args.eval_every:
             last_log = time.time()
             first = variants[0]
