@@ -348,24 +348,27 @@ def test_consistency_pulls_the_masked_copy_towards_the_bare_face():
     gradient only into the masked version; the pairs join the batch as labelled samples."""
     torch = pytest.importorskip("torch")
     from masksegx.training.train_attributes import (
-        PAIR_BARE, PAIR_MASKED, consistency, with_pairs,
+        PAIR_BARE,
+        PAIR_MASKED,
+        consistency,
+        with_pairs,
     )
 
     joint = random_joint(np.random.default_rng(2), 2).astype(np.float64)
     bare = torch.tensor(np.log(joint), dtype=torch.float32, requires_grad=True)
     same = torch.tensor(np.log(joint), dtype=torch.float32, requires_grad=True)
     state = torch.tensor([PAIR_MASKED, PAIR_MASKED])
-    assert float(consistency(bare, same, state)) == pytest.approx(0.0, abs=1e-6)
+    assert float(consistency(bare, same, state).detach()) == pytest.approx(0.0, abs=1e-6)
     other = torch.tensor(np.log(joint[::-1].copy()), dtype=torch.float32, requires_grad=True)
     loss = consistency(bare, other, state)
     p, q = joint[:, 11:].sum(1), joint[::-1, 11:].sum(1)
     kl = (p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))).mean()
-    assert float(loss) == pytest.approx(kl, rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(kl, rel=1e-4)
     loss.backward()
     assert float(bare.grad.abs().sum()) == 0 and float(other.grad.abs().sum()) > 0
     # The sample itself masked (its pair bare): the roles swap.
     swapped = consistency(other, bare, torch.tensor([PAIR_BARE, PAIR_BARE]))
-    assert float(swapped) == pytest.approx(kl, rel=1e-4)
+    assert float(swapped.detach()) == pytest.approx(kl, rel=1e-4)
 
     images = {8: torch.zeros(3, 3, 8, 8, dtype=torch.uint8)}
     pairs = {8: torch.ones(3, 3, 8, 8, dtype=torch.uint8)}

@@ -567,7 +567,7 @@ def candidate_markdown(evals: dict[str, Json], candidate: Json, candidate_evals:
         "It gains on UTKFace (mostly the re-aligned UTKFace crops) but loses on MTFL and on the "
         "facemask wearing state, and so does the variant above, so neither ships (rule: beat "
         "this file on unmasked and masked gender and on wearing). The consistency loss "
-        "between a face and its masked copy was not measured (no CPU time left).",
+        "between a face and its masked copy (`--consistency`): docs/attributes.md.",
         "",
     ]
 

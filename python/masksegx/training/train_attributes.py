@@ -633,17 +633,11 @@ def build_sets(crops: np.ndarray, meta: dict[str, np.ndarray], sizes: Iterable[i
     sets = {
         "val_clean": make_eval_set("val_clean", crops, meta, gendered, sizes),
         "val_masked": make_eval_set("val_masked", crops, meta, gendered, sizes, synth),
-        "val_facemask": make_eval_set(
-            "val_facemask", crops, meta, np.flatnonzero((split == 1) & (source == "facemask")),
-            sizes),
-        "val_ilc": make_eval_set(
-            "val_ilc", crops, meta, np.flatnonzero((split == 1) & (source == "ilc")), sizes),
-        "val_ffhq": make_eval_set(
-            "val_ffhq", crops, meta, np.flatnonzero((split == 1) & (source == "ffhq")), sizes),
-        "val_real_dev": make_eval_set(
-            "val_real_dev", crops, meta, np.flatnonzero((split == 1) & (source == "real_dev")),
-            sizes),
     }
+    for name in ("facemask", "ilc", "ffhq", "real_dev"):
+        indices = np.flatnonzero((split == 1) & (source == name))
+        if len(indices):  # a cache built with --sources may lack the source
+            sets[f"val_{name}"] = make_eval_set(f"val_{name}", crops, meta, indices, sizes)
     # Threshold fitting: training crops with a wearing state (all facemask, ILC and ffhq
     # training crops, 2000 unmasked faces).
     rng = np.random.default_rng(3)
