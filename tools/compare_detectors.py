@@ -47,6 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from masksegx._models import CLOSE_UP_MODELS, DETECTOR_MODELS
 from masksegx.eval.attributes import MaskPainter
 from masksegx.eval.datasets import DatasetError, read_image
 from masksegx.eval.detection import (
@@ -79,9 +80,9 @@ Factory = Callable[[], Callable]
 
 
 #: Our cascade's files in a folder given by --ours (the shipped ones by default).
-OURS = ("ds_mtcnn_pnet.onnx", "ds_mtcnn_rnet.onnx", "ds_mtcnn_onet.onnx", "ds_mtcnn_lnet.onnx")
-#: The close-up pass's files, used from that folder when it holds both.
-OURS_CLOSE_UP = ("ds_mtcnn_pnet.onnx", "ds_mtcnn_rnet_closeup.onnx", "ds_mtcnn_onet_closeup.onnx")
+OURS = tuple(path.name for path in DETECTOR_MODELS)
+#: The close-up pass's files, used from that folder when it holds its own R- and O-net.
+OURS_CLOSE_UP = tuple(path.name for path in CLOSE_UP_MODELS)
 
 
 def _detectors(models: Path, ours: Path | None = None) -> list[tuple[str, Factory]]:

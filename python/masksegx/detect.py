@@ -244,7 +244,7 @@ class FaceDetector:
         if len(boxes):
             boxes = self._refine(source, boxes, rnet)
         if len(boxes):
-            return self._output(source, boxes, onet, large_onet or onet)
+            return self._output(source, boxes, onet, onet if large_onet is None else large_onet)
         return _Faces.none()
 
     def _scales(
