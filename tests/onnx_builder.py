@@ -225,3 +225,18 @@ def tiny_lnet(rng: np.random.Generator, *, weight_scale: float = 1.0) -> bytes:
     hidden = _tiny_trunk48(net)
     net.gemm(hidden, 16, 10, out="landmarks", weight_scale=weight_scale)
     return model(net.nodes, net.weights, [("input", ["N", 3, 48, 48])], [("landmarks", ["N", 10])])
+
+
+def tiny_attribute_net(rng: np.random.Generator, *, wearing_classes: int = 0) -> bytes:
+    """A random-weight attribute net: [N, 3, 64, 64] -> ``probs`` [N, 22], and with
+    ``wearing_classes`` a second output ``wearing`` [N, wearing_classes] read from the same
+    pooled features (the shipped file's wearing head has 3)."""
+    net = _NetBuilder(rng)
+    x = net.prelu(net.conv("input", 3, 8, 3), 8)
+    net.nodes += [node("GlobalAveragePool", [x], ["pooled"]), node("Flatten", ["pooled"], ["flat"], axis=1)]
+    net.softmax(net.gemm("flat", 8, 22, weight_scale=3.0), "probs")
+    outputs = [("probs", ["N", 22])]
+    if wearing_classes:
+        net.softmax(net.gemm("flat", 8, wearing_classes, weight_scale=3.0), "wearing")
+        outputs.append(("wearing", ["N", wearing_classes]))
+    return model(net.nodes, net.weights, [("input", ["N", 3, 64, 64])], outputs)

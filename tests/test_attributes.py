@@ -13,6 +13,7 @@ from masksegx import AttributePredictor, FaceAttributes, predict_attributes
 from masksegx.attributes import (
     DEFAULT_MODEL,
     METADATA_KEY,
+    WEARING_STATES,
     expected_level,
     gender_marginals,
     level_marginals,
@@ -22,6 +23,7 @@ from masksegx.cli import main
 from masksegx.detect import ModelNotFoundError
 from masksegx.eval.detection import box_iou
 from masksegx.examples import EXAMPLES
+from onnx_builder import tiny_attribute_net
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no shipped attribute model")
 
@@ -105,6 +107,8 @@ def test_shipped_model_metadata(predictor):
     assert session.get_outputs()[0].shape[-1] == 22
     low, high = predictor.wearing_thresholds
     assert 0 <= low <= high <= 10
+    assert predictor.has_wearing_head
+    assert [o.name for o in session.get_outputs()] == ["probs", "wearing"]
 
 
 def test_photos_give_valid_attributes(predictor, photo_faces):
@@ -160,6 +164,67 @@ def test_mirrored_face_keeps_gender_and_coverage(predictor, photo_faces):
     flipped = flipped[[1, 0, 2, 4, 3]]  # left/right swap sides
     a, b = predictor(image, points)[0], predictor(mirrored, flipped)[0]
     assert abs(a.coverage - b.coverage) < 2.0
+
+
+# --- the wearing head -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """Random-weight attribute nets: without a wearing head, with one, with a 4-class one."""
+    folder = tmp_path_factory.mktemp("tiny_attributes")
+    paths = {}
+    for name, classes in (("plain", 0), ("head", 3), ("bad", 4)):
+        paths[name] = folder / f"{name}.onnx"
+        paths[name].write_bytes(tiny_attribute_net(np.random.default_rng(5), wearing_classes=classes))
+    return paths
+
+
+@pytest.mark.parametrize("backend", ["native", "onnxruntime"])
+def test_wearing_head_gives_the_wearing_state(tiny_models, photo_faces, backend):
+    predictor = AttributePredictor(tiny_models["head"], backend=backend)
+    assert predictor.has_wearing_head
+    image, landmarks = photo_faces[0]
+    faces = predictor(image, landmarks)
+    # The head's probabilities are the mean over each crop and its mirror, like the joint's.
+    crops = predictor.preprocess(image, landmarks)
+    plain = predictor._net.run_all(crops)[1]
+    mirrored = predictor._net.run_all(np.ascontiguousarray(crops[:, :, :, ::-1]))[1]
+    expected = 0.5 * (plain + mirrored)
+    for face, probs in zip(faces, expected):
+        assert face.wearing_probs.shape == (3,) and face.wearing_probs.dtype == np.float32
+        np.testing.assert_allclose(face.wearing_probs, probs, rtol=1e-4, atol=1e-6)
+        assert face.wearing == WEARING_STATES[int(np.argmax(probs))]
+
+
+def test_wearing_head_backends_agree(tiny_models, photo_faces):
+    image, landmarks = photo_faces[1]
+    native = AttributePredictor(tiny_models["head"], backend="native")(image, landmarks)
+    reference = AttributePredictor(tiny_models["head"], backend="onnxruntime")(image, landmarks)
+    for a, b in zip(native, reference):
+        np.testing.assert_allclose(a.wearing_probs, b.wearing_probs, atol=1e-5)
+
+
+def test_file_without_head_uses_the_thresholds(tiny_models, photo_faces):
+    predictor = AttributePredictor(tiny_models["plain"])
+    assert not predictor.has_wearing_head
+    image, landmarks = photo_faces[0]
+    for face in predictor(image, landmarks):
+        assert face.wearing_probs is None
+        assert face.wearing == wearing_state(face.coverage, predictor.wearing_thresholds)
+
+
+def test_bad_wearing_heads(tiny_models, predictor, rng):
+    with pytest.raises(ValueError, match="wearing"):
+        AttributePredictor(tiny_models["bad"])
+    joint = random_joint(rng, 1)[0]
+    with pytest.raises(ValueError, match="wearing_probs"):
+        predictor.attributes(joint, np.ones(4, np.float32) / 4)
+    with pytest.raises(TypeError, match="wearing_probs"):
+        predictor.attributes(joint, [0.2, 0.3, 0.5])
+    face = predictor.attributes(joint, np.array([0.1, 0.7, 0.2], np.float32))
+    assert face.wearing == "incorrect"
+    assert predictor.attributes(joint).wearing_probs is None
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -625,3 +690,60 @@ def test_backends_give_the_same_probabilities(photo_faces):
     for image, landmarks in photo_faces:
         np.testing.assert_allclose(native.joint_probs(image, landmarks),
                                    reference.joint_probs(image, landmarks), atol=1e-5)
+
+
+def test_wearing_head_training_pieces(tmp_path, rng):
+    pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    from masksegx.attributes import DEFAULT_SETTINGS
+    from masksegx.training import train_wearing
+
+    trunk = onnx.load_from_string(tiny_attribute_net(np.random.default_rng(2)))
+    crops = rng.integers(0, 256, (6, DEFAULT_SETTINGS["crop_size"], DEFAULT_SETTINGS["crop_size"], 3),
+                         dtype=np.uint8)
+    features, joint = train_wearing.pooled_features(
+        train_wearing.feature_session(trunk), crops, DEFAULT_SETTINGS)
+    assert features.shape == (2, 6, 8) and joint.shape == (6, 22)
+    # The exported head is the fitted layer: the predictor's state is train_wearing.predict's.
+    labels = np.arange(6) % 3
+    weights, bias = train_wearing.fit_softmax(features[0], labels, 1e-3)
+    path = tmp_path / "headed.onnx"
+    onnx.save(train_wearing.with_head(trunk, weights, bias), str(path))
+    predictor = AttributePredictor(path, backend="native")
+    batch = np.stack([masksegx.attributes.network_input(c, DEFAULT_SETTINGS) for c in crops])
+    both = np.concatenate([batch, batch[:, :, :, ::-1]])
+    probs = predictor._net.run_all(np.ascontiguousarray(both))[1]
+    states = np.argmax(0.5 * (probs[:6] + probs[6:]), axis=1)
+    np.testing.assert_array_equal(states, train_wearing.predict(weights, bias, features))
+    # A second head replaces the first; without_head gives the trunk back.
+    again = train_wearing.with_head(train_wearing.without_head(onnx.load(str(path))), weights, bias)
+    assert [o.name for o in again.graph.output] == ["probs", "wearing"]
+    assert len(again.graph.node) == len(trunk.graph.node) + 3
+    assert train_wearing.without_head(again).SerializeToString() == trunk.SerializeToString()
+
+
+def test_wearing_folds_keep_photos_together():
+    pytest.importorskip("torch")
+    from masksegx.training.train_wearing import photo_folds
+
+    names = np.array([f"photo{k // 3}.jpg#{k % 3}" for k in range(30)])
+    folds = photo_folds(names, 5, seed=0)
+    for k in range(0, 30, 3):
+        assert len(set(folds[k : k + 3])) == 1
+    assert set(folds) == set(range(5))
+
+
+def test_wearing_card_section_is_replaced():
+    from masksegx.training.attr_report import (
+        SECTION_BEGIN,
+        SECTION_END,
+        wearing_section,
+        with_wearing_section,
+    )
+
+    card = with_wearing_section("# Card\n\ntext\n", f"{SECTION_BEGIN}\nfirst\n{SECTION_END}")
+    assert wearing_section(card) == f"{SECTION_BEGIN}\nfirst\n{SECTION_END}"
+    card = with_wearing_section(card + "after\n", f"{SECTION_BEGIN}\nsecond\n{SECTION_END}")
+    assert card.startswith("# Card\n\ntext\n") and card.endswith("after\n")
+    assert "second" in card and "first" not in card and card.count(SECTION_BEGIN) == 1
+    assert wearing_section("# Card\n") is None

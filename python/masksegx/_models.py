@@ -124,12 +124,14 @@ def _open_session(path: str, threads: int, name: str) -> onnxruntime.InferenceSe
 class OpenedNet:
     """A one-input net file opened in a backend (:func:`open_net`).
 
-    ``run(x)`` returns the first output for the input array ``x``; the names and declared shapes
-    (per axis an int, a symbolic name or None) and the file's metadata come from the file.
+    ``run(x)`` returns the first output for the input array ``x``, ``run_all(x)`` every output
+    in ``output_names`` order; the names and declared shapes (per axis an int, a symbolic name
+    or None) and the file's metadata come from the file.
     """
 
     backend: str
     run: Callable[[np.ndarray], np.ndarray]
+    run_all: Callable[[np.ndarray], tuple[np.ndarray, ...]]
     input_names: tuple[str, ...]
     input_shapes: tuple[Shape | None, ...]
     output_names: tuple[str, ...]
@@ -179,8 +181,13 @@ def _open_native(path: str, threads: int, name: str) -> OpenedNet:
         with parallel_threads(threads):
             return net(x)[first]
 
+    def run_all(x: np.ndarray) -> tuple[np.ndarray, ...]:
+        with parallel_threads(threads):
+            out = net(x)
+        return tuple(out[name] for name in net.output_names)
+
     return OpenedNet(
-        "native", run, net.input_names, net.input_shapes, net.output_names, net.output_shapes,
+        "native", run, run_all, net.input_names, net.input_shapes, net.output_names, net.output_shapes,
         net.metadata,
     )
 
@@ -226,8 +233,11 @@ def _open_onnxruntime(path: str, threads: int, name: str) -> OpenedNet:
         result: np.ndarray = session.run(first, {input_name: x})[0]
         return result
 
+    def run_all(x: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(session.run(None, {input_name: x}))
+
     return OpenedNet(
-        "onnxruntime", run, (input_name,), (_ort_shape(inputs[0].shape),),
+        "onnxruntime", run, run_all, (input_name,), (_ort_shape(inputs[0].shape),),
         tuple(o.name for o in outputs), tuple(_ort_shape(o.shape) for o in outputs),
         dict(session.get_modelmeta().custom_metadata_map),
     )

@@ -11,14 +11,19 @@ as the paper's eq. 11-13 (1-based there):
 - expected level ``E = sum_l l * P(level l)``.
 
 The coverage level is the share of the lower face (below the eye line, inside the face box)
-covered by the worn mask, in tenths (:func:`masksegx.synthesis.coverage_level`). The wearing
-state follows from the expected level with two thresholds ``a < b`` stored in the model file
-(chosen on training data, see the model card):
+covered by the worn mask, in tenths (:func:`masksegx.synthesis.coverage_level`).
+
+The wearing state comes from the network's wearing head where the file has one: a second
+output ``wearing`` [N, 3], P(none, incorrect, correct), read from the same trunk features and
+trained on real photos' crops (``masksegx.training.train_wearing``); the state is its most
+probable class. A file without that output falls back to the expected level and two thresholds
+``a < b`` stored in the model file (chosen on training data, see the model card):
 
 - ``"none"`` if ``E < a``, ``"correct"`` if ``E >= b``, ``"incorrect"`` otherwise.
 
 A correctly worn mask covers nose and mouth but not the cheeks under the eyes, so it reaches
-levels around 5-7; one pulled under the nose or chin, 1-4.
+levels around 5-7; one pulled under the nose or chin, 1-4; but a mask under the nose covers
+about as much of the lower face as one worn correctly, which the head tells apart better.
 
 Inference runs on the masksegx C++ kernels or in onnxruntime (``backend``); torch is never
 imported here.
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -56,6 +61,8 @@ N_LEVELS = 11
 N_JOINT = 2 * N_LEVELS
 GENDERS = ("female", "male")
 WEARING_STATES = ("none", "incorrect", "correct")
+#: Name of the optional wearing-head output [N, 3] (P of each of :data:`WEARING_STATES`).
+WEARING_OUTPUT = "wearing"
 #: The shipped model.
 DEFAULT_MODEL = ATTRIBUTES_MODEL
 #: The backend of :class:`AttributePredictor` unless asked otherwise: the faster one on the
@@ -84,8 +91,11 @@ class FaceAttributes:
     gender_prob : P(male) in [0, 1].
     coverage_probs : float32 (11,) P(level l), l = 0..10, summing to 1.
     coverage : expected coverage level in [0, 10].
-    wearing : ``"none"``, ``"incorrect"`` or ``"correct"`` (module docstring rule).
+    wearing : ``"none"``, ``"incorrect"`` or ``"correct"``: the wearing head's most probable
+        state, or the thresholds' rule on ``coverage`` without a head (module docstring).
     joint_probs : float32 (22,) the network's softmax (female levels 0..10, then male).
+    wearing_probs : float32 (3,) the wearing head's P(none, incorrect, correct), or None when
+        the model has no wearing head.
     """
 
     gender: str
@@ -94,6 +104,7 @@ class FaceAttributes:
     coverage: float
     wearing: str
     joint_probs: np.ndarray
+    wearing_probs: np.ndarray | None = None
 
 
 def gender_marginals(joint: np.ndarray) -> np.ndarray:
@@ -157,7 +168,8 @@ class AttributePredictor:
     ModelNotFoundError
         A missing model (a FileNotFoundError and ValueError).
     ValueError
-        A file onnxruntime cannot load or whose output is not [N, 22].
+        A file onnxruntime cannot load, whose first output is not [N, 22], or whose ``wearing``
+        output is not [N, 3].
     """
 
     def __init__(
@@ -178,6 +190,8 @@ class AttributePredictor:
         self.input_size = int(self.settings["input_size"])
         self.padding = float(self.settings["padding"])
         self.wearing_thresholds = _thresholds(self.settings["wearing_thresholds"])
+        #: Whether the file has the wearing head (else the thresholds give the wearing state).
+        self.has_wearing_head = _has_wearing_head(self._net, self.model_path)
         #: Whether this object runs the mirrored crops (False when the graph does it itself).
         self.mirror_here = mirror and not self.settings.get("mirror_average", False)
 
@@ -190,19 +204,12 @@ class AttributePredictor:
         """:meth:`preprocess` of an image already validated by :func:`as_image` and landmarks
         [N, 5, 2] by :func:`_as_landmark_batch`."""
         batch = np.empty((len(landmarks), 3, self.input_size, self.input_size), np.float32)
-        mean, scale = np.float32(self.settings["mean"]), np.float32(self.settings["scale"])
         for i, points in enumerate(landmarks):
             try:
                 crop, _ = _align_face(image, points, self.crop_size, self.padding)
             except ValueError as error:  # degenerate points (all in one place)
                 raise ValueError(f"landmarks: face {i}: {error}") from None
-            if self.input_size != self.crop_size:
-                crop = cv2.resize(
-                    crop, (self.input_size, self.input_size), interpolation=cv2.INTER_AREA
-                )
-            if self.settings["channels"] == "rgb":
-                crop = crop[:, :, ::-1]
-            batch[i] = ((crop.astype(np.float32) - mean) * scale).transpose(2, 0, 1)
+            batch[i] = network_input(crop, self.settings)
         return batch
 
     def joint_probs(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -213,39 +220,80 @@ class AttributePredictor:
     def _joint_probs(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """:meth:`joint_probs` of an image already validated by :func:`as_image` and finite
         landmarks [N, 5, 2]."""
+        return self._outputs(image, landmarks)[0]
+
+    def _outputs(
+        self, image: np.ndarray, landmarks: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The joint probabilities [N, 22] and the wearing head's [N, 3] (None without a head)
+        of an image already validated by :func:`as_image` and finite landmarks [N, 5, 2]."""
         if len(landmarks) == 0:
-            return np.zeros((0, N_JOINT), np.float32)
+            empty = np.zeros((0, len(WEARING_STATES)), np.float32)
+            return np.zeros((0, N_JOINT), np.float32), empty if self.has_wearing_head else None
         batch = self._preprocess(image, landmarks)
         if self.mirror_here:
-            both = np.ascontiguousarray(np.concatenate([batch, batch[:, :, :, ::-1]]))
-            out = self._net.run(both)
-            out = 0.5 * (out[: len(batch)] + out[len(batch) :])
-        else:
-            out = self._net.run(batch)
+            batch = np.ascontiguousarray(np.concatenate([batch, batch[:, :, :, ::-1]]))
+        if self.has_wearing_head:
+            outputs = self._net.run_all(batch)
+            joint, wearing = outputs[0], outputs[self._net.output_names.index(WEARING_OUTPUT)]
+            return self._per_face(joint, len(landmarks)), self._per_face(wearing, len(landmarks))
+        return self._per_face(self._net.run(batch), len(landmarks)), None
+
+    def _per_face(self, out: np.ndarray, count: int) -> np.ndarray:
+        """A net output per face: the mean over each crop and its mirror when both ran."""
+        if self.mirror_here:
+            out = 0.5 * (out[:count] + out[count:])
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> list[FaceAttributes]:
-        return [self.attributes(joint) for joint in self.joint_probs(image, landmarks)]
+        image = as_image(image)
+        return self._predict(image, _as_landmark_batch(landmarks, image.shape))
 
     def _predict(self, image: np.ndarray, landmarks: np.ndarray) -> list[FaceAttributes]:
         """The call of an image already validated by :func:`as_image` and finite landmarks
         [N, 5, 2]."""
-        return [self.attributes(joint) for joint in self._joint_probs(image, landmarks)]
+        joint, wearing = self._outputs(image, landmarks)
+        if wearing is None:
+            return [self.attributes(row) for row in joint]
+        return [self.attributes(row, probs) for row, probs in zip(joint, wearing)]
 
-    def attributes(self, joint: np.ndarray) -> FaceAttributes:
-        """:class:`FaceAttributes` of one face's joint probabilities (22,)."""
+    def attributes(
+        self, joint: np.ndarray, wearing_probs: np.ndarray | None = None
+    ) -> FaceAttributes:
+        """:class:`FaceAttributes` of one face's joint probabilities (22,) and, where the model
+        has a wearing head, its wearing probabilities (3,); without them the wearing state
+        follows the thresholds' rule."""
         joint = _as_joint(joint).astype(np.float32)
         p_female, p_male = gender_marginals(joint)
         levels = level_marginals(joint)
         coverage = float(expected_level(levels.astype(np.float64)))
+        if wearing_probs is None:
+            wearing = wearing_state(coverage, self.wearing_thresholds)
+        else:
+            wearing_probs = _as_wearing_probs(wearing_probs)
+            wearing = WEARING_STATES[int(np.argmax(wearing_probs))]
         return FaceAttributes(
             gender=GENDERS[int(p_male > p_female)],
             gender_prob=float(p_male),
             coverage_probs=levels,
             coverage=coverage,
-            wearing=wearing_state(coverage, self.wearing_thresholds),
+            wearing=wearing,
             joint_probs=joint,
+            wearing_probs=wearing_probs,
         )
+
+
+def network_input(crop: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray:
+    """An aligned uint8 BGR face crop (``settings["crop_size"]`` square, as
+    :func:`~masksegx.align.align_face` cuts it) as the net's float32 [3, S, S] input, S =
+    ``settings["input_size"]`` (``settings`` as :attr:`AttributePredictor.settings`)."""
+    size = int(settings["input_size"])
+    if crop.shape[:2] != (size, size):
+        crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    if settings["channels"] == "rgb":
+        crop = crop[:, :, ::-1]
+    mean, scale = np.float32(settings["mean"]), np.float32(settings["scale"])
+    return ((crop.astype(np.float32) - mean) * scale).transpose(2, 0, 1)
 
 
 def predict_attributes(
@@ -287,6 +335,24 @@ def _as_joint(joint: object) -> np.ndarray:
     if joint.shape[-1:] != (N_JOINT,):
         raise ValueError(f"joint: expected last axis {N_JOINT}, got shape {joint.shape}")
     return joint
+
+
+def _as_wearing_probs(probs: object) -> np.ndarray:
+    if not isinstance(probs, np.ndarray):
+        raise TypeError(f"wearing_probs: expected a numpy.ndarray, got {type(probs).__name__}")
+    if probs.shape != (len(WEARING_STATES),):
+        raise ValueError(f"wearing_probs: expected shape (3,), got {probs.shape}")
+    return probs.astype(np.float32)
+
+
+def _has_wearing_head(net: OpenedNet, path: str) -> bool:
+    """Whether the attribute net has the ``wearing`` output; ValueError when it is not [N, 3]."""
+    if WEARING_OUTPUT not in net.output_names[1:]:
+        return False
+    shape = net.output_shapes[net.output_names.index(WEARING_OUTPUT)]
+    if not shape or shape[-1] != len(WEARING_STATES):
+        raise ValueError(f"model: {path} has a {WEARING_OUTPUT!r} output that is not [N, 3]")
+    return True
 
 
 def _thresholds(values: object) -> tuple[float, float]:

@@ -60,6 +60,27 @@ def run_evals(data: Path, model: Path, out: Path) -> dict[str, Json]:
     return results
 
 
+#: Markers of the card's wearing-head section, written by :mod:`.train_wearing` and kept when
+#: this module rewrites the card.
+SECTION_BEGIN = "<!-- train_wearing: begin -->"
+SECTION_END = "<!-- train_wearing: end -->"
+
+
+def wearing_section(card: str) -> str | None:
+    """The wearing-head section of a card's text, markers included (None without one)."""
+    if SECTION_BEGIN not in card or SECTION_END not in card:
+        return None
+    return SECTION_BEGIN + card.split(SECTION_BEGIN, 1)[1].split(SECTION_END, 1)[0] + SECTION_END
+
+
+def with_wearing_section(card: str, section: str) -> str:
+    """The card's text with its wearing-head section replaced by ``section``, or appended."""
+    old = wearing_section(card)
+    if old is not None:
+        return card.replace(old, section)
+    return card.rstrip("\n") + "\n\n" + section + "\n"
+
+
 def latencies(variants: dict[str, Json], mirror: bool) -> dict[str, float]:
     """Median single-thread onnxruntime ms per face for each variant's architecture (with the
     mirror average inside the graph when the run exported it that way)."""
@@ -184,6 +205,13 @@ def x_choice(metrics: Json, ablation: Json) -> str:
     return f"**x = {chosen_x}** (no run compared x alternatives)."
 
 
+def has_wearing_head(model: Path) -> bool:
+    """Whether the attribute net file has the wearing head's output."""
+    from ..attributes import AttributePredictor
+
+    return AttributePredictor(model).has_wearing_head
+
+
 def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], model: Path,
                   command: str, ablation: Json | None = None,
                   extra: dict[str, list[str]] | None = None, start: Json | None = None) -> str:
@@ -277,7 +305,13 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
            "of the net; all results and latencies below include it."),
         "- Marginals (eq. 11-13): P(female) = sum of outputs 1..11, P(male) = sum of 12..22, "
         "P(level l) = T_l + T_{l+11}; coverage = expected level.",
-        f"- Wearing state: **none if expected level < {low}, correct if >= {high}, incorrect "
+        *(["- Wearing head: a second output `wearing` [N, 3] on the pooled features, trained "
+           "on real crops (section \"Wearing head\" below); `AttributePredictor` reads the "
+           "wearing state from it. The thresholds' rule below stays in the file for readers "
+           "without the head; every wearing figure in this card is the head's."]
+          if has_wearing_head(model) else []),
+        f"- Wearing state{' without the head' if has_wearing_head(model) else ''}: **none if "
+        f"expected level < {low}, correct if >= {high}, incorrect "
         f"otherwise** (thresholds stored in the file's `masksegx_attributes` metadata). They "
         "were fitted on training predictions (facemask training crops, ffhq_synthmask "
         "`train/`, 2000 unmasked faces) by maximising accuracy on a 0.1 grid. The data behind "
@@ -706,8 +740,10 @@ def main(argv: list[str] | None = None) -> int:
                "[--facemask det/facemask --ilc det/ilc2021 --models-dir models]` and the same "
                "with `--format utk "
                "--annotations attr/utkface --images attr/utkface")
-    args.card.write_text(card_markdown(metrics, evals, lat, args.model, command,
-                                       ablation if args.ablation_metrics else None, extra, start))
+    card = card_markdown(metrics, evals, lat, args.model, command,
+                         ablation if args.ablation_metrics else None, extra, start)
+    kept = wearing_section(args.card.read_text()) if args.card.is_file() else None
+    args.card.write_text(card if kept is None else with_wearing_section(card, kept))
     if args.ablations:
         args.ablations.parent.mkdir(parents=True, exist_ok=True)
         args.ablations.write_text(ablation_markdown(ablation, lat))

@@ -1,0 +1,425 @@
+"""Train the attribute network's wearing head on real photos' face crops and add it to the model.
+
+    python -m masksegx.training.attr_cache --data ../shared/data --out .data/attr_wear \\
+        --sources facemask,ilc
+    python -m masksegx.training.train_wearing --cache .data/attr_wear \\
+        --model python/masksegx/models/attributes.onnx --data ../shared/data \\
+        --card python/masksegx/models/attributes.md
+
+Issue 13 asks for the wearing state trained and validated on real crops. The coverage level
+alone cannot tell a mask under the nose from one worn correctly (both cover about half the
+lower face), so the model gets a second output, ``wearing`` [N, 3] = P(none, incorrect,
+correct), read from the trunk's pooled features (the GlobalAveragePool output) by one softmax
+layer. The trunk and the joint output do not change: gender and coverage stay exactly as they
+were.
+
+Training data: every crop of the cache's real sources (det/facemask and det/ilc2021, the three
+labelled classes) in their training splits, plus ``--copies`` augmented copies of each
+(:func:`~masksegx.training.train_attributes.augment`, alternating its default and strong
+settings). A crop gives two feature rows, its own and its mirror image's (the two passes whose
+softmaxes :class:`~masksegx.AttributePredictor` averages), an augmented copy one (it is flipped
+at random already). The weight decay is chosen by 5-fold cross-validation over photos (the
+faces of one photo, and their copies, in one fold); the layer is then fitted on all training
+crops, the feature standardisation folded into it.
+
+With ``--data`` the new file is scored as ``masksegx eval-attr --facemask --ilc`` scores it
+(validation crops, landmarks from RetinaFace on each face's neighbourhood), beside the
+thresholds' rule of the file it started from; ``--card`` rewrites the model card's section
+between :data:`~masksegx.training.attr_report.SECTION_BEGIN` and ``SECTION_END`` from those
+figures (``attr_report`` keeps that section when it rewrites the card). The head depends on
+the trunk: run this again after every ``train_attributes`` run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..attributes import METADATA_KEY, WEARING_OUTPUT, WEARING_STATES, AttributePredictor, network_input
+from ..eval.report import markdown_table
+from .attr_cache import read_cache
+from .attr_report import SECTION_BEGIN, SECTION_END, with_wearing_section
+from .train_attributes import AUGMENTATIONS, augment
+
+#: Cache sources with real wearing labels (photos, not synthetic masks).
+REAL_SOURCES = ("facemask", "ilc")
+#: Weight decays tried by the cross-validation.
+DECAYS = (1e-3, 1e-2, 1e-1)
+FOLDS = 5
+#: Prefix of the head's node and initializer names (stripped before a new head is added).
+HEAD_PREFIX = "wearing_head/"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def without_head(model: Any) -> Any:
+    """A copy of the ONNX ``model`` without its wearing head (unchanged when it has none)."""
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    keep_nodes = [n for n in graph.node if not n.name.startswith(HEAD_PREFIX)]
+    keep_init = [t for t in graph.initializer if not t.name.startswith(HEAD_PREFIX)]
+    keep_out = [o for o in graph.output if o.name != WEARING_OUTPUT]
+    for field, kept in ((graph.node, keep_nodes), (graph.initializer, keep_init),
+                        (graph.output, keep_out)):
+        del field[:]
+        field.extend(kept)
+    return out
+
+
+def pooled_feature_name(model: Any) -> str:
+    """The output name of the graph's single GlobalAveragePool (the trunk's pooled features)."""
+    names = [str(n.output[0]) for n in model.graph.node if n.op_type == "GlobalAveragePool"]
+    if len(names) != 1:
+        raise ValueError(f"model: expected one GlobalAveragePool, found {len(names)}")
+    return names[0]
+
+
+def feature_session(model: Any) -> Any:
+    """An onnxruntime session (one thread) whose outputs are the model's and the pooled
+    features."""
+    import onnx
+    import onnxruntime
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.append(
+        onnx.helper.make_tensor_value_info(pooled_feature_name(model), onnx.TensorProto.FLOAT, None))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    return onnxruntime.InferenceSession(probe.SerializeToString(), options,
+                                        providers=["CPUExecutionProvider"])
+
+
+def pooled_features(session: Any, crops: np.ndarray, settings: dict[str, Any],
+                    batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features [2, N, C] of aligned crops [N, S, S, 3], of each crop and of its mirror
+    (the predictor's two passes), and the joint probabilities [N, 22] averaged over both."""
+    name = session.get_inputs()[0].name
+    features, joint = [], []
+    for start in range(0, len(crops), batch):
+        x = np.stack([network_input(c, settings) for c in crops[start : start + batch]])
+        mirrored = np.ascontiguousarray(x[:, :, :, ::-1])
+        plain, flipped = (session.run(None, {name: part}) for part in (x, mirrored))
+        features.append(np.stack([plain[-1], flipped[-1]]).reshape(2, len(x), -1))
+        joint.append(0.5 * (plain[0] + flipped[0]))
+    return np.concatenate(features, axis=1).astype(np.float32), np.concatenate(joint)
+
+
+def fit_softmax(features: np.ndarray, labels: np.ndarray, decay: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Weights [K, C] and bias [K] of a softmax layer on standardised ``features`` (L-BFGS,
+    cross-entropy + ``decay`` x squared weights)."""
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.from_numpy(features)
+    y = torch.from_numpy(labels.astype(np.int64))
+    layer = torch.nn.Linear(features.shape[1], len(WEARING_STATES))
+    optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(layer(x), y) + decay * (layer.weight ** 2).sum()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
+        return loss
+
+    optimizer.step(closure)  # type: ignore[no-untyped-call]  # torch: LBFGS.step is unannotated
+    return layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy()
+
+
+def predict(weights: np.ndarray, bias: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """The state per crop from features [2, N, C]: the larger mean softmax over both passes."""
+    logits = features @ weights.T + bias
+    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    states: np.ndarray = np.argmax(probs.mean(axis=0), axis=1)
+    return states
+
+
+def photo_folds(names: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """A fold per crop, the crops of one photo (cache names ``photo#face``) in the same fold."""
+    photos = np.array([name.rsplit("#", 1)[0] for name in names])
+    unique = np.unique(photos)
+    np.random.default_rng(seed).shuffle(unique)
+    fold_of = {photo: k % folds for k, photo in enumerate(unique)}
+    return np.array([fold_of[photo] for photo in photos])
+
+
+def training_set(clean: np.ndarray, labels: np.ndarray, copies: np.ndarray,
+                 copy_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [M, C] and labels: both passes of each clean crop, the plain pass of each
+    augmented copy (augmentation flips at random already)."""
+    rows = np.concatenate([clean[0], clean[1], copies[0]])
+    return rows, np.concatenate([labels, labels, copy_labels])
+
+
+def cross_validate(clean: np.ndarray, labels: np.ndarray, folds: np.ndarray,
+                   copies: np.ndarray, copy_labels: np.ndarray, copy_of: np.ndarray,
+                   decays: Sequence[float]) -> dict[float, float]:
+    """Accuracy on the held-out clean crops per weight decay (features [2, N, C]; training
+    folds: their clean crops and augmented copies)."""
+    scores = {}
+    for decay in decays:
+        right = 0
+        for fold in range(int(folds.max()) + 1):
+            train, test = folds != fold, folds == fold
+            train_copies = folds[copy_of] != fold
+            x, y = training_set(clean[:, train], labels[train], copies[:, train_copies],
+                                copy_labels[train_copies])
+            mean, scale = x.mean(0), x.std(0) + 1e-6
+            weights, bias = fit_softmax((x - mean) / scale, y, decay)
+            found = predict(weights, bias, (clean[:, test] - mean) / scale)
+            right += int((found == labels[test]).sum())
+        scores[decay] = right / len(labels)
+        log(f"decay {decay:g}: cross-validated accuracy {scores[decay]:.4f}")
+    return scores
+
+
+def with_head(model: Any, weights: np.ndarray, bias: np.ndarray) -> Any:
+    """``model`` (without a head) plus Flatten -> Gemm(weights, bias) -> Softmax on its pooled
+    features, as the output :data:`WEARING_OUTPUT` [batch, 3]."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    pooled = pooled_feature_name(out)
+    flat, logits = f"{HEAD_PREFIX}flat", f"{HEAD_PREFIX}logits"
+    graph.initializer.extend([
+        numpy_helper.from_array(weights.astype(np.float32), f"{HEAD_PREFIX}weight"),
+        numpy_helper.from_array(bias.astype(np.float32), f"{HEAD_PREFIX}bias"),
+    ])
+    graph.node.extend([
+        helper.make_node("Flatten", [pooled], [flat], name=f"{HEAD_PREFIX}Flatten", axis=1),
+        helper.make_node("Gemm", [flat, f"{HEAD_PREFIX}weight", f"{HEAD_PREFIX}bias"], [logits],
+                         name=f"{HEAD_PREFIX}Gemm", transB=1),
+        helper.make_node("Softmax", [logits], [WEARING_OUTPUT], name=f"{HEAD_PREFIX}Softmax",
+                         axis=1),
+    ])
+    batch = graph.input[0].type.tensor_type.shape.dim[0]
+    dims = [batch.dim_param or batch.dim_value, len(WEARING_STATES)]
+    graph.output.append(helper.make_tensor_value_info(WEARING_OUTPUT, onnx.TensorProto.FLOAT, dims))
+    onnx.checker.check_model(out)
+    return out
+
+
+def training_crops(caches: Sequence[Path], crop_size: int, padding: float
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The labelled real crops (all splits) of the caches; ValueError when a cache's crops are
+    not cut as the model's (crop size, padding)."""
+    crops, metas = [], []
+    for cache in caches:
+        cache_crops, meta, info = read_cache(cache)
+        if (info["crop_size"], info["padding"]) != (crop_size, padding):
+            raise ValueError(f"cache: {cache} has crops of {info['crop_size']} px, padding "
+                             f"{info['padding']}; the model expects {crop_size}, {padding}")
+        keep = np.isin(meta["source"], REAL_SOURCES) & (meta["wearing"] >= 0)
+        crops.append(cache_crops[keep])
+        metas.append({key: value[keep] for key, value in meta.items()})
+    if not crops or not sum(len(c) for c in crops):
+        raise ValueError(f"cache: no labelled crops of {REAL_SOURCES} in {list(map(str, caches))}")
+    return np.concatenate(crops), {key: np.concatenate([m[key] for m in metas]) for key in metas[0]}
+
+
+def crop_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    confusion = np.zeros((3, 3), int)
+    np.add.at(confusion, (truth, predicted), 1)
+    return {"accuracy": float((predicted == truth).mean()), "n": int(len(truth)),
+            "confusion": confusion.tolist()}
+
+
+def pipeline_scores(data: Path, models: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """``eval-attr``'s wearing records (facemask and ILC validation crops, RetinaFace
+    landmarks) for each named model file, on the same faces."""
+    from ..eval.attributes import evaluate_wearing, facemask_faces, neighbourhood_landmarks
+    from ..eval.reference_detectors import make_detector
+
+    detector = make_detector("retinaface", data / "models")
+    faces = {
+        key: facemask_faces(data / folder / "images", data / folder / "annotations", split,
+                            lambda image, box: neighbourhood_landmarks(detector, image, box))
+        for key, folder, split in (("facemask", "det/facemask", "val"),
+                                   ("ilc", "det/ilc2021", "ilc-val"))
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for name, path in models.items():
+        predictor = AttributePredictor(path, threads=1)
+        out[name] = {key: evaluate_wearing(found, predictor, missed)
+                     for key, (found, missed) in faces.items()}
+        both = [out[name][key] for key in faces]
+        right = sum(r["wearing_acc"] * r["n_faces"] for r in both)
+        out[name]["both"] = {"wearing_acc": right / sum(r["n_faces"] for r in both),
+                             "n_faces": sum(r["n_faces"] for r in both)}
+    return out
+
+
+def section_markdown(record: dict[str, Any]) -> str:
+    """The model card's wearing-head section."""
+    lines = [
+        SECTION_BEGIN,
+        "## Wearing head",
+        "",
+        "Written by `python -m masksegx.training.train_wearing` (its module docstring has the "
+        "method). The file's second output `wearing` [N, 3] gives P(none, incorrect, correct) "
+        "from the trunk's pooled features by one softmax layer; `AttributePredictor` reads the "
+        "wearing state from it (the thresholds above stay in the file for files without a "
+        "head). Trunk, joint output, gender and coverage are unchanged.",
+        "",
+        f"Training: {record['n_train']} real training crops (det/facemask and det/ilc2021 "
+        f"training splits; {record['train_counts']} none / incorrect / correct) and "
+        f"{record['copies']} augmented copies of each. Weight decay by {FOLDS}-fold "
+        "cross-validation over photos:",
+        "",
+        markdown_table(["weight decay", "cross-validated accuracy"],
+                       [[f"{float(d):g}", f"{a:.4f}"] for d, a in record["cv"].items()]),
+        "",
+        f"Chosen: {float(record['decay']):g}. Commands:",
+        "",
+        *(f"    {command}" for command in record["commands"]),
+        "",
+        "Crop-space validation (the caches' validation crops, mirror mean as the predictor):",
+        "",
+        markdown_table(
+            ["crops", "n", "thresholds' rule", "wearing head"],
+            [[name, str(record["crops"][name]["head"]["n"]),
+              f"{record['crops'][name]['rule']['accuracy']:.4f}",
+              f"{record['crops'][name]['head']['accuracy']:.4f}"]
+             for name in ("facemask", "ilc", "both")]),
+    ]
+    pipeline = record.get("pipeline")
+    if pipeline:
+        lines += [
+            "",
+            "As `masksegx eval-attr --facemask det/facemask --ilc det/ilc2021 --models-dir "
+            "models` scores it (validation crops, landmarks from RetinaFace on each face's "
+            "neighbourhood; faces without landmarks left out), the same faces for both files:",
+            "",
+            markdown_table(
+                ["crops", "n", "thresholds' rule (file before)", "wearing head (this file)"],
+                [[name, str(pipeline["head"][name]["n_faces"]),
+                  f"{pipeline['rule'][name]['wearing_acc']:.4f}",
+                  f"{pipeline['head'][name]['wearing_acc']:.4f}"]
+                 for name in ("facemask", "ilc", "both")]),
+        ]
+        for name, label in (("facemask", "facemask val"), ("ilc", "ILC val")):
+            confusion = pipeline["head"][name]["confusion"]
+            lines += ["", f"Wearing head, {label} (rows: truth):", "",
+                      markdown_table(["truth \\ predicted", *WEARING_STATES],
+                                     [[t, *(str(confusion[t][p]) for p in WEARING_STATES)]
+                                      for t in WEARING_STATES])]
+    lines += ["", SECTION_END]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache", type=Path, nargs="+", required=True,
+                        help="attr_cache folder(s) holding the facemask and ilc sources")
+    parser.add_argument("--model", type=Path, required=True, help="the attributes.onnx to extend")
+    parser.add_argument("--out", type=Path, help="where to write the new file (default: --model)")
+    parser.add_argument("--copies", type=int, default=6, help="augmented copies per crop")
+    parser.add_argument("--decays", type=float, nargs="+", default=list(DECAYS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, help="score the new file as eval-attr does")
+    parser.add_argument("--card", type=Path, help="model card whose wearing-head section to write")
+    args = parser.parse_args(argv)
+    import onnx
+
+    out_path = args.out or args.model
+    source = onnx.load(str(args.model))
+    metadata = {p.key: p.value for p in source.metadata_props}
+    settings = json.loads(metadata[METADATA_KEY])
+    if settings.get("mirror_average"):
+        raise ValueError(f"model: {args.model} averages the mirror image in its graph; give its "
+                         "one-pass copy (train_attributes --single-pass)")
+    trunk = without_head(source)
+    crops, meta = training_crops(args.cache, int(settings["crop_size"]), float(settings["padding"]))
+    train = meta["split"] == 0
+    labels = meta["wearing"].astype(np.int64)
+    log(f"{len(crops)} labelled real crops, {int(train.sum())} for training")
+
+    session = feature_session(trunk)
+    features, joint = pooled_features(session, crops, settings)
+    rng = np.random.default_rng(args.seed)
+    train_index = np.flatnonzero(train)
+    copies, copy_of = [], []
+    for copy in range(args.copies):
+        kind = "strong" if copy % 2 else "default"
+        augmented = np.stack([augment(crops[i], rng, AUGMENTATIONS[kind]) for i in train_index])
+        copies.append(pooled_features(session, augmented, settings)[0])
+        copy_of.append(np.arange(len(train_index)))
+        log(f"copy {copy + 1}/{args.copies} ({kind})")
+    copy_features = (np.concatenate(copies, axis=1) if copies
+                     else np.zeros((2, 0, features.shape[2]), np.float32))
+    copy_index = np.concatenate(copy_of) if copy_of else np.zeros(0, np.int64)
+
+    folds = photo_folds(meta["name"][train], FOLDS, args.seed)
+    cv = cross_validate(features[:, train], labels[train], folds, copy_features,
+                        labels[train][copy_index], copy_index, args.decays)
+    decay = max(cv, key=lambda d: (cv[d], -d))
+    x, y = training_set(features[:, train], labels[train], copy_features,
+                        labels[train][copy_index])
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    weights, bias = fit_softmax((x - mean) / scale, y, decay)
+    # Standardisation folded in: w . (f - mean) / scale + b = (w / scale) . f + (b - w . mean / scale).
+    folded_weights = weights / scale
+    folded_bias = bias - folded_weights @ mean
+    onnx.save(with_head(trunk, folded_weights, folded_bias), str(out_path))
+    log(f"wrote {out_path} (weight decay {decay:g})")
+
+    from ..attributes import expected_level, level_marginals, wearing_state
+
+    levels = expected_level(level_marginals(joint.astype(np.float64)))
+    thresholds = settings["wearing_thresholds"]
+    rule = np.array([WEARING_STATES.index(wearing_state(v, thresholds)) for v in levels])
+    head = predict(folded_weights, folded_bias, features)
+    validation = meta["split"] == 1
+    crops_record = {}
+    for key, chosen in (("facemask", meta["source"] == "facemask"),
+                        ("ilc", meta["source"] == "ilc"), ("both", np.ones(len(crops), bool))):
+        mask = chosen & validation
+        crops_record[key] = {"rule": crop_scores(rule[mask], labels[mask]),
+                             "head": crop_scores(head[mask], labels[mask])}
+    command = "python -m masksegx.training.train_wearing " + shlex.join(
+        sys.argv[1:] if argv is None else argv)
+    record: dict[str, Any] = {
+        "n_train": int(train.sum()), "copies": args.copies, "seed": args.seed,
+        "train_counts": " / ".join(str(int((labels[train] == k).sum())) for k in range(3)),
+        "cv": {str(d): a for d, a in cv.items()}, "decay": decay, "crops": crops_record,
+        "commands": ["python -m masksegx.training.attr_cache --data ../shared/data --out "
+                     + " ".join(map(str, args.cache)) + " --sources facemask,ilc", command],
+    }
+    if args.data is not None:
+        before = out_path.with_name(out_path.stem + ".before.onnx")
+        onnx.save(trunk, str(before))
+        try:
+            record["pipeline"] = pipeline_scores(args.data, {"rule": before, "head": out_path})
+        finally:
+            before.unlink()
+    for key, scores in crops_record.items():
+        log(f"{key}: rule {scores['rule']['accuracy']:.4f}, head {scores['head']['accuracy']:.4f}")
+    json_path = out_path.with_name(out_path.stem + "_wearing.json")
+    json_path.write_text(json.dumps(record, indent=1) + "\n")
+    if args.card is not None:
+        text = args.card.read_text(encoding="utf-8")
+        args.card.write_text(with_wearing_section(text, section_markdown(record)), encoding="utf-8")
+        log(f"wrote the wearing-head section of {args.card}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
