@@ -39,7 +39,8 @@ def test_every_doc_tool_imports(name, monkeypatch):
 
 def test_speed_table_records_both_detector_passes(monkeypatch):
     """tools.speed_ratios' per-net table counts the close-up pass too, its own R- and O-net
-    rows of their own, and leaves the detector's nets as they were."""
+    rows of their own, and the attribute net and MaskNet, and leaves the detector's nets as
+    they were."""
     cv2 = pytest.importorskip("cv2")
     monkeypatch.syspath_prepend(str(ROOT))
     speed_ratios = importlib.import_module("tools.speed_ratios")
@@ -50,6 +51,7 @@ def test_speed_table_records_both_detector_passes(monkeypatch):
     nets = segmenter.detector._nets, segmenter.detector._close_up_nets
     recorded = speed_ratios.recorded_net_inputs(segmenter, cv2.imread(MULTI_FACE_EXAMPLE.path))
     assert {
-        "ds_mtcnn_pnet", "ds_mtcnn_rnet", "ds_mtcnn_rnet_closeup", "ds_mtcnn_onet", "ds_mtcnn_onet_closeup"
+        "ds_mtcnn_pnet", "ds_mtcnn_rnet", "ds_mtcnn_rnet_closeup", "ds_mtcnn_onet", "ds_mtcnn_onet_closeup",
+        "attributes", "masknet",
     } <= set(recorded)
     assert (segmenter.detector._nets, segmenter.detector._close_up_nets) == nets

@@ -130,7 +130,8 @@ def recorded_net_inputs(segmenter: FaceMaskSegmenter, photo: np.ndarray) -> dict
                 for path, net in zip(pass_paths, originals[0][attribute])
             ))
         for name, stage in stages.items():
-            stage._net = dataclasses.replace(stage._net, run=recording(name, stage._net.run))
+            stage._net = dataclasses.replace(stage._net, run=recording(name, stage._net.run),
+                                             run_all=recording(name, stage._net.run_all))
             paths[name], backends[name] = stage.model_path, stage.backend
         segmenter(photo)
     finally:
@@ -208,6 +209,27 @@ def parallel_scaling(repeats: int = 100) -> float:
     return serial / parallel
 
 
+def stream_throughput(photo: np.ndarray, images: int = 16, rounds: int = 3) -> float:
+    """Images per second of a stream of ``images`` photos through one ``FaceMaskSegmenter``
+    (each call single-threaded) on two threads, over those of one thread: what ``masksegx
+    segment --threads 2`` does (best of ``rounds`` each, interleaved)."""
+    segmenter = FaceMaskSegmenter(threads=1)
+    batch = [photo] * images
+    segmenter(photo)
+    best = {1: float("inf"), 2: float("inf")}
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(rounds):
+            for threads in (1, 2):
+                start = time.perf_counter()
+                if threads == 1:
+                    for image in batch:
+                        segmenter(image)
+                else:
+                    list(pool.map(segmenter, batch))
+                best[threads] = min(best[threads], time.perf_counter() - start)
+    return best[1] / best[2]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference-models", help="folder of the reference detectors' models")
@@ -236,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rounds} interleaved rounds.\n")
     print(markdown_table(["contender", "threads", "median ms", "x masksegx detection"], rows))
     print("\nTargets (ratios from this run):\n")
-    for line in targets(seconds):
+    for line in targets(seconds, stream_throughput(photo)):
         print(f"- {line}")
     print("\nMultiply-adds of one FaceMaskSegmenter call (one thread), each net timed on both "
           "backends on the inputs the call gave it:\n")
@@ -244,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def targets(seconds: dict[str, float]) -> list[str]:
-    """The issue's four targets, each with its ratio and whether it holds."""
+def targets(seconds: dict[str, float], stream: float) -> list[str]:
+    """The issue's four targets, each with its ratio and whether it holds; ``stream`` is
+    :func:`stream_throughput`'s ratio."""
     def verdict(ok: bool) -> str:
         return "holds" if ok else "does not hold"
 
@@ -267,10 +290,13 @@ def targets(seconds: dict[str, float]) -> list[str]:
                      f"{ratio:.1f}x ({verdict(ratio >= 10)})")
     ratio = pipeline / seconds[peers.PIPELINE_THREADS_2]
     detection = ours / seconds[peers.DETECTION_THREADS_2]
-    lines.append(f"threads=2 at least 1.5x the throughput of threads=1: {ratio:.2f}x "
-                 f"({verdict(ratio >= 1.5)}; detection alone {detection:.2f}x); "
-                 f"GIL-free GEMM work on two threads gained {parallel_scaling():.2f}x on this machine "
-                 "just now (the ceiling here)")
+    lines.append(f"threads=2 at least 1.5x the throughput of threads=1: one call with "
+                 f"threads=2 {ratio:.2f}x ({verdict(ratio >= 1.5)}; detection alone "
+                 f"{detection:.2f}x); a stream of photos through one segmenter on 2 threads, "
+                 f"each call single-threaded (`masksegx segment --threads 2`), "
+                 f"{stream:.2f}x the images per second of 1 thread; GIL-free GEMM work on two "
+                 f"threads gained {parallel_scaling():.2f}x on this machine just now (the ceiling "
+                 "here)")
     return lines
 
 
