@@ -4,7 +4,9 @@ On the bundled 640x480 street photo with three faces (``masksegx.examples.MULTI_
 one thread unless a row says otherwise, every contender of ``benchmarks/peers.side_by_side``
 (the same as ``benchmarks/test_bench_side_by_side.py``) is timed in interleaved rounds (one call
 of each per round, so a change in the machine's load touches them all alike); the table gives
-medians, and every ratio comes from this one run. Then, per net of one ``FaceMaskSegmenter``
+medians, and every ratio comes from this one run; the threads target is measured both for one
+call with ``threads=2`` and for a stream of photos through one segmenter on two threads
+(:func:`stream_throughput`). Then, per net of one ``FaceMaskSegmenter``
 call, the multiply-adds, and the time and achieved GMAC/s of each backend beside the core's
 measured GEMM peak (our GEMM kernel on an L2-sized 1x1 convolution, and numpy's float32 matmul
 on one thread).

@@ -249,6 +249,7 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
     )
     confusion_table = confusion_markdown(wearing)
     training = metrics["training"]
+    head = has_wearing_head(model)
     lines = [
         "# Attribute network (`attributes.onnx`)",
         "",
@@ -309,8 +310,8 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
            "on real crops (section \"Wearing head\" below); `AttributePredictor` reads the "
            "wearing state from it. The thresholds' rule below stays in the file for readers "
            "without the head; every wearing figure in this card is the head's."]
-          if has_wearing_head(model) else []),
-        f"- Wearing state{' without the head' if has_wearing_head(model) else ''}: **none if "
+          if head else []),
+        f"- Wearing state{' without the head' if head else ''}: **none if "
         f"expected level < {low}, correct if >= {high}, incorrect "
         f"otherwise** (thresholds stored in the file's `masksegx_attributes` metadata). They "
         "were fitted on training predictions (facemask training crops, ffhq_synthmask "

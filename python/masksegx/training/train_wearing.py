@@ -43,7 +43,16 @@ from typing import Any
 
 import numpy as np
 
-from ..attributes import METADATA_KEY, WEARING_OUTPUT, WEARING_STATES, AttributePredictor, network_input
+from ..attributes import (
+    METADATA_KEY,
+    WEARING_OUTPUT,
+    WEARING_STATES,
+    AttributePredictor,
+    expected_level,
+    level_marginals,
+    network_input,
+    wearing_state,
+)
 from ..eval.report import markdown_table
 from .attr_cache import read_cache
 from .attr_report import SECTION_BEGIN, SECTION_END, with_wearing_section
@@ -381,8 +390,6 @@ def main(argv: list[str] | None = None) -> int:
     onnx.save(with_head(trunk, folded_weights, folded_bias), str(out_path))
     log(f"wrote {out_path} (weight decay {decay:g})")
 
-    from ..attributes import expected_level, level_marginals, wearing_state
-
     levels = expected_level(level_marginals(joint.astype(np.float64)))
     thresholds = settings["wearing_thresholds"]
     rule = np.array([WEARING_STATES.index(wearing_state(v, thresholds)) for v in levels])
@@ -400,8 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         "n_train": int(train.sum()), "copies": args.copies, "seed": args.seed,
         "train_counts": " / ".join(str(int((labels[train] == k).sum())) for k in range(3)),
         "cv": {str(d): a for d, a in cv.items()}, "decay": decay, "crops": crops_record,
-        "commands": ["python -m masksegx.training.attr_cache --data ../shared/data --out "
-                     + " ".join(map(str, args.cache)) + " --sources facemask,ilc", command],
+        "commands": [*(f"python -m masksegx.training.attr_cache --data ../shared/data --out "
+                       f"{cache} --sources facemask,ilc" for cache in args.cache), command],
     }
     if args.data is not None:
         before = out_path.with_name(out_path.stem + ".before.onnx")
