@@ -13,7 +13,7 @@ from masksegx.examples import EXAMPLES
 
 THREADS = 8
 FIELDS = ("box", "score", "landmarks", "gender", "gender_prob", "coverage_probs", "coverage",
-          "wearing", "mask")
+          "wearing", "mask", "wearing_probs")
 
 
 def photos():

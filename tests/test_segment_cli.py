@@ -39,8 +39,12 @@ def test_segment_folder_writes_json_masks_and_overlays(inputs, tmp_path, capsys)
     for face in record["faces"]:
         assert set(face) >= {
             "box", "score", "landmarks", "gender", "gender_prob", "coverage", "coverage_probs",
-            "wearing", "mask",
+            "wearing", "wearing_probs", "mask",
         }
+        # The shipped attribute net has the wearing head: the state is its most probable.
+        assert len(face["wearing_probs"]) == 3
+        states = ("none", "incorrect", "correct")
+        assert face["wearing"] == states[int(np.argmax(face["wearing_probs"]))]
         mask = rle.decode(face["mask"])
         assert mask.sum() == face["mask_pixels"]
         union |= mask

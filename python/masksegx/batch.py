@@ -362,6 +362,8 @@ def face_record(face: Face) -> dict[str, Any]:
         "coverage": round(face.coverage, 4),
         "coverage_probs": [round(float(p), 5) for p in face.coverage_probs],
         "wearing": face.wearing,
+        "wearing_probs": (None if face.wearing_probs is None
+                          else [round(float(p), 5) for p in face.wearing_probs]),
         "mask_pixels": int(face.mask.sum()),
         "mask": rle.encode(face.mask),
     }

@@ -61,6 +61,8 @@ class Face:
     coverage : expected coverage level (0 = no mask, 10 = lower face fully covered).
     wearing : ``"none"``, ``"incorrect"`` or ``"correct"``.
     mask : bool (H, W), image size: the pixels of this face's worn face mask.
+    wearing_probs : float32 (3,) P(none, incorrect, correct) from the attribute net's wearing
+        head (``wearing`` is the most probable), or None for an attribute model without one.
     """
 
     box: np.ndarray
@@ -72,6 +74,7 @@ class Face:
     coverage: float
     wearing: str
     mask: np.ndarray
+    wearing_probs: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,7 @@ class FaceMaskSegmenter:
                 coverage=attr.coverage,
                 wearing=attr.wearing,
                 mask=mask,
+                wearing_probs=attr.wearing_probs,
             )
             for box, score, points, attr, mask in zip(boxes, scores, landmarks, attributes, masks)
         ]

@@ -44,7 +44,7 @@ class MaskSegmentationBatch:
 
     ``faces``      list of dicts, best face first, the same records ``masksegx segment``
                    writes: box, score, landmarks, gender, gender_prob, coverage,
-                   coverage_probs, wearing, mask_pixels and mask as COCO RLE
+                   coverage_probs, wearing, wearing_probs, mask_pixels and mask as COCO RLE
                    (``{"size": [h, w], "counts": str}``, :func:`masksegx.rle.decode`);
     ``num_faces``  int;
     ``error``      ``""``, or why the image could not be read or segmented (then no faces).
