@@ -99,6 +99,9 @@ CLOSE_UP_SCALE_FACTOR = 0.9
 #: The first pass's face is kept over a better-scored one of this pass: its crop is framed as
 #: the landmark net was trained (docs/detection.md has the screen).
 CLOSE_UP_NMS = 0.3
+#: P-, R- and O-net face probability thresholds (the O-net's 0.6 since session 10's
+#: crowd-trained O-net; docs/detection.md has the screen).
+DEFAULT_THRESHOLDS = (0.6, 0.7, 0.6)
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ class FaceDetector:
         *,
         backend: str = "native",
         min_face_size: float = 20,
-        thresholds: Sequence[float] = (0.6, 0.7, 0.6),
+        thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
         scale_factor: float = 0.709,
         nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7),
         order: str = "bgr",
@@ -391,7 +394,7 @@ def detect_faces(
     image: np.ndarray,
     *,
     min_face_size: float = 20,
-    thresholds: Sequence[float] = (0.6, 0.7, 0.6),
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     backend: str = "native",
     models: Sequence[PathLike] | None = None,
     scale_factor: float = 0.709,

@@ -39,7 +39,7 @@ from ._validation import (
 from .align import canonical_points
 from .attributes import DEFAULT_BACKEND as ATTRIBUTES_BACKEND
 from .attributes import AttributePredictor, FaceAttributes
-from .detect import FaceDetector
+from .detect import DEFAULT_THRESHOLDS, FaceDetector
 from .spectral import SpectralParams
 
 METHODS = ("fused", "learned", "spectral")
@@ -187,7 +187,7 @@ class FaceMaskSegmenter:
         coverage_constraint: bool = False,
         no_mask_probability: float = 0.9,
         min_face_size: float = 20,
-        thresholds: Sequence[float] = (0.6, 0.7, 0.6),
+        thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
         threads: int = 1,
         backend: str | None = None,
         priors: GenderPriors | None = None,
