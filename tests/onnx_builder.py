@@ -135,6 +135,11 @@ class _NetBuilder:
         self.nodes.append(node("PRelu", [x, slope], [out]))
         return out
 
+    def relu(self, x: str) -> str:
+        out = self._name("relu")
+        self.nodes.append(node("Relu", [x], [out]))
+        return out
+
     def pool(self, x: str, k: int) -> str:
         out = self._name("pool")
         self.nodes.append(node("MaxPool", [x], [out], kernel_shape=[k, k], strides=[2, 2],
@@ -233,7 +238,12 @@ def tiny_attribute_net(rng: np.random.Generator, *, wearing_classes: int = 0) ->
     pooled features (the shipped file's wearing head has 3)."""
     net = _NetBuilder(rng)
     x = net.prelu(net.conv("input", 3, 8, 3), 8)
-    net.nodes += [node("GlobalAveragePool", [x], ["pooled"]), node("Flatten", ["pooled"], ["flat"], axis=1)]
+    # The last block as the shipped trunk's (the wearing branch copies it): depthwise, Relu,
+    # 1x1, Relu, MaxPool.
+    x = net.relu(net.conv(net.relu(net.conv(x, 8, 8, 3, groups=8)), 8, 8, 1))
+    net.nodes += [node("MaxPool", [x], ["last_pool"], kernel_shape=[2, 2], strides=[2, 2]),
+                  node("GlobalAveragePool", ["last_pool"], ["pooled"]),
+                  node("Flatten", ["pooled"], ["flat"], axis=1)]
     net.softmax(net.gemm("flat", 8, 22, weight_scale=3.0), "probs")
     outputs = [("probs", ["N", 22])]
     if wearing_classes:

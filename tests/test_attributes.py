@@ -693,33 +693,54 @@ def test_backends_give_the_same_probabilities(photo_faces):
 
 
 def test_wearing_head_training_pieces(tmp_path, rng):
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
     from masksegx.attributes import DEFAULT_SETTINGS
     from masksegx.training import train_wearing
 
     trunk = onnx.load_from_string(tiny_attribute_net(np.random.default_rng(2)))
     crops = rng.integers(0, 256, (6, DEFAULT_SETTINGS["crop_size"], DEFAULT_SETTINGS["crop_size"], 3),
                          dtype=np.uint8)
-    features, joint = train_wearing.pooled_features(
+    features, joint = train_wearing.branch_inputs(
         train_wearing.feature_session(trunk), crops, DEFAULT_SETTINGS)
-    assert features.shape == (2, 6, 8) and joint.shape == (6, 22)
-    # The exported head is the fitted layer: the predictor's state is train_wearing.predict's.
-    labels = np.arange(6) % 3
-    weights, bias = train_wearing.fit_softmax(features[0], labels, 1e-3)
-    path = tmp_path / "headed.onnx"
-    onnx.save(train_wearing.with_head(trunk, weights, bias), str(path))
-    predictor = AttributePredictor(path, backend="native")
+    assert features.shape == (2, 6, 8, 62, 62) and joint.shape == (6, 22)
+    # Untrained, the branch's block is the trunk's: its pooled features are the trunk's.
+    template = train_wearing.branch_module(trunk)
+    with torch.no_grad():
+        pooled = template[:-1](torch.from_numpy(features[0])).numpy()
     batch = np.stack([masksegx.attributes.network_input(c, DEFAULT_SETTINGS) for c in crops])
-    both = np.concatenate([batch, batch[:, :, :, ::-1]])
-    probs = predictor._net.run_all(np.ascontiguousarray(both))[1]
-    states = np.argmax(0.5 * (probs[:6] + probs[6:]), axis=1)
-    np.testing.assert_array_equal(states, train_wearing.predict(weights, bias, features))
+    probe = onnx.ModelProto()
+    probe.CopyFrom(trunk)
+    probe.graph.output.append(onnx.helper.make_tensor_value_info("pooled", onnx.TensorProto.FLOAT, None))
+    session = onnxruntime.InferenceSession(probe.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    trunk_pooled = session.run(["pooled"], {"input": batch})[0].reshape(6, 8)
+    np.testing.assert_allclose(pooled, trunk_pooled, rtol=1e-4, atol=1e-5)
+    # The exported head is the trained branch: the predictor's state is train_wearing.predict's.
+    labels = np.arange(6) % 3
+    branch = train_wearing.fit_branch(template, features[0], labels, 1e-2, epochs=3,
+                                      learning_rate=1e-2, batch=4)
+    path = tmp_path / "headed.onnx"
+    onnx.save(train_wearing.with_head(trunk, branch), str(path))
+    for backend in ("native", "onnxruntime"):
+        predictor = AttributePredictor(path, backend=backend)
+        both = np.concatenate([batch, batch[:, :, :, ::-1]])
+        probs = predictor._net.run_all(np.ascontiguousarray(both))[1]
+        states = np.argmax(0.5 * (probs[:6] + probs[6:]), axis=1)
+        np.testing.assert_array_equal(states, train_wearing.predict(branch, features))
     # A second head replaces the first; without_head gives the trunk back.
-    again = train_wearing.with_head(train_wearing.without_head(onnx.load(str(path))), weights, bias)
+    again = train_wearing.with_head(train_wearing.without_head(onnx.load(str(path))), branch)
     assert [o.name for o in again.graph.output] == ["probs", "wearing"]
-    assert len(again.graph.node) == len(trunk.graph.node) + 3
+    assert len(again.graph.node) == len(trunk.graph.node) + 9
     assert train_wearing.without_head(again).SerializeToString() == trunk.SerializeToString()
+    # Any other structure before the pooling is refused.
+    flat = onnx.load_from_string(tiny_attribute_net(np.random.default_rng(2)))
+    last_pool = next(n for n in flat.graph.node if n.output[0] == "last_pool")
+    next(n for n in flat.graph.node if n.op_type == "GlobalAveragePool").input[0] = last_pool.input[0]
+    flat.graph.node.remove(last_pool)
+    with pytest.raises(ValueError, match="block"):
+        train_wearing.last_block(flat)
 
 
 def test_wearing_folds_keep_photos_together():

@@ -14,7 +14,7 @@ The coverage level is the share of the lower face (below the eye line, inside th
 covered by the worn mask, in tenths (:func:`masksegx.synthesis.coverage_level`).
 
 The wearing state comes from the network's wearing head where the file has one: a second
-output ``wearing`` [N, 3], P(none, incorrect, correct), read from the same trunk features and
+output ``wearing`` [N, 3], P(none, incorrect, correct), from a branch on the trunk's features
 trained on real photos' crops (``masksegx.training.train_wearing``); the state is its most
 probable class. A file without that output falls back to the expected level and two thresholds
 ``a < b`` stored in the model file (chosen on training data, see the model card):

@@ -306,7 +306,8 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
            "of the net; all results and latencies below include it."),
         "- Marginals (eq. 11-13): P(female) = sum of outputs 1..11, P(male) = sum of 12..22, "
         "P(level l) = T_l + T_{l+11}; coverage = expected level.",
-        *(["- Wearing head: a second output `wearing` [N, 3] on the pooled features, trained "
+        *(["- Wearing head: a second output `wearing` [N, 3] from a branch on the trunk's last "
+           "block's input, trained "
            "on real crops (section \"Wearing head\" below); `AttributePredictor` reads the "
            "wearing state from it. The thresholds' rule below stays in the file for readers "
            "without the head; every wearing figure in this card is the head's."]

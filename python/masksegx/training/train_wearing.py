@@ -9,18 +9,22 @@
 Issue 13 asks for the wearing state trained and validated on real crops. The coverage level
 alone cannot tell a mask under the nose from one worn correctly (both cover about half the
 lower face), so the model gets a second output, ``wearing`` [N, 3] = P(none, incorrect,
-correct), read from the trunk's pooled features (the GlobalAveragePool output) by one softmax
-layer. The trunk and the joint output do not change: gender and coverage stay exactly as they
-were.
+correct), from a branch of its own: a copy of the trunk's last block (depthwise and 1x1
+convolutions, max pooling; :func:`last_block`) on the same input, global average pooling and
+one softmax layer. The copy starts from the trunk's weights and is trained with the layer
+(AdamW, one-cycle schedule); its 4x4 input still knows where on the face the mask lies, which
+the trunk's pooled features averaged away (a softmax layer on those, session 11's head,
+cross-validated lower: docs/attributes.md). The trunk and the joint
+output do not change: gender and coverage stay exactly as they were.
 
 Training data: every crop of the cache's real sources (det/facemask and det/ilc2021, the three
 labelled classes) in their training splits, plus ``--copies`` augmented copies of each
 (:func:`~masksegx.training.train_attributes.augment`, alternating its default and strong
-settings). A crop gives two feature rows, its own and its mirror image's (the two passes whose
+settings). A crop gives two rows, its own and its mirror image's (the two passes whose
 softmaxes :class:`~masksegx.AttributePredictor` averages), an augmented copy one (it is flipped
 at random already). The weight decay is chosen by 5-fold cross-validation over photos (the
-faces of one photo, and their copies, in one fold); the layer is then fitted on all training
-crops, the feature standardisation folded into it.
+faces of one photo, and their copies, in one fold); the branch is then trained on all training
+crops.
 
 With ``--data`` the new file is scored as ``masksegx eval-attr --facemask --ilc`` scores it
 (validation crops, landmarks from RetinaFace on each face's neighbourhood), beside the
@@ -38,10 +42,12 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..attributes import (
     METADATA_KEY,
@@ -61,7 +67,10 @@ from .train_attributes import AUGMENTATIONS, augment
 #: Cache sources with real wearing labels (photos, not synthetic masks).
 REAL_SOURCES = ("facemask", "ilc")
 #: Weight decays tried by the cross-validation.
-DECAYS = (1e-3, 1e-2, 1e-1)
+DECAYS = (1e-2, 5e-2)
+#: Training of the branch: epochs over the rows, peak learning rate of the one-cycle schedule.
+EPOCHS = 8
+LEARNING_RATE = 1e-3
 FOLDS = 5
 #: Prefix of the head's node and initializer names (stripped before a new head is added).
 HEAD_PREFIX = "wearing_head/"
@@ -88,73 +97,152 @@ def without_head(model: Any) -> Any:
     return out
 
 
-def pooled_feature_name(model: Any) -> str:
-    """The output name of the graph's single GlobalAveragePool (the trunk's pooled features)."""
-    names = [str(n.output[0]) for n in model.graph.node if n.op_type == "GlobalAveragePool"]
-    if len(names) != 1:
-        raise ValueError(f"model: expected one GlobalAveragePool, found {len(names)}")
-    return names[0]
+def last_block(model: Any) -> list[Any]:
+    """The trunk's last block, the nodes the wearing branch copies: depthwise Conv, Relu, 1x1
+    Conv, Relu, MaxPool, the MaxPool feeding the graph's single GlobalAveragePool; ValueError
+    for any other structure."""
+    graph = model.graph
+    pools = [n for n in graph.node
+             if n.op_type == "GlobalAveragePool" and not n.name.startswith(HEAD_PREFIX)]
+    if len(pools) != 1:
+        raise ValueError(f"model: expected one GlobalAveragePool, found {len(pools)}")
+    producer = {name: n for n in graph.node for name in n.output}
+    chain, name = [], pools[0].input[0]
+    for expected in ("MaxPool", "Relu", "Conv", "Relu", "Conv"):
+        node = producer.get(name)
+        if node is None or node.op_type != expected:
+            raise ValueError("model: the GlobalAveragePool's input is not made by a depthwise "
+                             "Conv, Relu, 1x1 Conv, Relu, MaxPool block")
+        chain.append(node)
+        name = node.input[0]
+    chain.reverse()
+    return chain
+
+
+def _attribute(node: Any, name: str, default: Any) -> Any:
+    from onnx import helper
+
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+def branch_module(model: Any) -> torch.nn.Sequential:
+    """A torch copy of the trunk's last block (:func:`last_block`, its weights) followed by global
+    average pooling and a softmax layer of :data:`WEARING_STATES` (logits out): the wearing
+    branch before training."""
+    from onnx import numpy_helper
+
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    layers: list[torch.nn.Module] = []
+    channels = 0
+    for node in last_block(model):
+        if node.op_type == "Relu":
+            layers.append(torch.nn.ReLU())
+            continue
+        kernel = tuple(_attribute(node, "kernel_shape", ()))
+        strides = tuple(_attribute(node, "strides", (1, 1)))
+        pads = tuple(_attribute(node, "pads", (0, 0, 0, 0)))
+        if len(pads) != 4 or pads[:2] != pads[2:] or _attribute(node, "ceil_mode", 0):
+            raise ValueError(f"model: {node.name} has padding {pads}; the branch copies "
+                             "symmetric padding only")
+        if node.op_type == "MaxPool":
+            layers.append(torch.nn.MaxPool2d(kernel, strides, pads[:2]))
+            continue
+        weight = weights[node.input[1]]
+        bias = weights[node.input[2]] if len(node.input) > 2 else np.zeros(len(weight), np.float32)
+        groups = int(_attribute(node, "group", 1))
+        conv = torch.nn.Conv2d(weight.shape[1] * groups, weight.shape[0], kernel, strides,
+                               pads[:2], groups=groups)
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(weight.copy()))
+            conv.bias.copy_(torch.from_numpy(bias.copy()))  # type: ignore[union-attr]
+        layers.append(conv)
+        channels = weight.shape[0]
+    return torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(channels, len(WEARING_STATES)))
+
+
+def output_layer(branch: torch.nn.Sequential) -> torch.nn.Linear:
+    """The softmax layer of a :func:`branch_module` (its last module)."""
+    layer = branch[-1]
+    if not isinstance(layer, torch.nn.Linear):
+        raise ValueError(f"branch: ends in {type(layer).__name__}, expected Linear")
+    return layer
 
 
 def feature_session(model: Any) -> Any:
-    """An onnxruntime session (one thread) whose outputs are the model's and the pooled
-    features."""
+    """An onnxruntime session (one thread) whose outputs are the model's and the input of its
+    last block (the branch's input)."""
     import onnx
     import onnxruntime
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
-    probe.graph.output.append(
-        onnx.helper.make_tensor_value_info(pooled_feature_name(model), onnx.TensorProto.FLOAT, None))
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(
+        last_block(model)[0].input[0], onnx.TensorProto.FLOAT, None))
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     return onnxruntime.InferenceSession(probe.SerializeToString(), options,
                                         providers=["CPUExecutionProvider"])
 
 
-def pooled_features(session: Any, crops: np.ndarray, settings: dict[str, Any],
-                    batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled features [2, N, C] of aligned crops [N, S, S, 3], of each crop and of its mirror
-    (the predictor's two passes), and the joint probabilities [N, 22] averaged over both."""
+def branch_inputs(session: Any, crops: np.ndarray, settings: dict[str, Any],
+                  batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The branch's inputs [2, N, C, H, W] for aligned crops [N, S, S, 3], of each crop and of
+    its mirror (the predictor's two passes), and the joint probabilities [N, 22] averaged over
+    both."""
     name = session.get_inputs()[0].name
     features, joint = [], []
     for start in range(0, len(crops), batch):
         x = np.stack([network_input(c, settings) for c in crops[start : start + batch]])
         mirrored = np.ascontiguousarray(x[:, :, :, ::-1])
         plain, flipped = (session.run(None, {name: part}) for part in (x, mirrored))
-        features.append(np.stack([plain[-1], flipped[-1]]).reshape(2, len(x), -1))
+        features.append(np.stack([plain[-1], flipped[-1]]))
         joint.append(0.5 * (plain[0] + flipped[0]))
     return np.concatenate(features, axis=1).astype(np.float32), np.concatenate(joint)
 
 
-def fit_softmax(features: np.ndarray, labels: np.ndarray, decay: float
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Weights [K, C] and bias [K] of a softmax layer on standardised ``features`` (L-BFGS,
-    cross-entropy + ``decay`` x squared weights)."""
-    import torch
-
-    torch.manual_seed(0)
-    x = torch.from_numpy(features)
+def fit_branch(template: torch.nn.Sequential, features: np.ndarray, labels: np.ndarray,
+               decay: float, epochs: int, learning_rate: float, seed: int = 0,
+               batch: int = 128) -> torch.nn.Sequential:
+    """A copy of the branch ``template`` trained on rows ``features`` [M, C, H, W] (AdamW with
+    ``decay``, one-cycle schedule peaking at ``learning_rate``, cross-entropy)."""
+    torch.manual_seed(seed)
+    branch = deepcopy(template)
+    torch.nn.init.normal_(output_layer(branch).weight, std=0.01)
+    torch.nn.init.zeros_(output_layer(branch).bias)
+    optimizer = torch.optim.AdamW(branch.parameters(), lr=learning_rate, weight_decay=decay)
+    steps = epochs * -(-len(features) // batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps,
+                                                   pct_start=0.1)
+    rng = np.random.default_rng(seed)
     y = torch.from_numpy(labels.astype(np.int64))
-    layer = torch.nn.Linear(features.shape[1], len(WEARING_STATES))
-    optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=300, line_search_fn="strong_wolfe")
+    branch.train()
+    for _ in range(epochs):
+        order = rng.permutation(len(features))
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            logits = branch(torch.from_numpy(features[rows]))
+            loss = torch.nn.functional.cross_entropy(logits, y[rows])
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
+            optimizer.step()
+            schedule.step()
+    return branch.eval()
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(layer(x), y) + decay * (layer.weight ** 2).sum()
-        loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
-        return loss
 
-    optimizer.step(closure)  # type: ignore[no-untyped-call]  # torch: LBFGS.step is unannotated
-    return layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy()
-
-
-def predict(weights: np.ndarray, bias: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """The state per crop from features [2, N, C]: the larger mean softmax over both passes."""
-    logits = features @ weights.T + bias
-    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    probs /= probs.sum(axis=-1, keepdims=True)
-    states: np.ndarray = np.argmax(probs.mean(axis=0), axis=1)
+def predict(branch: torch.nn.Sequential, features: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """The state per crop from branch inputs [2, N, C, H, W]: the larger mean softmax over both
+    passes."""
+    probs = []
+    with torch.no_grad():
+        for start in range(0, features.shape[1], batch):
+            part = [torch.softmax(branch(torch.from_numpy(features[k, start : start + batch])), 1)
+                    for k in range(2)]
+            probs.append((0.5 * (part[0] + part[1])).numpy())
+    states: np.ndarray = np.argmax(np.concatenate(probs), axis=1)
     return states
 
 
@@ -175,11 +263,12 @@ def training_set(clean: np.ndarray, labels: np.ndarray, copies: np.ndarray,
     return rows, np.concatenate([labels, labels, copy_labels])
 
 
-def cross_validate(clean: np.ndarray, labels: np.ndarray, folds: np.ndarray,
-                   copies: np.ndarray, copy_labels: np.ndarray, copy_of: np.ndarray,
-                   decays: Sequence[float]) -> dict[float, float]:
-    """Accuracy on the held-out clean crops per weight decay (features [2, N, C]; training
-    folds: their clean crops and augmented copies)."""
+def cross_validate(template: torch.nn.Sequential, clean: np.ndarray, labels: np.ndarray,
+                   folds: np.ndarray, copies: np.ndarray, copy_labels: np.ndarray,
+                   copy_of: np.ndarray, decays: Sequence[float], epochs: int,
+                   learning_rate: float) -> dict[float, float]:
+    """Accuracy on the held-out clean crops per weight decay (branch inputs [2, N, C, H, W];
+    training folds: their clean crops and augmented copies)."""
     scores = {}
     for decay in decays:
         right = 0
@@ -188,31 +277,53 @@ def cross_validate(clean: np.ndarray, labels: np.ndarray, folds: np.ndarray,
             train_copies = folds[copy_of] != fold
             x, y = training_set(clean[:, train], labels[train], copies[:, train_copies],
                                 copy_labels[train_copies])
-            mean, scale = x.mean(0), x.std(0) + 1e-6
-            weights, bias = fit_softmax((x - mean) / scale, y, decay)
-            found = predict(weights, bias, (clean[:, test] - mean) / scale)
-            right += int((found == labels[test]).sum())
+            branch = fit_branch(template, x, y, decay, epochs, learning_rate)
+            right += int((predict(branch, clean[:, test]) == labels[test]).sum())
         scores[decay] = right / len(labels)
         log(f"decay {decay:g}: cross-validated accuracy {scores[decay]:.4f}")
     return scores
 
 
-def with_head(model: Any, weights: np.ndarray, bias: np.ndarray) -> Any:
-    """``model`` (without a head) plus Flatten -> Gemm(weights, bias) -> Softmax on its pooled
-    features, as the output :data:`WEARING_OUTPUT` [batch, 3]."""
+def with_head(model: Any, branch: torch.nn.Sequential) -> Any:
+    """``model`` (without a head) plus the trained ``branch`` (:func:`branch_module`'s layers)
+    on the input of its last block: the block's copy, GlobalAveragePool, Flatten, Gemm and
+    Softmax, as the output :data:`WEARING_OUTPUT` [batch, 3]."""
     import onnx
     from onnx import helper, numpy_helper
 
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    pooled = pooled_feature_name(out)
-    flat, logits = f"{HEAD_PREFIX}flat", f"{HEAD_PREFIX}logits"
+    block = last_block(out)
+    layers = list(branch)
+    tensor = block[0].input[0]
+    for index, (node, layer) in enumerate(zip(block, layers)):
+        made = onnx.NodeProto()
+        made.CopyFrom(node)
+        made.name = f"{HEAD_PREFIX}{index}_{node.op_type}"
+        del made.input[:], made.output[:]
+        inputs = [tensor]
+        if isinstance(layer, torch.nn.Conv2d):
+            for part in ("weight", "bias"):
+                name = f"{HEAD_PREFIX}{index}.{part}"
+                value = getattr(layer, part).detach().numpy()
+                graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
+                inputs.append(name)
+        tensor = f"{HEAD_PREFIX}{index}_out"
+        made.input.extend(inputs)
+        made.output.append(tensor)
+        graph.node.append(made)
+    linear = output_layer(branch)
+    pooled, flat, logits = (f"{HEAD_PREFIX}{name}" for name in ("pooled", "flat", "logits"))
     graph.initializer.extend([
-        numpy_helper.from_array(weights.astype(np.float32), f"{HEAD_PREFIX}weight"),
-        numpy_helper.from_array(bias.astype(np.float32), f"{HEAD_PREFIX}bias"),
+        numpy_helper.from_array(linear.weight.detach().numpy().astype(np.float32),
+                                f"{HEAD_PREFIX}weight"),
+        numpy_helper.from_array(linear.bias.detach().numpy().astype(np.float32),
+                                f"{HEAD_PREFIX}bias"),
     ])
     graph.node.extend([
+        helper.make_node("GlobalAveragePool", [tensor], [pooled],
+                         name=f"{HEAD_PREFIX}GlobalAveragePool"),
         helper.make_node("Flatten", [pooled], [flat], name=f"{HEAD_PREFIX}Flatten", axis=1),
         helper.make_node("Gemm", [flat, f"{HEAD_PREFIX}weight", f"{HEAD_PREFIX}bias"], [logits],
                          name=f"{HEAD_PREFIX}Gemm", transB=1),
@@ -284,14 +395,16 @@ def section_markdown(record: dict[str, Any]) -> str:
         "",
         "Written by `python -m masksegx.training.train_wearing` (its module docstring has the "
         "method). The file's second output `wearing` [N, 3] gives P(none, incorrect, correct) "
-        "from the trunk's pooled features by one softmax layer; `AttributePredictor` reads the "
+        "from a branch of its own (a trained copy of the trunk's last block, global average "
+        "pooling, one softmax layer); `AttributePredictor` reads the "
         "wearing state from it (the thresholds above stay in the file for files without a "
         "head). Trunk, joint output, gender and coverage are unchanged.",
         "",
         f"Training: {record['n_train']} real training crops (det/facemask and det/ilc2021 "
         f"training splits; {record['train_counts']} none / incorrect / correct) and "
-        f"{record['copies']} augmented copies of each. Weight decay by {FOLDS}-fold "
-        "cross-validation over photos:",
+        f"{record['copies']} augmented copies of each; {record['epochs']} epochs, peak learning "
+        f"rate {record['learning_rate']:g}. Weight decay by {FOLDS}-fold cross-validation over "
+        "photos:",
         "",
         markdown_table(["weight decay", "cross-validated accuracy"],
                        [[f"{float(d):g}", f"{a:.4f}"] for d, a in record["cv"].items()]),
@@ -342,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write the new file (default: --model)")
     parser.add_argument("--copies", type=int, default=6, help="augmented copies per crop")
     parser.add_argument("--decays", type=float, nargs="+", default=list(DECAYS))
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, help="score the new file as eval-attr does")
     parser.add_argument("--card", type=Path, help="model card whose wearing-head section to write")
@@ -361,39 +476,38 @@ def main(argv: list[str] | None = None) -> int:
     labels = meta["wearing"].astype(np.int64)
     log(f"{len(crops)} labelled real crops, {int(train.sum())} for training")
 
+    torch.set_num_threads(2)
     session = feature_session(trunk)
-    features, joint = pooled_features(session, crops, settings)
+    features, joint = branch_inputs(session, crops, settings)
     rng = np.random.default_rng(args.seed)
     train_index = np.flatnonzero(train)
     copies, copy_of = [], []
     for copy in range(args.copies):
         kind = "strong" if copy % 2 else "default"
         augmented = np.stack([augment(crops[i], rng, AUGMENTATIONS[kind]) for i in train_index])
-        copies.append(pooled_features(session, augmented, settings)[0])
+        copies.append(branch_inputs(session, augmented, settings)[0])
         copy_of.append(np.arange(len(train_index)))
         log(f"copy {copy + 1}/{args.copies} ({kind})")
     copy_features = (np.concatenate(copies, axis=1) if copies
-                     else np.zeros((2, 0, features.shape[2]), np.float32))
+                     else np.zeros((2, 0, *features.shape[2:]), np.float32))
     copy_index = np.concatenate(copy_of) if copy_of else np.zeros(0, np.int64)
 
     folds = photo_folds(meta["name"][train], FOLDS, args.seed)
-    cv = cross_validate(features[:, train], labels[train], folds, copy_features,
-                        labels[train][copy_index], copy_index, args.decays)
+    template = branch_module(trunk)
+    cv = cross_validate(template, features[:, train], labels[train], folds, copy_features,
+                        labels[train][copy_index], copy_index, args.decays, args.epochs,
+                        args.learning_rate)
     decay = max(cv, key=lambda d: (cv[d], -d))
     x, y = training_set(features[:, train], labels[train], copy_features,
                         labels[train][copy_index])
-    mean, scale = x.mean(0), x.std(0) + 1e-6
-    weights, bias = fit_softmax((x - mean) / scale, y, decay)
-    # Standardisation folded in: w . (f - mean) / scale + b = (w / scale) . f + (b - w . mean / scale).
-    folded_weights = weights / scale
-    folded_bias = bias - folded_weights @ mean
-    onnx.save(with_head(trunk, folded_weights, folded_bias), str(out_path))
+    branch = fit_branch(template, x, y, decay, args.epochs, args.learning_rate)
+    onnx.save(with_head(trunk, branch), str(out_path))
     log(f"wrote {out_path} (weight decay {decay:g})")
 
     levels = expected_level(level_marginals(joint.astype(np.float64)))
     thresholds = settings["wearing_thresholds"]
     rule = np.array([WEARING_STATES.index(wearing_state(v, thresholds)) for v in levels])
-    head = predict(folded_weights, folded_bias, features)
+    head = predict(branch, features)
     validation = meta["split"] == 1
     crops_record = {}
     for key, chosen in (("facemask", meta["source"] == "facemask"),
@@ -405,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv)
     record: dict[str, Any] = {
         "n_train": int(train.sum()), "copies": args.copies, "seed": args.seed,
+        "epochs": args.epochs, "learning_rate": args.learning_rate,
         "train_counts": " / ".join(str(int((labels[train] == k).sum())) for k in range(3)),
         "cv": {str(d): a for d, a in cv.items()}, "decay": decay, "crops": crops_record,
         "commands": [*(f"python -m masksegx.training.attr_cache --data ../shared/data --out "
