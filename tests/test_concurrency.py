@@ -72,3 +72,23 @@ def test_run_in_parallel_keeps_the_order_and_runs_nested_calls_serially():
     assert run_in_parallel(3, outer, list(range(6))) == [[j * j for j in range(k)] for k in range(6)]
     assert run_in_parallel(1, inner, [3, 1]) == [9, 1]
     assert any(name.startswith("masksegx") for name in names)
+
+
+def test_submit_to_pool_runs_on_a_worker_and_inline_inside_one():
+    from masksegx._models import run_in_parallel, submit_to_pool
+
+    def where():
+        return threading.current_thread().name
+
+    assert submit_to_pool(2, where).result().startswith("masksegx")
+    assert submit_to_pool(1, where).result() == threading.current_thread().name
+    # From inside a worker of the same (one-worker) pool: run there, not queued behind itself.
+    inner = run_in_parallel(2, lambda _: (where(), submit_to_pool(2, where).result()), [0, 1])[1]
+    assert inner[0] == inner[1] and inner[0].startswith("masksegx")
+
+    def fails():
+        raise ValueError("image: bad")
+
+    for threads in (1, 2):
+        with pytest.raises(ValueError, match="image: bad"):
+            submit_to_pool(threads, fails).result()

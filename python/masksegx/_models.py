@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, Union, cast
@@ -197,17 +197,17 @@ _POOL_LOCK = threading.Lock()
 _IN_POOL = threading.local()
 
 
-def run_in_parallel(threads: int, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """``[work(item) for item in items]`` on up to ``threads`` threads: the caller's and the
-    workers of a pool shared process-wide (``threads - 1`` of them per thread count; ``work``
-    should release the GIL for this to pay). A call from inside a pool worker runs serially
-    (no nested waiting on a saturated pool)."""
-    if threads < 2 or len(items) < 2 or getattr(_IN_POOL, "active", False):
-        return [work(item) for item in items]
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """The process-wide pool of ``threads - 1`` workers."""
     with _POOL_LOCK:
         pool = _POOLS.get(threads)
         if pool is None:
             pool = _POOLS[threads] = ThreadPoolExecutor(threads - 1, "masksegx")
+    return pool
+
+
+def _marked_in_pool(work: Callable[[T], R]) -> Callable[[T], R]:
+    """``work`` marking its thread as a pool worker while it runs (nested calls run serially)."""
 
     def in_pool(item: T) -> R:
         _IN_POOL.active = True
@@ -216,10 +216,35 @@ def run_in_parallel(threads: int, work: Callable[[T], R], items: Sequence[T]) ->
         finally:
             _IN_POOL.active = False
 
+    return in_pool
+
+
+def run_in_parallel(threads: int, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[work(item) for item in items]`` on up to ``threads`` threads: the caller's and the
+    workers of a pool shared process-wide (``threads - 1`` of them per thread count; ``work``
+    should release the GIL for this to pay). A call from inside a pool worker runs serially
+    (no nested waiting on a saturated pool)."""
+    if threads < 2 or len(items) < 2 or getattr(_IN_POOL, "active", False):
+        return [work(item) for item in items]
+    pool, in_pool = _pool(threads), _marked_in_pool(work)
     # Item k goes to the caller when k % threads == 0, to the pool otherwise.
     futures = {k: pool.submit(in_pool, item) for k, item in enumerate(items) if k % threads}
     mine = {k: work(item) for k, item in enumerate(items) if not k % threads}
     return [mine[k] if k in mine else futures[k].result() for k in range(len(items))]
+
+
+def submit_to_pool(threads: int, work: Callable[[], R]) -> Future[R]:
+    """``work()`` started on a worker of :func:`run_in_parallel`'s pool for ``threads``, as a
+    future; with ``threads`` < 2 or from inside a pool worker it runs at once on the calling
+    thread (its future already done), so a worker never waits for its own pool."""
+    if threads < 2 or getattr(_IN_POOL, "active", False):
+        done: Future[R] = Future()
+        try:
+            done.set_result(work())
+        except Exception as error:  # raised by result(), as a pool worker's would be
+            done.set_exception(error)
+        return done
+    return _pool(threads).submit(_marked_in_pool(lambda _: work()), None)
 
 
 def _open_onnxruntime(path: str, threads: int, name: str) -> OpenedNet:

@@ -66,6 +66,7 @@ from ._models import (
     model_file,
     onnx_session,
     run_in_parallel,
+    submit_to_pool,
 )
 from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.detect.MODEL_DIR
 from ._models import ModelNotFoundError as ModelNotFoundError  # re-exported, users catch it here
@@ -157,7 +158,8 @@ class FaceDetector:
         first pass's, it also judges the first pass's candidates of at least
         :data:`CLOSE_UP_MIN_FACE` of the image's shorter side, with or without ``close_ups``.
     threads : the most threads one call uses (1, the default: the calling thread only). With N >= 2
-        the P-net runs on the pyramid levels N groups at a time (groups of about equal pixel count;
+        the close-up pass runs on a pool thread beside the first pass, the P-net on the pyramid
+        levels N groups at a time (groups of about equal pixel count;
         the small levels, tiled on one canvas, count as one) and the R-, O- and landmark nets on
         N parts of their crops at a time (chunks of :data:`_CHUNK` crops); the N - 1 extra threads
         come from a pool shared by the process (see :class:`~masksegx.FaceMaskSegmenter`). Each net
@@ -220,18 +222,31 @@ class FaceDetector:
     def _detect(self, image: np.ndarray) -> Detections:
         """The call of an image already validated by :func:`as_image`."""
         source = _Source(image, self.order == "bgr")
-        faces = self._cascade(
-            self._nets, source, self.min_face_size, 0.0, self.scale_factor,
-            large_onet=self._close_up_nets[2],
-        )
-        if self.close_ups:
-            height, width = image.shape[:2]
-            smallest = max(self.min_face_size, CLOSE_UP_MIN_FACE * min(height, width))
-            close = self._cascade(
+
+        def first_pass() -> _Faces:
+            return self._cascade(
+                self._nets, source, self.min_face_size, 0.0, self.scale_factor,
+                large_onet=self._close_up_nets[2],
+            )
+
+        if not self.close_ups:
+            return self._with_landmarks(first_pass())
+        height, width = image.shape[:2]
+        smallest = max(self.min_face_size, CLOSE_UP_MIN_FACE * min(height, width))
+
+        def close_up_pass() -> _Faces:
+            return self._cascade(
                 self._close_up_nets, source, smallest, CLOSE_UP_BORDER, CLOSE_UP_SCALE_FACTOR
             )
-            faces = _merged(faces, close)
-        return self._with_landmarks(faces)
+
+        if self.threads < 2:
+            faces, close = first_pass(), close_up_pass()
+        else:
+            # The close-up pass goes to a pool thread; it fills that thread's share of the
+            # first pass's serial parts (pyramid, boxes, NMS, crops) with work of its own.
+            close_up = submit_to_pool(self.threads, close_up_pass)
+            faces, close = first_pass(), close_up.result()
+        return self._with_landmarks(_merged(faces, close))
 
     def _cascade(
         self, nets: Sequence[Runner], source: _Source, min_face_size: float, border: float,
