@@ -197,7 +197,16 @@ inline void prelu_run(float* __restrict data, i64 count, float slope) {
 
 // Per-thread scratch that only grows: the kernels run once per layer, pyramid level and crop
 // batch, and fresh large buffers would be mapped and page-faulted on every call.
-enum ScratchSlot { kPhases, kColumns, kFolded, kResizeRows, kPoolRows, kWideRows, kScratchSlots };
+enum ScratchSlot {
+    kPhases,
+    kColumns,
+    kFolded,
+    kResizeRows,
+    kPoolRows,
+    kWideRows,
+    kGemmTail,
+    kScratchSlots
+};
 float* scratch(ScratchSlot slot, i64 count);
 
 inline void require(bool condition, const std::string& message) {
