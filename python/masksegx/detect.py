@@ -352,7 +352,7 @@ class FaceDetector:
 
     def _refine(self, image: _Source, boxes: np.ndarray, rnet: Runner) -> np.ndarray:
         """R-net stage: squared boxes [K, 5]."""
-        crops, boxes = _crops(image, boxes, 24)
+        crops, boxes = _crops(image, boxes, 24, self.threads)
         if len(boxes) == 0:
             return np.zeros((0, 5), np.float32)
         out = _in_chunks(rnet, crops, self.threads)
@@ -368,7 +368,7 @@ class FaceDetector:
     ) -> _Faces:
         """O-net stage: the faces kept, their landmarks not yet placed (``large_onet`` on the
         candidates of at least :data:`CLOSE_UP_MIN_FACE` of the image's shorter side)."""
-        crops, boxes = _crops(image, boxes, 48)
+        crops, boxes = _crops(image, boxes, 48, self.threads)
         if len(boxes) == 0:
             return _Faces.none()
         large = boxes[:, 2] - boxes[:, 0] >= CLOSE_UP_MIN_FACE * min(image.pixels.shape[:2])
@@ -689,10 +689,12 @@ class _Source:
         )
 
 
-def _crops(image: _Source, boxes: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+def _crops(
+    image: _Source, boxes: np.ndarray, side: int, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Every box resized to side x side (area resampling) as a normalised NCHW batch, black
     where the box leaves the image (as the nets were trained), and the boxes kept (those with
-    some part inside the image)."""
+    some part inside the image); ``threads`` parts of the boxes resampled at a time."""
     height, width = image.pixels.shape[:2]
     whole = np.trunc(boxes[:, :4]).astype(np.int64)
     whole[:, :2] -= 1  # MTCNN's 1-based corners
@@ -704,9 +706,16 @@ def _crops(image: _Source, boxes: np.ndarray, side: int) -> tuple[np.ndarray, np
     if len(inside) == 0:
         return np.zeros((0, 3, side, side), np.float32), boxes[inside]
     corners, whole = corners[inside], whole[inside]
-    batch = image.resample(np.ascontiguousarray(corners), (side, side))
-    for row in np.flatnonzero(np.any(corners != whole, axis=1)):
-        _fill_border_crop(image, corners[row], whole[row], batch[row])
+    batch = np.empty((len(corners), 3, side, side), np.float32)
+    bounds = np.linspace(0, len(corners), min(threads, len(corners)) + 1).astype(int)
+
+    def resample(part: tuple[int, int]) -> None:
+        a, b = part
+        image.resample(np.ascontiguousarray(corners[a:b]), (side, side), batch[a:b])
+        for row in a + np.flatnonzero(np.any(corners[a:b] != whole[a:b], axis=1)):
+            _fill_border_crop(image, corners[row], whole[row], batch[row])
+
+    run_in_parallel(threads, resample, list(zip(bounds[:-1], bounds[1:])))
     return batch, boxes[inside]
 
 
