@@ -159,12 +159,13 @@ class FaceDetector:
         :data:`CLOSE_UP_MIN_FACE` of the image's shorter side, with or without ``close_ups``.
     threads : the most threads one call uses (1, the default: the calling thread only). With N >= 2
         the close-up pass runs on a pool thread beside the first pass, the P-net on the pyramid
-        levels N groups at a time (groups of about equal pixel count;
-        the small levels, tiled on one canvas, count as one) and the R-, O- and landmark nets on
-        N parts of their crops at a time (chunks of :data:`_CHUNK` crops); the N - 1 extra threads
-        come from a pool shared by the process (see :class:`~masksegx.FaceMaskSegmenter`). Each net
-        still runs single-threaded, so give onnxruntime sessions ``onnxruntime_threads=1`` to avoid
-        oversubscription. Results do not depend on N.
+        levels N groups at a time (groups of about equal pixel count; the small levels, tiled on
+        one canvas, count as one), the crops are resampled in N parts and the R-, O- and
+        landmark nets run on N parts of their crops at a time (chunks of :data:`_CHUNK` crops);
+        the N - 1 extra threads come from a pool shared by the process (see
+        :class:`~masksegx.FaceMaskSegmenter`). Each net still runs single-threaded, so give
+        onnxruntime sessions ``onnxruntime_threads=1`` to avoid oversubscription. Results do not
+        depend on N.
 
     Notes
     -----
@@ -242,8 +243,8 @@ class FaceDetector:
         if self.threads < 2:
             faces, close = first_pass(), close_up_pass()
         else:
-            # The close-up pass goes to a pool thread; it fills that thread's share of the
-            # first pass's serial parts (pyramid, boxes, NMS, crops) with work of its own.
+            # The close-up pass on a pool thread keeps it busy while this thread runs the first
+            # pass's serial parts (pyramid, boxes, NMS); the first pass's nets queue behind it.
             close_up = submit_to_pool(self.threads, close_up_pass)
             faces, close = first_pass(), close_up.result()
         return self._with_landmarks(_merged(faces, close))

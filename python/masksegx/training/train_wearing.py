@@ -14,8 +14,8 @@ convolutions, max pooling; :func:`last_block`) on the same input, global average
 one softmax layer. The copy starts from the trunk's weights and is trained with the layer
 (AdamW, one-cycle schedule); its 4x4 input still knows where on the face the mask lies, which
 the trunk's pooled features averaged away (a softmax layer on those, session 11's head,
-cross-validated lower: docs/attributes.md). The trunk and the joint
-output do not change: gender and coverage stay exactly as they were.
+cross-validated lower: docs/attributes.md). The trunk and the joint output do not change:
+gender and coverage stay exactly as they were.
 
 Training data: every crop of the cache's real sources (det/facemask and det/ilc2021, the three
 labelled classes) in their training splits, plus ``--copies`` augmented copies of each
