@@ -1,6 +1,7 @@
 """One FaceMaskSegmenter shared by 8 threads returns exactly what sequential calls return."""
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -92,3 +93,28 @@ def test_submit_to_pool_runs_on_a_worker_and_inline_inside_one():
     for threads in (1, 2):
         with pytest.raises(ValueError, match="image: bad"):
             submit_to_pool(threads, fails).result()
+
+
+def test_run_in_parallel_leaves_the_items_of_a_busy_pool_to_the_caller():
+    from masksegx._models import run_in_parallel, submit_to_pool
+
+    release = threading.Event()
+    blocker = submit_to_pool(2, lambda: release.wait(10))  # the one worker of the 2-thread pool
+    try:
+        names = run_in_parallel(2, lambda _: threading.current_thread().name, list(range(5)))
+        assert names == [threading.current_thread().name] * 5
+    finally:
+        release.set()
+    assert blocker.result() is True
+    # A free pool takes items too, and an item's error reaches the caller.
+    seen = run_in_parallel(2, lambda k: (time.sleep(0.01), threading.current_thread().name)[1],
+                           list(range(8)))
+    assert any(name.startswith("masksegx") for name in seen)
+
+    def fails_on_three(k):
+        if k == 3:
+            raise ValueError("item 3")
+        return k
+
+    with pytest.raises(ValueError, match="item 3"):
+        run_in_parallel(2, fails_on_three, list(range(6)))

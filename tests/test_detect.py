@@ -202,19 +202,6 @@ def test_more_threads_give_identical_detections(models, image):
                 np.testing.assert_array_equal(getattr(many, name), getattr(one, name))
 
 
-@pytest.mark.parametrize("parts", [1, 2, 3, 20])
-def test_pyramid_levels_are_split_into_balanced_groups(parts):
-    costs = [1000, 500, 250, 120, 60, 30, 15, 7]
-    groups = detect._balanced_groups(costs, parts)
-    assert sorted(k for group in groups for k in group) == list(range(len(costs)))
-    assert len(groups) == min(parts, len(costs))
-    loads = [sum(costs[k] for k in group) for group in groups]
-    # Largest-first greedy: no group exceeds the ideal share by more than the largest item.
-    assert max(loads) <= sum(costs) / len(groups) + max(costs)
-    if parts == 2:
-        assert sorted(loads) == [982, 1000]
-
-
 def test_channel_order_and_settings(models, image):
     bgr = detect_faces(image, models=models)
     rgb = detect_faces(np.ascontiguousarray(image[:, :, ::-1]), models=models, order="rgb")

@@ -222,15 +222,31 @@ def _marked_in_pool(work: Callable[[T], R]) -> Callable[[T], R]:
 def run_in_parallel(threads: int, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """``[work(item) for item in items]`` on up to ``threads`` threads: the caller's and the
     workers of a pool shared process-wide (``threads - 1`` of them per thread count; ``work``
-    should release the GIL for this to pay). A call from inside a pool worker runs serially
-    (no nested waiting on a saturated pool)."""
+    should release the GIL for this to pay). Each thread takes the next item not yet taken, in
+    order (so give the costliest first), and the caller never waits for a pool worker that has
+    not started: a busy pool leaves the items to the caller. A call from inside a pool worker
+    runs serially (no nested waiting on a saturated pool)."""
     if threads < 2 or len(items) < 2 or getattr(_IN_POOL, "active", False):
         return [work(item) for item in items]
-    pool, in_pool = _pool(threads), _marked_in_pool(work)
-    # Item k goes to the caller when k % threads == 0, to the pool otherwise.
-    futures = {k: pool.submit(in_pool, item) for k, item in enumerate(items) if k % threads}
-    mine = {k: work(item) for k, item in enumerate(items) if not k % threads}
-    return [mine[k] if k in mine else futures[k].result() for k in range(len(items))]
+    results: list[R | None] = [None] * len(items)
+    taken = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def drain(_: object = None) -> None:
+        while True:
+            with lock:
+                k = next(taken, None)
+            if k is None:
+                return
+            results[k] = work(items[k])
+
+    pool, helper = _pool(threads), _marked_in_pool(drain)
+    helpers = [pool.submit(helper, None) for _ in range(min(threads, len(items)) - 1)]
+    drain()
+    for future in helpers:
+        if not future.cancel():  # started: it finishes its last item (or raises)
+            future.result()
+    return cast(list[R], results)
 
 
 def submit_to_pool(threads: int, work: Callable[[], R]) -> Future[R]:

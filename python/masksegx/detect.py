@@ -158,8 +158,8 @@ class FaceDetector:
         first pass's, it also judges the first pass's candidates of at least
         :data:`CLOSE_UP_MIN_FACE` of the image's shorter side, with or without ``close_ups``.
     threads : the most threads one call uses (1, the default: the calling thread only). With N >= 2
-        the close-up pass runs on a pool thread beside the first pass, the P-net on the pyramid
-        levels N groups at a time (groups of about equal pixel count; the small levels, tiled on
+        the close-up pass runs on a pool thread beside the first pass, the P-net on N pyramid
+        levels at a time (each thread takes the largest level left; the small levels, tiled on
         one canvas, count as one), the crops are resampled in N parts and the R-, O- and
         landmark nets run on N parts of their crops at a time (chunks of :data:`_CHUNK` crops);
         the N - 1 extra threads come from a pool shared by the process (see
@@ -333,16 +333,11 @@ class FaceDetector:
                 )
             return found
 
-        # The units share the threads by pixel count; their boxes are joined in level order.
-        costs = [sum(levels[k].size for k in unit) for unit in units]
-        groups = _balanced_groups(costs, self.threads)
-        per_group = run_in_parallel(
-            self.threads, lambda group: [unit_boxes(units[u]) for u in group], groups
-        )
+        # The threads take the units largest first; their boxes are joined in level order.
+        units.sort(key=lambda unit: -sum(levels[k].size for k in unit))
         by_level: dict[int, np.ndarray] = {}
-        for group, found in zip(groups, per_group):
-            for u, unit_found in zip(group, found):
-                by_level.update(zip(units[u], unit_found))
+        for unit, found in zip(units, run_in_parallel(self.threads, unit_boxes, units)):
+            by_level.update(zip(unit, found))
         boxes = np.concatenate([by_level[k] for k in range(len(levels))])
         if not len(boxes):
             return np.zeros((0, 5), np.float32)
@@ -641,18 +636,6 @@ def _in_chunks(net: Runner, crops: np.ndarray, threads: int = 1) -> dict[str, np
         threads, lambda start: net(crops[start : start + chunk]), range(0, len(crops), chunk)
     )
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-
-
-def _balanced_groups(costs: Sequence[int], parts: int) -> list[list[int]]:
-    """The indices of ``costs`` split into at most ``parts`` groups of about equal total cost
-    (largest first, each to the lightest group), each group in increasing order."""
-    groups: list[list[int]] = [[] for _ in range(max(1, min(parts, len(costs))))]
-    loads = [0] * len(groups)
-    for index in sorted(range(len(costs)), key=lambda k: -costs[k]):
-        lightest = loads.index(min(loads))
-        groups[lightest].append(index)
-        loads[lightest] += costs[index]
-    return [sorted(group) for group in groups if group]
 
 
 def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
