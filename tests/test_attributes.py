@@ -705,6 +705,9 @@ def test_wearing_head_training_pieces(tmp_path, rng):
     features, joint = train_wearing.branch_inputs(
         train_wearing.feature_session(trunk), crops, DEFAULT_SETTINGS)
     assert features.shape == (2, 6, 8, 62, 62) and joint.shape == (6, 22)
+    plain, _ = train_wearing.branch_inputs(
+        train_wearing.feature_session(trunk), crops, DEFAULT_SETTINGS, mirror=False)
+    np.testing.assert_array_equal(plain, features[:1])
     # Untrained, the branch's block is the trunk's: its pooled features are the trunk's.
     template = train_wearing.branch_module(trunk)
     with torch.no_grad():

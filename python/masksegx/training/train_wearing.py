@@ -40,7 +40,6 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from copy import deepcopy
 from pathlib import Path
@@ -62,7 +61,7 @@ from ..attributes import (
 from ..eval.report import markdown_table
 from .attr_cache import read_cache
 from .attr_report import SECTION_BEGIN, SECTION_END, with_wearing_section
-from .train_attributes import AUGMENTATIONS, augment
+from .train_attributes import AUGMENTATIONS, augment, log
 
 #: Cache sources with real wearing labels (photos, not synthetic masks).
 REAL_SOURCES = ("facemask", "ilc")
@@ -74,10 +73,6 @@ LEARNING_RATE = 1e-3
 FOLDS = 5
 #: Prefix of the head's node and initializer names (stripped before a new head is added).
 HEAD_PREFIX = "wearing_head/"
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def without_head(model: Any) -> Any:
@@ -189,18 +184,18 @@ def feature_session(model: Any) -> Any:
 
 
 def branch_inputs(session: Any, crops: np.ndarray, settings: dict[str, Any],
-                  batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                  batch: int = 256, mirror: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The branch's inputs [2, N, C, H, W] for aligned crops [N, S, S, 3], of each crop and of
     its mirror (the predictor's two passes), and the joint probabilities [N, 22] averaged over
-    both."""
+    both; with ``mirror=False`` the crop's pass alone ([1, N, C, H, W], its joint output)."""
     name = session.get_inputs()[0].name
     features, joint = [], []
     for start in range(0, len(crops), batch):
         x = np.stack([network_input(c, settings) for c in crops[start : start + batch]])
-        mirrored = np.ascontiguousarray(x[:, :, :, ::-1])
-        plain, flipped = (session.run(None, {name: part}) for part in (x, mirrored))
-        features.append(np.stack([plain[-1], flipped[-1]]))
-        joint.append(0.5 * (plain[0] + flipped[0]))
+        passes = [x, np.ascontiguousarray(x[:, :, :, ::-1])] if mirror else [x]
+        outputs = [session.run(None, {name: part}) for part in passes]
+        features.append(np.stack([out[-1] for out in outputs]))
+        joint.append(np.mean([out[0] for out in outputs], axis=0))
     return np.concatenate(features, axis=1).astype(np.float32), np.concatenate(joint)
 
 
@@ -485,11 +480,11 @@ def main(argv: list[str] | None = None) -> int:
     for copy in range(args.copies):
         kind = "strong" if copy % 2 else "default"
         augmented = np.stack([augment(crops[i], rng, AUGMENTATIONS[kind]) for i in train_index])
-        copies.append(branch_inputs(session, augmented, settings)[0])
+        copies.append(branch_inputs(session, augmented, settings, mirror=False)[0])
         copy_of.append(np.arange(len(train_index)))
         log(f"copy {copy + 1}/{args.copies} ({kind})")
     copy_features = (np.concatenate(copies, axis=1) if copies
-                     else np.zeros((2, 0, *features.shape[2:]), np.float32))
+                     else np.zeros((1, 0, *features.shape[2:]), np.float32))
     copy_index = np.concatenate(copy_of) if copy_of else np.zeros(0, np.int64)
 
     folds = photo_folds(meta["name"][train], FOLDS, args.seed)
