@@ -232,21 +232,24 @@ def tiny_lnet(rng: np.random.Generator, *, weight_scale: float = 1.0) -> bytes:
     return model(net.nodes, net.weights, [("input", ["N", 3, 48, 48])], [("landmarks", ["N", 10])])
 
 
-def tiny_attribute_net(rng: np.random.Generator, *, wearing_classes: int = 0) -> bytes:
+def tiny_attribute_net(rng: np.random.Generator, *, wearing_classes: int = 0,
+                       gender_classes: int = 0) -> bytes:
     """A random-weight attribute net: [N, 3, 64, 64] -> ``probs`` [N, 22], and with
-    ``wearing_classes`` a second output ``wearing`` [N, wearing_classes] read from the same
-    pooled features (the shipped file's wearing head has 3)."""
+    ``wearing_classes`` / ``gender_classes`` the outputs ``wearing`` [N, wearing_classes] /
+    ``gender`` [N, gender_classes] read from the same pooled features (the shipped file's heads
+    have 3 and 2)."""
     net = _NetBuilder(rng)
     x = net.prelu(net.conv("input", 3, 8, 3), 8)
-    # The last block as the shipped trunk's (the wearing branch copies it): depthwise, Relu,
-    # 1x1, Relu, MaxPool.
+    # The last block as the shipped trunk's (the branch heads copy it): depthwise, Relu, 1x1,
+    # Relu, MaxPool.
     x = net.relu(net.conv(net.relu(net.conv(x, 8, 8, 3, groups=8)), 8, 8, 1))
     net.nodes += [node("MaxPool", [x], ["last_pool"], kernel_shape=[2, 2], strides=[2, 2]),
                   node("GlobalAveragePool", ["last_pool"], ["pooled"]),
                   node("Flatten", ["pooled"], ["flat"], axis=1)]
     net.softmax(net.gemm("flat", 8, 22, weight_scale=3.0), "probs")
     outputs = [("probs", ["N", 22])]
-    if wearing_classes:
-        net.softmax(net.gemm("flat", 8, wearing_classes, weight_scale=3.0), "wearing")
-        outputs.append(("wearing", ["N", wearing_classes]))
+    for name, classes in (("wearing", wearing_classes), ("gender", gender_classes)):
+        if classes:
+            net.softmax(net.gemm("flat", 8, classes, weight_scale=3.0), name)
+            outputs.append((name, ["N", classes]))
     return model(net.nodes, net.weights, [("input", ["N", 3, 64, 64])], outputs)

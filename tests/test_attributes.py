@@ -171,12 +171,15 @@ def test_mirrored_face_keeps_gender_and_coverage(predictor, photo_faces):
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    """Random-weight attribute nets: without a wearing head, with one, with a 4-class one."""
+    """Random-weight attribute nets (one trunk): without heads, with a wearing head, a 4-class
+    one, a gender head, a 3-class one, both heads."""
     folder = tmp_path_factory.mktemp("tiny_attributes")
     paths = {}
-    for name, classes in (("plain", 0), ("head", 3), ("bad", 4)):
+    for name, wearing, gender in (("plain", 0, 0), ("head", 3, 0), ("bad", 4, 0),
+                                  ("gender", 0, 2), ("bad_gender", 0, 3), ("both", 3, 2)):
         paths[name] = folder / f"{name}.onnx"
-        paths[name].write_bytes(tiny_attribute_net(np.random.default_rng(5), wearing_classes=classes))
+        paths[name].write_bytes(tiny_attribute_net(np.random.default_rng(5), wearing_classes=wearing,
+                                                   gender_classes=gender))
     return paths
 
 
@@ -225,6 +228,53 @@ def test_bad_wearing_heads(tiny_models, predictor, rng):
     face = predictor.attributes(joint, np.array([0.1, 0.7, 0.2], np.float32))
     assert face.wearing == "incorrect"
     assert predictor.attributes(joint).wearing_probs is None
+
+
+# --- the gender head --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["native", "onnxruntime"])
+@pytest.mark.parametrize("name", ["gender", "both"])
+def test_gender_head_gives_the_gender(tiny_models, photo_faces, backend, name):
+    predictor = AttributePredictor(tiny_models[name], backend=backend)
+    assert predictor.has_gender_head and predictor.has_wearing_head == (name == "both")
+    image, landmarks = photo_faces[0]
+    faces = predictor(image, landmarks)
+    # P(male) is the head's, averaged over each crop and its mirror; the joint is the trunk's.
+    crops = predictor.preprocess(image, landmarks)
+    index = predictor._net.output_names.index("gender")
+    plain = predictor._net.run_all(crops)[index]
+    mirrored = predictor._net.run_all(np.ascontiguousarray(crops[:, :, :, ::-1]))[index]
+    expected = 0.5 * (plain + mirrored)
+    without = AttributePredictor(tiny_models["plain"], backend=backend)(image, landmarks)
+    for face, probs, bare in zip(faces, expected, without):
+        assert face.gender_prob == pytest.approx(float(probs[1]), rel=1e-4, abs=1e-6)
+        assert face.gender == ("male" if probs[1] > probs[0] else "female")
+        np.testing.assert_allclose(face.joint_probs, bare.joint_probs, rtol=1e-5, atol=1e-7)
+        assert face.coverage == pytest.approx(bare.coverage, rel=1e-5)
+        assert (face.wearing_probs is not None) == (name == "both")
+    assert predictor(image, np.zeros((0, 5, 2))) == []
+
+
+def test_gender_head_backends_agree(tiny_models, photo_faces):
+    image, landmarks = photo_faces[1]
+    native = AttributePredictor(tiny_models["both"], backend="native")(image, landmarks)
+    reference = AttributePredictor(tiny_models["both"], backend="onnxruntime")(image, landmarks)
+    for a, b in zip(native, reference):
+        assert a.gender_prob == pytest.approx(b.gender_prob, abs=1e-5)
+
+
+def test_bad_gender_heads(tiny_models, predictor, rng):
+    with pytest.raises(ValueError, match="gender"):
+        AttributePredictor(tiny_models["bad_gender"])
+    joint = random_joint(rng, 1)[0]
+    with pytest.raises(ValueError, match="gender_probs"):
+        predictor.attributes(joint, gender_probs=np.ones(3, np.float32) / 3)
+    with pytest.raises(TypeError, match="gender_probs"):
+        predictor.attributes(joint, gender_probs=[0.2, 0.8])
+    face = predictor.attributes(joint, gender_probs=np.array([0.3, 0.7], np.float32))
+    assert face.gender == "male" and face.gender_prob == pytest.approx(0.7)
+    assert not AttributePredictor(tiny_models["head"]).has_gender_head
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -692,24 +742,25 @@ def test_backends_give_the_same_probabilities(photo_faces):
                                    reference.joint_probs(image, landmarks), atol=1e-5)
 
 
-def test_wearing_head_training_pieces(tmp_path, rng):
+def test_branch_head_training_pieces(tmp_path, rng):
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
     onnxruntime = pytest.importorskip("onnxruntime")
     from masksegx.attributes import DEFAULT_SETTINGS
-    from masksegx.training import train_wearing
+    from masksegx.training import branch_heads
+    from masksegx.training.branch_heads import GENDER_HEAD, WEARING_HEAD
 
     trunk = onnx.load_from_string(tiny_attribute_net(np.random.default_rng(2)))
     crops = rng.integers(0, 256, (6, DEFAULT_SETTINGS["crop_size"], DEFAULT_SETTINGS["crop_size"], 3),
                          dtype=np.uint8)
-    features, joint = train_wearing.branch_inputs(
-        train_wearing.feature_session(trunk), crops, DEFAULT_SETTINGS)
+    features, joint = branch_heads.branch_inputs(
+        branch_heads.feature_session(trunk), crops, DEFAULT_SETTINGS)
     assert features.shape == (2, 6, 8, 62, 62) and joint.shape == (6, 22)
-    plain, _ = train_wearing.branch_inputs(
-        train_wearing.feature_session(trunk), crops, DEFAULT_SETTINGS, mirror=False)
+    plain, _ = branch_heads.branch_inputs(
+        branch_heads.feature_session(trunk), crops, DEFAULT_SETTINGS, mirror=False)
     np.testing.assert_array_equal(plain, features[:1])
     # Untrained, the branch's block is the trunk's: its pooled features are the trunk's.
-    template = train_wearing.branch_module(trunk)
+    template = branch_heads.branch_module(trunk, WEARING_HEAD)
     with torch.no_grad():
         pooled = template[:-1](torch.from_numpy(features[0])).numpy()
     batch = np.stack([masksegx.attributes.network_input(c, DEFAULT_SETTINGS) for c in crops])
@@ -720,35 +771,47 @@ def test_wearing_head_training_pieces(tmp_path, rng):
                                            providers=["CPUExecutionProvider"])
     trunk_pooled = session.run(["pooled"], {"input": batch})[0].reshape(6, 8)
     np.testing.assert_allclose(pooled, trunk_pooled, rtol=1e-4, atol=1e-5)
-    # The exported head is the trained branch: the predictor's state is train_wearing.predict's.
-    labels = np.arange(6) % 3
-    branch = train_wearing.fit_branch(template, features[0], labels, 1e-2, epochs=3,
+    # The exported heads are the trained branches: the predictor's wearing state is
+    # branch_heads.predict's, its P(male) mean_probs' (soft targets train the gender head).
+    wearing = branch_heads.fit_branch(template, features[0], np.arange(6) % 3, 1e-2, epochs=3,
                                       learning_rate=1e-2, batch=4)
+    soft = np.stack([np.linspace(0.1, 0.9, 6), np.linspace(0.9, 0.1, 6)], axis=1)
+    gender = branch_heads.fit_branch(branch_heads.branch_module(trunk, GENDER_HEAD), features[0],
+                                     soft, 1e-2, epochs=3, learning_rate=1e-2, batch=4)
+    both = branch_heads.with_head(branch_heads.with_head(trunk, wearing, WEARING_HEAD), gender,
+                                  GENDER_HEAD)
     path = tmp_path / "headed.onnx"
-    onnx.save(train_wearing.with_head(trunk, branch), str(path))
+    onnx.save(both, str(path))
+    mirrored = np.ascontiguousarray(np.concatenate([batch, batch[:, :, :, ::-1]]))
     for backend in ("native", "onnxruntime"):
         predictor = AttributePredictor(path, backend=backend)
-        both = np.concatenate([batch, batch[:, :, :, ::-1]])
-        probs = predictor._net.run_all(np.ascontiguousarray(both))[1]
+        outputs = predictor._net.run_all(mirrored)
+        probs = outputs[predictor._net.output_names.index("wearing")]
         states = np.argmax(0.5 * (probs[:6] + probs[6:]), axis=1)
-        np.testing.assert_array_equal(states, train_wearing.predict(branch, features))
-    # A second head replaces the first; without_head gives the trunk back.
-    again = train_wearing.with_head(train_wearing.without_head(onnx.load(str(path))), branch)
-    assert [o.name for o in again.graph.output] == ["probs", "wearing"]
-    assert len(again.graph.node) == len(trunk.graph.node) + 9
-    assert train_wearing.without_head(again).SerializeToString() == trunk.SerializeToString()
+        np.testing.assert_array_equal(states, branch_heads.predict(wearing, features))
+        probs = outputs[predictor._net.output_names.index("gender")]
+        np.testing.assert_allclose(0.5 * (probs[:6] + probs[6:]),
+                                   branch_heads.mean_probs(gender, features), rtol=1e-4, atol=1e-6)
+    # A head replaced keeps the other; without_heads gives the trunk back.
+    again = branch_heads.with_head(branch_heads.without_head(onnx.load(str(path)), WEARING_HEAD),
+                                   wearing, WEARING_HEAD)
+    assert [o.name for o in again.graph.output] == ["probs", "gender", "wearing"]
+    assert len(again.graph.node) == len(trunk.graph.node) + 18
+    assert branch_heads.without_heads(again).SerializeToString() == trunk.SerializeToString()
+    with pytest.raises(ValueError, match="classes"):
+        branch_heads.with_head(trunk, wearing, GENDER_HEAD)
     # Any other structure before the pooling is refused.
     flat = onnx.load_from_string(tiny_attribute_net(np.random.default_rng(2)))
     last_pool = next(n for n in flat.graph.node if n.output[0] == "last_pool")
     next(n for n in flat.graph.node if n.op_type == "GlobalAveragePool").input[0] = last_pool.input[0]
     flat.graph.node.remove(last_pool)
     with pytest.raises(ValueError, match="block"):
-        train_wearing.last_block(flat)
+        branch_heads.last_block(flat)
 
 
 def test_wearing_folds_keep_photos_together():
     pytest.importorskip("torch")
-    from masksegx.training.train_wearing import photo_folds
+    from masksegx.training.branch_heads import photo_folds
 
     names = np.array([f"photo{k // 3}.jpg#{k % 3}" for k in range(30)])
     folds = photo_folds(names, 5, seed=0)
@@ -757,17 +820,17 @@ def test_wearing_folds_keep_photos_together():
     assert set(folds) == set(range(5))
 
 
-def test_wearing_card_section_is_replaced():
-    from masksegx.training.attr_report import (
-        SECTION_BEGIN,
-        SECTION_END,
-        wearing_section,
-        with_wearing_section,
-    )
+def test_card_sections_are_replaced():
+    from masksegx.training.attr_report import GENDER_SECTION, WEARING_SECTION, section, with_section
 
-    card = with_wearing_section("# Card\n\ntext\n", f"{SECTION_BEGIN}\nfirst\n{SECTION_END}")
-    assert wearing_section(card) == f"{SECTION_BEGIN}\nfirst\n{SECTION_END}"
-    card = with_wearing_section(card + "after\n", f"{SECTION_BEGIN}\nsecond\n{SECTION_END}")
+    begin, end = WEARING_SECTION
+    card = with_section("# Card\n\ntext\n", WEARING_SECTION, f"{begin}\nfirst\n{end}")
+    assert section(card, WEARING_SECTION) == f"{begin}\nfirst\n{end}"
+    card = with_section(card + "after\n", WEARING_SECTION, f"{begin}\nsecond\n{end}")
     assert card.startswith("# Card\n\ntext\n") and card.endswith("after\n")
-    assert "second" in card and "first" not in card and card.count(SECTION_BEGIN) == 1
-    assert wearing_section("# Card\n") is None
+    assert "second" in card and "first" not in card and card.count(begin) == 1
+    assert section("# Card\n", WEARING_SECTION) is None
+    # The gender section is one of its own beside it.
+    card = with_section(card, GENDER_SECTION, "\n".join([GENDER_SECTION[0], "g", GENDER_SECTION[1]]))
+    assert section(card, WEARING_SECTION) == f"{begin}\nsecond\n{end}"
+    assert section(card, GENDER_SECTION) == "\n".join([GENDER_SECTION[0], "g", GENDER_SECTION[1]])

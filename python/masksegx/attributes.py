@@ -13,17 +13,21 @@ as the paper's eq. 11-13 (1-based there):
 The coverage level is the share of the lower face (below the eye line, inside the face box)
 covered by the worn mask, in tenths (:func:`masksegx.synthesis.coverage_level`).
 
-The wearing state comes from the network's wearing head where the file has one: a second
-output ``wearing`` [N, 3], P(none, incorrect, correct), from a branch on the trunk's features
+The wearing state comes from the network's wearing head where the file has one: an output
+``wearing`` [N, 3], P(none, incorrect, correct), from a branch on the trunk's features
 trained on real photos' crops (``masksegx.training.train_wearing``); the state is its most
-probable class. A file without that output falls back to the expected level and two thresholds
-``a < b`` stored in the model file (chosen on training data, see the model card):
+probable class. A file without that output falls back to the expected level and two
+thresholds ``a < b`` stored in the model file (chosen on training data, see the model card):
 
 - ``"none"`` if ``E < a``, ``"correct"`` if ``E >= b``, ``"incorrect"`` otherwise.
 
 A correctly worn mask covers nose and mouth but not the cheeks under the eyes, so it reaches
 levels around 5-7; one pulled under the nose or chin, 1-4; but a mask under the nose covers
 about as much of the lower face as one worn correctly, which the head tells apart better.
+
+Likewise the gender comes from the gender head where the file has one: an output ``gender``
+[N, 2], P(female, male), from a branch trained on faces of several sources with and without
+synthetic masks (``masksegx.training.train_gender``); without it, from the joint marginals.
 
 Inference runs on the masksegx C++ kernels or in onnxruntime (``backend``); torch is never
 imported here.
@@ -63,6 +67,8 @@ GENDERS = ("female", "male")
 WEARING_STATES = ("none", "incorrect", "correct")
 #: Name of the optional wearing-head output [N, 3] (P of each of :data:`WEARING_STATES`).
 WEARING_OUTPUT = "wearing"
+#: Name of the gender head's output [N, 2] = P(female, male), where a file has one.
+GENDER_OUTPUT = "gender"
 #: The shipped model.
 DEFAULT_MODEL = ATTRIBUTES_MODEL
 #: The backend of :class:`AttributePredictor` unless asked otherwise: the faster one on the
@@ -87,8 +93,9 @@ DEFAULT_SETTINGS = {
 class FaceAttributes:
     """Attributes of one face.
 
-    gender : ``"female"`` or ``"male"`` (the larger marginal; ties go to ``"female"``).
-    gender_prob : P(male) in [0, 1].
+    gender : ``"female"`` or ``"male"`` (the larger probability; ties go to ``"female"``).
+    gender_prob : P(male) in [0, 1]: the gender head's where the model has one, else the joint
+        softmax's marginal (eq. 12).
     coverage_probs : float32 (11,) P(level l), l = 0..10, summing to 1.
     coverage : expected coverage level in [0, 10].
     wearing : ``"none"``, ``"incorrect"`` or ``"correct"``: the wearing head's most probable
@@ -169,7 +176,7 @@ class AttributePredictor:
         A missing model (a FileNotFoundError and ValueError).
     ValueError
         A file onnxruntime cannot load, whose first output is not [N, 22], or whose ``wearing``
-        output is not [N, 3].
+        output is not [N, 3], or whose ``gender`` output is not [N, 2].
     """
 
     def __init__(
@@ -191,7 +198,10 @@ class AttributePredictor:
         self.padding = float(self.settings["padding"])
         self.wearing_thresholds = _thresholds(self.settings["wearing_thresholds"])
         #: Whether the file has the wearing head (else the thresholds give the wearing state).
-        self.has_wearing_head = _has_wearing_head(self._net, self.model_path)
+        self.has_wearing_head = _has_head(self._net, self.model_path, WEARING_OUTPUT,
+                                          len(WEARING_STATES))
+        #: Whether the file has the gender head (else the joint marginals give the gender).
+        self.has_gender_head = _has_head(self._net, self.model_path, GENDER_OUTPUT, len(GENDERS))
         #: Whether this object runs the mirrored crops (False when the graph does it itself).
         self.mirror_here = mirror and not self.settings.get("mirror_average", False)
 
@@ -224,20 +234,27 @@ class AttributePredictor:
 
     def _outputs(
         self, image: np.ndarray, landmarks: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The joint probabilities [N, 22] and the wearing head's [N, 3] (None without a head)
-        of an image already validated by :func:`as_image` and finite landmarks [N, 5, 2]."""
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The joint probabilities [N, 22], the wearing head's [N, 3] and the gender head's
+        [N, 2] (None for a head the file lacks) of an image already validated by
+        :func:`as_image` and finite landmarks [N, 5, 2]."""
+        heads = ((self.has_wearing_head, WEARING_OUTPUT, len(WEARING_STATES)),
+                 (self.has_gender_head, GENDER_OUTPUT, len(GENDERS)))
         if len(landmarks) == 0:
-            empty = np.zeros((0, len(WEARING_STATES)), np.float32)
-            return np.zeros((0, N_JOINT), np.float32), empty if self.has_wearing_head else None
+            wearing, gender = (np.zeros((0, classes), np.float32) if present else None
+                               for present, _, classes in heads)
+            return np.zeros((0, N_JOINT), np.float32), wearing, gender
         batch = self._preprocess(image, landmarks)
         if self.mirror_here:
             batch = np.ascontiguousarray(np.concatenate([batch, batch[:, :, :, ::-1]]))
-        if self.has_wearing_head:
-            outputs = self._net.run_all(batch)
-            joint, wearing = outputs[0], outputs[self._net.output_names.index(WEARING_OUTPUT)]
-            return self._per_face(joint, len(landmarks)), self._per_face(wearing, len(landmarks))
-        return self._per_face(self._net.run(batch), len(landmarks)), None
+        if not (self.has_wearing_head or self.has_gender_head):
+            return self._per_face(self._net.run(batch), len(landmarks)), None, None
+        outputs = self._net.run_all(batch)
+        wearing, gender = (
+            self._per_face(outputs[self._net.output_names.index(name)], len(landmarks))
+            if present else None
+            for present, name, _ in heads)
+        return self._per_face(outputs[0], len(landmarks)), wearing, gender
 
     def _per_face(self, out: np.ndarray, count: int) -> np.ndarray:
         """A net output per face: the mean over each crop and its mirror when both ran."""
@@ -252,25 +269,32 @@ class AttributePredictor:
     def _predict(self, image: np.ndarray, landmarks: np.ndarray) -> list[FaceAttributes]:
         """The call of an image already validated by :func:`as_image` and finite landmarks
         [N, 5, 2]."""
-        joint, wearing = self._outputs(image, landmarks)
-        if wearing is None:
-            return [self.attributes(row) for row in joint]
-        return [self.attributes(row, probs) for row, probs in zip(joint, wearing)]
+        joint, wearing, gender = self._outputs(image, landmarks)
+        return [self.attributes(row, None if wearing is None else wearing[k],
+                                None if gender is None else gender[k])
+                for k, row in enumerate(joint)]
 
     def attributes(
-        self, joint: np.ndarray, wearing_probs: np.ndarray | None = None
+        self,
+        joint: np.ndarray,
+        wearing_probs: np.ndarray | None = None,
+        gender_probs: np.ndarray | None = None,
     ) -> FaceAttributes:
         """:class:`FaceAttributes` of one face's joint probabilities (22,) and, where the model
-        has a wearing head, its wearing probabilities (3,); without them the wearing state
-        follows the thresholds' rule."""
+        has the heads, its wearing probabilities (3,) and gender probabilities (2,); without
+        them the wearing state follows the thresholds' rule and the gender the joint
+        marginals."""
         joint = _as_joint(joint).astype(np.float32)
-        p_female, p_male = gender_marginals(joint)
+        if gender_probs is None:
+            p_female, p_male = gender_marginals(joint)
+        else:
+            p_female, p_male = _as_head_probs(gender_probs, "gender_probs", len(GENDERS))
         levels = level_marginals(joint)
         coverage = float(expected_level(levels.astype(np.float64)))
         if wearing_probs is None:
             wearing = wearing_state(coverage, self.wearing_thresholds)
         else:
-            wearing_probs = _as_wearing_probs(wearing_probs)
+            wearing_probs = _as_head_probs(wearing_probs, "wearing_probs", len(WEARING_STATES))
             wearing = WEARING_STATES[int(np.argmax(wearing_probs))]
         return FaceAttributes(
             gender=GENDERS[int(p_male > p_female)],
@@ -337,21 +361,22 @@ def _as_joint(joint: object) -> np.ndarray:
     return joint
 
 
-def _as_wearing_probs(probs: object) -> np.ndarray:
+def _as_head_probs(probs: object, name: str, classes: int) -> np.ndarray:
     if not isinstance(probs, np.ndarray):
-        raise TypeError(f"wearing_probs: expected a numpy.ndarray, got {type(probs).__name__}")
-    if probs.shape != (len(WEARING_STATES),):
-        raise ValueError(f"wearing_probs: expected shape (3,), got {probs.shape}")
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(probs).__name__}")
+    if probs.shape != (classes,):
+        raise ValueError(f"{name}: expected shape ({classes},), got {probs.shape}")
     return probs.astype(np.float32)
 
 
-def _has_wearing_head(net: OpenedNet, path: str) -> bool:
-    """Whether the attribute net has the ``wearing`` output; ValueError when it is not [N, 3]."""
-    if WEARING_OUTPUT not in net.output_names[1:]:
+def _has_head(net: OpenedNet, path: str, output: str, classes: int) -> bool:
+    """Whether the attribute net has the head ``output``; ValueError when it is not
+    [N, classes]."""
+    if output not in net.output_names[1:]:
         return False
-    shape = net.output_shapes[net.output_names.index(WEARING_OUTPUT)]
-    if not shape or shape[-1] != len(WEARING_STATES):
-        raise ValueError(f"model: {path} has a {WEARING_OUTPUT!r} output that is not [N, 3]")
+    shape = net.output_shapes[net.output_names.index(output)]
+    if not shape or shape[-1] != classes:
+        raise ValueError(f"model: {path} has a {output!r} output that is not [N, {classes}]")
     return True
 
 

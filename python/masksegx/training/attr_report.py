@@ -60,25 +60,28 @@ def run_evals(data: Path, model: Path, out: Path) -> dict[str, Json]:
     return results
 
 
-#: Markers of the card's wearing-head section, written by :mod:`.train_wearing` and kept when
-#: this module rewrites the card.
-SECTION_BEGIN = "<!-- train_wearing: begin -->"
-SECTION_END = "<!-- train_wearing: end -->"
+#: Markers of the card's wearing-head section, written by :mod:`.train_wearing`, and of its
+#: gender-head section, written by :mod:`.train_gender`; this module keeps both when it
+#: rewrites the card.
+WEARING_SECTION = ("<!-- train_wearing: begin -->", "<!-- train_wearing: end -->")
+GENDER_SECTION = ("<!-- train_gender: begin -->", "<!-- train_gender: end -->")
+SECTIONS = (WEARING_SECTION, GENDER_SECTION)
 
 
-def wearing_section(card: str) -> str | None:
-    """The wearing-head section of a card's text, markers included (None without one)."""
-    if SECTION_BEGIN not in card or SECTION_END not in card:
+def section(card: str, markers: tuple[str, str]) -> str | None:
+    """The section between ``markers`` of a card's text, markers included (None without one)."""
+    begin, end = markers
+    if begin not in card or end not in card:
         return None
-    return SECTION_BEGIN + card.split(SECTION_BEGIN, 1)[1].split(SECTION_END, 1)[0] + SECTION_END
+    return begin + card.split(begin, 1)[1].split(end, 1)[0] + end
 
 
-def with_wearing_section(card: str, section: str) -> str:
-    """The card's text with its wearing-head section replaced by ``section``, or appended."""
-    old = wearing_section(card)
+def with_section(card: str, markers: tuple[str, str], text: str) -> str:
+    """The card's text with its section between ``markers`` replaced by ``text``, or appended."""
+    old = section(card, markers)
     if old is not None:
-        return card.replace(old, section)
-    return card.rstrip("\n") + "\n\n" + section + "\n"
+        return card.replace(old, text)
+    return card.rstrip("\n") + "\n\n" + text + "\n"
 
 
 def latencies(variants: dict[str, Json], mirror: bool) -> dict[str, float]:
@@ -744,8 +747,12 @@ def main(argv: list[str] | None = None) -> int:
                "--annotations attr/utkface --images attr/utkface")
     card = card_markdown(metrics, evals, lat, args.model, command,
                          ablation if args.ablation_metrics else None, extra, start)
-    kept = wearing_section(args.card.read_text()) if args.card.is_file() else None
-    args.card.write_text(card if kept is None else with_wearing_section(card, kept))
+    old_card = args.card.read_text() if args.card.is_file() else ""
+    for markers in SECTIONS:
+        kept = section(old_card, markers)
+        if kept is not None:
+            card = with_section(card, markers, kept)
+    args.card.write_text(card)
     if args.ablations:
         args.ablations.parent.mkdir(parents=True, exist_ok=True)
         args.ablations.write_text(ablation_markdown(ablation, lat))

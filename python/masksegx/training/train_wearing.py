@@ -29,7 +29,7 @@ crops.
 With ``--data`` the new file is scored as ``masksegx eval-attr --facemask --ilc`` scores it
 (validation crops, landmarks from RetinaFace on each face's neighbourhood), beside the
 thresholds' rule of the file it started from; ``--card`` rewrites the model card's section
-between :data:`~masksegx.training.attr_report.SECTION_BEGIN` and ``SECTION_END`` from those
+between the markers :data:`~masksegx.training.attr_report.WEARING_SECTION` from those
 figures (``attr_report`` keeps that section when it rewrites the card). The head depends on
 the trunk: run this again after every ``train_attributes`` run.
 """
@@ -41,7 +41,6 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
-from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -50,17 +49,26 @@ import torch
 
 from ..attributes import (
     METADATA_KEY,
-    WEARING_OUTPUT,
     WEARING_STATES,
     AttributePredictor,
     expected_level,
     level_marginals,
-    network_input,
     wearing_state,
 )
 from ..eval.report import markdown_table
 from .attr_cache import read_cache
-from .attr_report import SECTION_BEGIN, SECTION_END, with_wearing_section
+from .attr_report import WEARING_SECTION, with_section
+from .branch_heads import (
+    WEARING_HEAD,
+    branch_inputs,
+    branch_module,
+    feature_session,
+    fit_branch,
+    photo_folds,
+    predict,
+    with_head,
+    without_head,
+)
 from .train_attributes import AUGMENTATIONS, augment, log
 
 #: Cache sources with real wearing labels (photos, not synthetic masks).
@@ -71,183 +79,6 @@ DECAYS = (1e-2, 5e-2)
 EPOCHS = 8
 LEARNING_RATE = 1e-3
 FOLDS = 5
-#: Prefix of the head's node and initializer names (stripped before a new head is added).
-HEAD_PREFIX = "wearing_head/"
-
-
-def without_head(model: Any) -> Any:
-    """A copy of the ONNX ``model`` without its wearing head (unchanged when it has none)."""
-    import onnx
-
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    keep_nodes = [n for n in graph.node if not n.name.startswith(HEAD_PREFIX)]
-    keep_init = [t for t in graph.initializer if not t.name.startswith(HEAD_PREFIX)]
-    keep_out = [o for o in graph.output if o.name != WEARING_OUTPUT]
-    for field, kept in ((graph.node, keep_nodes), (graph.initializer, keep_init),
-                        (graph.output, keep_out)):
-        del field[:]
-        field.extend(kept)
-    return out
-
-
-def last_block(model: Any) -> list[Any]:
-    """The trunk's last block, the nodes the wearing branch copies: depthwise Conv, Relu, 1x1
-    Conv, Relu, MaxPool, the MaxPool feeding the graph's single GlobalAveragePool; ValueError
-    for any other structure."""
-    graph = model.graph
-    pools = [n for n in graph.node
-             if n.op_type == "GlobalAveragePool" and not n.name.startswith(HEAD_PREFIX)]
-    if len(pools) != 1:
-        raise ValueError(f"model: expected one GlobalAveragePool, found {len(pools)}")
-    producer = {name: n for n in graph.node for name in n.output}
-    chain, name = [], pools[0].input[0]
-    for expected in ("MaxPool", "Relu", "Conv", "Relu", "Conv"):
-        node = producer.get(name)
-        if node is None or node.op_type != expected:
-            raise ValueError("model: the GlobalAveragePool's input is not made by a depthwise "
-                             "Conv, Relu, 1x1 Conv, Relu, MaxPool block")
-        chain.append(node)
-        name = node.input[0]
-    chain.reverse()
-    return chain
-
-
-def _attribute(node: Any, name: str, default: Any) -> Any:
-    from onnx import helper
-
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return helper.get_attribute_value(attribute)
-    return default
-
-
-def branch_module(model: Any) -> torch.nn.Sequential:
-    """A torch copy of the trunk's last block (:func:`last_block`, its weights) followed by global
-    average pooling and a softmax layer of :data:`WEARING_STATES` (logits out): the wearing
-    branch before training."""
-    from onnx import numpy_helper
-
-    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    layers: list[torch.nn.Module] = []
-    channels = 0
-    for node in last_block(model):
-        if node.op_type == "Relu":
-            layers.append(torch.nn.ReLU())
-            continue
-        kernel = tuple(_attribute(node, "kernel_shape", ()))
-        strides = tuple(_attribute(node, "strides", (1, 1)))
-        pads = tuple(_attribute(node, "pads", (0, 0, 0, 0)))
-        if len(pads) != 4 or pads[:2] != pads[2:] or _attribute(node, "ceil_mode", 0):
-            raise ValueError(f"model: {node.name} has padding {pads}; the branch copies "
-                             "symmetric padding only")
-        if node.op_type == "MaxPool":
-            layers.append(torch.nn.MaxPool2d(kernel, strides, pads[:2]))
-            continue
-        weight = weights[node.input[1]]
-        bias = weights[node.input[2]] if len(node.input) > 2 else np.zeros(len(weight), np.float32)
-        groups = int(_attribute(node, "group", 1))
-        conv = torch.nn.Conv2d(weight.shape[1] * groups, weight.shape[0], kernel, strides,
-                               pads[:2], groups=groups)
-        with torch.no_grad():
-            conv.weight.copy_(torch.from_numpy(weight.copy()))
-            conv.bias.copy_(torch.from_numpy(bias.copy()))  # type: ignore[union-attr]
-        layers.append(conv)
-        channels = weight.shape[0]
-    return torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                               torch.nn.Linear(channels, len(WEARING_STATES)))
-
-
-def output_layer(branch: torch.nn.Sequential) -> torch.nn.Linear:
-    """The softmax layer of a :func:`branch_module` (its last module)."""
-    layer = branch[-1]
-    if not isinstance(layer, torch.nn.Linear):
-        raise ValueError(f"branch: ends in {type(layer).__name__}, expected Linear")
-    return layer
-
-
-def feature_session(model: Any) -> Any:
-    """An onnxruntime session (one thread) whose outputs are the model's and the input of its
-    last block (the branch's input)."""
-    import onnx
-    import onnxruntime
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    probe.graph.output.append(onnx.helper.make_tensor_value_info(
-        last_block(model)[0].input[0], onnx.TensorProto.FLOAT, None))
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    return onnxruntime.InferenceSession(probe.SerializeToString(), options,
-                                        providers=["CPUExecutionProvider"])
-
-
-def branch_inputs(session: Any, crops: np.ndarray, settings: dict[str, Any],
-                  batch: int = 256, mirror: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The branch's inputs [2, N, C, H, W] for aligned crops [N, S, S, 3], of each crop and of
-    its mirror (the predictor's two passes), and the joint probabilities [N, 22] averaged over
-    both; with ``mirror=False`` the crop's pass alone ([1, N, C, H, W], its joint output)."""
-    name = session.get_inputs()[0].name
-    features, joint = [], []
-    for start in range(0, len(crops), batch):
-        x = np.stack([network_input(c, settings) for c in crops[start : start + batch]])
-        passes = [x, np.ascontiguousarray(x[:, :, :, ::-1])] if mirror else [x]
-        outputs = [session.run(None, {name: part}) for part in passes]
-        features.append(np.stack([out[-1] for out in outputs]))
-        joint.append(np.mean([out[0] for out in outputs], axis=0))
-    return np.concatenate(features, axis=1).astype(np.float32), np.concatenate(joint)
-
-
-def fit_branch(template: torch.nn.Sequential, features: np.ndarray, labels: np.ndarray,
-               decay: float, epochs: int, learning_rate: float, seed: int = 0,
-               batch: int = 128) -> torch.nn.Sequential:
-    """A copy of the branch ``template`` trained on rows ``features`` [M, C, H, W] (AdamW with
-    ``decay``, one-cycle schedule peaking at ``learning_rate``, cross-entropy)."""
-    torch.manual_seed(seed)
-    branch = deepcopy(template)
-    torch.nn.init.normal_(output_layer(branch).weight, std=0.01)
-    torch.nn.init.zeros_(output_layer(branch).bias)
-    optimizer = torch.optim.AdamW(branch.parameters(), lr=learning_rate, weight_decay=decay)
-    steps = epochs * -(-len(features) // batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps,
-                                                   pct_start=0.1)
-    rng = np.random.default_rng(seed)
-    y = torch.from_numpy(labels.astype(np.int64))
-    branch.train()
-    for _ in range(epochs):
-        order = rng.permutation(len(features))
-        for start in range(0, len(order), batch):
-            rows = order[start : start + batch]
-            logits = branch(torch.from_numpy(features[rows]))
-            loss = torch.nn.functional.cross_entropy(logits, y[rows])
-            optimizer.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
-            optimizer.step()
-            schedule.step()
-    return branch.eval()
-
-
-def predict(branch: torch.nn.Sequential, features: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """The state per crop from branch inputs [2, N, C, H, W]: the larger mean softmax over both
-    passes."""
-    probs = []
-    with torch.no_grad():
-        for start in range(0, features.shape[1], batch):
-            part = [torch.softmax(branch(torch.from_numpy(features[k, start : start + batch])), 1)
-                    for k in range(2)]
-            probs.append((0.5 * (part[0] + part[1])).numpy())
-    states: np.ndarray = np.argmax(np.concatenate(probs), axis=1)
-    return states
-
-
-def photo_folds(names: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """A fold per crop, the crops of one photo (cache names ``photo#face``) in the same fold."""
-    photos = np.array([name.rsplit("#", 1)[0] for name in names])
-    unique = np.unique(photos)
-    np.random.default_rng(seed).shuffle(unique)
-    fold_of = {photo: k % folds for k, photo in enumerate(unique)}
-    return np.array([fold_of[photo] for photo in photos])
 
 
 def training_set(clean: np.ndarray, labels: np.ndarray, copies: np.ndarray,
@@ -277,59 +108,6 @@ def cross_validate(template: torch.nn.Sequential, clean: np.ndarray, labels: np.
         scores[decay] = right / len(labels)
         log(f"decay {decay:g}: cross-validated accuracy {scores[decay]:.4f}")
     return scores
-
-
-def with_head(model: Any, branch: torch.nn.Sequential) -> Any:
-    """``model`` (without a head) plus the trained ``branch`` (:func:`branch_module`'s layers)
-    on the input of its last block: the block's copy, GlobalAveragePool, Flatten, Gemm and
-    Softmax, as the output :data:`WEARING_OUTPUT` [batch, 3]."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    block = last_block(out)
-    layers = list(branch)
-    tensor = block[0].input[0]
-    for index, (node, layer) in enumerate(zip(block, layers)):
-        made = onnx.NodeProto()
-        made.CopyFrom(node)
-        made.name = f"{HEAD_PREFIX}{index}_{node.op_type}"
-        del made.input[:], made.output[:]
-        inputs = [tensor]
-        if isinstance(layer, torch.nn.Conv2d):
-            for part in ("weight", "bias"):
-                name = f"{HEAD_PREFIX}{index}.{part}"
-                value = getattr(layer, part).detach().numpy()
-                graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
-                inputs.append(name)
-        tensor = f"{HEAD_PREFIX}{index}_out"
-        made.input.extend(inputs)
-        made.output.append(tensor)
-        graph.node.append(made)
-    linear = output_layer(branch)
-    pooled, flat, logits = (f"{HEAD_PREFIX}{name}" for name in ("pooled", "flat", "logits"))
-    graph.initializer.extend([
-        numpy_helper.from_array(linear.weight.detach().numpy().astype(np.float32),
-                                f"{HEAD_PREFIX}weight"),
-        numpy_helper.from_array(linear.bias.detach().numpy().astype(np.float32),
-                                f"{HEAD_PREFIX}bias"),
-    ])
-    graph.node.extend([
-        helper.make_node("GlobalAveragePool", [tensor], [pooled],
-                         name=f"{HEAD_PREFIX}GlobalAveragePool"),
-        helper.make_node("Flatten", [pooled], [flat], name=f"{HEAD_PREFIX}Flatten", axis=1),
-        helper.make_node("Gemm", [flat, f"{HEAD_PREFIX}weight", f"{HEAD_PREFIX}bias"], [logits],
-                         name=f"{HEAD_PREFIX}Gemm", transB=1),
-        helper.make_node("Softmax", [logits], [WEARING_OUTPUT], name=f"{HEAD_PREFIX}Softmax",
-                         axis=1),
-    ])
-    batch = graph.input[0].type.tensor_type.shape.dim[0]
-    dims = [batch.dim_param or batch.dim_value, len(WEARING_STATES)]
-    graph.output.append(helper.make_tensor_value_info(WEARING_OUTPUT, onnx.TensorProto.FLOAT, dims))
-    onnx.checker.check_model(out)
-    return out
 
 
 def training_crops(caches: Sequence[Path], crop_size: int, padding: float
@@ -384,8 +162,9 @@ def pipeline_scores(data: Path, models: dict[str, Path]) -> dict[str, dict[str, 
 
 def section_markdown(record: dict[str, Any]) -> str:
     """The model card's wearing-head section."""
+    begin, end = WEARING_SECTION
     lines = [
-        SECTION_BEGIN,
+        begin,
         "## Wearing head",
         "",
         "Written by `python -m masksegx.training.train_wearing` (its module docstring has the "
@@ -438,7 +217,7 @@ def section_markdown(record: dict[str, Any]) -> str:
                       markdown_table(["truth \\ predicted", *WEARING_STATES],
                                      [[t, *(str(confusion[t][p]) for p in WEARING_STATES)]
                                       for t in WEARING_STATES])]
-    lines += ["", SECTION_END]
+    lines += ["", end]
     return "\n".join(lines)
 
 
@@ -465,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.get("mirror_average"):
         raise ValueError(f"model: {args.model} averages the mirror image in its graph; give its "
                          "one-pass copy (train_attributes --single-pass)")
-    trunk = without_head(source)
+    trunk = without_head(source, WEARING_HEAD)
     crops, meta = training_crops(args.cache, int(settings["crop_size"]), float(settings["padding"]))
     train = meta["split"] == 0
     labels = meta["wearing"].astype(np.int64)
@@ -488,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     copy_index = np.concatenate(copy_of) if copy_of else np.zeros(0, np.int64)
 
     folds = photo_folds(meta["name"][train], FOLDS, args.seed)
-    template = branch_module(trunk)
+    template = branch_module(trunk, WEARING_HEAD)
     cv = cross_validate(template, features[:, train], labels[train], folds, copy_features,
                         labels[train][copy_index], copy_index, args.decays, args.epochs,
                         args.learning_rate)
@@ -496,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     x, y = training_set(features[:, train], labels[train], copy_features,
                         labels[train][copy_index])
     branch = fit_branch(template, x, y, decay, args.epochs, args.learning_rate)
-    onnx.save(with_head(trunk, branch), str(out_path))
+    onnx.save(with_head(trunk, branch, WEARING_HEAD), str(out_path))
     log(f"wrote {out_path} (weight decay {decay:g})")
 
     levels = expected_level(level_marginals(joint.astype(np.float64)))
@@ -533,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_text(json.dumps(record, indent=1) + "\n")
     if args.card is not None:
         text = args.card.read_text(encoding="utf-8")
-        args.card.write_text(with_wearing_section(text, section_markdown(record)), encoding="utf-8")
+        args.card.write_text(with_section(text, WEARING_SECTION, section_markdown(record)),
+                             encoding="utf-8")
         log(f"wrote the wearing-head section of {args.card}")
     return 0
 
