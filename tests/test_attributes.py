@@ -107,8 +107,8 @@ def test_shipped_model_metadata(predictor):
     assert session.get_outputs()[0].shape[-1] == 22
     low, high = predictor.wearing_thresholds
     assert 0 <= low <= high <= 10
-    assert predictor.has_wearing_head
-    assert [o.name for o in session.get_outputs()] == ["probs", "wearing"]
+    assert predictor.has_wearing_head and predictor.has_gender_head
+    assert [o.name for o in session.get_outputs()] == ["probs", "wearing", "gender"]
 
 
 def test_photos_give_valid_attributes(predictor, photo_faces):
@@ -834,3 +834,53 @@ def test_card_sections_are_replaced():
     card = with_section(card, GENDER_SECTION, "\n".join([GENDER_SECTION[0], "g", GENDER_SECTION[1]]))
     assert section(card, WEARING_SECTION) == f"{begin}\nsecond\n{end}"
     assert section(card, GENDER_SECTION) == "\n".join([GENDER_SECTION[0], "g", GENDER_SECTION[1]])
+
+
+def test_card_refresh_rewrites_summary_and_results_only():
+    from masksegx.training.attr_report import RUNS, refreshed_card
+
+    scores = {"gender_acc_female": 0.9, "gender_acc_male": 0.8}
+    evals = {name: {"n_images": 10, "gender_acc": 0.8765, **scores, "ms_per_face": 4.0,
+                    "reference": {"gender_acc": 0.5, **scores}} for name in RUNS}
+    confusion = {t: {p: int(t == p) for p in ("none", "incorrect", "correct")}
+                 for t in ("none", "incorrect", "correct")}
+    for key in ("wearing", "wearing_ilc"):
+        evals["mtfl_val"][key] = {"wearing_acc": 1.0, "n_faces": 3, "n_missed": 0,
+                                  "confusion": confusion}
+    mae = {"level_mae": 0.5}
+    metrics = {"chosen": "x2", "variants": {"x2": {"metrics": {
+        "val_ffhq": mae, "val_real_dev": mae, "val_masked": mae}}}}
+    card = ("# Card\n\n## Summary\n\nold summary\n\n## Model\n\nmodel text\n\n"
+            "## Results (validation faces)\n\nold results\n\n## Licenses\n\nlicense text\n")
+    new = refreshed_card(card, metrics, evals, {"x2": 3.0}, "eval-attr ...")
+    assert "old summary" not in new and "old results" not in new
+    # Four Summary rows, four Results rows and the two pooled lines.
+    assert new.count("0.8765") == 10
+    assert new.startswith("# Card\n\n## Summary\n")
+    assert "\n\n## Model\n\nmodel text\n\n## Results" in new
+    assert new.endswith("\n\n## Licenses\n\nlicense text\n")
+    assert refreshed_card(new, metrics, evals, {"x2": 3.0}, "eval-attr ...") == new
+
+
+def test_gender_head_targets_and_card_section():
+    pytest.importorskip("torch")
+    from masksegx.training.attr_report import GENDER_SECTION, RUNS
+    from masksegx.training.train_gender import section_markdown, soft_targets
+
+    meta = {"gender_target": np.array([0, 1, -1, 0.8], np.float32)}
+    targets = soft_targets(meta)
+    np.testing.assert_allclose(targets[[0, 1, 3]], [[1, 0], [0, 1], [0.2, 0.8]], rtol=1e-6)
+    assert np.isnan(targets[2]).all()
+    score = {"unmasked": 0.9, "masked": 0.8}
+    loso = [{"epochs": e, "decay": d, "held_out": h, "n": 5, "head": score, "gender_v1": score}
+            for e in (2, 4) for d in (0.01, 0.05) for h in ("mtfl", "utk")]
+    run = {"n_images": 5, "gender_acc": 0.9, "reference": {"gender_acc": 0.8}}
+    record = {"n_train": 10, "pseudo_labelled": {"cuhk": 3}, "copies": 2, "epochs": 4,
+              "learning_rate": 1e-3, "decay": 0.05, "loso": loso, "commands": ["a", "b"],
+              "crops": {"mtfl": {"n": 5, "joint": score, "head": score, "gender_v1": score}},
+              "pipeline": {"joint": dict.fromkeys(RUNS, run), "head": dict.fromkeys(RUNS, run)}}
+    text = section_markdown(record)
+    assert text.startswith(GENDER_SECTION[0]) and text.endswith(GENDER_SECTION[1])
+    assert "teacher pseudo-labels: cuhk 3" in text and "    a\n    b\n" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(rows) == 3 * 2 + len(loso) + 1 + len(RUNS)  # three tables: header, rule, rows

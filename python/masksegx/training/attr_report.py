@@ -11,6 +11,15 @@ facemask validation crops (landmarks from RetinaFace, as in training), measures 
 latency per variant in onnxruntime (random weights of the same architecture; the time does not
 depend on the values), and writes the markdown. CPU only; reads ``--data``. Every path it
 writes is an argument (the command above rewrites the checkout's card and ablation page).
+
+After a head was added to the file (:mod:`.train_wearing`, :mod:`.train_gender`), ``--refresh``
+rewrites only the card's Summary and Results sections from new ``eval-attr`` runs of the file
+(the other sections describe training runs whose inputs need not exist any more):
+
+    python -m masksegx.training.attr_report --data ../shared/data --refresh \
+        --metrics python/masksegx/models/attributes_metrics.json \
+        --model python/masksegx/models/attributes.onnx --evals out/attr_eval \
+        --card python/masksegx/models/attributes.md
 """
 
 from __future__ import annotations
@@ -39,6 +48,15 @@ RUNS = {
     "utk_val": ("utk", "attr/utkface", "attr/utkface", False),
     "utk_val_masked": ("utk", "attr/utkface", "attr/utkface", True),
 }
+
+
+#: The evaluation command the card's Results section names.
+EVAL_COMMAND = (
+    "masksegx eval-attr --annotations attr/mtfl_train/annotations.txt --images "
+    "attr/mtfl_train/images --format mtfl --split val --reference models/gender-v1.onnx "
+    "[--synthetic-mask --templates masktemplates] [--facemask det/facemask --ilc det/ilc2021 "
+    "--models-dir models]` and the same with `--format utk --annotations attr/utkface --images "
+    "attr/utkface")
 
 
 def run_evals(data: Path, model: Path, out: Path) -> dict[str, Json]:
@@ -82,6 +100,25 @@ def with_section(card: str, markers: tuple[str, str], text: str) -> str:
     if old is not None:
         return card.replace(old, text)
     return card.rstrip("\n") + "\n\n" + text + "\n"
+
+
+def write_head_record(model: Path, head: str, record: Json, card: Path | None,
+                      markers: tuple[str, str], text: str) -> None:
+    """Write a trained head's ``record`` beside the model (``<stem>_<head>.json``) and, with
+    ``card``, its section of the model card (``text``, between ``markers``)."""
+    path = model.with_name(f"{model.stem}_{head}.json")
+    path.write_text(json.dumps(record, indent=1, default=_plain) + "\n")
+    if card is not None:
+        card.write_text(with_section(card.read_text(encoding="utf-8"), markers, text),
+                        encoding="utf-8")
+        print(f"wrote the {head}-head section of {card}", flush=True)
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars as JSON numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 def latencies(variants: dict[str, Json], mirror: bool) -> dict[str, float]:
@@ -215,54 +252,11 @@ def has_wearing_head(model: Path) -> bool:
     return AttributePredictor(model).has_wearing_head
 
 
-def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], model: Path,
-                  command: str, ablation: Json | None = None,
-                  extra: dict[str, list[str]] | None = None, start: Json | None = None) -> str:
-    """The model card. ``extra`` holds the issue-13 sections by name (``teachers``,
-    ``commands``, ``baseline``, ``loso``, ``licenses``), each a list of markdown lines;
-    ``start`` is the metrics of the run that made a fine-tune's start weights (its variants
-    fill the input size and width section)."""
-    sizes = start or metrics
-    ablation = metrics if ablation is None else ablation
-    extra = extra or {}
+def summary_lines(metrics: Json, evals: dict[str, Json], lat: dict[str, float]) -> list[str]:
+    """The card's Summary section: the issue-13 targets beside the model's ``eval-attr``
+    figures (``evals``: :func:`run_evals` of the file as shipped, its heads included)."""
     real = real_wearing(evals)
-    fine_tune = metrics.get("fine_tune", {})
-    chosen = metrics["variants"][metrics["chosen"]]
-    v = chosen["variant"]
-    settings = metrics["export"]["settings"]
-    low, high = settings["wearing_thresholds"]
-    stats = metrics["cache"]["stats"]
-    wearing = evals["mtfl_val"].get("wearing", {})
-    wearing_ilc = evals["mtfl_val"].get("wearing_ilc", {})
-
-    def gender_row(name: str, label: str) -> list[object]:
-        e = evals[name]
-        r = e.get("reference", {})
-        return [label, e["n_images"], fmt(e["gender_acc"]), fmt(e["gender_acc_female"]),
-                fmt(e["gender_acc_male"]), fmt(r.get("gender_acc")),
-                fmt(r.get("gender_acc_female")), fmt(r.get("gender_acc_male"))]
-
-    gender_table = markdown_table(
-        ("faces", "n", "ours", "ours female", "ours male", "gender-v1", "gender-v1 female",
-         "gender-v1 male"),
-        [gender_row("mtfl_val", "MTFL val"),
-         gender_row("mtfl_val_masked", "MTFL val, synthetic mask"),
-         gender_row("utk_val", "UTKFace val (our detector)"),
-         gender_row("utk_val_masked", "UTKFace val, synthetic mask")],
-    )
-    confusion_table = confusion_markdown(wearing)
-    training = metrics["training"]
-    head = has_wearing_head(model)
-    lines = [
-        "# Attribute network (`attributes.onnx`)",
-        "",
-        "Gender and mask coverage from one trimmed, depthwise-separable VGG-11 (paper §2), used "
-        "by `masksegx.AttributePredictor` / `masksegx.predict_attributes`.",
-        "",
-        *([("> **Fallback weights:** this file comes from a short CPU training (see Training); "
-            "it makes inference, tests and this report real but is far from the targets. The "
-            "GPU training command in `GPU_COMMANDS.md` replaces it."), ""]
-          if training["device"] == "cpu" else []),
+    return [
         "## Summary",
         "",
         "Validation faces, full pipeline (issue 13 targets: gender >= 0.95 unmasked and >= "
@@ -286,6 +280,113 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
         "machine that wrote this card (a fine-tune keeps the architecture, so its latency "
         "does not change). Details below.",
         "",
+    ]
+
+
+def results_lines(metrics: Json, evals: dict[str, Json], lat: dict[str, float],
+                  command: str) -> list[str]:
+    """The card's Results section from ``evals`` (:func:`run_evals` of the file as shipped)."""
+    chosen = metrics["variants"][metrics["chosen"]]
+    real = real_wearing(evals)
+    wearing = evals["mtfl_val"].get("wearing", {})
+    wearing_ilc = evals["mtfl_val"].get("wearing_ilc", {})
+
+    def gender_row(name: str, label: str) -> list[object]:
+        e = evals[name]
+        r = e.get("reference", {})
+        return [label, e["n_images"], fmt(e["gender_acc"]), fmt(e["gender_acc_female"]),
+                fmt(e["gender_acc_male"]), fmt(r.get("gender_acc")),
+                fmt(r.get("gender_acc_female")), fmt(r.get("gender_acc_male"))]
+
+    gender_table = markdown_table(
+        ("faces", "n", "ours", "ours female", "ours male", "gender-v1", "gender-v1 female",
+         "gender-v1 male"),
+        [gender_row("mtfl_val", "MTFL val"),
+         gender_row("mtfl_val_masked", "MTFL val, synthetic mask"),
+         gender_row("utk_val", "UTKFace val (our detector)"),
+         gender_row("utk_val_masked", "UTKFace val, synthetic mask")],
+    )
+    confusion_table = confusion_markdown(wearing)
+    return [
+        "## Results (validation faces, full pipeline from the original images)",
+        "",
+        f"`{command}` (one thread). gender-v1 = `shared/data/models/gender-v1.onnx` on the same "
+        "faces, landmarks and masks (its dlib chip approximated from our 5 landmarks, see "
+        "`masksegx.eval.attributes`).",
+        "",
+        gender_table,
+        "",
+        f"Unmasked MTFL + UTK validation: {fmt(pooled(evals, 'mtfl_val', 'utk_val'))}; with "
+        f"synthetic masks: {fmt(pooled(evals, 'mtfl_val_masked', 'utk_val_masked'))} "
+        "(targets per set: see Summary).",
+        "",
+        f"Wearing state on the facemask validation crops (landmarks from RetinaFace on the "
+        f"face's neighbourhood; {wearing.get('n_missed', 'n/a')} faces without landmarks left "
+        f"out): accuracy **{fmt(wearing.get('wearing_acc'))}** over "
+        f"{wearing.get('n_faces', 'n/a')} faces.",
+        "",
+        confusion_table,
+        "",
+        *([f"On the det/ilc2021 validation crops (`--ilc det/ilc2021`, names ending in 0 or 1; "
+           f"{wearing_ilc['n_missed']} faces without landmarks left out): accuracy "
+           f"**{fmt(wearing_ilc['wearing_acc'])}** over {wearing_ilc['n_faces']} faces.", "",
+           confusion_markdown(wearing_ilc), "",
+           f"Both real sets together (three classes): **{fmt(real['wearing_acc'])}** over "
+           f"{real['n_faces']} faces (target 0.92).", ""] if wearing_ilc else []),
+        f"Level MAE (crop-space validation): ffhq_synthmask test "
+        f"{fmt(chosen['metrics']['val_ffhq'].get('level_mae'), 3)}, real_dev "
+        f"{fmt(chosen['metrics']['val_real_dev'].get('level_mae'), 3)}, synthetic "
+        f"{fmt(chosen['metrics']['val_masked'].get('level_mae'), 3)}.",
+        "",
+        f"Latency: {fmt(evals['mtfl_val']['ms_per_face'], 2)} ms per face for the whole call "
+        f"(alignment + net) in eval-attr; net alone {fmt(lat.get(metrics['chosen']), 2)} ms "
+        "single-thread onnxruntime (see benchmarks/test_bench_attributes.py).",
+        "",
+    ]
+
+
+def refreshed_card(card: str, metrics: Json, evals: dict[str, Json], lat: dict[str, float],
+                   command: str) -> str:
+    """``card`` with its Summary and Results sections rewritten from new ``evals`` (the rest,
+    written from training runs whose inputs may be gone, unchanged)."""
+    for heading, lines in (("## Summary", summary_lines(metrics, evals, lat)),
+                           ("## Results", results_lines(metrics, evals, lat, command))):
+        start = card.index("\n" + heading) + 1
+        end = card.find("\n## ", start + 1)
+        end = len(card) if end < 0 else end + 1
+        card = card[:start] + "\n".join(lines) + ("\n" if end < len(card) else "") + card[end:]
+    return card
+
+
+def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], model: Path,
+                  command: str, ablation: Json | None = None,
+                  extra: dict[str, list[str]] | None = None, start: Json | None = None) -> str:
+    """The model card. ``extra`` holds the issue-13 sections by name (``teachers``,
+    ``commands``, ``baseline``, ``loso``, ``licenses``), each a list of markdown lines;
+    ``start`` is the metrics of the run that made a fine-tune's start weights (its variants
+    fill the input size and width section)."""
+    sizes = start or metrics
+    ablation = metrics if ablation is None else ablation
+    extra = extra or {}
+    fine_tune = metrics.get("fine_tune", {})
+    chosen = metrics["variants"][metrics["chosen"]]
+    v = chosen["variant"]
+    settings = metrics["export"]["settings"]
+    low, high = settings["wearing_thresholds"]
+    stats = metrics["cache"]["stats"]
+    training = metrics["training"]
+    head = has_wearing_head(model)
+    lines = [
+        "# Attribute network (`attributes.onnx`)",
+        "",
+        "Gender and mask coverage from one trimmed, depthwise-separable VGG-11 (paper §2), used "
+        "by `masksegx.AttributePredictor` / `masksegx.predict_attributes`.",
+        "",
+        *([("> **Fallback weights:** this file comes from a short CPU training (see Training); "
+            "it makes inference, tests and this report real but is far from the targets. The "
+            "GPU training command in `GPU_COMMANDS.md` replaces it."), ""]
+          if training["device"] == "cpu" else []),
+        *summary_lines(metrics, evals, lat),
         "## Model",
         "",
         f"- Variant `{metrics['chosen']}`: input {v['size']}x{v['size']}, channel width "
@@ -389,40 +490,7 @@ def card_markdown(metrics: Json, evals: dict[str, Json], lat: dict[str, float], 
         "x CE(gender) + set term, each term averaged over the samples that have its label. "
         + x_choice(metrics, ablation),
         "",
-        "## Results (validation faces, full pipeline from the original images)",
-        "",
-        f"`{command}` (one thread). gender-v1 = `shared/data/models/gender-v1.onnx` on the same "
-        "faces, landmarks and masks (its dlib chip approximated from our 5 landmarks, see "
-        "`masksegx.eval.attributes`).",
-        "",
-        gender_table,
-        "",
-        f"Unmasked MTFL + UTK validation: {fmt(pooled(evals, 'mtfl_val', 'utk_val'))}; with "
-        f"synthetic masks: {fmt(pooled(evals, 'mtfl_val_masked', 'utk_val_masked'))} "
-        "(targets per set: see Summary).",
-        "",
-        f"Wearing state on the facemask validation crops (landmarks from RetinaFace on the "
-        f"face's neighbourhood; {wearing.get('n_missed', 'n/a')} faces without landmarks left "
-        f"out): accuracy **{fmt(wearing.get('wearing_acc'))}** over "
-        f"{wearing.get('n_faces', 'n/a')} faces.",
-        "",
-        confusion_table,
-        "",
-        *([f"On the det/ilc2021 validation crops (`--ilc det/ilc2021`, names ending in 0 or 1; "
-           f"{wearing_ilc['n_missed']} faces without landmarks left out): accuracy "
-           f"**{fmt(wearing_ilc['wearing_acc'])}** over {wearing_ilc['n_faces']} faces.", "",
-           confusion_markdown(wearing_ilc), "",
-           f"Both real sets together (three classes): **{fmt(real['wearing_acc'])}** over "
-           f"{real['n_faces']} faces (target 0.92).", ""] if wearing_ilc else []),
-        f"Level MAE (crop-space validation): ffhq_synthmask test "
-        f"{fmt(chosen['metrics']['val_ffhq'].get('level_mae'), 3)}, real_dev "
-        f"{fmt(chosen['metrics']['val_real_dev'].get('level_mae'), 3)}, synthetic "
-        f"{fmt(chosen['metrics']['val_masked'].get('level_mae'), 3)}.",
-        "",
-        f"Latency: {fmt(evals['mtfl_val']['ms_per_face'], 2)} ms per face for the whole call "
-        f"(alignment + net) in eval-attr; net alone {fmt(lat.get(metrics['chosen']), 2)} ms "
-        "single-thread onnxruntime (see benchmarks/test_bench_attributes.py).",
-        "",
+        *results_lines(metrics, evals, lat, command),
         *extra.get("teachers", []),
         *extra.get("candidate", []),
         *extra.get("loso", []),
@@ -703,12 +771,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="metrics JSON of the run with all variants, for the ablation "
                         "tables (default: --metrics)")
     parser.add_argument("--skip-eval", action="store_true", help="reuse the JSON in --evals")
+    parser.add_argument("--refresh", action="store_true",
+                        help="rewrite only the card's Summary and Results sections (after a "
+                        "head was trained: train_wearing, train_gender)")
     args = parser.parse_args(argv)
     metrics = json.loads(args.metrics.read_text())
     if args.skip_eval:
         evals = {name: json.loads((args.evals / f"{name}.json").read_text()) for name in RUNS}
     else:
         evals = run_evals(args.data, args.model, args.evals)
+    if args.refresh:
+        chosen = metrics["chosen"]
+        lat = latencies({chosen: metrics["variants"][chosen]}, True)
+        args.card.write_text(refreshed_card(args.card.read_text(), metrics, evals, lat,
+                                            EVAL_COMMAND))
+        print(f"wrote the Summary and Results of {args.card}")
+        return 0
     ablation = (json.loads(args.ablation_metrics.read_text()) if args.ablation_metrics
                 else metrics)
     variants = {**ablation["variants"], **metrics["variants"]}
@@ -739,13 +817,7 @@ def main(argv: list[str] | None = None) -> int:
         extra["commands"] = commands
     if args.loso:
         extra["loso"] = loso_markdown(args.loso)
-    command = ("masksegx eval-attr --annotations attr/mtfl_train/annotations.txt --images "
-               "attr/mtfl_train/images --format mtfl --split val --reference "
-               "models/gender-v1.onnx [--synthetic-mask --templates masktemplates] "
-               "[--facemask det/facemask --ilc det/ilc2021 --models-dir models]` and the same "
-               "with `--format utk "
-               "--annotations attr/utkface --images attr/utkface")
-    card = card_markdown(metrics, evals, lat, args.model, command,
+    card = card_markdown(metrics, evals, lat, args.model, EVAL_COMMAND,
                          ablation if args.ablation_metrics else None, extra, start)
     old_card = args.card.read_text() if args.card.is_file() else ""
     for markers in SECTIONS:

@@ -57,7 +57,7 @@ from ..attributes import (
 )
 from ..eval.report import markdown_table
 from .attr_cache import read_cache
-from .attr_report import WEARING_SECTION, with_section
+from .attr_report import WEARING_SECTION, write_head_record
 from .branch_heads import (
     WEARING_HEAD,
     branch_inputs,
@@ -308,13 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             before.unlink()
     for key, scores in crops_record.items():
         log(f"{key}: rule {scores['rule']['accuracy']:.4f}, head {scores['head']['accuracy']:.4f}")
-    json_path = out_path.with_name(out_path.stem + "_wearing.json")
-    json_path.write_text(json.dumps(record, indent=1) + "\n")
-    if args.card is not None:
-        text = args.card.read_text(encoding="utf-8")
-        args.card.write_text(with_section(text, WEARING_SECTION, section_markdown(record)),
-                             encoding="utf-8")
-        log(f"wrote the wearing-head section of {args.card}")
+    write_head_record(out_path, "wearing", record, args.card, WEARING_SECTION,
+                      section_markdown(record))
     return 0
 
 
