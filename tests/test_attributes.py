@@ -107,8 +107,8 @@ def test_shipped_model_metadata(predictor):
     assert session.get_outputs()[0].shape[-1] == 22
     low, high = predictor.wearing_thresholds
     assert 0 <= low <= high <= 10
-    assert predictor.has_wearing_head and predictor.has_gender_head
-    assert [o.name for o in session.get_outputs()] == ["probs", "wearing", "gender"]
+    assert predictor.has_wearing_head and not predictor.has_gender_head
+    assert [o.name for o in session.get_outputs()] == ["probs", "wearing"]
 
 
 def test_photos_give_valid_attributes(predictor, photo_faces):
@@ -748,18 +748,21 @@ def test_branch_head_training_pieces(tmp_path, rng):
     onnxruntime = pytest.importorskip("onnxruntime")
     from masksegx.attributes import DEFAULT_SETTINGS
     from masksegx.training import branch_heads
-    from masksegx.training.branch_heads import GENDER_HEAD, WEARING_HEAD
+    from masksegx.training.branch_heads import GENDER_HEAD, WEARING_HEAD, Head
+
+    pooled_gender = Head(GENDER_HEAD.output, GENDER_HEAD.classes, "pooled")
 
     trunk = onnx.load_from_string(tiny_attribute_net(np.random.default_rng(2)))
     crops = rng.integers(0, 256, (6, DEFAULT_SETTINGS["crop_size"], DEFAULT_SETTINGS["crop_size"], 3),
                          dtype=np.uint8)
     features, joint = branch_heads.branch_inputs(
-        branch_heads.feature_session(trunk), crops, DEFAULT_SETTINGS)
+        branch_heads.feature_session(trunk, WEARING_HEAD), crops, DEFAULT_SETTINGS)
     assert features.shape == (2, 6, 8, 62, 62) and joint.shape == (6, 22)
     plain, _ = branch_heads.branch_inputs(
-        branch_heads.feature_session(trunk), crops, DEFAULT_SETTINGS, mirror=False)
+        branch_heads.feature_session(trunk, WEARING_HEAD), crops, DEFAULT_SETTINGS, mirror=False)
     np.testing.assert_array_equal(plain, features[:1])
-    # Untrained, the branch's block is the trunk's: its pooled features are the trunk's.
+    # Untrained, the block head's block is the trunk's: its pooled features are the trunk's,
+    # which a pooled head reads.
     template = branch_heads.branch_module(trunk, WEARING_HEAD)
     with torch.no_grad():
         pooled = template[:-1](torch.from_numpy(features[0])).numpy()
@@ -771,15 +774,20 @@ def test_branch_head_training_pieces(tmp_path, rng):
                                            providers=["CPUExecutionProvider"])
     trunk_pooled = session.run(["pooled"], {"input": batch})[0].reshape(6, 8)
     np.testing.assert_allclose(pooled, trunk_pooled, rtol=1e-4, atol=1e-5)
-    # The exported heads are the trained branches: the predictor's wearing state is
+    pooled_features, _ = branch_heads.branch_inputs(
+        branch_heads.feature_session(trunk, pooled_gender), crops, DEFAULT_SETTINGS)
+    assert pooled_features.shape == (2, 6, 8, 1, 1)
+    np.testing.assert_allclose(pooled_features[0].reshape(6, 8), trunk_pooled, rtol=1e-5)
+    # The exported heads are the trained ones: the predictor's wearing state is
     # branch_heads.predict's, its P(male) mean_probs' (soft targets train the gender head).
     wearing = branch_heads.fit_branch(template, features[0], np.arange(6) % 3, 1e-2, epochs=3,
                                       learning_rate=1e-2, batch=4)
     soft = np.stack([np.linspace(0.1, 0.9, 6), np.linspace(0.9, 0.1, 6)], axis=1)
-    gender = branch_heads.fit_branch(branch_heads.branch_module(trunk, GENDER_HEAD), features[0],
-                                     soft, 1e-2, epochs=3, learning_rate=1e-2, batch=4)
+    gender = branch_heads.fit_branch(branch_heads.branch_module(trunk, pooled_gender),
+                                     pooled_features[0], soft, 1e-2, epochs=3, learning_rate=1e-2,
+                                     batch=4)
     both = branch_heads.with_head(branch_heads.with_head(trunk, wearing, WEARING_HEAD), gender,
-                                  GENDER_HEAD)
+                                  pooled_gender)
     path = tmp_path / "headed.onnx"
     onnx.save(both, str(path))
     mirrored = np.ascontiguousarray(np.concatenate([batch, batch[:, :, :, ::-1]]))
@@ -791,15 +799,20 @@ def test_branch_head_training_pieces(tmp_path, rng):
         np.testing.assert_array_equal(states, branch_heads.predict(wearing, features))
         probs = outputs[predictor._net.output_names.index("gender")]
         np.testing.assert_allclose(0.5 * (probs[:6] + probs[6:]),
-                                   branch_heads.mean_probs(gender, features), rtol=1e-4, atol=1e-6)
+                                   branch_heads.mean_probs(gender, pooled_features),
+                                   rtol=1e-4, atol=1e-6)
     # A head replaced keeps the other; without_heads gives the trunk back.
     again = branch_heads.with_head(branch_heads.without_head(onnx.load(str(path)), WEARING_HEAD),
                                    wearing, WEARING_HEAD)
     assert [o.name for o in again.graph.output] == ["probs", "gender", "wearing"]
-    assert len(again.graph.node) == len(trunk.graph.node) + 18
+    # The block head adds its 5 block nodes and 4 more, the pooled head 3.
+    assert len(again.graph.node) == len(trunk.graph.node) + 9 + 3
     assert branch_heads.without_heads(again).SerializeToString() == trunk.SerializeToString()
     with pytest.raises(ValueError, match="classes"):
         branch_heads.with_head(trunk, wearing, GENDER_HEAD)
+    # A block head for the gender: the trunk's block copied, two classes.
+    block_gender = branch_heads.branch_module(trunk, GENDER_HEAD)
+    assert isinstance(block_gender[0], torch.nn.Conv2d) and block_gender[-1].out_features == 2
     # Any other structure before the pooling is refused.
     flat = onnx.load_from_string(tiny_attribute_net(np.random.default_rng(2)))
     last_pool = next(n for n in flat.graph.node if n.output[0] == "last_pool")
@@ -875,7 +888,7 @@ def test_gender_head_targets_and_card_section():
     loso = [{"epochs": e, "decay": d, "held_out": h, "n": 5, "head": score, "gender_v1": score}
             for e in (2, 4) for d in (0.01, 0.05) for h in ("mtfl", "utk")]
     run = {"n_images": 5, "gender_acc": 0.9, "reference": {"gender_acc": 0.8}}
-    record = {"n_train": 10, "pseudo_labelled": {"cuhk": 3}, "copies": 2, "epochs": 4,
+    record = {"source": "block", "n_train": 10, "pseudo_labelled": {"cuhk": 3}, "copies": 2, "epochs": 4,
               "learning_rate": 1e-3, "decay": 0.05, "loso": loso, "commands": ["a", "b"],
               "crops": {"mtfl": {"n": 5, "joint": score, "head": score, "gender_v1": score}},
               "pipeline": {"joint": dict.fromkeys(RUNS, run), "head": dict.fromkeys(RUNS, run)}}

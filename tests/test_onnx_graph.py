@@ -90,5 +90,5 @@ def test_shapes_and_metadata_of_the_shipped_attribute_net():
 
     graph = load_graph(ATTRIBUTES_MODEL)
     assert graph.input_shapes == (("batch", 3, 64, 64),)
-    assert graph.output_shapes == (("batch", 22), ("batch", 3), ("batch", 2))  # joint, wearing, gender
+    assert graph.output_shapes == (("batch", 22), ("batch", 3))  # probs, wearing
     assert "crop_size" in graph.metadata["masksegx_attributes"]

@@ -1,15 +1,21 @@
 """Heads that branch off the attribute network's trunk: build, train and add them to the model.
 
-A head is a second (third, ...) output of ``attributes.onnx`` computed by a branch of its own:
-a copy of the trunk's last block (depthwise and 1x1 convolutions, max pooling;
-:func:`last_block`) on the same input, global average pooling and one softmax layer. The copy
-starts from the trunk's weights and is trained with the layer on the block's input, cached once
-per crop (:func:`branch_inputs`); the trunk and the joint output do not change. Its 4x4 input
-still knows where on the face things lie, which the trunk's pooled features averaged away.
+A head is a second (third, ...) output of ``attributes.onnx``, trained on features of the trunk
+cached once per crop (:func:`branch_inputs`); the trunk and the joint output do not change. Two
+kinds (:attr:`Head.source`):
 
-The heads (:data:`HEADS`): ``wearing`` [N, 3] (:mod:`.train_wearing`) and ``gender`` [N, 2]
-(:mod:`.train_gender`). Each head's nodes and initializers carry its own name prefix, so a head
-is replaced or removed without touching the others (:func:`without_head`, :func:`with_head`).
+- ``"block"``: a branch of its own, a copy of the trunk's last block (depthwise and 1x1
+  convolutions, max pooling; :func:`last_block`) on the same input, global average pooling and
+  one softmax layer. The copy starts from the trunk's weights and is trained with the layer. Its
+  4x4 input still knows where on the face things lie, which the trunk's pooled features averaged
+  away; it costs the block's multiply-adds again.
+- ``"pooled"``: one softmax layer on the trunk's pooled features (the joint head's input); it
+  costs next to nothing.
+
+The heads (:data:`HEADS`, by output): ``wearing`` [N, 3], a block head (:mod:`.train_wearing`,
+shipped), and ``gender`` [N, 2], either kind (:mod:`.train_gender`, not shipped). Each head's nodes
+and initializers carry its own name prefix, so a head is replaced or removed without touching
+the others (:func:`without_head`, :func:`with_head`).
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from ..attributes import GENDER_OUTPUT, GENDERS, WEARING_OUTPUT, WEARING_STATES,
 
 @dataclass(frozen=True)
 class Head:
-    """A branch head: the graph output it writes and its number of classes."""
+    """A head: the graph output it writes, its number of classes and what it reads (``"block"``:
+    a copy of the last block on that block's input; ``"pooled"``: the trunk's pooled features)."""
 
     output: str
     classes: int
+    source: str = "block"
 
     @property
     def prefix(self) -> str:
@@ -63,16 +71,22 @@ def without_head(model: Any, head: Head) -> Any:
     return out
 
 
+def _trunk_pool(model: Any) -> Any:
+    """The trunk's single GlobalAveragePool node (ValueError when there is not exactly one)."""
+    pools = [n for n in model.graph.node
+             if n.op_type == "GlobalAveragePool" and not _in_a_head(n.name)]
+    if len(pools) != 1:
+        raise ValueError(f"model: expected one GlobalAveragePool, found {len(pools)}")
+    return pools[0]
+
+
 def last_block(model: Any) -> list[Any]:
     """The trunk's last block, the nodes a branch copies: depthwise Conv, Relu, 1x1 Conv, Relu,
     MaxPool, the MaxPool feeding the trunk's single GlobalAveragePool; ValueError for any other
     structure."""
     graph = model.graph
-    pools = [n for n in graph.node if n.op_type == "GlobalAveragePool" and not _in_a_head(n.name)]
-    if len(pools) != 1:
-        raise ValueError(f"model: expected one GlobalAveragePool, found {len(pools)}")
     producer = {name: n for n in graph.node for name in n.output}
-    chain, name = [], pools[0].input[0]
+    chain, name = [], _trunk_pool(model).input[0]
     for expected in ("MaxPool", "Relu", "Conv", "Relu", "Conv"):
         node = producer.get(name)
         if node is None or node.op_type != expected:
@@ -94,12 +108,16 @@ def _attribute(node: Any, name: str, default: Any) -> Any:
 
 
 def branch_module(model: Any, head: Head) -> torch.nn.Sequential:
-    """A torch copy of the trunk's last block (:func:`last_block`, its weights) followed by global
-    average pooling and a softmax layer of the head's classes (logits out): the branch before
-    training."""
+    """The head before training (logits out). A block head: a torch copy of the trunk's last
+    block (:func:`last_block`, its weights) followed by global average pooling and a softmax
+    layer of the head's classes; a pooled head: the softmax layer on the pooled features."""
     from onnx import numpy_helper
 
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    if head.source == "pooled":
+        pointwise = last_block(model)[2]
+        channels = int(weights[pointwise.input[1]].shape[0])
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(channels, head.classes))
     layers: list[torch.nn.Module] = []
     channels = 0
     for node in last_block(model):
@@ -137,16 +155,23 @@ def output_layer(branch: torch.nn.Sequential) -> torch.nn.Linear:
     return layer
 
 
-def feature_session(model: Any) -> Any:
-    """An onnxruntime session (one thread) whose outputs are the model's and the input of its
-    last block (the branch's input)."""
+def _head_input(model: Any, head: Head) -> str:
+    """The trunk tensor a head reads: its last block's input, or the pooled features."""
+    if head.source == "pooled":
+        return str(_trunk_pool(model).output[0])
+    return str(last_block(model)[0].input[0])
+
+
+def feature_session(model: Any, head: Head) -> Any:
+    """An onnxruntime session (one thread) whose outputs are the model's and the tensor the
+    ``head`` reads (:func:`branch_inputs` caches it)."""
     import onnx
     import onnxruntime
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.append(onnx.helper.make_tensor_value_info(
-        last_block(model)[0].input[0], onnx.TensorProto.FLOAT, None))
+        _head_input(model, head), onnx.TensorProto.FLOAT, None))
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     return onnxruntime.InferenceSession(probe.SerializeToString(), options,
@@ -155,7 +180,7 @@ def feature_session(model: Any) -> Any:
 
 def branch_inputs(session: Any, crops: np.ndarray, settings: dict[str, Any],
                   batch: int = 256, mirror: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The branch's inputs [2, N, C, H, W] for aligned crops [N, S, S, 3], of each crop and of
+    """The head's inputs [2, N, C, H, W] for aligned crops [N, S, S, 3], of each crop and of
     its mirror (the predictor's two passes), and the joint probabilities [N, 22] averaged over
     both; with ``mirror=False`` the crop's pass alone ([1, N, C, H, W], its joint output)."""
     name = session.get_inputs()[0].name
@@ -228,20 +253,20 @@ def photo_folds(names: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 
 def with_head(model: Any, branch: torch.nn.Sequential, head: Head) -> Any:
-    """``model`` (without ``head``) plus the trained ``branch`` (:func:`branch_module`'s layers)
-    on the input of its last block: the block's copy, GlobalAveragePool, Flatten, Gemm and
-    Softmax, as the output ``head.output`` [batch, head.classes]."""
+    """``model`` (without ``head``) plus the trained ``branch`` (:func:`branch_module`'s layers):
+    for a block head the block's copy on the block's input and a GlobalAveragePool, for a pooled
+    head the trunk's pooled features; then Flatten, Gemm and Softmax, as the output
+    ``head.output`` [batch, head.classes]."""
     import onnx
     from onnx import helper, numpy_helper
 
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    block = last_block(out)
-    layers = list(branch)
-    tensor = block[0].input[0]
     prefix = head.prefix
-    for index, (node, layer) in enumerate(zip(block, layers)):
+    block = [] if head.source == "pooled" else last_block(out)
+    tensor = _head_input(out, head)
+    for index, (node, layer) in enumerate(zip(block, list(branch))):
         made = onnx.NodeProto()
         made.CopyFrom(node)
         made.name = f"{prefix}{index}_{node.op_type}"
@@ -261,15 +286,19 @@ def with_head(model: Any, branch: torch.nn.Sequential, head: Head) -> Any:
     if linear.out_features != head.classes:
         raise ValueError(f"branch: {linear.out_features} classes, the {head.output} head has "
                          f"{head.classes}")
-    pooled, flat, logits = (f"{prefix}{name}" for name in ("pooled", "flat", "logits"))
+    flat, logits = f"{prefix}flat", f"{prefix}logits"
+    if head.source == "pooled":
+        pooled = tensor
+    else:
+        pooled = f"{prefix}pooled"
+        graph.node.append(helper.make_node("GlobalAveragePool", [tensor], [pooled],
+                                           name=f"{prefix}GlobalAveragePool"))
     graph.initializer.extend([
         numpy_helper.from_array(linear.weight.detach().numpy().astype(np.float32),
                                 f"{prefix}weight"),
         numpy_helper.from_array(linear.bias.detach().numpy().astype(np.float32), f"{prefix}bias"),
     ])
     graph.node.extend([
-        helper.make_node("GlobalAveragePool", [tensor], [pooled],
-                         name=f"{prefix}GlobalAveragePool"),
         helper.make_node("Flatten", [pooled], [flat], name=f"{prefix}Flatten", axis=1),
         helper.make_node("Gemm", [flat, f"{prefix}weight", f"{prefix}bias"], [logits],
                          name=f"{prefix}Gemm", transB=1),

@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(crops)} labelled real crops, {int(train.sum())} for training")
 
     torch.set_num_threads(2)
-    session = feature_session(trunk)
+    session = feature_session(trunk, WEARING_HEAD)
     features, joint = branch_inputs(session, crops, settings)
     rng = np.random.default_rng(args.seed)
     train_index = np.flatnonzero(train)
