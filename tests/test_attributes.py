@@ -813,6 +813,8 @@ def test_branch_head_training_pieces(tmp_path, rng):
     # A block head for the gender: the trunk's block copied, two classes.
     block_gender = branch_heads.branch_module(trunk, GENDER_HEAD)
     assert isinstance(block_gender[0], torch.nn.Conv2d) and block_gender[-1].out_features == 2
+    with pytest.raises(ValueError, match="source"):
+        Head("gender", 2, "everywhere")
     # Any other structure before the pooling is refused.
     flat = onnx.load_from_string(tiny_attribute_net(np.random.default_rng(2)))
     last_pool = next(n for n in flat.graph.node if n.output[0] == "last_pool")

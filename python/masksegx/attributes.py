@@ -28,6 +28,7 @@ about as much of the lower face as one worn correctly, which the head tells apar
 Likewise the gender comes from the gender head where the file has one: an output ``gender``
 [N, 2], P(female, male), from a branch trained on faces of several sources with and without
 synthetic masks (``masksegx.training.train_gender``); without it, from the joint marginals.
+The shipped file has no gender head (measured and not shipped: ``docs/attributes.md``).
 
 Inference runs on the masksegx C++ kernels or in onnxruntime (``backend``); torch is never
 imported here.

@@ -39,6 +39,10 @@ class Head:
     classes: int
     source: str = "block"
 
+    def __post_init__(self) -> None:
+        if self.source not in ("block", "pooled"):
+            raise ValueError(f"source: expected 'block' or 'pooled', got {self.source!r}")
+
     @property
     def prefix(self) -> str:
         """Prefix of the head's node and initializer names."""

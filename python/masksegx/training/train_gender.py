@@ -8,7 +8,7 @@
         .data/attr_wear --out .data/teachers_gw.npz --zooms 1.0
     python -m masksegx.training.train_gender --cache .data/attr_g .data/attr_wear \\
         --teachers .data/teachers_gw.npz --model python/masksegx/models/attributes.onnx \\
-        --data ../shared/data --card python/masksegx/models/attributes.md
+        --out build/gender/attributes.onnx --data ../shared/data --evaluate [--source pooled]
 
 Issue 13: the joint softmax's gender marginal falls below gender-v1 on faces from other sources.
 The trunk was trained once (on a GPU) with UTKFace crops that an early cache had misaligned, and
@@ -30,19 +30,18 @@ passes (its own and its mirror image's, the two the predictor averages) of itsel
 copy wearing a synthetic mask, and ``--copies`` augmented copies (half of them masked, one pass
 each): the mask hides what the teachers saw, and the head learns gender from what stays visible.
 
-Settings are chosen on the leave-one-source-out table (issue 13): for each number of epochs
-and weight decay, a head
-trained without MTFL (and det/cuhk5pt, from the same photo collections) is scored on MTFL's
-validation crops and one trained without UTKFace on UTKFace's, unmasked and with synthetic
-masks, beside gender-v1 on the same crops; the setting with the best mean ships, trained on
-everything. The trunk itself saw both sources, so the table holds out the head's training only
-(the model card says so).
+Settings are chosen on the leave-one-source-out table (issue 13): for each number of epochs and
+weight decay, a head trained without MTFL (and det/cuhk5pt, from the same photo collections) is
+scored on MTFL's validation crops and one trained without UTKFace on UTKFace's, unmasked and with
+synthetic masks, beside gender-v1 on the same crops; the setting with the best mean is trained
+on everything and written to ``--out``. The trunk itself saw both sources, so the table holds
+out the head's training only.
 
-With ``--data`` the new file is scored as ``masksegx eval-attr`` scores it (validation faces of
-MTFL and UTKFace, with and without synthetic masks, gender-v1 on the same faces), beside the
-file it started from; ``--card`` rewrites the card's gender-head section from those figures
-(``attr_report`` keeps it). The head depends on the trunk: run this again after every
-``train_attributes`` run.
+With ``--evaluate`` the new file is scored as ``masksegx eval-attr`` scores it (validation faces
+of MTFL and UTKFace, with and without synthetic masks, gender-v1 on the same faces), beside the
+file it started from. The record goes to ``<out>_gender.json``; ``--card`` writes the card's
+gender-head section from it (``attr_report`` keeps it). The head depends on the trunk: run this
+again after every ``train_attributes`` run.
 """
 
 from __future__ import annotations
@@ -173,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..eval.attributes import GenderV1
 
     out_path = args.out or args.model
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     source = onnx.load(str(args.model))
     settings = json.loads({p.key: p.value for p in source.metadata_props}[METADATA_KEY])
     if settings.get("mirror_average"):
