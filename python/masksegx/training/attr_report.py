@@ -59,8 +59,10 @@ EVAL_COMMAND = (
     "attr/utkface")
 
 
-def run_evals(data: Path, model: Path, out: Path) -> dict[str, Json]:
-    """Run the ``eval-attr`` evaluation of each of :data:`RUNS`, writing ``out/<run>.json``."""
+def run_evals(data: Path, model: Path, out: Path, wearing: bool = True) -> dict[str, Json]:
+    """Run the ``eval-attr`` evaluation of each of :data:`RUNS`, writing ``out/<run>.json``;
+    ``mtfl_val`` scores the wearing state on the facemask and ILC crops too unless
+    ``wearing=False``."""
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name, (fmt, annotation_file, images, synthetic) in RUNS.items():
@@ -69,9 +71,9 @@ def run_evals(data: Path, model: Path, out: Path) -> dict[str, Json]:
             data / annotation_file, data / images, fmt, "val", model=model,
             templates=data / "masktemplates" if synthetic else None,
             reference=data / "models/gender-v1.onnx",
-            facemask=data / "det/facemask" if name == "mtfl_val" else None,
-            ilc=data / "det/ilc2021" if name == "mtfl_val" else None,
-            models_dir=data / "models" if name == "mtfl_val" else None,
+            facemask=data / "det/facemask" if wearing and name == "mtfl_val" else None,
+            ilc=data / "det/ilc2021" if wearing and name == "mtfl_val" else None,
+            models_dir=data / "models" if wearing and name == "mtfl_val" else None,
         )
         write_json(out / f"{name}.json", record)
         results[name] = record
@@ -142,17 +144,24 @@ def latencies(variants: dict[str, Json], mirror: bool) -> dict[str, float]:
             path = Path(folder) / f"{name}.onnx"
             shape = (1, 3, v["size"], v["size"])
             write_onnx(net, shape, path, ["probs"], 17)
-            session = onnx_session(str(path), 1)
-            blob = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
-            for _ in range(10):
-                session.run(None, {"input": blob})
-            times = []
-            for _ in range(100):
-                start = time.perf_counter()
-                session.run(None, {"input": blob})
-                times.append(time.perf_counter() - start)
-            out[name] = 1000 * float(np.median(times))
+            out[name] = median_ms(onnx_session(str(path), 1), shape[0], 100)
     return out
+
+
+def median_ms(session: Any, batch: int, rounds: int) -> float:
+    """Median ms of ``rounds`` runs of an attribute net session on a random input of ``batch``
+    crops (after 10 untimed runs)."""
+    inputs = session.get_inputs()[0]
+    size = inputs.shape[-1]
+    blob = np.random.default_rng(0).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+    for _ in range(10):
+        session.run(None, {inputs.name: blob})
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        session.run(None, {inputs.name: blob})
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -250,18 +259,7 @@ def file_latency(model: Path, rounds: int = 300) -> float:
     ships (heads included): a batch of the crop and its mirror image, the predictor's default."""
     from .._models import onnx_session
 
-    session = onnx_session(str(model), 1)
-    size = session.get_inputs()[0].shape[-1]
-    blob = np.random.default_rng(0).uniform(-1, 1, (2, 3, size, size)).astype(np.float32)
-    name = session.get_inputs()[0].name
-    for _ in range(10):
-        session.run(None, {name: blob})
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        session.run(None, {name: blob})
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return median_ms(onnx_session(str(model), 1), 2, rounds)
 
 
 def has_wearing_head(model: Path) -> bool:

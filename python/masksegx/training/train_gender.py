@@ -61,7 +61,7 @@ import torch
 from ..attributes import METADATA_KEY, gender_marginals
 from ..eval.report import markdown_table
 from .attr_cache import read_caches
-from .attr_report import GENDER_SECTION, RUNS, write_head_record
+from .attr_report import GENDER_SECTION, RUNS, run_evals, write_head_record
 from .branch_heads import (
     GENDER_HEAD,
     Head,
@@ -73,7 +73,7 @@ from .branch_heads import (
     with_head,
     without_head,
 )
-from .teachers import GENDER_V1, gender_v1_p_male
+from .teachers import GENDER_V1, accuracy, gender_v1_p_male
 from .train_attributes import AUGMENTATIONS, Synthesizer, augment, log, pseudo_labels
 
 #: Sources with gender labels; each is held out once by the leave-one-source-out runs, with
@@ -136,10 +136,6 @@ class Features:
         parts = [self.clean[0], self.clean[1], self.masked[0], self.masked[1], *self.augmented]
         rows = np.concatenate([part[keep] for part in parts])
         return rows, np.concatenate([targets[keep]] * len(parts))
-
-
-def accuracy(p_male: np.ndarray, gender: np.ndarray) -> float:
-    return float(((p_male > 0.5).astype(int) == gender).mean())
 
 
 def scores(head: np.ndarray, masked: np.ndarray, gender: np.ndarray) -> dict[str, float]:
@@ -266,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as folder:
             before = Path(folder) / "before.onnx"
             onnx.save(trunk, str(before))
-            record["pipeline"] = {"joint": pipeline_scores(args.data, before),
-                                  "head": pipeline_scores(args.data, out_path)}
+            record["pipeline"] = {
+                name: run_evals(args.data, path, Path(folder) / name, wearing=False)
+                for name, path in (("joint", before), ("head", out_path))}
     write_head_record(out_path, "gender", record, args.card, GENDER_SECTION,
                       section_markdown(record))
     return 0
@@ -278,21 +275,6 @@ def teachers_command(caches: list[Path], teachers: Path) -> str:
     scores = json.loads(teachers.with_suffix(".json").read_text())
     return (f"python -m masksegx.training.teachers --data ../shared/data --cache "
             f"{' '.join(map(str, caches))} --out {teachers} --zooms {scores['zoom']:g}")
-
-
-def pipeline_scores(data: Path, model: Path) -> dict[str, dict[str, Any]]:
-    """``eval-attr``'s gender records of ``model`` for each of attr_report's runs (validation
-    faces of MTFL and UTKFace, with and without synthetic masks, gender-v1 beside)."""
-    from ..eval.attributes import evaluate_attributes
-
-    out = {}
-    for name, (fmt, labels, images, synthetic) in RUNS.items():
-        out[name] = evaluate_attributes(
-            data / labels, data / images, fmt, "val", model=model,
-            templates=data / "masktemplates" if synthetic else None,
-            reference=data / "models/gender-v1.onnx")
-        log(f"eval-attr {name} with {model.name}: {out[name]['gender_acc']:.4f}")
-    return out
 
 
 def _pipeline_rows(pipeline: dict[str, dict[str, Any]]) -> list[list[str]]:
