@@ -432,3 +432,57 @@ def test_doubtful_score_needs_the_ilc_teacher_set(nets, capsys):
         with pytest.raises(SystemExit):
             train_detector.main(["--out", "unused", "--doubtful-score", "0.3", *extra])
         assert "needs --teacher with ilc2021" in capsys.readouterr().err
+
+
+def test_distillation_targets_are_the_ensembles_mean_face_probability(nets, tmp_path):
+    """``--distill``: the targets are the mean ``prob[:, 1]`` of the nets on the sample crops;
+    with 0/1 targets the soft cross-entropy is the plain one, and a sample trained towards a
+    teacher's 0.5 costs log 2 at p = 0.5."""
+    pytest.importorskip("onnx")
+    import torch
+    import torch.nn.functional as F
+
+    from masksegx.training import samples
+    from masksegx.training.cascade import normalise
+    from masksegx.training.train_detector import (
+        ensemble_targets,
+        export_onnx,
+        multitask_losses,
+    )
+
+    torch.manual_seed(0)
+    paths = []
+    for k in range(2):
+        path = tmp_path / f"rnet{k}.onnx"
+        export_onnx(nets.build("rnet").eval(), "rnet", path)
+        paths.append(path)
+    rng = np.random.default_rng(0)
+    count = 5
+    data = samples.SampleSet(
+        images=rng.integers(0, 256, (count, 24, 24, 3), dtype=np.uint8),
+        labels=np.array([1, 0, -1, 1, 0], np.int8),
+        offsets=np.zeros((count, 4), np.float32),
+        landmarks=np.zeros((count, 10), np.float32),
+        has_landmarks=np.zeros(count, bool),
+    )
+    import onnxruntime
+
+    expected = np.mean([
+        onnxruntime.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(
+            ["prob"], {"input": normalise(data.images).numpy()})[0][:, 1]
+        for p in paths
+    ], axis=0)
+    np.testing.assert_allclose(ensemble_targets(paths, data), expected, rtol=1e-5, atol=1e-6)
+
+    logits = torch.randn(count, 2)
+    labels = torch.from_numpy(data.labels)
+    no_landmarks = torch.zeros(count, dtype=torch.bool)
+    args = (torch.zeros(count, 4), torch.zeros(count, 10), no_landmarks)
+    cls, _, _ = multitask_losses((logits, torch.zeros(count, 4)), labels, *args,
+                                 labels.float(), ohem=False)
+    classified = labels >= 0
+    torch.testing.assert_close(cls, F.cross_entropy(logits[classified], labels[classified].long()))
+    even = torch.zeros(count, 2)
+    cls, _, _ = multitask_losses((even, torch.zeros(count, 4)), labels, *args,
+                                 torch.full((count,), 0.5), ohem=False)
+    torch.testing.assert_close(cls, torch.tensor(np.log(2.0), dtype=torch.float32))

@@ -16,6 +16,11 @@ held-out cuhk5pt NME 0.17, against 0.13 / 0.12 / 0.11 with weight 10 / 30 / 100 
 24 epochs, all with 16k mirrored landmark samples; detection AP improved alongside).
 Adam (lr 1e-3), cosine decay to 0 over the run, batch 256.
 
+``--distill NET [NET ...]``: the classification targets of positives and negatives become the
+mean face probability of those ONNX nets (the stage's interface) on each training crop, a soft
+cross-entropy in place of the hard labels (knowledge distillation from an ensemble: e.g. the
+shipped O-net, which knows masked faces, with the standard MTCNN O-net, which knows crowds).
+
 Held-out samples (for the card's accuracies) come from the validation images only: det/facemask
 images whose number ends in 1 and the odd lines of det/cuhk5pt (see :mod:`.samples`).
 """
@@ -93,8 +98,9 @@ def log(message: str) -> None:
 
 #: Loss weights (classification, box, landmark).
 LossWeights = tuple[float, float, float]
-#: One batch on the device: images, labels, box offsets, landmarks, has-landmarks flags.
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+#: One batch on the device: images, labels, box offsets, landmarks, has-landmarks flags, and the
+#: face-probability targets of the classified samples (the labels themselves unless distilling).
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 #: ``results.json`` in the cache: per stage :func:`run_stage`'s facts and its command, the
 #: cascade check, free-text ``notes`` and ``sections``. Read back from earlier runs (older
 #: formats included), so its shape is not checked.
@@ -111,15 +117,18 @@ def loss_weights(stage: str, landmark_weight: float) -> LossWeights:
 
 
 def multitask_losses(outputs: Sequence[torch.Tensor], labels: torch.Tensor, offsets: torch.Tensor,
-                     landmarks: torch.Tensor, has_landmarks: torch.Tensor,
+                     landmarks: torch.Tensor, has_landmarks: torch.Tensor, targets: torch.Tensor,
                      ohem: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(classification, box, landmark) losses of one batch; see the module docstring."""
+    """(classification, box, landmark) losses of one batch; ``targets``: the face probability
+    each classified sample is trained towards (its label, or the distillation ensemble's)."""
     logits, reg = outputs[0], outputs[1]
     zero = logits.sum() * 0.0
     classified = labels >= 0
     cls = zero
     if classified.any():
-        ce = F.cross_entropy(logits[classified], labels[classified].long(), reduction="none")
+        face = targets[classified]
+        log_p = F.log_softmax(logits[classified], dim=1)
+        ce = -(face * log_p[:, 1] + (1 - face) * log_p[:, 0])
         if ohem:
             ce = ce.topk(max(1, int(OHEM_KEEP * len(ce)))).values
         cls = ce.mean()
@@ -137,8 +146,12 @@ def weighted_sum(weights: LossWeights,
     return weights[0] * parts[0] + weights[1] * parts[1] + weights[2] * parts[2]
 
 
-def batches(data: sampling.SampleSet, device: str, order: np.ndarray | None = None) -> Iterator[Batch]:
+def batches(data: sampling.SampleSet, device: str, order: np.ndarray | None = None,
+            targets: np.ndarray | None = None) -> Iterator[Batch]:
+    """Batches of ``data`` in ``order``; ``targets`` (float32 [N]): the classification targets,
+    default the labels."""
     order = np.arange(len(data)) if order is None else order
+    targets = data.labels.astype(np.float32) if targets is None else targets
     for start in range(0, len(order), BATCH):
         index = order[start : start + BATCH]
         yield (
@@ -147,7 +160,19 @@ def batches(data: sampling.SampleSet, device: str, order: np.ndarray | None = No
             torch.from_numpy(data.offsets[index]).to(device),
             torch.from_numpy(data.landmarks[index]).to(device),
             torch.from_numpy(data.has_landmarks[index]).to(device),
+            torch.from_numpy(targets[index]).to(device),
         )
+
+
+def ensemble_targets(nets: Sequence[Path], data: sampling.SampleSet) -> np.ndarray:
+    """float32 [N]: the mean face probability of the ONNX ``nets`` on the crops of ``data``."""
+    total = np.zeros(len(data), np.float32)
+    for path in nets:
+        session = onnx_session(str(path), 0)
+        for start in range(0, len(data), 4096):
+            crops = normalise(data.images[start : start + 4096]).numpy()
+            total[start : start + 4096] += session.run(["prob"], {"input": crops})[0][:, 1]
+    return total / len(nets)
 
 
 @torch.no_grad()
@@ -157,9 +182,10 @@ def evaluate(net: DetectorNet, data: sampling.SampleSet, weights: LossWeights,
     net.eval()
     totals = np.zeros(4)
     correct = {"positive": [0, 0], "negative": [0, 0]}
-    for images, labels, offsets, landmarks, has_landmarks in batches(data, device):
+    for images, labels, offsets, landmarks, has_landmarks, targets in batches(data, device):
         outputs = net.logits(images)
-        parts = multitask_losses(outputs, labels, offsets, landmarks, has_landmarks, ohem=False)
+        parts = multitask_losses(outputs, labels, offsets, landmarks, has_landmarks, targets,
+                                 ohem=False)
         weighted = weighted_sum(weights, parts)
         totals += len(labels) * np.array([float(weighted)] + [float(p) for p in parts])
         face = outputs[0].argmax(dim=1)
@@ -180,10 +206,12 @@ def evaluate(net: DetectorNet, data: sampling.SampleSet, weights: LossWeights,
 
 def train(net: DetectorNet, train_set: sampling.SampleSet, val_set: sampling.SampleSet, stage: str,
           weights: LossWeights, epochs: int, device: str, seed: int,
-          learning_rate: float = LEARNING_RATE) -> list[dict[str, object]]:
-    """Train ``net`` in place with the loss ``weights`` (see :func:`loss_weights`). Returns the
-    per-epoch history: the running (OHEM) training loss, validation metrics, and for the last
-    epoch also full training-set metrics."""
+          learning_rate: float = LEARNING_RATE,
+          targets: np.ndarray | None = None) -> list[dict[str, object]]:
+    """Train ``net`` in place with the loss ``weights`` (see :func:`loss_weights`) towards the
+    classification ``targets`` of the training samples (default their labels). Returns the
+    per-epoch history: the running (OHEM) training loss, validation metrics (against the labels),
+    and for the last epoch also full training-set metrics."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net.to(device)
@@ -195,11 +223,11 @@ def train(net: DetectorNet, train_set: sampling.SampleSet, val_set: sampling.Sam
         net.train()
         started = time.perf_counter()
         running, seen = 0.0, 0
-        for images, labels, offsets, landmarks, has_landmarks in batches(
-            train_set, device, rng.permutation(len(train_set))
+        for images, labels, offsets, landmarks, has_landmarks, face in batches(
+            train_set, device, rng.permutation(len(train_set)), targets
         ):
             parts = multitask_losses(
-                net.logits(images), labels, offsets, landmarks, has_landmarks, ohem=True
+                net.logits(images), labels, offsets, landmarks, has_landmarks, face, ohem=True
             )
             loss = weighted_sum(weights, parts)
             optimiser.zero_grad()
@@ -396,8 +424,10 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         net.load_state_dict(onnx_state_dict(stage, args.start_from / f"ds_mtcnn_{stage}.onnx"))
     started = time.perf_counter()
     weights = loss_weights(stage, args.landmark_weight)
+    targets = ensemble_targets(args.distill, sets["train"]) if args.distill else None
     history = train(net, sets["train"], sets["val"], stage, weights,
-                    args.epochs or EPOCHS[stage], args.device, args.seed, args.learning_rate)
+                    args.epochs or EPOCHS[stage], args.device, args.seed, args.learning_rate,
+                    targets)
     training_seconds = time.perf_counter() - started
     torch.save(net.cpu().state_dict(), args.cache / f"{stage}.pt")
     export = export_onnx(net, stage, args.out / f"ds_mtcnn_{stage}.onnx")
@@ -416,6 +446,7 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         "common_boxes": bool(args.common_boxes),
         "start_from": None if args.start_from is None else str(args.start_from),
         "miners": None if args.miners is None else str(args.miners),
+        "distill": [str(path) for path in args.distill],
     }
 
 
@@ -902,6 +933,10 @@ def main(argv: list[str] | None = None) -> int:
                              "photometric changes, negatives overhanging the image's edge, "
                              "zoom-in on real photos with one face); "
                              f"alone: {','.join(sampling.DEFAULT_AUGMENTATIONS)}")
+    parser.add_argument("--distill", nargs="+", type=Path, default=[], metavar="NET",
+                        help="train the classification towards the mean face probability of "
+                             "these ONNX nets (the stage's interface) on each sample instead of "
+                             "its label: distillation from an ensemble")
     parser.add_argument("--common-boxes", action="store_true",
                         help="redraw every source's boxes in one convention "
                              "(masksegx.training.box_conventions)")

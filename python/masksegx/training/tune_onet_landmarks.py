@@ -53,7 +53,7 @@ from ..synthesis import MaskTemplate
 from . import samples as sampling
 from .cascade import Cascade, OnnxNet, normalise
 from .nets import ONet, build
-from .train_detector import BATCH, Batch, export_onnx, log, multitask_losses
+from .train_detector import BATCH, export_onnx, log, multitask_losses
 
 #: Samples at --samples-scale 1 (the O-net's own training used 16k landmark samples).
 QUOTA = sampling.Quota(positive=6000, part=6000, negative=7000, landmark=40000, mined=8000)
@@ -152,7 +152,11 @@ def make_samples(args: argparse.Namespace, templates: list[MaskTemplate], split:
     return concatenate([drawn, crops])
 
 
-def sample_tensors(data: sampling.SampleSet, index: np.ndarray | slice) -> Batch:
+#: Images (normalised), labels, offsets, landmarks and has-landmarks flags.
+Samples = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def sample_tensors(data: sampling.SampleSet, index: np.ndarray | slice) -> Samples:
     """Images (normalised), labels, offsets, landmarks and has-landmarks flags of ``data[index]``."""
     return (normalise(data.images[index]), torch.from_numpy(data.labels[index]),
             torch.from_numpy(data.offsets[index]), torch.from_numpy(data.landmarks[index]),
@@ -169,7 +173,7 @@ def losses(net: ONet, teacher: ONet, images: torch.Tensor, labels: torch.Tensor,
     if mode == "head":
         return weight * landmark, {"landmark": landmark.item()}
     cls, box, _ = multitask_losses((logits, reg), labels, offsets, landmarks, has_landmarks,
-                                   ohem=True)
+                                   labels.float(), ohem=True)
     with torch.no_grad():
         t_logits, t_reg, _ = teacher.logits(images)
     distill = F.kl_div(F.log_softmax(logits, 1), F.softmax(t_logits, 1), reduction="batchmean") \
