@@ -486,3 +486,18 @@ def test_distillation_targets_are_the_ensembles_mean_face_probability(nets, tmp_
     cls, _, _ = multitask_losses((even, torch.zeros(count, 4)), labels, *args,
                                  torch.full((count,), 0.5), ohem=False)
     torch.testing.assert_close(cls, torch.tensor(np.log(2.0), dtype=torch.float32))
+
+
+def test_the_card_names_the_distillation_teachers_of_a_stage(nets, capsys, tmp_path):
+    from masksegx.training import train_detector
+
+    results = {"pnet": {}, "onet": {"distill": ["models/ds_mtcnn_onet.onnx",
+                                                "../data/models/mtcnn_onet.onnx"]}}
+    text = " ".join(train_detector._distill_lines(results))
+    assert "Distillation (onet" in text
+    assert "`ds_mtcnn_onet.onnx`, `mtcnn_onet.onnx`" in text
+    assert train_detector._distill_lines({"onet": {"distill": []}}) == []
+    with pytest.raises(SystemExit):
+        train_detector.main(["--out", str(tmp_path), "--stage", "onet",
+                             "--distill", str(tmp_path / "missing.onnx")])
+    assert "--distill: no such ONNX file" in capsys.readouterr().err

@@ -658,6 +658,20 @@ def _partial_options_lines(results: Results) -> list[str]:
     return textwrap.wrap(text, 88, initial_indent="- ", subsequent_indent="  ")
 
 
+def _distill_lines(results: Results) -> list[str]:
+    """A data bullet per stage trained with ``--distill``: the nets whose mean face probability
+    were its classification targets."""
+    lines = []
+    for stage in CARD_STAGES:
+        nets = results.get(stage, {}).get("distill") or []
+        if nets:
+            names = ", ".join(f"`{Path(net).name}`" for net in nets)
+            text = (f"Distillation ({stage}, `--distill`): its face / non-face targets are the mean "
+                    f"face probability of {names} on each sample crop, not the labels.")
+            lines += textwrap.wrap(text, 88, initial_indent="- ", subsequent_indent="  ")
+    return lines
+
+
 def _augment_lines(kinds: Sequence[str]) -> list[str]:
     """The card's data bullets for stages trained with ``--augment``."""
     lines = []
@@ -787,7 +801,9 @@ def write_card(out: Path, results: Results) -> None:
         "  and right eyes and mouth corners swapped) for stages trained since sample format 2",
         "  (column `mirrored` below; earlier runs: none).",
         *(_teacher_data_lines(_teacher_sets(results)) if _teacher_sets(results)
+          else [] if _distill_lines(results)
           else ["- No distillation from the reference models; `masked_unlabeled/rwmfd` unused."]),
+        *_distill_lines(results),
         *_doubtful_lines(results),
         *_augment_lines(_augment_kinds(results)),
         *(_common_boxes_lines() if any(
@@ -941,6 +957,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="redraw every source's boxes in one convention "
                              "(masksegx.training.box_conventions)")
     args = parser.parse_args(argv)
+    missing = [str(path) for path in args.distill if not path.is_file()]
+    if missing:
+        parser.error(f"--distill: no such ONNX file: {', '.join(missing)}")
     if args.doubtful_score is not None and "ilc2021" not in args.teacher:
         parser.error("--doubtful-score: it applies to det/ilc2021, so it needs --teacher with ilc2021")
     if args.stage == "counts":
