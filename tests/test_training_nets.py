@@ -435,7 +435,7 @@ def test_doubtful_score_needs_the_ilc_teacher_set(nets, capsys):
 
 
 def test_distillation_targets_are_the_ensembles_mean_face_probability(nets, tmp_path):
-    """``--distill``: the targets are the mean ``prob[:, 1]`` of the nets on the sample crops;
+    """``--distill``: the targets are the mean (or max) ``prob[:, 1]`` of the nets on the crops;
     with 0/1 targets the soft cross-entropy is the plain one, and a sample trained towards a
     teacher's 0.5 costs log 2 at p = 0.5."""
     pytest.importorskip("onnx")
@@ -467,12 +467,16 @@ def test_distillation_targets_are_the_ensembles_mean_face_probability(nets, tmp_
     )
     import onnxruntime
 
-    expected = np.mean([
+    each = np.array([
         onnxruntime.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(
             ["prob"], {"input": normalise(data.images).numpy()})[0][:, 1]
         for p in paths
-    ], axis=0)
-    np.testing.assert_allclose(ensemble_targets(paths, data), expected, rtol=1e-5, atol=1e-6)
+    ])
+    assert np.abs(each[0] - each[1]).max() > 1e-3  # two different nets
+    np.testing.assert_allclose(ensemble_targets(paths, data), each.mean(axis=0), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(ensemble_targets(paths, data, "max"), each.max(axis=0),
+                               rtol=1e-5, atol=1e-6)
 
     logits = torch.randn(count, 2)
     labels = torch.from_numpy(data.labels)

@@ -164,15 +164,17 @@ def batches(data: sampling.SampleSet, device: str, order: np.ndarray | None = No
         )
 
 
-def ensemble_targets(nets: Sequence[Path], data: sampling.SampleSet) -> np.ndarray:
-    """float32 [N]: the mean face probability of the ONNX ``nets`` on the crops of ``data``."""
-    total = np.zeros(len(data), np.float32)
-    for path in nets:
+def ensemble_targets(nets: Sequence[Path], data: sampling.SampleSet,
+                     rule: str = "mean") -> np.ndarray:
+    """float32 [N]: the face probability of the ONNX ``nets`` on the crops of ``data``, combined
+    by ``rule``: "mean", or "max" (a face where any net sees one)."""
+    each = np.zeros((len(nets), len(data)), np.float32)
+    for k, path in enumerate(nets):
         session = onnx_session(str(path), 0)
         for start in range(0, len(data), 4096):
             crops = normalise(data.images[start : start + 4096]).numpy()
-            total[start : start + 4096] += session.run(["prob"], {"input": crops})[0][:, 1]
-    return total / len(nets)
+            each[k, start : start + 4096] = session.run(["prob"], {"input": crops})[0][:, 1]
+    return each.max(axis=0) if rule == "max" else each.mean(axis=0)
 
 
 @torch.no_grad()
@@ -424,7 +426,8 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         net.load_state_dict(onnx_state_dict(stage, args.start_from / f"ds_mtcnn_{stage}.onnx"))
     started = time.perf_counter()
     weights = loss_weights(stage, args.landmark_weight)
-    targets = ensemble_targets(args.distill, sets["train"]) if args.distill else None
+    targets = (ensemble_targets(args.distill, sets["train"], args.distill_rule)
+               if args.distill else None)
     history = train(net, sets["train"], sets["val"], stage, weights,
                     args.epochs or EPOCHS[stage], args.device, args.seed, args.learning_rate,
                     targets)
@@ -447,6 +450,7 @@ def run_stage(stage: DetectorStage, args: argparse.Namespace,
         "start_from": None if args.start_from is None else str(args.start_from),
         "miners": None if args.miners is None else str(args.miners),
         "distill": [str(path) for path in args.distill],
+        **({"distill_rule": args.distill_rule} if args.distill else {}),
     }
 
 
@@ -953,6 +957,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="train the classification towards the mean face probability of "
                              "these ONNX nets (the stage's interface) on each sample instead of "
                              "its label: distillation from an ensemble")
+    parser.add_argument("--distill-rule", choices=("mean", "max"), default="mean",
+                        help="how --distill combines its nets' face probabilities (max: a face "
+                             "where any of them sees one)")
     parser.add_argument("--common-boxes", action="store_true",
                         help="redraw every source's boxes in one convention "
                              "(masksegx.training.box_conventions)")
