@@ -174,7 +174,8 @@ def ensemble_targets(nets: Sequence[Path], data: sampling.SampleSet,
         for start in range(0, len(data), 4096):
             crops = normalise(data.images[start : start + 4096]).numpy()
             each[k, start : start + 4096] = session.run(["prob"], {"input": crops})[0][:, 1]
-    return each.max(axis=0) if rule == "max" else each.mean(axis=0)
+    combined: np.ndarray = each.max(axis=0) if rule == "max" else each.mean(axis=0)
+    return combined
 
 
 @torch.no_grad()
