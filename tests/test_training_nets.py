@@ -477,6 +477,8 @@ def test_distillation_targets_are_the_ensembles_mean_face_probability(nets, tmp_
                                atol=1e-6)
     np.testing.assert_allclose(ensemble_targets(paths, data, "max"), each.max(axis=0),
                                rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="rule"):
+        ensemble_targets(paths, data, "median")
 
     logits = torch.randn(count, 2)
     labels = torch.from_numpy(data.labels)

@@ -74,6 +74,8 @@ EPOCHS = {"pnet": 20, "rnet": 10, "onet": 24}
 #: Held-out samples per stage, as a fraction of the training quota.
 VALIDATION_FRACTION = 0.15
 DEFAULT_LANDMARK_WEIGHT = 100.0
+#: How ``--distill`` combines its nets' face probabilities.
+DISTILL_RULES = ("mean", "max")
 OHEM_KEEP = 0.7
 BATCH = 256
 LEARNING_RATE = 1e-3
@@ -168,6 +170,8 @@ def ensemble_targets(nets: Sequence[Path], data: sampling.SampleSet,
                      rule: str = "mean") -> np.ndarray:
     """float32 [N]: the face probability of the ONNX ``nets`` on the crops of ``data``, combined
     by ``rule``: "mean", or "max" (a face where any net sees one)."""
+    if rule not in DISTILL_RULES:
+        raise ValueError(f"rule: expected one of {DISTILL_RULES}, got {rule!r}")
     each = np.zeros((len(nets), len(data)), np.float32)
     for k, path in enumerate(nets):
         session = onnx_session(str(path), 0)
@@ -958,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="train the classification towards the mean face probability of "
                              "these ONNX nets (the stage's interface) on each sample instead of "
                              "its label: distillation from an ensemble")
-    parser.add_argument("--distill-rule", choices=("mean", "max"), default="mean",
+    parser.add_argument("--distill-rule", choices=DISTILL_RULES, default="mean",
                         help="how --distill combines its nets' face probabilities (max: a face "
                              "where any of them sees one)")
     parser.add_argument("--common-boxes", action="store_true",
