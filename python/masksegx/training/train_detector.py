@@ -755,6 +755,7 @@ def write_card(out: Path, results: Results) -> None:
         results[stage]["sampling_seconds"] + results[stage]["training_seconds"]
         for stage in CARD_STAGES if stage in results
     )
+    distilled = _distill_lines(results)
     lines = [
         "# ds_mtcnn: depthwise-separable MTCNN (P-, R-, O-net)",
         "",
@@ -810,9 +811,9 @@ def write_card(out: Path, results: Results) -> None:
         "  and right eyes and mouth corners swapped) for stages trained since sample format 2",
         "  (column `mirrored` below; earlier runs: none).",
         *(_teacher_data_lines(_teacher_sets(results)) if _teacher_sets(results)
-          else [] if _distill_lines(results)
+          else [] if distilled
           else ["- No distillation from the reference models; `masked_unlabeled/rwmfd` unused."]),
-        *_distill_lines(results),
+        *distilled,
         *_doubtful_lines(results),
         *_augment_lines(_augment_kinds(results)),
         *(_common_boxes_lines() if any(
