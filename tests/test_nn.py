@@ -512,6 +512,16 @@ def test_simd_matches_scalar_fully_connected_edges(rng, scalar_and_simd, n, m, k
     assert np.all(np.abs(simd - scalar) <= 1e-5 * (np.abs(x) @ np.abs(weight).T))
 
 
+def test_core_two_class_softmax_keeps_nan_to_its_own_pair():
+    """The kernel behind nn.softmax (which refuses NaN) on a NaN logit: that pair is NaN, the
+    others exact; the exponential's integer conversion never sees the NaN (the sanitized fuzzer
+    found it undefined)."""
+    x = np.array([[np.nan, 0.0], [1.0, np.inf], [2.0, 1.0]], np.float32)
+    got = _core.softmax(x, 1)
+    assert np.isnan(got[0]).all()
+    np.testing.assert_allclose(got[1:], [[0, 1], [0.7310586, 0.2689414]], atol=1e-6)
+
+
 def test_simd_matches_scalar_resize_and_two_class_softmax(rng, scalar_and_simd):
     """Elementwise loops compiled per instruction set: the same bits on every path."""
     image = rng.integers(0, 256, (40, 57, 3), dtype=np.uint8)

@@ -154,10 +154,11 @@ MASKSEGX_ALWAYS_INLINE void weighted_rows_loop(const T* src, i64 stride, const f
 
 // exp(x) for x <= 0 within 2e-7 relative (x < -87: about 1.6e-38), branch-free so loops
 // vectorise: x = (i + f) ln 2 with integer i <= 0 and f in [0, 1), 2^f = e^(f ln 2) by its
-// Taylor series to degree 9.
+// Taylor series to degree 9. NaN stays NaN; it is clamped like -87 first, so the integer
+// conversion below never sees it (undefined behaviour, found by the sanitized fuzzer).
 MASKSEGX_ALWAYS_INLINE float exp_nonpositive(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    const float t = x * 1.44269504088896341f;
+    const float clamped = x > -87.0f ? (x < 0.0f ? x : 0.0f) : -87.0f;
+    const float t = clamped * 1.44269504088896341f;
     const float i = std::floor(t);
     const float f = (t - i) * 0.693147180559945309f;  // in [0, ln 2)
     float p = 2.75573192e-6f;
@@ -173,7 +174,7 @@ MASKSEGX_ALWAYS_INLINE float exp_nonpositive(float x) {
     const std::int32_t bits = (static_cast<std::int32_t>(i) + 127) * (1 << 23);
     float scale;
     std::memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return x == x ? p * scale : x;
 }
 
 MASKSEGX_ALWAYS_INLINE void softmax_pair_loop(const float* a, const float* b, float* pa, float* pb,
