@@ -181,6 +181,7 @@ def test_other_dtypes_and_layouts_are_converted(rng):
         (dict(max_iter=1.5), TypeError, "max_iter"),
         (dict(m=1.0), ValueError, "m"),
         (dict(m=np.inf), ValueError, "m"),
+        (dict(m=1e39), ValueError, "m"),
         (dict(tol=-1.0), ValueError, "tol"),
         (dict(tol=np.nan), ValueError, "tol"),
         (dict(max_iter=-1), ValueError, "max_iter"),
@@ -207,3 +208,17 @@ def test_core_rejects_what_the_wrapper_would_convert():
         _core.fcm_seed_centers(np.zeros((4, 2), np.float32), 5)
     with pytest.raises(ValueError, match="fuzziness"):
         _core.fuzzy_cmeans(np.zeros((4, 2), np.float32), 2, 0.5)
+
+
+def test_core_general_m_survives_nan_features():
+    # The public wrapper refuses NaN; the raw entry point must still not reach undefined
+    # behaviour (NaN into exp2's integer conversion), which the sanitized CI build would flag.
+    from masksegx import _core
+
+    features = np.arange(12, dtype=np.float32).reshape(6, 2)
+    features[2, 1] = np.nan
+    init = features[[0, 5]].copy()
+    centers, memberships, _, _ = _core.fuzzy_cmeans(features, 2, 2.5, 1e-4, 3, 0, init)
+    # NaN spreads through the centres' second feature to every membership: no finite answer
+    # that would look valid.
+    assert np.isnan(centers[:, 1]).all() and np.isnan(memberships).all()

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <vector>
@@ -85,18 +86,20 @@ inline float log2_positive(float x) {
     return exponent + 2.88539008f * series - (tiny ? 64.f : 0.f);
 }
 
-// 2^y for y <= 0 (0 below -126): 2^round(y) from exponent bits times a degree-7 Taylor
-// polynomial of 2^f, |f| <= 1/2 (truncation 5e-9).
+// 2^y for y <= 0 (0 below -126, NaN for NaN): 2^round(y) from exponent bits times a
+// degree-7 Taylor polynomial of 2^f, |f| <= 1/2 (truncation 5e-9). The clamp runs before the
+// integer conversion, which is undefined behaviour for NaN or out-of-range values.
 inline float exp2_nonpositive(float y) {
-    if (y < -126.f) return 0.f;
-    const int whole = static_cast<int>(y - 0.5f);  // nearest integer, as y <= 0
-    const float z = (y - static_cast<float>(whole)) * 0.693147181f;
+    const float clamped = y >= -126.f ? (y < 0.f ? y : 0.f) : -126.f;
+    const int whole = static_cast<int>(clamped - 0.5f);  // nearest integer, as clamped <= 0
+    const float z = (clamped - static_cast<float>(whole)) * 0.693147181f;
     // clang-format off: Horner's scheme reads better as written
     const float fraction =
         1.f + z * (1.f + z * (1.f / 2 + z * (1.f / 6 + z * (1.f / 24 + z * (1.f / 120 +
         z * (1.f / 720 + z * (1.f / 5040)))))));
     // clang-format on
-    return fraction * from_bits(static_cast<std::uint32_t>(whole + 127) << 23);
+    const float result = fraction * from_bits(static_cast<std::uint32_t>(whole + 127) << 23);
+    return y >= -126.f ? result : (y == y ? 0.f : y);
 }
 
 // x^y for x in [0, 1] and y > 0: relative error < 1e-5 (1e-7 near 1), exact at 0 and 1.
@@ -489,8 +492,10 @@ void fcm_seed_centers(const float* features, std::int64_t n_points, int dims, in
 FcmSummary fuzzy_cmeans(const float* features, std::int64_t n_points, int dims,
                         const FcmSettings& settings, float* centers, float* memberships) {
     check_sizes(n_points, dims, settings.clusters);
-    if (!(settings.fuzziness > 1.0) || !std::isfinite(settings.fuzziness)) {
-        throw std::invalid_argument("fcm: fuzziness m must be finite and > 1");
+    // The passes use m in float, where m = 1e39 would be inf and inf * log2(1) NaN; 1/(m-1)
+    // is at most 1/DBL_EPSILON, always finite in float.
+    if (!(settings.fuzziness > 1.0) || !(settings.fuzziness <= std::numeric_limits<float>::max())) {
+        throw std::invalid_argument("fcm: fuzziness m must be > 1 and finite in float32");
     }
     if (!(settings.tolerance >= 0.0) || !std::isfinite(settings.tolerance)) {
         throw std::invalid_argument("fcm: tolerance must be finite and >= 0");
