@@ -53,3 +53,19 @@ def test_detect_rfb320_reference(benchmark, photo):
     detector = UltraLightDetector(path, threads=1)
     benchmark.group = f"detect_faces {photo.shape[1]}x{photo.shape[0]}"
     benchmark(detector, photo)
+
+
+@pytest.mark.parametrize("second_look", [False, True], ids=["one look", "second look"])
+@pytest.mark.parametrize("shape", [(240, 320), (300, 400), (480, 640)])
+def test_detect_faceless_photo(benchmark, shape, second_look):
+    """The second look's cost where it runs: photos without a face (a blurred crop of the
+    bundled photo's background, resized), where it repeats the first pass on larger levels in
+    images below about 540 x 400 and is skipped above."""
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.examples import MULTI_FACE_EXAMPLE
+
+    background = cv2.imread(MULTI_FACE_EXAMPLE.path)[230:, :60]  # left of and below the faces
+    image = cv2.resize(cv2.GaussianBlur(background, (0, 0), 2), (shape[1], shape[0]))
+    detector = FaceDetector(second_look=second_look)
+    benchmark.group = f"detect_faces faceless {shape[1]}x{shape[0]}"
+    benchmark(detector, image)

@@ -213,9 +213,12 @@ def test_channel_order_and_settings(models, image):
 def test_no_faces_gives_empty_arrays(models, image):
     for found in (
         detect_faces(image, models=models, thresholds=(1.0, 1.0, 1.0)),
-        # Smaller than the pyramid's last level (6 px after scaling by 12 / min_face_size).
-        detect_faces(image[:9, :9], models=models),
-        detect_faces(image[:19, :19], models=models, min_face_size=40),
+        # Smaller than the pyramid's last level (6 px after scaling by 12 / min_face_size; the
+        # second look would enlarge it).
+        detect_faces(image[:9, :9], models=models, second_look=False),
+        detect_faces(image[:19, :19], models=models, min_face_size=40, second_look=False),
+        # Too small for the second look's largest level too (6 px at 12 px faces).
+        detect_faces(image[:5, :5], models=models),
     ):
         assert len(found) == 0
         _check_shapes(found)
@@ -261,6 +264,7 @@ def test_bad_images(models, image):
         ({"order": "hsv"}, ValueError),
         ({"mirror_landmarks": "yes"}, TypeError),
         ({"close_ups": 1}, TypeError),
+        ({"second_look": "yes"}, TypeError),
         ({"threads": 0}, ValueError),
         ({"threads": 2.0}, TypeError),
     ],
@@ -396,6 +400,57 @@ def test_close_up_pass_adds_only_the_faces_the_first_pass_missed():
     assert detect._merged(first, faces([])) is first
     only_second = detect._merged(faces([]), second)
     np.testing.assert_array_equal(only_second.found[:, 4], np.float32([0.99, 0.95]))
+
+
+def _small_navy_scene(face_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The navy example shrunk until its face is ``face_width`` px wide, on a 320 x 240 grey
+    canvas, and the face's box there."""
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.examples import EXAMPLES
+
+    path, box = EXAMPLES[1]
+    factor = face_width / (box[2] - box[0])
+    small = cv2.resize(cv2.imread(path), None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    canvas = np.full((240, 320, 3), 120, np.uint8)
+    canvas[100 : 100 + small.shape[0], 130 : 130 + small.shape[1]] = small[:140, :190]
+    return canvas, np.array([box], np.float64) * factor + [130, 100, 130, 100]
+
+
+@pytest.mark.parametrize("face_width", [9, 10])
+def test_second_look_finds_faces_below_min_face_size_in_small_images(face_width):
+    image, face = _small_navy_scene(face_width)
+    assert len(FaceDetector(second_look=False)(image)) == 0
+    found = FaceDetector()(image)
+    assert len(found) == 1 and iou_exclusive(found.boxes, face).max() > 0.4
+
+
+def test_second_look_runs_only_on_small_images_without_faces(monkeypatch):
+    cv2 = pytest.importorskip("cv2")
+    from masksegx.examples import MULTI_FACE_EXAMPLE
+
+    photo = cv2.imread(MULTI_FACE_EXAMPLE.path)
+    with_faces = FaceDetector()(photo)
+    without = FaceDetector(second_look=False)(photo)
+    assert len(with_faces) == 3
+    np.testing.assert_array_equal(with_faces.boxes, without.boxes)
+
+    calls = []
+    cascade = FaceDetector._cascade
+
+    def recorded(self, nets, source, min_face_size, *args, **kwargs):
+        calls.append((source.pixels.shape[:2], min_face_size, args))
+        return cascade(self, nets, source, min_face_size, *args, **kwargs)
+
+    monkeypatch.setattr(FaceDetector, "_cascade", recorded)
+    detector = FaceDetector(close_ups=False)
+    for shape in [(480, 640), (240, 320)]:
+        assert len(detector(np.full((*shape, 3), 120, np.uint8))) == 0
+    # 640 x 480: the first pass only; 320 x 240: the first pass and the second look, from
+    # 12 px faces up to half a pyramid step below 20 px.
+    assert [(shape, size) for shape, size, _ in calls] == [
+        ((480, 640), 20), ((240, 320), 20), ((240, 320), detect.SECOND_LOOK_MIN_FACE)
+    ]
+    assert calls[-1][2][-1] == pytest.approx(20 * 0.709**0.5)
 
 
 def test_close_up_pass_runs_its_own_r_and_o_net_with_the_shipped_models_only():

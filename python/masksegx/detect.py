@@ -37,6 +37,10 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
    an O-net of its own (:data:`~masksegx._models.CLOSE_UP_MODELS`). A face of this pass is added
    where it overlaps no face of the first pass by an IoU above :data:`CLOSE_UP_NMS` (without
    the +1 pixel); the first pass's faces stay as they are.
+7. With ``second_look`` (the default), where steps 1-6 found no face in a small image, steps 1-5
+   once more on the pyramid levels for faces from :data:`SECOND_LOOK_MIN_FACE` px up to half a
+   pyramid step below ``min_face_size``, the first level capped at
+   :data:`SECOND_LOOK_PIXELS` (a deviation from facenet-pytorch).
 
 The IoU of the first two stages is measured without the +1 pixel (torchvision's ``nms``, as
 facenet-pytorch uses there) and the last NMS with the +1 (its ``batched_nms_numpy``). A crop is
@@ -100,6 +104,13 @@ CLOSE_UP_SCALE_FACTOR = 0.9
 #: The first pass's face is kept over a better-scored one of this pass: its crop is framed as
 #: the landmark net was trained (docs/detection.md has the screen).
 CLOSE_UP_NMS = 0.3
+#: When the passes find no face in a small image, the second look (``second_look``) runs the
+#: first pass on larger pyramid levels, for faces down to this side, as far as its first level
+#: stays within the pixels of a 640 x 480 photo's at the default 20 px
+#: (:data:`SECOND_LOOK_PIXELS`): no slower than one first pass on such a photo (figures in
+#: docs/detection.md).
+SECOND_LOOK_MIN_FACE = 12.0
+SECOND_LOOK_PIXELS = 640 * 480 * (12 / 20) ** 2
 #: P-, R- and O-net face probability thresholds (the O-net's 0.6 since session 10's
 #: crowd-trained O-net; docs/detection.md has the screen).
 DEFAULT_THRESHOLDS = (0.6, 0.7, 0.6)
@@ -152,6 +163,12 @@ class FaceDetector:
         chin outside the photo) are found far more often (figures and cost in
         docs/detection.md). False: one pass, as the reference MTCNN. The pass runs the nets
         of ``close_up_model_paths`` (see ``close_up_models``).
+    second_look : where the passes find no face in a small image, run the first pass again on
+        larger pyramid levels (default True): faces from :data:`SECOND_LOOK_MIN_FACE` px up to
+        half a pyramid step below ``min_face_size``, in images small enough that this costs no
+        more than one first pass on a 640 x 480 photo (:data:`SECOND_LOOK_PIXELS`; at the
+        default 20 px, images below about 540 x 400). Free on images with faces; figures in
+        docs/detection.md.
     close_up_models : the close-up pass's three nets (P, R, O), paths as in ``models``; None:
         the shipped ``ds_mtcnn_pnet.onnx`` and ``ds_mtcnn_{rnet,onet}_closeup.onnx`` when
         ``models`` is None, else the first three of ``models``. Where its O-net is not the
@@ -188,6 +205,7 @@ class FaceDetector:
         close_ups: bool = True,
         threads: int = 1,
         close_up_models: Sequence[PathLike] | None = None,
+        second_look: bool = True,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
@@ -202,6 +220,7 @@ class FaceDetector:
         onnxruntime_threads = check_threads(onnxruntime_threads, "onnxruntime_threads", minimum=0)
         self.mirror_landmarks = check_bool(mirror_landmarks, "mirror_landmarks")
         self.close_ups = check_bool(close_ups, "close_ups")
+        self.second_look = check_bool(second_look, "second_look")
         self.threads = check_threads(threads)
         self.model_paths = _model_paths(models)
         self.close_up_model_paths = _close_up_model_paths(close_up_models, models, self.model_paths)
@@ -230,8 +249,6 @@ class FaceDetector:
                 large_onet=self._close_up_nets[2],
             )
 
-        if not self.close_ups:
-            return self._with_landmarks(first_pass())
         height, width = image.shape[:2]
         smallest = max(self.min_face_size, CLOSE_UP_MIN_FACE * min(height, width))
 
@@ -240,26 +257,45 @@ class FaceDetector:
                 self._close_up_nets, source, smallest, CLOSE_UP_BORDER, CLOSE_UP_SCALE_FACTOR
             )
 
-        if self.threads < 2:
-            faces, close = first_pass(), close_up_pass()
+        if not self.close_ups:
+            faces = first_pass()
+        elif self.threads < 2:
+            faces = _merged(first_pass(), close_up_pass())
         else:
             # The close-up pass on a pool thread keeps it busy while this thread runs the first
             # pass's serial parts (pyramid, boxes, NMS); the first pass's nets queue behind it.
             close_up = submit_to_pool(self.threads, close_up_pass)
-            faces, close = first_pass(), close_up.result()
-        return self._with_landmarks(_merged(faces, close))
+            faces = first_pass()
+            faces = _merged(faces, close_up.result())
+        if self.second_look and len(faces.found) == 0:
+            faces = self._second_look(source)
+        return self._with_landmarks(faces)
+
+    def _second_look(self, source: _Source) -> _Faces:
+        """The faces of ``second_look``: in a small image, the first pass on the pyramid levels
+        for faces from :data:`SECOND_LOOK_MIN_FACE` up to half a pyramid step below
+        ``min_face_size`` (a level closer to the first pass's first one would repeat it)."""
+        height, width = source.pixels.shape[:2]
+        smallest = SECOND_LOOK_MIN_FACE * max(1.0, (height * width / SECOND_LOOK_PIXELS) ** 0.5)
+        below = self.min_face_size * self.scale_factor**0.5
+        if smallest >= below:
+            return _Faces.none()
+        return self._cascade(
+            self._nets, source, smallest, 0.0, self.scale_factor, self._close_up_nets[2], below
+        )
 
     def _cascade(
         self, nets: Sequence[Runner], source: _Source, min_face_size: float, border: float,
-        scale_factor: float, large_onet: Runner | None = None,
+        scale_factor: float, large_onet: Runner | None = None, below: float = np.inf,
     ) -> _Faces:
         """One pass of the cascade ``nets`` (P, R, O) for faces of at least ``min_face_size``
         pixels on a pyramid of ``scale_factor`` steps, its levels with a black border of
         ``border`` times their sides (0: the usual pass); ``large_onet`` (default: the O-net of
         ``nets``) judges the candidates of at least :data:`CLOSE_UP_MIN_FACE` of the image's
-        shorter side."""
+        shorter side; ``below``: only the pyramid levels that look for faces smaller than this
+        many pixels."""
         pnet, rnet, onet = nets[:3]
-        boxes = self._propose(source, pnet, min_face_size, border, scale_factor)
+        boxes = self._propose(source, pnet, min_face_size, border, scale_factor, below)
         if len(boxes):
             boxes = self._refine(source, boxes, rnet)
         if len(boxes):
@@ -267,14 +303,15 @@ class FaceDetector:
         return _Faces.none()
 
     def _scales(
-        self, height: int, width: int, min_face_size: float, scale_factor: float
+        self, height: int, width: int, min_face_size: float, scale_factor: float,
+        below: float = np.inf,
     ) -> list[float]:
         scale = 12.0 / min_face_size
         shortest = min(height, width) * scale
         if max(height, width) * scale + 1 > MAX_SIDE:
             raise ValueError(f"min_face_size: {self.min_face_size} enlarges the image too much")
         scales = []
-        while shortest >= _SMALLEST_LEVEL_SIDE:
+        while shortest >= _SMALLEST_LEVEL_SIDE and scale > 12.0 / below:
             scales.append(scale)
             scale *= scale_factor
             shortest *= scale_factor
@@ -282,12 +319,12 @@ class FaceDetector:
 
     def _propose(
         self, image: _Source, pnet: Runner, min_face_size: float, border: float,
-        scale_factor: float,
+        scale_factor: float, below: float,
     ) -> np.ndarray:
         """P-net stage: squared candidate boxes [K, 5] (x1, y1, x2, y2, score)."""
         height, width = image.pixels.shape[:2]
         levels: list[np.ndarray] = []  # planar [3, h, w] levels (see _PYRAMID_STEP)
-        scales = self._scales(height, width, min_face_size, scale_factor)
+        scales = self._scales(height, width, min_face_size, scale_factor, below)
         total = sum(3 * int(height * s + 1) * int(width * s + 1) for s in scales)  # all levels
         buffer, used = _level_buffer(total), 0
         for index, scale in enumerate(scales):
@@ -416,6 +453,7 @@ def detect_faces(
     close_ups: bool = True,
     threads: int = 1,
     close_up_models: Sequence[PathLike] | None = None,
+    second_look: bool = True,
 ) -> Detections:
     """Detect faces with the MTCNN cascade; see :class:`FaceDetector` for the parameters.
 
@@ -435,6 +473,7 @@ def detect_faces(
         close_ups=close_ups,
         threads=threads,
         close_up_models=close_up_models,
+        second_look=second_look,
     )
     return detector(image)
 
