@@ -82,12 +82,19 @@ PHOTOMETRIC_PROBABILITY = 0.2
 BORDER_NEGATIVE_FRACTION = 0.3
 #: The largest of those crops, as a multiple of the image's shorter side.
 BORDER_NEGATIVE_LARGEST = 1.5
+#: Share of the negative crops that are squares around the image's centre at least as large
+#: as its shorter side (``"frame"`` augmentation) ...
+FRAME_NEGATIVE_FRACTION = 0.15
+#: ... with sides from one to this many times the shorter side ...
+FRAME_NEGATIVE_LARGEST = 2.0
+#: ... and centres up to this share of the side away from the image's centre.
+FRAME_NEGATIVE_SHIFT = 0.3
 #: The augmentations :func:`generate` can apply: zoom-in (:func:`_zoom_in`) on the zoomable
 #: images, photometric changes (:func:`_photometric`), negatives that overhang the image's
-#: edge (:func:`_border_negative_crops`), and zoom-in on the real photos with one face
+#: edge (:func:`_border_negative_crops`), zoom-in on the real photos with one face
 #: (``"realzoom"``: det/facemask and det/ilc2021, whose faces wear real masks; a zoomed photo
-#: gives no negatives).
-AUGMENTATIONS = ("zoom", "photometric", "border", "realzoom")
+#: gives no negatives), and frame-filling negatives (:func:`_frame_negative_crops`).
+AUGMENTATIONS = ("zoom", "photometric", "border", "realzoom", "frame")
 #: What ``--augment`` alone applies: the kinds of the runs made before ``"border"`` existed.
 DEFAULT_AUGMENTATIONS = ("zoom", "photometric")
 
@@ -528,6 +535,22 @@ def _border_negative_crops(image_shape: tuple[int, ...], boxes: npt.NDArray[np.f
     return _crops_clear_of_faces(boxes, count, draw)
 
 
+def _frame_negative_crops(image_shape: tuple[int, ...], boxes: npt.NDArray[np.float64],
+                          count: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+    """Negative squares of one to :data:`FRAME_NEGATIVE_LARGEST` times the image's shorter side
+    around its centre: the whole photo, small, in black. The close-up pass's nets see faces
+    that overflow the photo this way and, without these, take any such square for a face."""
+    height, width = image_shape[:2]
+    shorter = min(width, height)
+
+    def draw(_: int) -> tuple[int, int, int]:
+        side = int(shorter * rng.uniform(1.0, FRAME_NEGATIVE_LARGEST))
+        shift_x, shift_y = rng.uniform(-FRAME_NEGATIVE_SHIFT, FRAME_NEGATIVE_SHIFT, 2) * side
+        return (int(width / 2 + shift_x - side / 2), int(height / 2 + shift_y - side / 2), side)
+
+    return _crops_clear_of_faces(boxes, count, draw)
+
+
 def _usable(box: npt.NDArray[np.float64]) -> bool:
     return bool(min(box[2] - box[0] + 1, box[3] - box[1] + 1) >= MIN_FACE_SIDE)
 
@@ -602,7 +625,9 @@ def generate(
     ``"photometric"``, photometric changes (:func:`_photometric`); ``"border"``, a share
     :data:`BORDER_NEGATIVE_FRACTION` of the negatives overhang the image's edge
     (:func:`_border_negative_crops`); ``"realzoom"``, zoom-in on the box images with one face
-    and negatives (the real photos), which then give no negatives.
+    and negatives (the real photos), which then give no negatives; ``"frame"``, a share
+    :data:`FRAME_NEGATIVE_FRACTION` of the negatives are frame-filling squares
+    (:func:`_frame_negative_crops`).
 
     ``detector`` (hard-negative mining): the earlier stages' cascade; each of its detections on
     the box images (up to ``quota.mined`` in all) becomes a negative, part or positive sample by
@@ -647,9 +672,11 @@ def generate(
         if face_image.negatives_allowed and not zoomed:  # a zoomed window is the face
             count = _share(quota.negative, len(negative_images), rng)
             overhanging = round(count * BORDER_NEGATIVE_FRACTION) if "border" in augment else 0
+            framing = round(count * FRAME_NEGATIVE_FRACTION) if "frame" in augment else 0
             avoided = np.concatenate([boxes, ignored])
-            crops = _negative_crops(image.shape, avoided, count - overhanging, rng)
+            crops = _negative_crops(image.shape, avoided, count - overhanging - framing, rng)
             crops += _border_negative_crops(image.shape, avoided, overhanging, rng)
+            crops += _frame_negative_crops(image.shape, avoided, framing, rng)
             for x, y, side in crops:
                 collector.add(image, x, y, side, LABEL_NEGATIVE)
             if detector is not None:

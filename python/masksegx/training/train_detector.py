@@ -372,6 +372,10 @@ def augmentation_settings(augment: Collection[str]) -> dict[str, object]:
                         border_largest=sampling.BORDER_NEGATIVE_LARGEST)
     if "realzoom" in augment:
         settings.update(real_zoom_in=sampling.ZOOM_IN_FRACTION, zoom_in_range=sampling.ZOOM_IN_RANGE)
+    if "frame" in augment:
+        settings.update(frame_negatives=sampling.FRAME_NEGATIVE_FRACTION,
+                        frame_largest=sampling.FRAME_NEGATIVE_LARGEST,
+                        frame_shift=sampling.FRAME_NEGATIVE_SHIFT)
     return settings
 
 
@@ -712,6 +716,14 @@ def _augment_lines(kinds: Sequence[str]) -> list[str]:
             "  training photos with one face are cut as above (real masks in close-up); a zoomed",
             "  photo gives no negatives.",
         ]
+    if "frame" in kinds:
+        lines += [
+            f"- Frame negatives (training samples): {sampling.FRAME_NEGATIVE_FRACTION:.0%} of the "
+            "negative crops are squares of one to",
+            f"  {sampling.FRAME_NEGATIVE_LARGEST:g} times the image's shorter side around its "
+            f"centre (shifted by up to {sampling.FRAME_NEGATIVE_SHIFT:.0%} of",
+            "  the side): the whole photo, small, in black, clear of every face.",
+        ]
     return lines
 
 
@@ -957,7 +969,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="augment the training samples: comma-separated kinds from "
                              f"{','.join(sampling.AUGMENTATIONS)} (zoom-in on single faces, "
                              "photometric changes, negatives overhanging the image's edge, "
-                             "zoom-in on real photos with one face); "
+                             "zoom-in on real photos with one face, frame-filling negatives "
+                             "around the image's centre); "
                              f"alone: {','.join(sampling.DEFAULT_AUGMENTATIONS)}")
     parser.add_argument("--distill", nargs="+", type=Path, default=[], metavar="NET",
                         help="train the classification towards the mean face probability of "
