@@ -275,6 +275,24 @@ def test_border_negatives_overhang_the_image_and_miss_the_faces(nets):
         assert overlap < samples.NEGATIVE_IOU
 
 
+def test_frame_negatives_hold_the_whole_photo_and_miss_the_faces(nets):
+    from masksegx.training import samples, train_detector
+
+    rng = np.random.default_rng(4)
+    faces = np.array([[10.0, 10.0, 29.0, 29.0], [120.0, 60.0, 139.0, 79.0]])
+    crops = samples._frame_negative_crops((100, 160, 3), faces, 40, rng)
+    assert len(crops) == 40
+    for x, y, side in crops:
+        assert 100 <= side <= 200  # one to two times the shorter side
+        centre = np.array([x + side / 2, y + side / 2])
+        assert (np.abs(centre - [80, 50]) <= samples.FRAME_NEGATIVE_SHIFT * side + 1).all()
+        overlap = iou_inclusive(samples.crop_box(x, y, side)[None], faces).max()
+        assert overlap < samples.NEGATIVE_IOU
+    assert set(train_detector.augmentation_settings(["frame"])) == {
+        "frame_negatives", "frame_largest", "frame_shift"}
+    assert "Frame negatives" in train_detector._augment_lines(["frame"])[0]
+
+
 def test_miners_come_from_their_onnx_files_not_the_cache(nets, tmp_path):
     """--miners: the earlier stages load from DIR's ONNX files even where the cache holds
     weights of its own (load_net without a cache)."""
