@@ -218,6 +218,17 @@ def test_more_threads_give_the_same_faces(three_faces, backend):
     _same_faces(FaceMaskSegmenter(threads=3, backend=backend)(three_faces), one)
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [{"gender_constraint": "hard"}, {"coverage_constraint": True}, {"method": "spectral"}],
+)
+def test_more_threads_give_the_same_faces_where_masks_wait_for_the_attributes(
+    three_faces, settings
+):
+    one = FaceMaskSegmenter(**settings)(three_faces)
+    _same_faces(FaceMaskSegmenter(threads=2, **settings)(three_faces), one)
+
+
 def test_batched_masks_equal_one_face_at_a_time(three_faces):
     """One MaskNet batch for the image gives each face the mask of its own call."""
     faces = FaceMaskSegmenter("learned")(three_faces)

@@ -27,7 +27,7 @@ from typing import cast
 import numpy as np
 
 from . import learned, spectral
-from ._models import check_backend, run_in_parallel
+from ._models import check_backend, run_in_parallel, submit_to_pool
 from ._validation import (
     as_image,
     check_bool,
@@ -155,13 +155,15 @@ class FaceMaskSegmenter:
     min_face_size, thresholds : detector settings (see :class:`~masksegx.detect.FaceDetector`).
     threads : the most threads one call uses (1 = single-threaded, the default). With N >= 2,
         the detector runs its pyramid levels and crops N at a time (see
-        :class:`~masksegx.detect.FaceDetector`), then the attribute net and MaskNet, which
-        both need only the detections, run at the same time, and then the faces are segmented
-        N at a time. Every net itself runs on one thread (onnxruntime sessions get one intra-op
+        :class:`~masksegx.detect.FaceDetector`); then the attribute net runs on a pool thread
+        while the calling thread runs MaskNet and segments the faces, the pool thread joining
+        the segmenting when free (with a gender or coverage constraint the masks wait for the
+        attributes: the attribute net and MaskNet side by side, then the faces N at a time).
+        Every net itself runs on one thread (onnxruntime sessions get one intra-op
         thread), so at most N threads are busy and onnxruntime's pools never compete with ours;
         the N - 1 extra threads come from one pool shared by the process. Results do not depend
-        on N. With ``coverage_constraint`` the attributes come first (they decide which faces
-        MaskNet sees). For the throughput of many images, calling one segmenter from several
+        on N. With ``coverage_constraint`` the attributes come before MaskNet (they decide which
+        faces it sees). For the throughput of many images, calling one segmenter from several
         threads with ``threads=1`` (as ``masksegx segment --threads`` does) keeps every core
         busy for longer.
     backend : None (default) runs each net on the backend measured faster for it: the detector
@@ -226,34 +228,19 @@ class FaceMaskSegmenter:
             return []
         # A whole-image face is segmented as a crop (see _segment).
         views_of = [None if self.faces == "whole-image" else box for box in boxes]
-        views: list[learned.ViewProbability | None] = [None] * len(scores)
         masknet = self.masknet
-        if masknet is not None and not self.coverage_constraint:
-            # Both read only the detections: on two threads side by side when there are two.
-            tasks: list[Callable[[], object]] = [
-                lambda: self.attributes._predict(image, landmarks),
-                lambda: masknet._view_probabilities(image, views_of),
-            ]
-            found, probabilities = run_in_parallel(self.threads, _call, tasks)
-            attributes = cast(list[FaceAttributes], found)
-            views = list(cast(list[learned.ViewProbability], probabilities))
-            emptied = [False] * len(scores)
+        if masknet is not None and not self.coverage_constraint and self.gender_constraint == "none":
+            # The masks need no attribute: the attribute net runs on a pool thread while this
+            # one runs MaskNet and starts on the masks, which the pool thread joins when free.
+            pending = submit_to_pool(
+                self.threads, lambda: self.attributes._predict(image, landmarks)
+            )
+            probabilities = masknet._view_probabilities(image, views_of)
+            masks = self._masks(image, boxes, [self.priors.neutral] * len(scores), probabilities)
+            attributes = pending.result()
         else:
-            attributes = self.attributes._predict(image, landmarks)
-            emptied = [
-                self.coverage_constraint and attr.coverage_probs[0] >= self.no_mask_probability
-                for attr in attributes
-            ]
-            if masknet is not None:  # one MaskNet batch for every face that needs a mask
-                wanted = [i for i, empty in enumerate(emptied) if not empty]
-                for i, view in zip(wanted, masknet._view_probabilities(
-                        image, [views_of[i] for i in wanted])):
-                    views[i] = view
-        masks = run_in_parallel(
-            self.threads,
-            lambda k: self._segment(image, boxes[k], attributes[k], emptied[k], views[k]),
-            range(len(scores)),
-        )
+            attributes, views, priors = self._attributes_first(image, landmarks, views_of)
+            masks = self._masks(image, boxes, priors, views)
         return [
             Face(
                 box=box,
@@ -270,6 +257,54 @@ class FaceMaskSegmenter:
             for box, score, points, attr, mask in zip(boxes, scores, landmarks, attributes, masks)
         ]
 
+    def _attributes_first(
+        self, image: np.ndarray, landmarks: np.ndarray, views_of: list[np.ndarray | None]
+    ) -> tuple[list[FaceAttributes], list[learned.ViewProbability | None],
+               list[SegmentationPrior | None]]:
+        """The attributes, MaskNet views and segmentation priors (None: the face gets an empty
+        mask) where the masks depend on the attributes: a gender constraint, a coverage
+        constraint or the spectral method."""
+        views: list[learned.ViewProbability | None] = [None] * len(landmarks)
+        masknet = self.masknet
+        if masknet is not None and not self.coverage_constraint:
+            # Both read only the detections: on two threads side by side when there are two.
+            tasks: list[Callable[[], object]] = [
+                lambda: self.attributes._predict(image, landmarks),
+                lambda: masknet._view_probabilities(image, views_of),
+            ]
+            found, probabilities = run_in_parallel(self.threads, _call, tasks)
+            attributes = cast(list[FaceAttributes], found)
+            views = list(cast(list[learned.ViewProbability], probabilities))
+        else:
+            attributes = self.attributes._predict(image, landmarks)
+        priors: list[SegmentationPrior | None] = [
+            None
+            if self.coverage_constraint and attr.coverage_probs[0] >= self.no_mask_probability
+            else self.priors.resolve(attr.gender_prob, self.gender_constraint)
+            for attr in attributes
+        ]
+        if masknet is not None and self.coverage_constraint:
+            # One MaskNet batch for every face that needs a mask.
+            wanted = [i for i, prior in enumerate(priors) if prior is not None]
+            for i, view in zip(wanted, masknet._view_probabilities(
+                    image, [views_of[i] for i in wanted])):
+                views[i] = view
+        return attributes, views, priors
+
+    def _masks(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        priors: Sequence[SegmentationPrior | None],
+        views: Sequence[learned.ViewProbability | None],
+    ) -> list[np.ndarray]:
+        """Every face's mask, ``self.threads`` faces at a time."""
+        return run_in_parallel(
+            self.threads,
+            lambda k: self._segment(image, boxes[k], priors[k], views[k]),
+            range(len(boxes)),
+        )
+
     def _locate(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         found = self.detector._detect(image)
         if self.faces == "detect":
@@ -285,14 +320,13 @@ class FaceMaskSegmenter:
         self,
         image: np.ndarray,
         box: np.ndarray,
-        attr: FaceAttributes,
-        emptied: bool,
+        prior: SegmentationPrior | None,
         view: learned.ViewProbability | None,
     ) -> np.ndarray:
-        """The mask of one face; ``view``: its MaskNet probability (learned and fused methods)."""
-        if emptied:
+        """The mask of one face under ``prior`` (None: an empty mask); ``view``: its MaskNet
+        probability (learned and fused methods)."""
+        if prior is None:
             return np.zeros(image.shape[:2], bool)
-        prior = self.priors.resolve(attr.gender_prob, self.gender_constraint)
         if self.method == "spectral":
             params = dataclasses.replace(
                 self.spectral_params, membership_threshold=prior.membership_threshold
