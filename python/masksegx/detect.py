@@ -265,8 +265,7 @@ class FaceDetector:
             # The close-up pass on a pool thread keeps it busy while this thread runs the first
             # pass's serial parts (pyramid, boxes, NMS); the first pass's nets queue behind it.
             close_up = submit_to_pool(self.threads, close_up_pass)
-            faces = first_pass()
-            faces = _merged(faces, close_up.result())
+            faces = _merged(first_pass(), close_up.result())
         if self.second_look and len(faces.found) == 0:
             faces = self._second_look(source)
         return self._with_landmarks(faces)
@@ -303,8 +302,7 @@ class FaceDetector:
         return _Faces.none()
 
     def _scales(
-        self, height: int, width: int, min_face_size: float, scale_factor: float,
-        below: float = np.inf,
+        self, height: int, width: int, min_face_size: float, scale_factor: float, below: float
     ) -> list[float]:
         scale = 12.0 / min_face_size
         shortest = min(height, width) * scale
