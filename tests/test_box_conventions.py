@@ -1,5 +1,6 @@
 """The detector training's common box convention (masksegx.training.box_conventions)."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,44 @@ def test_sources_redraw_teacher_faces_from_the_teacher_convention(monkeypatch):
     np.testing.assert_allclose(converted.boxes[1], convert(added[None], TEACHER)[0])
     untouched = samples.FaceImage(Path("b.jpg"), TEACHER_BOX.copy())
     assert samples._in_convention([untouched], "cuhk5pt", common=False)[0].boxes is untouched.boxes
+
+
+def _voc(folder: Path, stem: str, filename: str, boxes) -> None:
+    objects = "".join(
+        f"<object><name>with_mask</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+        f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+        for x0, y0, x1, y1 in boxes
+    )
+    (folder / f"{stem}.xml").write_text(
+        f"<annotation><filename>{filename}</filename>{objects}</annotation>"
+    )
+
+
+def test_detector_mode_measures_the_annotations_against_the_cascades_boxes(tmp_path, capsys):
+    """``--detector``: the training annotations of det/facemask and det/ilc2021 against
+    masksegx's own uncalibrated boxes, pooled; here the bundled photo in both sets, its
+    annotations drawn by a known convention around the cascade's boxes."""
+    cv2 = pytest.importorskip("cv2")
+    from masksegx import FaceDetector
+    from masksegx.boxes import REFERENCE, redraw
+    from masksegx.examples import MULTI_FACE_EXAMPLE
+    from masksegx.training.box_conventions import main
+
+    photo = cv2.imread(MULTI_FACE_EXAMPLE.path)
+    own = FaceDetector(calibrated_boxes=False)(photo).boxes
+    drawn = BoxConvention(0.02, -0.05, 0.9, 1.1)
+    annotations = np.round(redraw(own, REFERENCE, drawn)).astype(int)
+    for source, stem in (("facemask", "maksssksksss2"), ("ilc2021", "ilc_0002")):
+        for part in ("images", "annotations"):
+            (tmp_path / "det" / source / part).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "det" / source / "images" / f"{stem}.jpg"), photo)
+        _voc(tmp_path / "det" / source / "annotations", stem, f"{stem}.jpg", annotations)
+    assert main(["--data", str(tmp_path), "--detector"]) == 0
+    printed = capsys.readouterr().out
+    pooled = printed.split("OUTPUT_CONVENTION = ")[1]
+    measured = BoxConvention(*(float(v) for v in re.findall(r"=(-?[0-9.]+)", pooled)))
+    # Integer annotation corners move the medians by up to a pixel's share of a face.
+    assert measured.shift_x == pytest.approx(0.02, abs=0.01)
+    assert measured.shift_y == pytest.approx(-0.05, abs=0.01)
+    assert measured.width == pytest.approx(0.9, abs=0.02)
+    assert measured.height == pytest.approx(1.1, abs=0.02)

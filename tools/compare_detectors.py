@@ -283,7 +283,9 @@ def main() -> int:
         "--ours", type=Path, metavar="DIR",
         help=f"run our cascade from DIR ({', '.join(OURS)}; the close-up pass from "
              f"{', '.join(OURS_CLOSE_UP)} where DIR holds them, else from the first three) "
-             "instead of the shipped files (a candidate, for a quick check)",
+             "instead of the shipped files (a candidate, for a quick check; its boxes are "
+             "the cascade's own: masksegx.detect.OUTPUT_CONVENTION was measured for the "
+             "shipped nets and applies to them only)",
     )
     parser.add_argument(
         "--only", action="append", metavar="LABEL",

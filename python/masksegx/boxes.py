@@ -16,9 +16,14 @@ crop boxes of :func:`masksegx.segment_spectral` (``region`` and :class:`masksegx
 ``box``). IoU: :func:`iou_exclusive`; NMS: :func:`nms_exclusive`.
 
 :class:`masksegx.learned.MaskNet` takes either: only the box's centre and longer side matter.
+
+Face boxes also differ in where around the face they are drawn (a *box convention*, one per
+dataset and detector): :class:`BoxConvention` and :func:`redraw`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -81,3 +86,34 @@ def _iou(a: np.ndarray, b: np.ndarray, last_pixel: float) -> np.ndarray:
     union = area_a[:, None] + area_b[None, :] - inter
     overlap: np.ndarray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     return overlap
+
+
+@dataclass(frozen=True)
+class BoxConvention:
+    """Where a source draws a face's box relative to a reference box of the same face: the
+    centre shift as fractions of the reference box's width and height, and the width and height
+    ratios (inclusive-end boxes)."""
+
+    shift_x: float
+    shift_y: float
+    width: float
+    height: float
+
+
+#: The reference's own convention.
+REFERENCE = BoxConvention(0.0, 0.0, 1.0, 1.0)
+
+
+def redraw(boxes: object, source: BoxConvention, target: BoxConvention) -> np.ndarray:
+    """Inclusive-end boxes [K, 4] drawn by ``source``'s convention, as ``target`` draws them
+    (float64; both conventions relative to the same reference)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    width = boxes[:, 2] - boxes[:, 0] + 1
+    height = boxes[:, 3] - boxes[:, 1] + 1
+    reference_width, reference_height = width / source.width, height / source.height
+    centre_x = (boxes[:, 0] + boxes[:, 2]) / 2 + (target.shift_x - source.shift_x) * reference_width
+    centre_y = (boxes[:, 1] + boxes[:, 3]) / 2 + (target.shift_y - source.shift_y) * reference_height
+    half_width = (target.width * reference_width - 1) / 2
+    half_height = (target.height * reference_height - 1) / 2
+    return np.stack([centre_x - half_width, centre_y - half_height,
+                     centre_x + half_width, centre_y + half_height], axis=1)

@@ -41,6 +41,8 @@ The cascade follows facenet-pytorch 2.6 (``facenet_pytorch/models/utils/detect_f
    once more on the pyramid levels for faces from :data:`SECOND_LOOK_MIN_FACE` px up to half a
    pyramid step below ``min_face_size``, the first level capped at
    :data:`SECOND_LOOK_PIXELS` (a deviation from facenet-pytorch).
+8. With ``calibrated_boxes`` (the default for the package's nets), the faces' boxes redrawn in the evaluation
+   annotations' convention, :data:`OUTPUT_CONVENTION` (a deviation from facenet-pytorch).
 
 The IoU of the first two stages is measured without the +1 pixel (torchvision's ``nms``, as
 facenet-pytorch uses there) and the last NMS with the +1 (its ``batched_nms_numpy``). A crop is
@@ -75,7 +77,7 @@ from ._models import (
 from ._models import MODEL_DIR as MODEL_DIR  # re-exported: masksegx.detect.MODEL_DIR
 from ._models import ModelNotFoundError as ModelNotFoundError  # re-exported, users catch it here
 from ._validation import MAX_SIDE, as_image, check_bool, check_number, check_order, check_threads
-from .boxes import _iou, _nms_exclusive
+from .boxes import REFERENCE, BoxConvention, _iou, _nms_exclusive, redraw
 from .nms import nms
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -111,6 +113,11 @@ CLOSE_UP_NMS = 0.3
 #: docs/detection.md).
 SECOND_LOOK_MIN_FACE = 12.0
 SECOND_LOOK_PIXELS = 640 * 480 * (12 / 20) ** 2
+#: Where the annotators of det/facemask and det/ilc2021 draw a face's box relative to the
+#: cascade's own (pooled medians over the faces of their training splits that a detection
+#: overlaps at IoU >= 0.4; ``python -m masksegx.training.box_conventions --detector``): with
+#: ``calibrated_boxes`` the detector returns its boxes redrawn so (figures in docs/detection.md).
+OUTPUT_CONVENTION = BoxConvention(shift_x=-0.019, shift_y=-0.03, width=0.966, height=0.949)
 #: P-, R- and O-net face probability thresholds (the O-net's 0.6 since session 10's
 #: crowd-trained O-net; docs/detection.md has the screen).
 DEFAULT_THRESHOLDS = (0.6, 0.7, 0.6)
@@ -121,7 +128,8 @@ class Detections:
     """Faces found in one image.
 
     boxes : float32 (N, 4) ``x1, y1, x2, y2`` in pixels (corners, last pixel included as in
-        MTCNN: the inclusive-end convention of :mod:`masksegx.boxes`; may extend past the image).
+        MTCNN: the inclusive-end convention of :mod:`masksegx.boxes`; may extend past the image;
+        drawn by :data:`OUTPUT_CONVENTION` unless the detector has ``calibrated_boxes=False``).
     scores : float32 (N,) O-net face probability in (threshold, 1], best first.
     landmarks : float32 (N, 5, 2) ``x, y`` of the left eye, right eye, nose, left and right mouth
         corner, "left" meaning the image's left.
@@ -169,6 +177,11 @@ class FaceDetector:
         more than one first pass on a 640 x 480 photo (:data:`SECOND_LOOK_PIXELS`; at the
         default 20 px, images below about 540 x 400). Free on images with faces; figures in
         docs/detection.md.
+    calibrated_boxes : return each box redrawn in the convention of the annotations the
+        detector is evaluated on (:data:`OUTPUT_CONVENTION`): a little smaller and higher than
+        the cascade's own box. False: the cascade's box, as the reference MTCNN returns it.
+        None (default): True with the package's P-, R- and O-net (which it was measured for),
+        False with other nets. Scores and landmarks do not change.
     close_up_models : the close-up pass's three nets (P, R, O), paths as in ``models``; None:
         the shipped ``ds_mtcnn_pnet.onnx`` and ``ds_mtcnn_{rnet,onet}_closeup.onnx`` when
         ``models`` is None, else the first three of ``models``. Where its O-net is not the
@@ -206,6 +219,7 @@ class FaceDetector:
         threads: int = 1,
         close_up_models: Sequence[PathLike] | None = None,
         second_look: bool = True,
+        calibrated_boxes: bool | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
@@ -224,6 +238,11 @@ class FaceDetector:
         self.threads = check_threads(threads)
         self.model_paths = _model_paths(models)
         self.close_up_model_paths = _close_up_model_paths(close_up_models, models, self.model_paths)
+        self.calibrated_boxes = (
+            self.model_paths[:3] == tuple(str(path) for path in DETECTOR_MODELS[:3])
+            if calibrated_boxes is None
+            else check_bool(calibrated_boxes, "calibrated_boxes")
+        )
         self._nets = tuple(
             _load(path, backend, onnxruntime_threads, outputs)
             for path, outputs in zip(self.model_paths, _NET_OUTPUTS)
@@ -429,8 +448,11 @@ class FaceDetector:
         # landmarks = x1..x5, y1..y5 as fractions of the box; -1 as in facenet-pytorch.
         xs = faces.boxes[:, 0:1] + side[:, 0:1] * points[:, 0:5] - 1
         ys = faces.boxes[:, 1:2] + side[:, 1:2] * points[:, 5:10] - 1
+        boxes = faces.found[:, :4]
+        if self.calibrated_boxes:
+            boxes = redraw(boxes, REFERENCE, OUTPUT_CONVENTION)
         return Detections(
-            np.ascontiguousarray(faces.found[:, :4], np.float32),
+            np.ascontiguousarray(boxes, np.float32),
             np.ascontiguousarray(faces.found[:, 4], np.float32),
             np.ascontiguousarray(np.stack([xs, ys], axis=2), np.float32),
         )
@@ -452,6 +474,7 @@ def detect_faces(
     threads: int = 1,
     close_up_models: Sequence[PathLike] | None = None,
     second_look: bool = True,
+    calibrated_boxes: bool | None = None,
 ) -> Detections:
     """Detect faces with the MTCNN cascade; see :class:`FaceDetector` for the parameters.
 
@@ -472,6 +495,7 @@ def detect_faces(
         threads=threads,
         close_up_models=close_up_models,
         second_look=second_look,
+        calibrated_boxes=calibrated_boxes,
     )
     return detector(image)
 

@@ -52,7 +52,9 @@ class Face:
     """One face found in an image, with its attributes and worn-mask segmentation.
 
     box : float32 (4,) ``x1, y1, x2, y2`` in pixels (MTCNN convention: last pixel included, the
-        inclusive ends of :mod:`masksegx.boxes`).
+        inclusive ends of :mod:`masksegx.boxes`): the box the face was segmented in, the
+        cascade's own (``detect_faces(..., calibrated_boxes=False)``; ``detect_faces`` returns
+        it redrawn by :data:`masksegx.detect.OUTPUT_CONVENTION` by default).
     score : detector face probability; 0.0 in ``faces="whole-image"`` mode when the detector
         found no face in the crop and the landmarks are the canonical guess.
     landmarks : float32 (5, 2) left eye, right eye, nose, left and right mouth corner (x, y).
@@ -210,9 +212,11 @@ class FaceMaskSegmenter:
         self.spectral_params = settings_or_default(spectral_params, SpectralParams, "spectral_params")
         self.fused_params = settings_or_default(fused_params, learned.FusedParams, "fused_params")
         # Every net single-threaded: the threads are the stages run side by side (see above).
+        # The segmenters frame each face by the cascade's own box (the framing they were tuned
+        # on), and each face reports the box it was segmented in.
         self.detector = FaceDetector(
             min_face_size=min_face_size, thresholds=thresholds, onnxruntime_threads=1,
-            backend=backend or "native", threads=self.threads,
+            backend=backend or "native", threads=self.threads, calibrated_boxes=False,
         )
         self.attributes = AttributePredictor(threads=1, backend=backend or ATTRIBUTES_BACKEND)
         self.masknet = (

@@ -212,7 +212,8 @@ def _face_union(segment: BoxSegmenter, counts: dict[str, int]) -> Callable[[np.n
 
     from ..detect import FaceDetector
 
-    detector = FaceDetector()
+    # Each face framed by the cascade's own box, as FaceMaskSegmenter frames it.
+    detector = FaceDetector(calibrated_boxes=False)
 
     def segment_faces(image: np.ndarray) -> np.ndarray:
         faces = detector(image)

@@ -362,7 +362,8 @@ def evaluate_attributes(
         items = items[:limit]
 
     def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        found = detect_faces(image)
+        # The face nearest the centre by the cascade's own box, as the training cache picks it.
+        found = detect_faces(image, calibrated_boxes=False)
         return found.boxes, found.scores, found.landmarks
 
     summary = evaluate_gender(

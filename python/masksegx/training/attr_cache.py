@@ -189,7 +189,7 @@ class Builder:
                 young += 1
                 continue
             image = read_image(root / name)
-            faces = detect_faces(image)
+            faces = detect_faces(image, calibrated_boxes=False)  # the cache's pick, unchanged
             landmarks = nearest_centre_landmarks(
                 (faces.boxes, faces.scores, faces.landmarks), image.shape)
             if landmarks is None:

@@ -13,21 +13,23 @@ common convention, the pooled det/facemask + det/ilc2021 boxes that the evaluati
     python -m masksegx.training.box_conventions --data ../shared/data --cache DIR
 
 measures the conventions (the teacher's boxes cached in ``DIR/teacher_labels.json``, the file
-``train_detector --teacher`` uses) and prints them in the form of :data:`CONVENTIONS`.
+``train_detector --teacher`` uses) and prints them in the form of :data:`CONVENTIONS`; with
+``--detector`` it measures the evaluation's annotations (det/facemask and det/ilc2021 training
+splits) against masksegx's own detector instead, which
+:data:`masksegx.detect.OUTPUT_CONVENTION` redraws its boxes by.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from ..boxes import iou_inclusive
+from ..boxes import REFERENCE, BoxConvention, iou_inclusive, redraw
 
 if TYPE_CHECKING:
     from .samples import FaceImage, Teacher
@@ -38,18 +40,7 @@ MIN_MEASURED_SIDE = 20
 MATCH_IOU = 0.4
 
 
-@dataclass(frozen=True)
-class BoxConvention:
-    """A source's box of a face relative to the teacher's box of the same face: centre shift
-    as fractions of the teacher box's width and height, and the width and height ratios."""
-
-    shift_x: float
-    shift_y: float
-    width: float
-    height: float
-
-
-TEACHER = BoxConvention(0.0, 0.0, 1.0, 1.0)
+TEACHER = REFERENCE
 #: Measured by this module's command on the training splits (medians; the model card gives the
 #: command's output).
 CONVENTIONS = {
@@ -71,17 +62,9 @@ def settings() -> dict[str, dict[str, float]]:
 
 def convert(boxes: npt.NDArray[np.float64], source: BoxConvention,
             target: BoxConvention = COMMON) -> npt.NDArray[np.float64]:
-    """Inclusive pixel boxes [K, 4] drawn by ``source``'s convention, as ``target`` draws them."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    width = boxes[:, 2] - boxes[:, 0] + 1
-    height = boxes[:, 3] - boxes[:, 1] + 1
-    teacher_width, teacher_height = width / source.width, height / source.height
-    centre_x = (boxes[:, 0] + boxes[:, 2]) / 2 + (target.shift_x - source.shift_x) * teacher_width
-    centre_y = (boxes[:, 1] + boxes[:, 3]) / 2 + (target.shift_y - source.shift_y) * teacher_height
-    half_width = (target.width * teacher_width - 1) / 2
-    half_height = (target.height * teacher_height - 1) / 2
-    return np.stack([centre_x - half_width, centre_y - half_height,
-                     centre_x + half_width, centre_y + half_height], axis=1)
+    """Inclusive pixel boxes [K, 4] drawn by ``source``'s convention, as ``target`` draws them
+    (by default the common one)."""
+    return redraw(boxes, source, target)
 
 
 def matched_geometry(images: list[FaceImage], teacher: Teacher) -> npt.NDArray[np.float64]:
@@ -124,7 +107,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--cache", type=Path, default=Path("build/mtcnn_training"),
                         help="folder of the teacher's cached boxes (teacher_labels.json)")
+    parser.add_argument("--detector", action="store_true",
+                        help="measure the det/facemask and det/ilc2021 training annotations "
+                             "against masksegx's own detector's boxes (uncalibrated) instead, "
+                             "and print them pooled: masksegx.detect.OUTPUT_CONVENTION")
     args = parser.parse_args(argv)
+    if args.detector:
+        from ..detect import FaceDetector
+        from ..io import read_image
+
+        detector = FaceDetector(calibrated_boxes=False)
+
+        def detected(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+            found = detector(read_image(path))
+            return found.boxes.astype(np.float64), found.landmarks.astype(np.float64)
+
+        measured = [matched_geometry(images, detected)
+                    for images in (samples.read_facemask(args.data, False),
+                                   samples.read_ilc(args.data, False))]
+        print(f"facemask {convention(measured[0])} ({len(measured[0])} faces), "
+              f"ilc2021 {convention(measured[1])} ({len(measured[1])} faces)")
+        print(f"OUTPUT_CONVENTION = {convention(np.concatenate(measured))}")
+        return 0
     args.cache.mkdir(parents=True, exist_ok=True)
     teacher = YuNetTeacher(args.data / "models", args.cache / "teacher_labels.json")
     sources = {
