@@ -176,7 +176,7 @@ class FaceDetector:
         half a pyramid step below ``min_face_size``, in images small enough that this costs no
         more than one first pass on a 640 x 480 photo (:data:`SECOND_LOOK_PIXELS`; at the
         default 20 px, images below about 540 x 400). Free on images with faces; figures in
-        docs/detection.md.
+        docs/detection.md. For a strict smallest face, pass ``second_look=False``.
     calibrated_boxes : return each box redrawn in the convention of the annotations the
         detector is evaluated on (:data:`OUTPUT_CONVENTION`): a little smaller and higher than
         the cascade's own box. False: the cascade's box, as the reference MTCNN returns it.
