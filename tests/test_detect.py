@@ -202,6 +202,23 @@ def test_more_threads_give_identical_detections(models, image):
                 np.testing.assert_array_equal(getattr(many, name), getattr(one, name))
 
 
+def test_p_net_row_bands_cover_a_level_and_frame_it_as_one_call():
+    """With threads >= 2 a large level's P-net runs in row bands: contiguous cell rows, and each
+    band's input is the framed level's rows its windows see."""
+    assert detect._bands(100, 1) == [None]
+    assert detect._bands(3, 2) == [None]  # too few rows to share
+    for rows, threads in ((100, 2), (101, 3), (7, 3)):
+        bands = detect._bands(rows, threads)
+        assert len(bands) == threads and bands[0][0] == 0 and bands[-1][1] == rows
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(bands, bands[1:]))
+    level = np.random.default_rng(2).random((3, 20, 30), dtype=np.float32)
+    framed = detect._tiled([level], [(4, 5)])[0][0]  # [3, 30, >= 38]
+    for start, stop in ((0, 12), (6, 22), (18, 30)):
+        band = detect._band_canvas(level, (4, 5), start, stop)
+        assert band.shape == (1, 3, stop - start, 38) and band.flags.c_contiguous
+        np.testing.assert_array_equal(band[0], framed[:, start:stop, :38])
+
+
 def test_channel_order_and_settings(models, image):
     bgr = detect_faces(image, models=models)
     rgb = detect_faces(np.ascontiguousarray(image[:, :, ::-1]), models=models, order="rgb")

@@ -189,8 +189,8 @@ class FaceDetector:
         :data:`CLOSE_UP_MIN_FACE` of the image's shorter side, with or without ``close_ups``.
     threads : the most threads one call uses (1, the default: the calling thread only). With N >= 2
         the close-up pass runs on a pool thread beside the first pass, the P-net on N pyramid
-        levels at a time (each thread takes the largest level left; the small levels, tiled on
-        one canvas, count as one), the crops are resampled in N parts and the R-, O- and
+        levels at a time, each large level in N row bands (each thread takes the largest band
+        or level left; the small levels, tiled on one canvas, count as one), the crops are resampled in N parts and the R-, O- and
         landmark nets run on N parts of their crops at a time (chunks of :data:`_CHUNK` crops);
         the N - 1 extra threads come from a pool shared by the process (see
         :class:`~masksegx.FaceMaskSegmenter`). Each net still runs single-threaded, so give
@@ -360,39 +360,67 @@ class FaceDetector:
         if not levels:
             return np.zeros((0, 5), np.float32)
         borders = [_level_border(level.shape[1], level.shape[2], border) for level in levels]
-        # Each large level is a P-net call of its own; the small ones share one call on a canvas
-        # (on a level of a few thousand pixels the call's fixed cost exceeds its arithmetic).
+        # Each large level is a P-net call of its own, in row bands with two threads or more so
+        # that the threads share the largest levels (the P-net has no padding: a band of cell
+        # rows needs only its windows' rows and gives those cells exactly); the small ones share
+        # one call on a canvas (on a level of a few thousand pixels the call's fixed cost
+        # exceeds its arithmetic).
         small = [k for k, level in enumerate(levels) if min(level.shape[1:]) <= _TILED_LEVEL_SIDE]
-        units = [[k] for k in range(len(levels)) if k not in small] + ([small] if small else [])
+        cell_rows = [_windows(level.shape[1] + 2 * pad_y) for level, (_, pad_y) in zip(levels, borders)]
+        units: list[tuple[list[int], tuple[int, int] | None]] = [
+            ([k], band)
+            for k in range(len(levels)) if k not in small
+            for band in _bands(cell_rows[k], self.threads)
+        ] + ([(small, None)] if small else [])
 
-        def unit_boxes(unit: list[int]) -> list[np.ndarray]:
-            canvas, origins = _tiled([levels[k] for k in unit], [borders[k] for k in unit])
+        def unit_boxes(unit: tuple[list[int], tuple[int, int] | None]) -> list[np.ndarray]:
+            """The unit's cells above the threshold as boxes, per level (before NMS)."""
+            members, band = unit
+            if band is None:
+                first = 0
+                canvas, origins = _tiled([levels[k] for k in members], [borders[k] for k in members])
+            else:
+                first, origins = band[0], [(0, 0)]
+                canvas = _band_canvas(levels[members[0]], borders[members[0]], 2 * first,
+                                      2 * (band[1] - 1) + 12)
             out = pnet(canvas)
             found = []
-            for k, (top, left) in zip(unit, origins):
+            for k, (top, left) in zip(members, origins):
                 pad_x, pad_y = borders[k]
-                rows = _windows(levels[k].shape[1] + 2 * pad_y)
+                rows = cell_rows[k] if band is None else band[1] - first
                 cols = _windows(levels[k].shape[2] + 2 * pad_x)
                 cells = np.s_[top // 2 : top // 2 + rows, left // 2 : left // 2 + cols]
                 prob = out["prob"][0, 1][cells]
                 if prob.size == 0 or prob.max() < self.thresholds[0]:
                     found.append(np.zeros((0, 9), np.float32))
                     continue
-                boxes = _cells_to_boxes(
+                found.append(_cells_to_boxes(
                     out["reg"][0][(slice(None), *cells)], prob, scales[k], self.thresholds[0],
-                    borders[k],
-                )
-                found.append(
-                    boxes[_nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[0])]
-                )
+                    (pad_x, pad_y - 2 * first),  # the band's first row is the level's row 2 * first
+                ))
             return found
 
-        # The threads take the units largest first; their boxes are joined in level order.
-        units.sort(key=lambda unit: -sum(levels[k].size for k in unit))
-        by_level: dict[int, np.ndarray] = {}
-        for unit, found in zip(units, run_in_parallel(self.threads, unit_boxes, units)):
-            by_level.update(zip(unit, found))
-        boxes = np.concatenate([by_level[k] for k in range(len(levels))])
+        def work(unit: tuple[list[int], tuple[int, int] | None]) -> int:
+            members, band = unit
+            pixels = sum(levels[k].size for k in members)
+            if band is None:
+                return pixels
+            return pixels * (band[1] - band[0]) // cell_rows[members[0]]
+
+        # The threads take the units largest first; each level's bands are joined in row order
+        # (the cells' order of one call), then NMS per level.
+        units.sort(key=lambda unit: -work(unit))
+        parts: dict[int, list[tuple[int, np.ndarray]]] = {k: [] for k in range(len(levels))}
+        for (members, band), found in zip(units, run_in_parallel(self.threads, unit_boxes, units)):
+            for k, boxes in zip(members, found):
+                parts[k].append((0 if band is None else band[0], boxes))
+        kept = []
+        for k in range(len(levels)):
+            boxes = np.concatenate([boxes for _, boxes in sorted(parts[k], key=lambda p: p[0])])
+            if len(boxes):
+                boxes = boxes[_nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[0])]
+            kept.append(boxes)
+        boxes = np.concatenate(kept)
         if not len(boxes):
             return np.zeros((0, 5), np.float32)
         boxes = boxes[_nms_exclusive(boxes[:, :4], boxes[:, 4], self.nms_thresholds[1])]
@@ -580,6 +608,30 @@ def _tiled(
 def _even_ceil(value: float) -> int:
     whole = int(np.ceil(value))
     return whole + whole % 2
+
+
+def _band_canvas(
+    level: np.ndarray, border: tuple[int, int], start: int, stop: int
+) -> np.ndarray:
+    """Rows ``start:stop`` of a planar level [3, h, w] framed by its black ``border`` (x, y)
+    pixels, as a P-net input [1, 3, stop - start, w + 2 x]."""
+    pad_x, pad_y = border
+    canvas = np.full((1, 3, stop - start, level.shape[2] + 2 * pad_x), _BLACK, np.float32)
+    low, high = max(start, pad_y), min(stop, pad_y + level.shape[1])
+    if high > low:
+        canvas[0, :, low - start : high - start, pad_x : pad_x + level.shape[2]] = level[
+            :, low - pad_y : high - pad_y
+        ]
+    return canvas
+
+
+def _bands(rows: int, threads: int) -> list[tuple[int, int] | None]:
+    """A large pyramid level's ``rows`` P-net cell rows in ``threads`` row bands (first, end),
+    or ``[None]`` (the whole level in one call) on one thread."""
+    if threads < 2 or rows < 2 * threads:
+        return [None]
+    edges = [round(rows * k / threads) for k in range(threads + 1)]
+    return [(edges[k], edges[k + 1]) for k in range(threads)]
 
 
 def _windows(side: int) -> int:
