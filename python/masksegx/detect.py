@@ -190,8 +190,9 @@ class FaceDetector:
     threads : the most threads one call uses (1, the default: the calling thread only). With N >= 2
         the close-up pass runs on a pool thread beside the first pass, the P-net on N pyramid
         levels at a time, each large level in N row bands (each thread takes the largest band
-        or level left; the small levels, tiled on one canvas, count as one), the crops are resampled in N parts and the R-, O- and
-        landmark nets run on N parts of their crops at a time (chunks of :data:`_CHUNK` crops);
+        or level left; the small levels, tiled on one canvas, count as one), the crops are
+        resampled in N parts and the R-, O- and landmark nets run on N parts of their crops at
+        a time (chunks of :data:`_CHUNK` crops);
         the N - 1 extra threads come from a pool shared by the process (see
         :class:`~masksegx.FaceMaskSegmenter`). Each net still runs single-threaded, so give
         onnxruntime sessions ``onnxruntime_threads=1`` to avoid oversubscription. Results do not
