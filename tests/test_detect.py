@@ -206,8 +206,9 @@ def test_p_net_row_bands_cover_a_level_and_frame_it_as_one_call():
     """With threads >= 2 a large level's P-net runs in row bands: contiguous cell rows, and each
     band's input is the framed level's rows its windows see."""
     assert detect._bands(100, 1) == [None]
-    assert detect._bands(3, 2) == [None]  # too few rows to share
-    for rows, threads in ((100, 2), (101, 3), (7, 3)):
+    assert detect._bands(2 * detect._MIN_BAND_ROWS - 1, 2) == [None]  # too few rows to share
+    assert len(detect._bands(3 * detect._MIN_BAND_ROWS, 8)) == 3  # bands of the fewest rows
+    for rows, threads in ((100, 2), (101, 3), (3 * detect._MIN_BAND_ROWS + 1, 3)):
         bands = detect._bands(rows, threads)
         assert len(bands) == threads and bands[0][0] == 0 and bands[-1][1] == rows
         assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(bands, bands[1:]))

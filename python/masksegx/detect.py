@@ -87,6 +87,9 @@ BACKENDS = ("native", "onnxruntime")
 #: Smallest ``min_face_size``: the P-net sees 12 px faces, so the pyramid's first level is the
 #: image enlarged ``12 / min_face_size`` times per side, at most 4 (16 times the pixels).
 MIN_FACE_SIZE = 3.0
+#: Fewest P-net cell rows in a row band of a large level (its input repeats the 10 rows its
+#: windows share with the next band: a fifth more input rows at this size).
+_MIN_BAND_ROWS = 24
 #: Largest ``scale_factor``: closer to 1 the pyramid's levels (all allocated at once) grow
 #: without bound; at 0.95 they hold at most ``1 / (1 - 0.95**2)``, about 10, first levels.
 MAX_SCALE_FACTOR = 0.95
@@ -627,12 +630,13 @@ def _band_canvas(
 
 
 def _bands(rows: int, threads: int) -> list[tuple[int, int] | None]:
-    """A large pyramid level's ``rows`` P-net cell rows in ``threads`` row bands (first, end),
-    or ``[None]`` (the whole level in one call) on one thread."""
-    if threads < 2 or rows < 2 * threads:
+    """A large pyramid level's ``rows`` P-net cell rows in up to ``threads`` row bands (first,
+    end) of at least :data:`_MIN_BAND_ROWS`, or ``[None]`` (the whole level in one call)."""
+    count = min(threads, rows // _MIN_BAND_ROWS)
+    if count < 2:
         return [None]
-    edges = [round(rows * k / threads) for k in range(threads + 1)]
-    return [(edges[k], edges[k + 1]) for k in range(threads)]
+    edges = [round(rows * k / count) for k in range(count + 1)]
+    return [(edges[k], edges[k + 1]) for k in range(count)]
 
 
 def _windows(side: int) -> int:
