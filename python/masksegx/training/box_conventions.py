@@ -100,7 +100,6 @@ def convention(geometry: npt.NDArray[np.float64]) -> BoxConvention:
 
 def main(argv: list[str] | None = None) -> int:
     from . import samples
-    from .train_detector import YuNetTeacher
 
     parser = argparse.ArgumentParser(prog="python -m masksegx.training.box_conventions",
                                      description=__doc__.split("\n")[0])
@@ -129,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
               f"ilc2021 {convention(measured[1])} ({len(measured[1])} faces)")
         print(f"OUTPUT_CONVENTION = {convention(np.concatenate(measured))}")
         return 0
+    from .train_detector import YuNetTeacher  # torch: the training extra
+
     args.cache.mkdir(parents=True, exist_ok=True)
     teacher = YuNetTeacher(args.data / "models", args.cache / "teacher_labels.json")
     sources = {
