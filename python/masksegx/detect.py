@@ -243,7 +243,7 @@ class FaceDetector:
         self.model_paths = _model_paths(models)
         self.close_up_model_paths = _close_up_model_paths(close_up_models, models, self.model_paths)
         self.calibrated_boxes = (
-            self.model_paths[:3] == tuple(str(path) for path in DETECTOR_MODELS[:3])
+            self.model_paths[:3] == _SHIPPED_PATHS[:3]
             if calibrated_boxes is None
             else check_bool(calibrated_boxes, "calibrated_boxes")
         )
@@ -849,13 +849,17 @@ def _close_up_model_paths(
     return tuple(model_file(path, "close_up_models") for path in close_up_models)
 
 
+#: The package's detector nets as ``models`` paths (P, R, O, landmark net).
+_SHIPPED_PATHS = tuple(str(path) for path in DETECTOR_MODELS)
+
+
 def _model_paths(models: Sequence[PathLike] | None) -> tuple[str, ...]:
     if models is None:
         if not all(path.is_file() for path in (*DETECTOR_MODELS, *CLOSE_UP_MODELS)):
             raise ModelNotFoundError(
                 f"no shipped detector models in {MODEL_DIR}; pass models=(pnet, rnet, onet)"
             )
-        return tuple(str(path) for path in DETECTOR_MODELS)
+        return _SHIPPED_PATHS
     if isinstance(models, (str, bytes, os.PathLike)) or len(models) not in (3, 4):
         raise ValueError(
             "models: expected None or three paths (pnet, rnet, onet) or four "
